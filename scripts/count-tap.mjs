@@ -1,0 +1,29 @@
+// Counts test results in tap's TAP output. A test is a subtest (t.test) with no subtests of
+// its own; a parent that failed without any failing child (a crash in its setup, a file that
+// did not load) counts as one failure too. Prints "N passed, N failed[, N skipped]".
+import { createInterface } from 'node:readline';
+
+let passed = 0, failed = 0, skipped = 0;
+const stack = []; // { indent, children, failedLeaves }
+for await (const line of createInterface({ input: process.stdin })) {
+  const header = /^( *)# Subtest: /.exec(line);
+  if (header) {
+    const indent = header[1].length;
+    if (stack.length) stack[stack.length - 1].children++;
+    stack.push({ indent, children: 0, failedLeaves: 0 });
+    continue;
+  }
+  const result = /^( *)(not ok|ok) \d+/.exec(line);
+  if (!result || !stack.length || result[1].length !== stack[stack.length - 1].indent) continue;
+  const node = stack.pop();
+  const ok = result[2] === 'ok';
+  if (node.children === 0) {
+    if (/# SKIP|# TODO/i.test(line)) skipped++;
+    else if (ok) passed++;
+    else { failed++; for (const p of stack) p.failedLeaves++; }
+  } else if (!ok && node.failedLeaves === 0) {
+    failed++;
+    for (const p of stack) p.failedLeaves++;
+  }
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

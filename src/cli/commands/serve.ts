@@ -1,0 +1,66 @@
+/** `lucid serve`: runs the metadata & lock service for one filespace. */
+import { promises as fs } from 'node:fs';
+import type { Argv } from 'yargs';
+import { UsageError } from '../../errors.js';
+import { loadDescriptor } from '../../crypto/descriptor.js';
+import { startService } from '../../meta/service.js';
+import { defaultDbPath, defaultStoreUrl } from '../home.js';
+import { openEngine, openStore } from '../open.js';
+
+export interface ServeArgs {
+  store?: string;
+  db?: string;
+  listen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`--listen "${listen}" is not HOST:PORT (e.g. 127.0.0.1:7410 or [::1]:7410)`);
+  return { host: m[1] ?? m[2], port };
+}
+
+export const serveCommand = {
+  command: 'serve',
+  describe: 'Run the metadata & lock service for a filespace',
+  builder: (y: Argv) => y
+    .option('store', { type: 'string', describe: 'Store URL of the filespace (default: the embedded default)' })
+    .option('db', { type: 'string', describe: 'Metadata database: sqlite:PATH (default: inside a file:// store, else under ~/.lucid/meta)' })
+    .option('listen', { type: 'string', default: '127.0.0.1:7410', describe: 'HOST:PORT to listen on (port 0 picks a free one)' })
+    .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve HTTPS' })
+    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' }),
+  handler: async (args: ServeArgs) => {
+    if (!!args.tlsCert !== !!args.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
+    const { host, port } = parseListen(args.listen);
+    const url = args.store ?? defaultStoreUrl();
+    const { store } = openStore(url);
+    const descriptor = await loadDescriptor(store);
+    await store.close();
+    const db = args.db ?? `sqlite:${defaultDbPath(url, descriptor.filespaceId)}`;
+    const engine = await openEngine(db, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
+    const readPem = async (file: string, what: string) => fs.readFile(file).catch(() => {
+      throw new UsageError(`cannot read ${what} ${file}`);
+    });
+    const tls = args.tlsCert ? { cert: await readPem(args.tlsCert, '--tls-cert'), key: await readPem(args.tlsKey!, '--tls-key') } : undefined;
+    let service;
+    try {
+      service = await startService({ engine, verifiers: [descriptor.serviceVerifier], tls, log: (l) => process.stderr.write(`${l}\n`) }, host, port);
+    } catch (e) {
+      await engine.close();
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new UsageError(`${args.listen} is already in use: pick another --listen`);
+      if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UsageError(`cannot listen on ${args.listen}: no such local address`);
+      throw e;
+    }
+    process.stdout.write(`lucid serve: filespace ${descriptor.filespaceId} listening on ${service.url}\n`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await service.close();
+    await engine.close();
+  },
+};

@@ -1,0 +1,48 @@
+/**
+ * The `lucid` command line. Thin: parses arguments with yargs and hands them to a command.
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input. Every error is one line on
+ * stderr that names what to fix; --debug adds the stack.
+ */
+import { readFileSync } from 'node:fs';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { LucidError } from '../errors.js';
+import { initCommand } from './commands/init.js';
+import { serveCommand } from './commands/serve.js';
+
+// Keep library warnings (the AWS SDK's Node version notice, experimental flags) out of the
+// output people and scripts read.
+process.removeAllListeners('warning');
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function fail(message: string, code: 1 | 2, error?: unknown): never {
+  process.stderr.write(`lucid: ${message.split('\n')[0]}\n`);
+  if (process.argv.includes('--debug') && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  process.exit(code);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('lucid')
+    .usage('$0 <command> [options]\n\nMount an encrypted cloud filespace as a local drive.')
+    .command(initCommand as never)
+    .command(serveCommand as never)
+    .option('debug', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
+    .demandCommand(1, 'name a command: lucid --help lists them')
+    .strict()
+    .version(pkg.version)
+    .help()
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      if (err instanceof LucidError) fail(err.message, err.exitCode, err);
+      if (err) fail(err.message || String(err), 1, err);
+      fail(msg ?? 'bad usage', 2);
+    })
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch((e: unknown) => {
+  if (e instanceof LucidError) fail(e.message, e.exitCode, e);
+  fail((e as Error)?.message ?? String(e), 1, e);
+});

@@ -1,0 +1,58 @@
+/**
+ * Native authenticated encryption and key derivation primitives (node:crypto, OpenSSL):
+ * AES-256-GCM with 96-bit random nonces, HKDF-SHA256, HMAC-SHA256.
+ *
+ * Promises: `open` either returns the exact plaintext that was sealed with the same key and
+ * associated data, or throws IntegrityError; it never returns unauthenticated bytes.
+ * Callers never reuse a (key, nonce) pair: bulk data uses a fresh key per object.
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { IntegrityError } from '../errors.js';
+
+export const KEY_BYTES = 32;
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+
+/** Seals to nonce ‖ ciphertext ‖ tag. */
+export function seal(key: Buffer, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(aad);
+  const body = cipher.update(plaintext);
+  const tail = cipher.final();
+  return Buffer.concat([nonce, body, tail, cipher.getAuthTag()]);
+}
+
+/** Opens nonce ‖ ciphertext ‖ tag, or throws IntegrityError naming `what`. */
+export function open(key: Buffer, sealed: Uint8Array, aad: Uint8Array, what: string): Buffer {
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
+  const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  return openParts(key, buf.subarray(0, NONCE_BYTES), buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES), buf.subarray(buf.length - TAG_BYTES), aad, what);
+}
+
+export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Uint8Array, what: string): Buffer {
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, nonce);
+    decipher.setAAD(aad);
+    decipher.setAuthTag(tag);
+    const body = decipher.update(ciphertext);
+    const tail = decipher.final();
+    return tail.length ? Buffer.concat([body, tail]) : body;
+  } catch {
+    throw new IntegrityError(`${what} failed authentication: it was altered, truncated or belongs elsewhere`);
+  }
+}
+
+export function hkdf(key: Buffer, salt: Buffer, info: string, bytes = KEY_BYTES): Buffer {
+  return Buffer.from(hkdfSync('sha256', key, salt, Buffer.from(info, 'utf8'), bytes));
+}
+
+export function hmac(key: Buffer, ...parts: Uint8Array[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,182 @@
+/**
+ * The filespace descriptor: the one small object at the top of a store that says what the
+ * filespace is (id, format version, block size) and holds each user's wrapped master key.
+ *
+ * Promises:
+ * - the file is canonical JSON with a SHA-256 checksum, so any damaged byte (even white
+ *   space) is an IntegrityError before a password is tried;
+ * - a wrong password is a WrongPasswordError, told apart from damage;
+ * - after unlocking, an HMAC under a key derived from the master key proves that nobody
+ *   without the keys changed any field (block size, users, service verifier).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { AlreadyExistsError, AlreadyInitializedError, IntegrityError, NotFoundError, NotInitializedError, WrongPasswordError } from '../errors.js';
+import { DESCRIPTOR_KEY } from '../store/keys.js';
+import type { ObjectStore } from '../store/types.js';
+import { equalBytes, hmac, open, seal } from './aead.js';
+import { deriveKek, kdfParams, type KdfParams, type KdfStrength } from './kdf.js';
+import { FilespaceKeys } from './keys.js';
+
+export const DESCRIPTOR_FORMAT = 'lucid-filespace';
+export const FORMAT_VERSION = 1;
+
+export interface DescriptorUser {
+  name: string;
+  kdf: KdfParams;
+  /** base64 of nonce ‖ sealed master key ‖ tag */
+  wrappedMasterKey: string;
+}
+
+export interface Descriptor {
+  format: typeof DESCRIPTOR_FORMAT;
+  formatVersion: number;
+  filespaceId: string;
+  createdAt: string;
+  blockSize: number;
+  blockCipher: 'aes-256-gcm';
+  /** The data key id new block objects are sealed with. */
+  dataKeyId: number;
+  users: DescriptorUser[];
+  serviceVerifier: string;
+  mac: string;
+}
+
+export interface UnlockedFilespace {
+  descriptor: Descriptor;
+  keys: FilespaceKeys;
+  user: string;
+}
+
+function wrapAad(filespaceId: string, user: string): Buffer {
+  return Buffer.from(`lucid/v1/wrap\0${filespaceId}\0${user}`);
+}
+
+/** Field order is fixed here: canonical form is this object serialized with 2-space indent. */
+function ordered(d: Descriptor): Descriptor {
+  return {
+    format: d.format, formatVersion: d.formatVersion, filespaceId: d.filespaceId, createdAt: d.createdAt,
+    blockSize: d.blockSize, blockCipher: d.blockCipher, dataKeyId: d.dataKeyId,
+    users: d.users.map((u) => ({
+      name: u.name,
+      kdf: { alg: u.kdf.alg, opsLimit: u.kdf.opsLimit, memLimit: u.kdf.memLimit, salt: u.kdf.salt },
+      wrappedMasterKey: u.wrappedMasterKey,
+    })),
+    serviceVerifier: d.serviceVerifier, mac: d.mac,
+  };
+}
+
+function macOf(keys: FilespaceKeys, d: Descriptor): string {
+  const body = JSON.stringify(ordered({ ...d, mac: '' }));
+  return hmac(keys.descriptorMac, Buffer.from(body)).toString('hex');
+}
+
+function checksumOf(body: string): string {
+  return createHash('sha256').update(body).digest('hex');
+}
+
+export function serializeDescriptor(d: Descriptor): Buffer {
+  const body = JSON.stringify(ordered(d), null, 2);
+  return Buffer.from(`${body.slice(0, -2)},\n  "checksum": "${checksumOf(body)}"\n}\n`);
+}
+
+/** Parses and checks the checksum; does not need (or check) the password. */
+export function parseDescriptor(bytes: Buffer): Descriptor {
+  let obj: Record<string, unknown>;
+  try {
+    obj = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new IntegrityError('the filespace descriptor is damaged: it is not valid JSON');
+  }
+  if (typeof obj !== 'object' || obj === null || obj.format !== DESCRIPTOR_FORMAT) {
+    throw new IntegrityError('the filespace descriptor is damaged or not a Lucid descriptor');
+  }
+  if (typeof obj.formatVersion === 'number' && obj.formatVersion > FORMAT_VERSION) {
+    throw new IntegrityError(`the filespace uses format version ${obj.formatVersion}; this lucid reads up to ${FORMAT_VERSION}: upgrade lucid`);
+  }
+  const { checksum, ...rest } = obj;
+  let canonical: Buffer;
+  try {
+    canonical = serializeDescriptor(rest as unknown as Descriptor);
+  } catch {
+    throw new IntegrityError('the filespace descriptor is damaged: fields are missing or malformed');
+  }
+  if (typeof checksum !== 'string' || !canonical.equals(bytes)) {
+    throw new IntegrityError('the filespace descriptor is damaged: its checksum or layout does not match its contents');
+  }
+  return rest as unknown as Descriptor;
+}
+
+export interface CreateOptions {
+  password: string;
+  blockSize: number;
+  user?: string;
+  kdf?: KdfStrength;
+}
+
+export async function createDescriptor(options: CreateOptions): Promise<UnlockedFilespace> {
+  const user = options.user ?? 'admin';
+  const idBytes = randomBytes(16);
+  const filespaceId = idBytes.toString('hex');
+  const master = randomBytes(32);
+  const kdf = await kdfParams(options.kdf ?? 'moderate', randomBytes(16));
+  const kek = await deriveKek(options.password, kdf);
+  const keys = new FilespaceKeys(master, idBytes);
+  const descriptor: Descriptor = {
+    format: DESCRIPTOR_FORMAT, formatVersion: FORMAT_VERSION, filespaceId, createdAt: new Date().toISOString(),
+    blockSize: options.blockSize, blockCipher: 'aes-256-gcm', dataKeyId: 1,
+    users: [{ name: user, kdf, wrappedMasterKey: seal(kek, master, wrapAad(filespaceId, user)).toString('base64') }],
+    serviceVerifier: keys.serviceVerifier(), mac: '',
+  };
+  descriptor.mac = macOf(keys, descriptor);
+  return { descriptor, keys, user };
+}
+
+/** Unwraps the master key with a password (trying the named user, or every user). */
+export async function unlockDescriptor(descriptor: Descriptor, password: string, user?: string): Promise<UnlockedFilespace> {
+  const candidates = user ? descriptor.users.filter((u) => u.name === user) : descriptor.users;
+  if (candidates.length === 0) throw new WrongPasswordError(`the filespace has no user "${user}"`);
+  for (const u of candidates) {
+    const kek = await deriveKek(password, u.kdf);
+    let master: Buffer;
+    try {
+      master = open(kek, Buffer.from(u.wrappedMasterKey, 'base64'), wrapAad(descriptor.filespaceId, u.name), 'the wrapped master key');
+    } catch {
+      continue;
+    }
+    const keys = new FilespaceKeys(master, Buffer.from(descriptor.filespaceId, 'hex'));
+    if (!equalBytes(Buffer.from(macOf(keys, descriptor), 'hex'), Buffer.from(descriptor.mac, 'hex'))) {
+      throw new IntegrityError('the filespace descriptor was changed by someone without its keys (MAC mismatch)');
+    }
+    return { descriptor, keys, user: u.name };
+  }
+  throw new WrongPasswordError(user ? `wrong password for user "${user}"` : 'wrong password for this filespace');
+}
+
+/** Reads the descriptor bytes, or says the store holds no filespace. */
+export function missingDescriptor(storeUrl: string): NotInitializedError {
+  return new NotInitializedError(`no Lucid filespace in ${storeUrl}: run "lucid init --store ${storeUrl}" first`);
+}
+
+/** Loads and checks the descriptor of the filespace in `store` (no password needed). */
+export async function loadDescriptor(store: ObjectStore): Promise<Descriptor> {
+  let bytes: Buffer;
+  try {
+    bytes = await store.get(DESCRIPTOR_KEY);
+  } catch (e) {
+    if (e instanceof NotFoundError) throw missingDescriptor(store.url);
+    throw e;
+  }
+  return parseDescriptor(bytes);
+}
+
+/** Writes a new filespace's descriptor; refuses to replace an existing one. */
+export async function saveNewDescriptor(store: ObjectStore, descriptor: Descriptor): Promise<void> {
+  const exists = () => new AlreadyInitializedError(`${store.url} already holds a Lucid filespace; it was left untouched (use another --store to create a new one)`);
+  if (await store.head(DESCRIPTOR_KEY)) throw exists();
+  try {
+    await store.put(DESCRIPTOR_KEY, serializeDescriptor(descriptor), { ifAbsent: true });
+  } catch (e) {
+    if (e instanceof AlreadyExistsError) throw exists();
+    throw e;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The filespace key hierarchy below the master key. Every working key is derived from the
+ * 256-bit master key with HKDF-SHA256 (salt: the filespace id, info: its purpose), so no
+ * two purposes ever share a key:
+ *   data/<keyId>  → per-object block keys (HMAC of the object id), so a nonce can never repeat
+ *   name-enc      → file names (AEAD)          name-hash → directory lookup hashes (HMAC)
+ *   meta          → symlink targets, xattrs     descriptor-mac → descriptor authentication
+ *   service-token → bearer token for the metadata service
+ *   cache         → the local cache at rest
+ */
+import { createHash } from 'node:crypto';
+import { hkdf, hmac } from './aead.js';
+
+export class FilespaceKeys {
+  readonly nameEnc: Buffer;
+  readonly nameHash: Buffer;
+  readonly meta: Buffer;
+  readonly descriptorMac: Buffer;
+  readonly serviceToken: Buffer;
+  readonly cache: Buffer;
+  private readonly dataKeys = new Map<number, Buffer>();
+
+  constructor(private readonly master: Buffer, private readonly filespaceId: Buffer) {
+    this.nameEnc = this.derive('name-enc');
+    this.nameHash = this.derive('name-hash');
+    this.meta = this.derive('meta');
+    this.descriptorMac = this.derive('descriptor-mac');
+    this.serviceToken = this.derive('service-token');
+    this.cache = this.derive('cache');
+  }
+
+  /** The key that seals one block object: unique per (data key, object id). */
+  blockKey(keyId: number, objectId: Buffer): Buffer {
+    let dataKey = this.dataKeys.get(keyId);
+    if (!dataKey) {
+      dataKey = this.derive(`data/${keyId}`);
+      this.dataKeys.set(keyId, dataKey);
+    }
+    return hmac(dataKey, Buffer.from('block\0'), objectId);
+  }
+
+  /** What the service stores to check bearer tokens without being able to mint them. */
+  serviceVerifier(): string {
+    return serviceVerifierOf(this.serviceToken.toString('hex'));
+  }
+
+  private derive(purpose: string): Buffer {
+    return hkdf(this.master, this.filespaceId, `lucid/v1/${purpose}`);
+  }
+}
+
+export function serviceVerifierOf(token: string): string {
+  return createHash('sha256').update(`lucid-service-token:${token}`).digest('hex');
+}

@@ -1,0 +1,212 @@
+/**
+ * Filespace: an unlocked filespace — its keys, its object store and its metadata engine —
+ * and the file-level operations built on them: names sealed before they reach the
+ * metadata engine, contents split into blocks, each block sealed into a new immutable
+ * object, uploaded, and only then committed to the block map.
+ *
+ * The path API (mkdir, writeFile, readFile, …) is the library's entry point for scripts
+ * and tests; the VFS serves the same operations to the kernel by inode.
+ */
+import { NoEntryError, NotDirectoryError } from '../errors.js';
+import { NameCipher } from '../crypto/names.js';
+import type { UnlockedFilespace } from '../crypto/descriptor.js';
+import { BlockCodec, newObjectId } from '../chunker/format.js';
+import { assembleRange, spans } from '../chunker/layout.js';
+import { blockKey } from '../store/keys.js';
+import type { ObjectStore } from '../store/types.js';
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir, type Attr, type BlockRef, type MetaEngine } from '../meta/types.js';
+
+export interface DirListing {
+  name: string;
+  attr: Attr;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+export class Filespace {
+  readonly names: NameCipher;
+  readonly codec: BlockCodec;
+  readonly blockSize: number;
+  uploadConcurrency = 8;
+
+  constructor(readonly unlocked: UnlockedFilespace, readonly store: ObjectStore, readonly meta: MetaEngine) {
+    this.names = new NameCipher(unlocked.keys);
+    this.codec = new BlockCodec(unlocked.keys, unlocked.descriptor.dataKeyId);
+    this.blockSize = unlocked.descriptor.blockSize;
+  }
+
+  // ---- block level -------------------------------------------------------------------
+
+  /** Seals and uploads one block as a new object; returns the block map entry to commit. */
+  async uploadBlock(index: number, plaintext: Buffer): Promise<BlockRef> {
+    const objectId = newObjectId();
+    await this.store.put(blockKey(objectId), this.codec.seal(objectId, plaintext));
+    return { index, objectId, length: plaintext.length };
+  }
+
+  async fetchBlock(ref: BlockRef): Promise<Buffer> {
+    const plain = this.codec.open(ref.objectId, await this.store.get(blockKey(ref.objectId)));
+    return plain.length > ref.length ? plain.subarray(0, ref.length) : plain;
+  }
+
+  /** Reads [offset, offset+length) of inode `ino` (as of a CSN if given). */
+  async read(ino: number, offset: number, length: number, asOf?: number): Promise<Buffer> {
+    const attr = await this.meta.getAttr(ino, { asOf });
+    const parts = spans(this.blockSize, offset, length, attr.size);
+    if (parts.length === 0) return Buffer.alloc(0);
+    const refs = await this.meta.getBlocks(ino, parts[0].index, parts.length, { asOf });
+    const byIndex = new Map(refs.map((r) => [r.index, r]));
+    return assembleRange(this.blockSize, attr.size, offset, length, async (i) => {
+      const ref = byIndex.get(i);
+      return ref ? this.fetchBlock(ref) : undefined;
+    });
+  }
+
+  /**
+   * Writes `data` at `offset`: partial blocks are read, patched and written whole as new
+   * objects; every object is in the store before the block map commit that names it.
+   */
+  async write(ino: number, offset: number, data: Buffer): Promise<Attr> {
+    const attr = await this.meta.getAttr(ino);
+    const parts = spans(this.blockSize, offset, data.length);
+    const existing = parts.length
+      ? new Map((await this.meta.getBlocks(ino, parts[0].index, parts.length)).map((r) => [r.index, r]))
+      : new Map<number, BlockRef>();
+    const refs = await mapLimit(parts, this.uploadConcurrency, async (s) => {
+      const blockStart = s.index * this.blockSize;
+      const validOld = Math.max(0, Math.min(this.blockSize, attr.size - blockStart));
+      const newEnd = s.start + s.length;
+      let block: Buffer;
+      if (s.start === 0 && newEnd >= validOld) {
+        block = data.subarray(s.outOffset, s.outOffset + s.length);
+      } else {
+        block = Buffer.alloc(Math.max(validOld, newEnd));
+        const old = existing.get(s.index);
+        if (old) (await this.fetchBlock(old)).copy(block, 0, 0, validOld);
+        data.copy(block, s.start, s.outOffset, s.outOffset + s.length);
+      }
+      return this.uploadBlock(s.index, Buffer.from(block));
+    });
+    return this.meta.commitBlocks(ino, refs, { minSize: offset + data.length, expectVersion: attr.version });
+  }
+
+  // ---- path level --------------------------------------------------------------------
+
+  async resolve(path: string): Promise<Attr> {
+    let attr = await this.meta.getAttr(ROOT_INO);
+    for (const name of split(path)) {
+      if (!isDir(attr.mode)) throw new NotDirectoryError(`${path}: a component is not a directory`);
+      attr = await this.meta.lookup(attr.ino, this.names.hash(attr.ino, name));
+    }
+    return attr;
+  }
+
+  async mkdir(path: string, mode = 0o755): Promise<Attr> {
+    const { parent, name } = await this.parentOf(path);
+    return this.meta.create(parent.ino, this.names.seal(parent.ino, name), { mode: S_IFDIR | mode, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  }
+
+  async writeFile(path: string, data: Buffer, mode = 0o644): Promise<Attr> {
+    const { parent, name } = await this.parentOf(path);
+    let attr: Attr;
+    try {
+      attr = await this.meta.lookup(parent.ino, this.names.hash(parent.ino, name));
+      attr = await this.meta.setAttr(attr.ino, { size: 0 });
+    } catch (e) {
+      if (!(e instanceof NoEntryError)) throw e;
+      attr = await this.meta.create(parent.ino, this.names.seal(parent.ino, name), { mode: S_IFREG | mode, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    }
+    return data.length ? this.write(attr.ino, 0, data) : attr;
+  }
+
+  async readFile(path: string, asOf?: number): Promise<Buffer> {
+    const attr = await this.resolve(path);
+    return this.read(attr.ino, 0, attr.size, asOf);
+  }
+
+  async readdir(path: string): Promise<DirListing[]> {
+    const dir = await this.resolve(path);
+    const out: DirListing[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.meta.readdir(dir.ino, { cursor, plus: true });
+      for (const e of page.entries) out.push({ name: this.names.open(dir.ino, e.hash, e.enc), attr: e.attr! });
+      cursor = page.cursor;
+    } while (cursor);
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async symlink(target: string, path: string): Promise<Attr> {
+    const { parent, name } = await this.parentOf(path);
+    // The service assigns the inode number inside `create`, so a target is bound to its
+    // purpose (inode 0) rather than to an inode it does not have yet.
+    return this.meta.create(parent.ino, this.names.seal(parent.ino, name), {
+      mode: S_IFLNK | 0o777, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+      target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
+    });
+  }
+
+  async readlink(path: string): Promise<string> {
+    const attr = await this.resolve(path);
+    return this.names.openBlob(0, 'symlink', await this.meta.readlink(attr.ino)).toString('utf8');
+  }
+
+  async unlink(path: string): Promise<void> {
+    const { parent, name } = await this.parentOf(path);
+    const after = await this.meta.unlink(parent.ino, this.names.hash(parent.ino, name));
+    if (after.nlink === 0) await this.meta.reclaim(after.ino);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const a = await this.parentOf(from);
+    const b = await this.parentOf(to);
+    const replaced = await this.meta.rename(a.parent.ino, this.names.hash(a.parent.ino, a.name), b.parent.ino, this.names.seal(b.parent.ino, b.name));
+    if (replaced && replaced.nlink === 0 && !isDir(replaced.mode)) await this.meta.reclaim(replaced.ino);
+  }
+
+  async setXattr(path: string, name: string, value: Buffer): Promise<void> {
+    const attr = await this.resolve(path);
+    await this.meta.setXattr(attr.ino, {
+      hash: this.names.xattrHash(attr.ino, name),
+      nameEnc: this.names.sealBlob(attr.ino, 'xattr-name', Buffer.from(name, 'utf8')),
+      valueEnc: this.names.sealBlob(attr.ino, 'xattr-value', value),
+    });
+  }
+
+  async getXattr(path: string, name: string): Promise<Buffer> {
+    const attr = await this.resolve(path);
+    const e = await this.meta.getXattr(attr.ino, this.names.xattrHash(attr.ino, name));
+    return this.names.openBlob(attr.ino, 'xattr-value', e.valueEnc);
+  }
+
+  async listXattr(path: string): Promise<string[]> {
+    const attr = await this.resolve(path);
+    const entries = await this.meta.listXattr(attr.ino);
+    return entries.map((e) => this.names.openBlob(attr.ino, 'xattr-name', e.nameEnc).toString('utf8')).sort();
+  }
+
+  private async parentOf(path: string): Promise<{ parent: Attr; name: string }> {
+    const parts = split(path);
+    const name = parts.pop();
+    if (name === undefined) throw new NoEntryError('the root has no parent');
+    const parent = await this.resolve(parts.join('/'));
+    if (!isDir(parent.mode)) throw new NotDirectoryError(`${path}: parent is not a directory`);
+    return { parent, name };
+  }
+}
+
+function split(path: string): string[] {
+  return path.split('/').filter((p) => p !== '' && p !== '.');
+}

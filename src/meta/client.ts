@@ -1,0 +1,134 @@
+/**
+ * MetaClient: the MetaEngine interface over the service's HTTP API, plus a subscription to
+ * its change feed. Connections are kept alive; errors come back as the same typed errors the
+ * engine threw; a service that cannot be reached is a ServiceUnavailableError.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import WebSocket from 'ws';
+import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
+import type {
+  Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
+  MutateOptions, NewNode, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+} from './types.js';
+import { decodeWire, encodeWire } from './wire.js';
+
+export interface MetaClientOptions {
+  /** Extra CA certificates to trust for https (a self-signed service). */
+  ca?: Buffer;
+  timeoutMs?: number;
+}
+
+export class MetaClient implements MetaEngine {
+  private readonly base: URL;
+  private readonly agent: http.Agent;
+  private readonly auth: string;
+
+  constructor(url: string, token: string, private readonly options: MetaClientOptions = {}) {
+    this.base = new URL(url);
+    this.auth = `Bearer ${token}`;
+    this.agent = this.base.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true, maxSockets: 64, ca: options.ca })
+      : new http.Agent({ keepAlive: true, maxSockets: 64 });
+  }
+
+  get url(): string {
+    return this.base.origin;
+  }
+
+  info(): Promise<MetaInfo> { return this.call('info', []); }
+  getAttr(ino: number, options?: ReadOptions): Promise<Attr> { return this.call('getAttr', [ino, options]); }
+  lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr> { return this.call('lookup', [parent, hash, options]); }
+  readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.call('readdir', [parent, options]); }
+  create(parent: number, name: EntryName, node: NewNode): Promise<Attr> { return this.call('create', [parent, name, node]); }
+  link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }
+  unlink(parent: number, hash: Buffer): Promise<Attr> { return this.call('unlink', [parent, hash]); }
+  async rmdir(parent: number, hash: Buffer): Promise<void> { await this.call('rmdir', [parent, hash]); }
+  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: { noReplace?: boolean }): Promise<Attr | undefined> {
+    return (await this.call<Attr | null>('rename', [parent, hash, newParent, newName, flags])) ?? undefined;
+  }
+  setAttr(ino: number, changes: AttrChanges, options?: MutateOptions): Promise<Attr> { return this.call('setAttr', [ino, changes, options]); }
+  readlink(ino: number, options?: ReadOptions): Promise<Buffer> { return this.call('readlink', [ino, options]); }
+  getBlocks(ino: number, first: number, count: number, options?: ReadOptions): Promise<BlockRef[]> {
+    return this.call('getBlocks', [ino, first, count, options]);
+  }
+  commitBlocks(ino: number, blocks: BlockRef[], options?: CommitBlocksOptions): Promise<Attr> {
+    return this.call('commitBlocks', [ino, blocks, options]);
+  }
+  async reclaim(ino: number): Promise<void> { await this.call('reclaim', [ino]); }
+  getXattr(ino: number, hash: Buffer, options?: ReadOptions): Promise<XattrEntry> { return this.call('getXattr', [ino, hash, options]); }
+  listXattr(ino: number, options?: ReadOptions): Promise<XattrEntry[]> { return this.call('listXattr', [ino, options]); }
+  async setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void> { await this.call('setXattr', [ino, entry, flags]); }
+  async removeXattr(ino: number, hash: Buffer): Promise<void> { await this.call('removeXattr', [ino, hash]); }
+  changesSince(csn: number, limit?: number): Promise<ChangesPage> { return this.call('changesSince', [csn, limit]); }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+
+  /**
+   * Follows the change feed from `since`: `onCommit` gets every commit after it, in order,
+   * across reconnects (each reconnect resumes from the last commit seen).
+   */
+  subscribe(since: number, onCommit: (c: Commit) => void, onReady?: (csn: number) => void): { close(): void } {
+    let last = since;
+    let ws: WebSocket | undefined;
+    let closed = false;
+    let delay = 100;
+    const connect = () => {
+      if (closed) return;
+      const url = new URL(`/v1/feed?since=${last}`, this.base);
+      url.protocol = this.base.protocol === 'https:' ? 'wss:' : 'ws:';
+      ws = new WebSocket(url, { headers: { authorization: this.auth }, ca: this.options.ca });
+      ws.on('message', (data) => {
+        const msg = JSON.parse(String(data)) as { type: string; csn: number; timeMs: number; inos: number[] };
+        if (msg.type === 'commit' && msg.csn > last) {
+          last = msg.csn;
+          onCommit({ csn: msg.csn, timeMs: msg.timeMs, inos: msg.inos });
+        } else if (msg.type === 'ready') {
+          delay = 100;
+          onReady?.(msg.csn);
+        }
+      });
+      ws.on('error', () => {});
+      ws.on('close', () => {
+        if (closed) return;
+        setTimeout(connect, delay).unref();
+        delay = Math.min(delay * 2, 5_000);
+      });
+    };
+    connect();
+    return { close: () => { closed = true; ws?.terminate(); } };
+  }
+
+  private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
+    while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
+    const body = encodeWire({ args });
+    const url = new URL(`/v1/rpc/${method}`, this.base);
+    const lib = url.protocol === 'https:' ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      const req = lib.request(url, {
+        method: 'POST', agent: this.agent, timeout: this.options.timeoutMs ?? 60_000,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: this.auth },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (e) => reject(new ServiceUnavailableError(`metadata service ${this.base.origin}: ${e.message}`)));
+        res.on('end', () => {
+          let payload: { result?: unknown; error?: { code: string; message: string } };
+          try {
+            payload = decodeWire(Buffer.concat(chunks).toString('utf8')) as typeof payload;
+          } catch {
+            return reject(new InternalError(`metadata service ${this.base.origin} sent an unreadable answer (HTTP ${res.statusCode})`));
+          }
+          if (payload.error) return reject(errorFromCode(payload.error.code, payload.error.message));
+          resolve(payload.result as T);
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (e: NodeJS.ErrnoException) => reject(new ServiceUnavailableError(
+        `cannot reach the metadata service at ${this.base.origin} (${e.code ?? e.message})`)));
+      req.end(body);
+    });
+  }
+}

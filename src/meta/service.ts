@@ -1,0 +1,178 @@
+/**
+ * The metadata & lock service as an HTTP API under /v1 (node:http or node:https):
+ *   GET  /v1/health            → 200 {"status":"ok"} (no authentication)
+ *   POST /v1/rpc/<method>      → one MetaEngine call; body {"args": [...]}, answer {"result": …}
+ *   GET  /v1/feed?since=CSN    → WebSocket: the change feed, catching up from CSN, then live
+ * Every call but health needs `Authorization: Bearer <token>` whose verifier is in the
+ * filespace descriptor, so only holders of the filespace keys can talk to it. The service
+ * holds no keys and only ever sees lookup hashes and sealed blobs.
+ *
+ * Promises: malformed input (bad JSON, unknown method, wrong argument types, oversized
+ * bodies) is a clean 4xx that changes nothing; an engine error keeps its code on the wire.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { InternalError, InvalidArgumentError, LucidError, UnauthorizedError } from '../errors.js';
+import { serviceVerifierOf } from '../crypto/keys.js';
+import { META_METHODS, type MetaEngine, type MetaMethod } from './types.js';
+import type { CommitEvent } from './sql/engine.js';
+import { decodeWire, encodeWire, statusOf } from './wire.js';
+
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const METHODS = new Set<string>(META_METHODS);
+
+export interface ServiceOptions {
+  engine: MetaEngine & { onCommit(listener: (e: CommitEvent) => void): () => void };
+  /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf). */
+  verifiers: string[];
+  tls?: { cert: Buffer; key: Buffer };
+  log?: (line: string) => void;
+}
+
+export interface RunningService {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startService(options: ServiceOptions, host = '127.0.0.1', port = 0): Promise<RunningService> {
+  const verifiers = options.verifiers.map((v) => Buffer.from(v, 'hex'));
+  const authorized = (req: IncomingMessage): boolean => {
+    const m = /^Bearer ([0-9a-f]{64})$/.exec(req.headers.authorization ?? '');
+    if (!m) return false;
+    const v = Buffer.from(serviceVerifierOf(m[1]), 'hex');
+    return verifiers.some((x) => x.length === v.length && timingSafeEqual(x, v));
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((e) => reply(res, e instanceof LucidError ? e : new InternalError('internal service error')));
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/v1/health') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return replyRaw(res, 405, { error: { code: 'InvalidArgument', message: 'use GET' } });
+      return replyRaw(res, 200, { status: 'ok' });
+    }
+    if (!authorized(req)) return reply(res, new UnauthorizedError('missing or invalid bearer token for this filespace'));
+    const rpc = /^\/v1\/rpc\/([A-Za-z]+)$/.exec(url.pathname);
+    if (!rpc) return replyRaw(res, 404, { error: { code: 'InvalidArgument', message: `no such endpoint ${url.pathname}` } });
+    if (req.method !== 'POST') return replyRaw(res, 405, { error: { code: 'InvalidArgument', message: 'use POST' } });
+    const method = rpc[1];
+    if (!METHODS.has(method)) return replyRaw(res, 404, { error: { code: 'InvalidArgument', message: `no such method ${method}` } });
+    const body = await readBody(req);
+    if (body === undefined) return replyRaw(res, 413, { error: { code: 'InvalidArgument', message: `request body over ${MAX_BODY_BYTES} bytes` } });
+    let args: unknown;
+    try {
+      args = (decodeWire(body) as { args?: unknown })?.args;
+    } catch {
+      return reply(res, new InvalidArgumentError('request body is not valid JSON'));
+    }
+    if (!Array.isArray(args) || args.length > 6) return reply(res, new InvalidArgumentError('request body must be {"args": [...]}'));
+    const fn = options.engine[method as MetaMethod] as (...a: unknown[]) => Promise<unknown>;
+    let result: unknown;
+    try {
+      result = await fn.apply(options.engine, args);
+    } catch (e) {
+      if (e instanceof LucidError) return reply(res, e);
+      // A TypeError from a malformed argument shape is the caller's fault, not a crash.
+      if (e instanceof TypeError) return reply(res, new InvalidArgumentError(`malformed arguments for ${method}`));
+      options.log?.(`internal error in ${method}: ${(e as Error)?.stack ?? e}`);
+      return reply(res, new InternalError('internal service error'));
+    }
+    replyRaw(res, 200, { result: result ?? null });
+  };
+
+  const server: Server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler) as unknown as Server
+    : createHttpServer(handler);
+  server.keepAliveTimeout = 65_000;
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  const sockets = new Set<WebSocket>();
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname !== '/v1/feed' || !authorized(req)) {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      void serveFeed(ws, Number(url.searchParams.get('since') ?? '0'));
+    });
+  });
+
+  const serveFeed = async (ws: WebSocket, since: number) => {
+    sockets.add(ws);
+    ws.on('close', () => sockets.delete(ws));
+    ws.on('error', () => ws.terminate());
+    // Buffer live commits until the catch-up has been sent, so nothing falls in between.
+    const pending: CommitEvent[] = [];
+    let live = false;
+    let last = Number.isSafeInteger(since) && since >= 0 ? since : 0;
+    const send = (e: CommitEvent) => {
+      if (e.csn <= last || ws.readyState !== ws.OPEN) return;
+      last = e.csn;
+      ws.send(JSON.stringify({ type: 'commit', ...e }));
+    };
+    const stop = options.engine.onCommit((e) => (live ? send(e) : pending.push(e)));
+    ws.on('close', stop);
+    try {
+      for (;;) {
+        const page = await options.engine.changesSince(last, 1000);
+        for (const c of page.commits) send(c);
+        if (page.commits.length === 0 || last >= page.csn) break;
+      }
+      for (const e of pending) send(e);
+      live = true;
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'ready', csn: last }));
+    } catch {
+      ws.close(1011, 'feed failed');
+    }
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    url: `${options.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
+    close: async () => {
+      for (const ws of sockets) ws.terminate();
+      wss.close();
+      server.closeAllConnections?.();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function reply(res: ServerResponse, e: LucidError): void {
+  replyRaw(res, statusOf(e), { error: { code: e.code, message: e.message } });
+}
+
+function replyRaw(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return;
+  const text = encodeWire(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) over = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(over ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

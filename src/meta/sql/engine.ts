@@ -1,0 +1,517 @@
+/**
+ * SqlMetaEngine: the metadata logic, written once over the SqlDriver primitives, for every
+ * SQL database. Each mutation runs in one transaction that first takes the next CSN (which
+ * also serializes writers, so CSN order is commit order), ends the live versions of the rows
+ * it changes (csn_to = CSN), inserts their new versions (csn_from = CSN), and records which
+ * inodes changed for the change feed.
+ */
+import {
+  EntryExistsError, InternalError, InvalidArgumentError, IsDirectoryError, NoAttributeError, NoEntryError,
+  NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
+} from '../../errors.js';
+import {
+  ROOT_INO, S_IFDIR, S_IFMT, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
+  type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
+  type NewNode, type ReadOptions, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
+} from '../types.js';
+import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
+import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
+
+export interface CommitEvent {
+  csn: number;
+  timeMs: number;
+  inos: number[];
+}
+
+const INODE_COLS = 'ino, csn_from, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms';
+const MAX_SEALED_NAME = 1024;
+const MAX_SEALED_BLOB = 70 * 1024;
+
+function toAttr(r: Row): Attr {
+  return {
+    ino: Number(r.ino), mode: Number(r.mode), uid: Number(r.uid), gid: Number(r.gid), size: Number(r.size),
+    nlink: Number(r.nlink), rdev: Number(r.rdev), atimeMs: Number(r.atime_ms), mtimeMs: Number(r.mtime_ms),
+    ctimeMs: Number(r.ctime_ms), crtimeMs: Number(r.crtime_ms), version: Number(r.csn_from),
+  };
+}
+
+/** Visibility of versioned rows: live, or as of a CSN. `p` prefixes the columns (table alias). */
+function visible(options: ReadOptions | undefined, p = ''): { sql: string; params: SqlValue[] } {
+  if (options?.asOf === undefined) return { sql: `${p}csn_to = ?`, params: [LIVE] };
+  const csn = checkInt(options.asOf, 'asOf');
+  return { sql: `${p}csn_from <= ? AND ${p}csn_to > ?`, params: [csn, csn] };
+}
+
+function checkInt(v: unknown, what: string, min = 0): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new InvalidArgumentError(`${what} must be a whole number ≥ ${min}`);
+  return v;
+}
+
+function checkBytes(v: unknown, what: string, min: number, max: number): Buffer {
+  if (!Buffer.isBuffer(v) || v.length < min || v.length > max) throw new InvalidArgumentError(`${what} must be ${min}–${max} bytes`);
+  return v;
+}
+
+const checkHash = (v: unknown) => checkBytes(v, 'hash', 32, 32);
+const checkName = (n: EntryName) => ({ hash: checkHash(n?.hash), enc: checkBytes(n?.enc, 'sealed name', 1, MAX_SEALED_NAME) });
+
+/** The writes of one transaction: every versioned row it touches is stamped with its CSN. */
+class Mutation {
+  readonly touched = new Set<number>();
+  constructor(readonly tx: SqlRunner, readonly csn: number, readonly now: number) {}
+
+  async inode(ino: number): Promise<Attr & { target: Buffer | null }> {
+    const r = await this.tx.get(`SELECT ${INODE_COLS}, target FROM inodes WHERE ino = ? AND csn_to = ?`, [ino, LIVE]);
+    if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
+    return { ...toAttr(r), target: (r.target as Buffer | null) ?? null };
+  }
+
+  async dir(ino: number): Promise<Attr> {
+    const a = await this.inode(ino);
+    if (!isDir(a.mode)) throw new NotDirectoryError(`inode ${ino} is not a directory`);
+    return a;
+  }
+
+  async entry(parent: number, hash: Buffer): Promise<{ ino: number; mode: number } | undefined> {
+    const r = await this.tx.get('SELECT ino, mode FROM dentries WHERE parent = ? AND hash = ? AND csn_to = ?', [parent, hash, LIVE]);
+    return r ? { ino: Number(r.ino), mode: Number(r.mode) } : undefined;
+  }
+
+  /** Ends the live versions of rows matching `where` (deleting ones this transaction made). */
+  async end(table: string, where: string, params: SqlValue[]): Promise<void> {
+    await this.tx.run(`DELETE FROM ${table} WHERE ${where} AND csn_from = ? AND csn_to = ?`, [...params, this.csn, LIVE]);
+    await this.tx.run(`UPDATE ${table} SET csn_to = ? WHERE ${where} AND csn_to = ?`, [this.csn, ...params, LIVE]);
+  }
+
+  async insert(table: string, row: Record<string, SqlValue>): Promise<void> {
+    const cols = [...Object.keys(row), 'csn_from', 'csn_to'];
+    await this.tx.run(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+      [...Object.values(row), this.csn, LIVE]);
+  }
+
+  async putInode(a: Attr, target: Buffer | null): Promise<Attr> {
+    await this.end('inodes', 'ino = ?', [a.ino]);
+    await this.insert('inodes', {
+      ino: a.ino, mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, nlink: a.nlink, rdev: a.rdev,
+      atime_ms: a.atimeMs, mtime_ms: a.mtimeMs, ctime_ms: a.ctimeMs, crtime_ms: a.crtimeMs, target,
+    });
+    this.touched.add(a.ino);
+    return { ...a, version: this.csn };
+  }
+
+  /** Updates an inode's fields and stamps ctime. */
+  async update(ino: number, change: (a: Attr) => Partial<Attr>): Promise<Attr> {
+    const cur = await this.inode(ino);
+    const { target, ...attr } = cur;
+    return this.putInode({ ...attr, ctimeMs: this.now, ...change(attr) }, target);
+  }
+
+  /** A directory's contents changed: mtime and ctime move, nlink by `nlinkDelta`. */
+  async touchDir(ino: number, nlinkDelta = 0): Promise<void> {
+    await this.update(ino, (a) => ({ mtimeMs: this.now, nlink: a.nlink + nlinkDelta }));
+  }
+
+  async addEntry(parent: number, name: EntryName, ino: number, mode: number): Promise<void> {
+    await this.insert('dentries', { parent, hash: name.hash, name_enc: name.enc, ino, mode: mode & S_IFMT });
+    this.touched.add(parent);
+  }
+
+  async removeEntry(parent: number, hash: Buffer): Promise<void> {
+    await this.end('dentries', 'parent = ? AND hash = ?', [parent, hash]);
+    this.touched.add(parent);
+  }
+
+  async dropInode(ino: number): Promise<void> {
+    await this.end('inodes', 'ino = ?', [ino]);
+    await this.end('blocks', 'ino = ?', [ino]);
+    await this.end('xattrs', 'ino = ?', [ino]);
+    this.touched.add(ino);
+  }
+
+  async isEmptyDir(ino: number): Promise<boolean> {
+    return !(await this.tx.get('SELECT 1 AS x FROM dentries WHERE parent = ? AND csn_to = ? LIMIT 1', [ino, LIVE]));
+  }
+
+  /** Throws unless moving directory `dir` under `newParent` keeps the tree a tree. */
+  async checkNotAncestor(dir: number, newParent: number): Promise<void> {
+    for (let cur = newParent; cur !== ROOT_INO;) {
+      if (cur === dir) throw new InvalidArgumentError('cannot move a directory into itself or one of its subdirectories');
+      const r = await this.tx.get('SELECT parent FROM dentries WHERE ino = ? AND csn_to = ? LIMIT 1', [cur, LIVE]);
+      if (!r) return;
+      cur = Number(r.parent);
+    }
+  }
+}
+
+export class SqlMetaEngine implements MetaEngine {
+  private readonly listeners = new Set<(e: CommitEvent) => void>();
+
+  private constructor(private readonly db: SqlDriver, readonly filespaceId: string, readonly blockSize: number) {}
+
+  /**
+   * Opens (and on first use formats) the metadata database of filespace `filespaceId`.
+   * A database that belongs to another filespace is refused.
+   */
+  static async open(db: SqlDriver, init: { filespaceId: string; blockSize: number; rootUid?: number; rootGid?: number }): Promise<SqlMetaEngine> {
+    for (const stmt of dialectSql(SCHEMA, db.dialect).split(';').map((s) => s.trim()).filter(Boolean)) {
+      await db.run(stmt);
+    }
+    await db.transaction(async (tx) => {
+      const rows = await tx.all('SELECT name, value FROM settings');
+      const settings = new Map(rows.map((r) => [String(r.name), String(r.value)]));
+      if (settings.size > 0) {
+        if (settings.get('filespace_id') !== init.filespaceId) {
+          throw new InvalidArgumentError(`this metadata database belongs to filespace ${settings.get('filespace_id')}, not ${init.filespaceId}: point --db at the right database`);
+        }
+        if (Number(settings.get('schema_version')) > SCHEMA_VERSION) {
+          throw new InvalidArgumentError(`metadata schema version ${settings.get('schema_version')} is newer than this lucid understands: upgrade lucid`);
+        }
+        return;
+      }
+      const now = Date.now();
+      for (const [name, value] of [['filespace_id', init.filespaceId], ['block_size', String(init.blockSize)], ['schema_version', String(SCHEMA_VERSION)]]) {
+        await tx.run('INSERT INTO settings (name, value) VALUES (?, ?)', [name, value]);
+      }
+      await tx.run("INSERT INTO counters (name, value) VALUES ('csn', 1), ('next_ino', ?)", [ROOT_INO + 1]);
+      await tx.run('INSERT INTO commits (csn, time_ms) VALUES (1, ?)', [now]);
+      await tx.run(`INSERT INTO inodes (ino, csn_from, csn_to, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms, target)
+        VALUES (?, 1, ?, ?, ?, ?, 0, 2, 0, ?, ?, ?, ?, NULL)`,
+      [ROOT_INO, LIVE, S_IFDIR | 0o755, init.rootUid ?? 0, init.rootGid ?? 0, now, now, now, now]);
+      await tx.run('INSERT INTO changes (csn, ino) VALUES (1, ?)', [ROOT_INO]);
+    });
+    const row = await db.get("SELECT value FROM settings WHERE name = 'block_size'");
+    return new SqlMetaEngine(db, init.filespaceId, Number(row!.value));
+  }
+
+  /** Called after each commit, in CSN order: the service's push channel listens here. */
+  onCommit(listener: (e: CommitEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async info(): Promise<MetaInfo> {
+    const csn = await this.db.get("SELECT value FROM counters WHERE name = 'csn'");
+    const r = await this.db.get('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM inodes WHERE csn_to = ?', [LIVE]);
+    return { filespaceId: this.filespaceId, blockSize: this.blockSize, csn: Number(csn!.value), inodes: Number(r!.n), bytes: Number(r!.bytes) };
+  }
+
+  async getAttr(ino: number, options?: ReadOptions): Promise<Attr> {
+    const v = visible(options);
+    const r = await this.db.get(`SELECT ${INODE_COLS} FROM inodes WHERE ino = ? AND ${v.sql}`, [checkInt(ino, 'ino', 1), ...v.params]);
+    if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
+    return toAttr(r);
+  }
+
+  async lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr> {
+    const v = visible(options, 'd.');
+    const vi = visible(options, 'i.');
+    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}
+      FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
+      WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
+    if (r) return toAttr(r);
+    const dir = await this.getAttr(parent, options);
+    if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
+    throw new NoEntryError('no such entry');
+  }
+
+  async readdir(parent: number, options: ReaddirOptions = {}): Promise<ReaddirPage> {
+    const dir = await this.getAttr(checkInt(parent, 'parent', 1), options);
+    if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
+    const limit = Math.min(checkInt(options.limit ?? 1000, 'limit', 1), 10_000);
+    const after = options.cursor !== undefined ? Buffer.from(String(options.cursor), 'hex') : Buffer.alloc(0);
+    const v = visible(options, 'd.');
+    let rows: Row[];
+    if (options.plus) {
+      const vi = visible(options, 'i.');
+      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}
+        FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...vi.params, parent, ...v.params, after, limit + 1]);
+    } else {
+      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.ino, d.mode AS dmode FROM dentries d
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, limit + 1]);
+    }
+    const more = rows.length > limit;
+    const entries: DirEntry[] = rows.slice(0, limit).map((r) => ({
+      hash: r.hash as Buffer, enc: r.name_enc as Buffer, ino: Number(r.ino), mode: Number(r.dmode),
+      ...(options.plus ? { attr: toAttr(r) } : {}),
+    }));
+    return { entries, cursor: more ? entries[entries.length - 1].hash.toString('hex') : undefined };
+  }
+
+  async create(parent: number, name: EntryName, node: NewNode): Promise<Attr> {
+    const n = checkName(name);
+    const mode = checkInt(node?.mode, 'mode');
+    if ((mode & S_IFMT) === 0) throw new InvalidArgumentError('mode must carry a file type');
+    const target = node.target === undefined ? null : checkBytes(node.target, 'symlink target', 1, MAX_SEALED_BLOB);
+    return this.mutate(async (m) => {
+      await m.dir(checkInt(parent, 'parent', 1));
+      if (await m.entry(parent, n.hash)) throw new EntryExistsError('an entry with that name already exists');
+      const next = await m.tx.get("SELECT value FROM counters WHERE name = 'next_ino'");
+      const ino = Number(next!.value);
+      await m.tx.run("UPDATE counters SET value = value + 1 WHERE name = 'next_ino'");
+      const t = node.timeMs ?? m.now;
+      const attr = await m.putInode({
+        ino, mode, uid: checkInt(node.uid, 'uid'), gid: checkInt(node.gid, 'gid'), size: 0,
+        nlink: isDir(mode) ? 2 : 1, rdev: node.rdev ?? 0, atimeMs: t, mtimeMs: t, ctimeMs: t, crtimeMs: t, version: 0,
+      }, target);
+      await m.addEntry(parent, n, ino, mode);
+      await m.touchDir(parent, isDir(mode) ? 1 : 0);
+      return attr;
+    });
+  }
+
+  async link(ino: number, parent: number, name: EntryName): Promise<Attr> {
+    const n = checkName(name);
+    return this.mutate(async (m) => {
+      const target = await m.inode(checkInt(ino, 'ino', 1));
+      if (isDir(target.mode)) throw new NotPermittedError('hard links to directories are not allowed');
+      if (target.nlink === 0) throw new NoEntryError(`inode ${ino} has been removed`);
+      await m.dir(checkInt(parent, 'parent', 1));
+      if (await m.entry(parent, n.hash)) throw new EntryExistsError('an entry with that name already exists');
+      await m.addEntry(parent, n, ino, target.mode);
+      await m.touchDir(parent);
+      return m.update(ino, (a) => ({ nlink: a.nlink + 1 }));
+    });
+  }
+
+  async unlink(parent: number, hash: Buffer): Promise<Attr> {
+    checkHash(hash);
+    return this.mutate(async (m) => {
+      await m.dir(checkInt(parent, 'parent', 1));
+      const e = await m.entry(parent, hash);
+      if (!e) throw new NoEntryError('no such entry');
+      if (isDir(e.mode)) throw new IsDirectoryError('is a directory: use rmdir');
+      await m.removeEntry(parent, hash);
+      await m.touchDir(parent);
+      return m.update(e.ino, (a) => ({ nlink: Math.max(0, a.nlink - 1) }));
+    });
+  }
+
+  async rmdir(parent: number, hash: Buffer): Promise<void> {
+    checkHash(hash);
+    await this.mutate(async (m) => {
+      await m.dir(checkInt(parent, 'parent', 1));
+      const e = await m.entry(parent, hash);
+      if (!e) throw new NoEntryError('no such entry');
+      if (!isDir(e.mode)) throw new NotDirectoryError('not a directory');
+      if (!(await m.isEmptyDir(e.ino))) throw new NotEmptyError('directory not empty');
+      await m.removeEntry(parent, hash);
+      await m.dropInode(e.ino);
+      await m.touchDir(parent, -1);
+    });
+  }
+
+  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags: { noReplace?: boolean } = {}): Promise<Attr | undefined> {
+    checkHash(hash);
+    const n = checkName(newName);
+    return this.mutate(async (m) => {
+      await m.dir(checkInt(parent, 'parent', 1));
+      await m.dir(checkInt(newParent, 'newParent', 1));
+      const src = await m.entry(parent, hash);
+      if (!src) throw new NoEntryError('no such entry');
+      const dst = await m.entry(newParent, n.hash);
+      // Same inode under both names (the same entry, or two hard links): POSIX does nothing.
+      if (dst && dst.ino === src.ino) return undefined;
+      if (isDir(src.mode) && parent !== newParent) await m.checkNotAncestor(src.ino, newParent);
+      let replaced: Attr | undefined;
+      if (dst) {
+        if (flags.noReplace) throw new EntryExistsError('the target name exists');
+        if (isDir(src.mode)) {
+          if (!isDir(dst.mode)) throw new NotDirectoryError('cannot replace a file with a directory');
+          if (!(await m.isEmptyDir(dst.ino))) throw new NotEmptyError('the target directory is not empty');
+          await m.removeEntry(newParent, n.hash);
+          await m.dropInode(dst.ino);
+          await m.touchDir(newParent, -1);
+          replaced = { ...(await this.lastVersion(m, dst.ino)), nlink: 0 };
+        } else {
+          if (isDir(dst.mode)) throw new IsDirectoryError('cannot replace a directory with a file');
+          await m.removeEntry(newParent, n.hash);
+          replaced = await m.update(dst.ino, (a) => ({ nlink: Math.max(0, a.nlink - 1) }));
+        }
+      }
+      const oldName = await m.tx.get('SELECT name_enc FROM dentries WHERE parent = ? AND hash = ? AND csn_to = ?', [parent, hash, LIVE]);
+      if (!oldName) throw new InternalError('rename source vanished inside its transaction');
+      await m.removeEntry(parent, hash);
+      await m.addEntry(newParent, n, src.ino, src.mode);
+      const moveDir = isDir(src.mode) && parent !== newParent;
+      await m.touchDir(parent, moveDir ? -1 : 0);
+      if (newParent !== parent) await m.touchDir(newParent, moveDir ? 1 : 0);
+      await m.update(src.ino, () => ({}));
+      return replaced;
+    });
+  }
+
+  async setAttr(ino: number, changes: AttrChanges, options: MutateOptions = {}): Promise<Attr> {
+    checkInt(ino, 'ino', 1);
+    for (const [k, v] of Object.entries(changes ?? {})) if (v !== undefined) checkInt(v, k);
+    return this.mutate(async (m) => {
+      const cur = await m.inode(ino);
+      this.checkVersion(cur, options);
+      if (changes.size !== undefined && changes.size !== cur.size) {
+        if (isDir(cur.mode)) throw new IsDirectoryError('cannot change the size of a directory');
+        if (changes.size < cur.size) await this.truncateBlocks(m, ino, changes.size);
+      }
+      return m.update(ino, () => ({
+        ...(changes.mode !== undefined ? { mode: (cur.mode & S_IFMT) | (changes.mode & ~S_IFMT) } : {}),
+        ...(changes.uid !== undefined ? { uid: changes.uid } : {}),
+        ...(changes.gid !== undefined ? { gid: changes.gid } : {}),
+        ...(changes.size !== undefined ? { size: changes.size, mtimeMs: changes.mtimeMs ?? m.now } : {}),
+        ...(changes.atimeMs !== undefined ? { atimeMs: changes.atimeMs } : {}),
+        ...(changes.mtimeMs !== undefined ? { mtimeMs: changes.mtimeMs } : {}),
+        ...(changes.ctimeMs !== undefined ? { ctimeMs: changes.ctimeMs } : {}),
+      }));
+    });
+  }
+
+  async readlink(ino: number, options?: ReadOptions): Promise<Buffer> {
+    const v = visible(options);
+    const r = await this.db.get(`SELECT target FROM inodes WHERE ino = ? AND ${v.sql}`, [checkInt(ino, 'ino', 1), ...v.params]);
+    if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
+    if (!r.target) throw new InvalidArgumentError(`inode ${ino} is not a symlink`);
+    return r.target as Buffer;
+  }
+
+  async getBlocks(ino: number, first: number, count: number, options?: ReadOptions): Promise<BlockRef[]> {
+    const v = visible(options);
+    const rows = await this.db.all(`SELECT idx, object_id, length FROM blocks WHERE ino = ? AND ${v.sql} AND idx >= ? AND idx < ? ORDER BY idx`,
+      [checkInt(ino, 'ino', 1), ...v.params, checkInt(first, 'first'), checkInt(first, 'first') + Math.min(checkInt(count, 'count'), 1 << 20)]);
+    return rows.map((r) => ({ index: Number(r.idx), objectId: String(r.object_id), length: Number(r.length) }));
+  }
+
+  async commitBlocks(ino: number, blocks: BlockRef[], options: CommitBlocksOptions = {}): Promise<Attr> {
+    checkInt(ino, 'ino', 1);
+    if (!Array.isArray(blocks)) throw new InvalidArgumentError('blocks must be a list');
+    for (const b of blocks) {
+      checkInt(b?.index, 'block index');
+      checkInt(b.length, 'block length');
+      if (b.length > this.blockSize) throw new InvalidArgumentError(`block length ${b.length} exceeds the block size ${this.blockSize}`);
+      if (typeof b.objectId !== 'string' || !/^[0-9a-f]{32}$/.test(b.objectId)) throw new InvalidArgumentError('objectId must be 32 hex digits');
+    }
+    if (options.minSize !== undefined) checkInt(options.minSize, 'minSize');
+    return this.mutate(async (m) => {
+      const cur = await m.inode(ino);
+      this.checkVersion(cur, options);
+      if (isDir(cur.mode)) throw new IsDirectoryError('cannot write blocks to a directory');
+      for (const b of blocks) {
+        await m.end('blocks', 'ino = ? AND idx = ?', [ino, b.index]);
+        await m.insert('blocks', { ino, idx: b.index, object_id: b.objectId, length: b.length });
+      }
+      return m.update(ino, (a) => ({
+        size: Math.max(a.size, options.minSize ?? 0),
+        mtimeMs: options.mtimeMs ?? m.now,
+      }));
+    });
+  }
+
+  async reclaim(ino: number): Promise<void> {
+    checkInt(ino, 'ino', 1);
+    await this.mutate(async (m) => {
+      const cur = await m.inode(ino);
+      if (cur.nlink === 0) await m.dropInode(ino);
+    });
+  }
+
+  async getXattr(ino: number, hash: Buffer, options?: ReadOptions): Promise<XattrEntry> {
+    const v = visible(options);
+    const r = await this.db.get(`SELECT hash, name_enc, value_enc FROM xattrs WHERE ino = ? AND hash = ? AND ${v.sql}`,
+      [checkInt(ino, 'ino', 1), checkHash(hash), ...v.params]);
+    if (!r) {
+      await this.getAttr(ino, options);
+      throw new NoAttributeError('no such extended attribute');
+    }
+    return { hash: r.hash as Buffer, nameEnc: r.name_enc as Buffer, valueEnc: r.value_enc as Buffer };
+  }
+
+  async listXattr(ino: number, options?: ReadOptions): Promise<XattrEntry[]> {
+    await this.getAttr(ino, options);
+    const v = visible(options);
+    const rows = await this.db.all(`SELECT hash, name_enc, value_enc FROM xattrs WHERE ino = ? AND ${v.sql} ORDER BY hash`, [ino, ...v.params]);
+    return rows.map((r) => ({ hash: r.hash as Buffer, nameEnc: r.name_enc as Buffer, valueEnc: r.value_enc as Buffer }));
+  }
+
+  async setXattr(ino: number, entry: XattrEntry, flags: XattrSetFlags = {}): Promise<void> {
+    checkInt(ino, 'ino', 1);
+    const hash = checkHash(entry?.hash);
+    const nameEnc = checkBytes(entry.nameEnc, 'sealed xattr name', 1, MAX_SEALED_NAME);
+    const valueEnc = checkBytes(entry.valueEnc, 'sealed xattr value', 0, MAX_SEALED_BLOB);
+    await this.mutate(async (m) => {
+      await m.inode(ino);
+      const exists = await m.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND hash = ? AND csn_to = ?', [ino, hash, LIVE]);
+      if (exists && flags.create) throw new EntryExistsError('the extended attribute exists');
+      if (!exists && flags.replace) throw new NoAttributeError('no such extended attribute');
+      await m.end('xattrs', 'ino = ? AND hash = ?', [ino, hash]);
+      await m.insert('xattrs', { ino, hash, name_enc: nameEnc, value_enc: valueEnc });
+      await m.update(ino, () => ({}));
+    });
+  }
+
+  async removeXattr(ino: number, hash: Buffer): Promise<void> {
+    checkInt(ino, 'ino', 1);
+    checkHash(hash);
+    await this.mutate(async (m) => {
+      await m.inode(ino);
+      const exists = await m.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND hash = ? AND csn_to = ?', [ino, hash, LIVE]);
+      if (!exists) throw new NoAttributeError('no such extended attribute');
+      await m.end('xattrs', 'ino = ? AND hash = ?', [ino, hash]);
+      await m.update(ino, () => ({}));
+    });
+  }
+
+  async changesSince(csn: number, limit = 1000): Promise<ChangesPage> {
+    checkInt(csn, 'csn');
+    const commits = await this.db.all('SELECT csn, time_ms FROM commits WHERE csn > ? ORDER BY csn LIMIT ?', [csn, Math.min(checkInt(limit, 'limit', 1), 10_000)]);
+    const byCsn = new Map(commits.map((c) => [Number(c.csn), { csn: Number(c.csn), timeMs: Number(c.time_ms), inos: [] as number[] }]));
+    if (commits.length > 0) {
+      const rows = await this.db.all('SELECT csn, ino FROM changes WHERE csn > ? AND csn <= ? ORDER BY csn, ino', [csn, Number(commits[commits.length - 1].csn)]);
+      for (const r of rows) byCsn.get(Number(r.csn))?.inos.push(Number(r.ino));
+    }
+    const cur = await this.db.get("SELECT value FROM counters WHERE name = 'csn'");
+    return { commits: [...byCsn.values()], csn: Number(cur!.value) };
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    await this.db.close();
+  }
+
+  private checkVersion(cur: Attr, options: MutateOptions): void {
+    if (options.expectVersion !== undefined && options.expectVersion !== cur.version) {
+      throw new VersionConflictError(`inode ${cur.ino} changed (version ${cur.version}, expected ${options.expectVersion})`);
+    }
+  }
+
+  /** Drops block map entries past `size` and shortens the block that now ends the file. */
+  private async truncateBlocks(m: Mutation, ino: number, size: number): Promise<void> {
+    const firstDropped = Math.ceil(size / this.blockSize);
+    await m.end('blocks', 'ino = ? AND idx >= ?', [ino, firstDropped]);
+    const tailLen = size % this.blockSize;
+    if (tailLen === 0) return;
+    const idx = firstDropped - 1;
+    const r = await m.tx.get('SELECT object_id, length FROM blocks WHERE ino = ? AND idx = ? AND csn_to = ?', [ino, idx, LIVE]);
+    if (r && Number(r.length) > tailLen) {
+      await m.end('blocks', 'ino = ? AND idx = ?', [ino, idx]);
+      await m.insert('blocks', { ino, idx, object_id: String(r.object_id), length: tailLen });
+    }
+  }
+
+  private async lastVersion(m: Mutation, ino: number): Promise<Attr> {
+    const r = await m.tx.get(`SELECT ${INODE_COLS} FROM inodes WHERE ino = ? ORDER BY csn_from DESC LIMIT 1`, [ino]);
+    return r ? toAttr(r) : { ino, mode: S_IFDIR, uid: 0, gid: 0, size: 0, nlink: 0, rdev: 0, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, crtimeMs: 0, version: m.csn };
+  }
+
+  private async mutate<T>(fn: (m: Mutation) => Promise<T>): Promise<T> {
+    let event: CommitEvent | undefined;
+    const result = await this.db.transaction(async (tx) => {
+      await tx.run("UPDATE counters SET value = value + 1 WHERE name = 'csn'");
+      const row = await tx.get("SELECT value FROM counters WHERE name = 'csn'");
+      const m = new Mutation(tx, Number(row!.value), Date.now());
+      const value = await fn(m);
+      await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
+      for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
+      event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
+      return value;
+    });
+    for (const l of this.listeners) l(event!);
+    return result;
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The metadata model and the MetaEngine seam. Engines (SQLite, PostgreSQL) and the HTTP
+ * client of `lucid serve` all implement MetaEngine, and one conformance suite checks them.
+ *
+ * What an engine holds is opaque where it matters: names arrive as a keyed lookup hash and
+ * a sealed blob, symlink targets and xattrs as sealed blobs. Engines never see plaintext.
+ *
+ * Promises of every implementation:
+ * - every mutation is one transaction and gets the next commit sequence number (CSN);
+ * - rows keep their history, so any read can be made "as of" a retained CSN;
+ * - `expectVersion` makes a mutation fail with VersionConflictError if the inode changed;
+ * - errors are typed (NoEntry, EntryExists, NotDirectory, IsDirectory, NotEmpty, …).
+ */
+
+export const ROOT_INO = 1;
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+export const isDir = (mode: number) => (mode & S_IFMT) === S_IFDIR;
+export const isSymlink = (mode: number) => (mode & S_IFMT) === S_IFLNK;
+
+export interface Attr {
+  ino: number;
+  /** st_mode: type bits and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  rdev: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  crtimeMs: number;
+  /** CSN of the inode's last change: what `expectVersion` compares against. */
+  version: number;
+}
+
+/** A directory entry's name as the engine sees it. */
+export interface EntryName {
+  /** Keyed hash of (parent inode, name): the lookup key. */
+  hash: Buffer;
+  /** The name, sealed. */
+  enc: Buffer;
+}
+
+export interface DirEntry extends EntryName {
+  ino: number;
+  mode: number;
+  /** Present when readdir was asked for attributes (`plus`). */
+  attr?: Attr;
+}
+
+export interface NewNode {
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev?: number;
+  /** Sealed symlink target, for symlinks. */
+  target?: Buffer;
+  timeMs?: number;
+}
+
+export interface BlockRef {
+  index: number;
+  objectId: string;
+  /** Valid plaintext bytes of the object from the block's start (a truncate can shorten it). */
+  length: number;
+}
+
+export interface AttrChanges {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atimeMs?: number;
+  mtimeMs?: number;
+  ctimeMs?: number;
+}
+
+export interface ReadOptions {
+  /** Read the state as of this CSN instead of the live state. */
+  asOf?: number;
+}
+
+export interface MutateOptions {
+  /** Fail with VersionConflictError unless the inode's version is still this. */
+  expectVersion?: number;
+}
+
+export interface ReaddirOptions extends ReadOptions {
+  /** Hex of the last hash already returned. */
+  cursor?: string;
+  limit?: number;
+  /** Include each entry's attributes. */
+  plus?: boolean;
+}
+
+export interface ReaddirPage {
+  entries: DirEntry[];
+  cursor?: string;
+}
+
+export interface CommitBlocksOptions extends MutateOptions {
+  /** The file grows to at least this size. */
+  minSize?: number;
+  mtimeMs?: number;
+}
+
+export interface XattrEntry {
+  hash: Buffer;
+  nameEnc: Buffer;
+  valueEnc: Buffer;
+}
+
+export interface XattrSetFlags {
+  /** Fail with EntryExists if present (XATTR_CREATE). */
+  create?: boolean;
+  /** Fail with NoAttribute if absent (XATTR_REPLACE). */
+  replace?: boolean;
+}
+
+export interface Commit {
+  csn: number;
+  timeMs: number;
+  inos: number[];
+}
+
+export interface ChangesPage {
+  commits: Commit[];
+  /** The newest CSN the engine has; a reader is caught up once it reaches it. */
+  csn: number;
+}
+
+export interface MetaInfo {
+  filespaceId: string;
+  blockSize: number;
+  csn: number;
+  inodes: number;
+  /** Sum of live file sizes. */
+  bytes: number;
+}
+
+export interface MetaEngine {
+  info(): Promise<MetaInfo>;
+  getAttr(ino: number, options?: ReadOptions): Promise<Attr>;
+  lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr>;
+  readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage>;
+  create(parent: number, name: EntryName, node: NewNode): Promise<Attr>;
+  link(ino: number, parent: number, name: EntryName): Promise<Attr>;
+  /** Removes a non-directory entry; returns the inode after (nlink 0: an orphan until `reclaim`). */
+  unlink(parent: number, hash: Buffer): Promise<Attr>;
+  rmdir(parent: number, hash: Buffer): Promise<void>;
+  /** Atomic rename; returns the attributes of an inode it replaced (nlink after), if any. */
+  rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: { noReplace?: boolean }): Promise<Attr | undefined>;
+  setAttr(ino: number, changes: AttrChanges, options?: MutateOptions): Promise<Attr>;
+  readlink(ino: number, options?: ReadOptions): Promise<Buffer>;
+  getBlocks(ino: number, first: number, count: number, options?: ReadOptions): Promise<BlockRef[]>;
+  commitBlocks(ino: number, blocks: BlockRef[], options?: CommitBlocksOptions): Promise<Attr>;
+  /** Drops an inode whose link count is 0 (after its last open handle closed). */
+  reclaim(ino: number): Promise<void>;
+  getXattr(ino: number, hash: Buffer, options?: ReadOptions): Promise<XattrEntry>;
+  listXattr(ino: number, options?: ReadOptions): Promise<XattrEntry[]>;
+  setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void>;
+  removeXattr(ino: number, hash: Buffer): Promise<void>;
+  changesSince(csn: number, limit?: number): Promise<ChangesPage>;
+  close(): Promise<void>;
+}
+
+/** Method names callable over the service's RPC endpoint (everything but close). */
+export const META_METHODS = [
+  'info', 'getAttr', 'lookup', 'readdir', 'create', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
+  'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr',
+  'changesSince',
+] as const satisfies readonly (keyof MetaEngine)[];
+
+export type MetaMethod = (typeof META_METHODS)[number];

@@ -1,0 +1,111 @@
+/**
+ * Real servers for integration tests, on loopback only: s3rver (the S3 API) in this
+ * process, Azurite (the Azure Blob API) as a child process, a metadata service over a
+ * SQLite engine. Each returns a close() that removes everything it made.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { BlobServiceClient } from '@azure/storage-blob';
+
+const require = createRequire(import.meta.url);
+
+export function tempDir(prefix = 'lucid-test-'): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface S3Server {
+  endpoint: string;
+  bucket: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts s3rver in its own process. It makes list continuation tokens with DES, which
+ * OpenSSL 3 keeps in its legacy provider, hence the flag (for s3rver's process only).
+ */
+export async function startS3rver(buckets = ['lucid-test']): Promise<S3Server> {
+  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+  const tmp = tempDir('lucid-s3rver-');
+  const bin = path.join(path.dirname(require.resolve('s3rver/package.json')), 'bin', 's3rver.js');
+  const args = ['--openssl-legacy-provider', bin, '-d', tmp.dir, '-a', '127.0.0.1', '-p', '0', '--silent'];
+  for (const b of buckets) args.push('--configure-bucket', b);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await waitForOutput(child, /listening on [^:]+:(\d+)/, 's3rver');
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket: buckets[0],
+    close: async () => {
+      await stopChild(child);
+      tmp.remove();
+    },
+  };
+}
+
+async function waitForOutput(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
+  let output = '';
+  child.stdout!.on('data', (d) => { output += d; });
+  child.stderr!.on('data', (d) => { output += d; });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = pattern.exec(output);
+    if (m) return m[1] ?? m[0];
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${what} did not start: ${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface AzuriteServer {
+  connectionString: string;
+  container: string;
+  close(): Promise<void>;
+}
+
+const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+export async function startAzurite(container = 'lucid-test'): Promise<AzuriteServer> {
+  const tmp = tempDir('lucid-azurite-');
+  const port = await freePort();
+  const bin = path.join(path.dirname(require.resolve('azurite/package.json')), 'dist', 'src', 'blob', 'main.js');
+  const child: ChildProcess = spawn(process.execPath, [bin, '--blobHost', '127.0.0.1', '--blobPort', String(port),
+    '--location', tmp.dir, '--silent', '--disableTelemetry', '--skipApiVersionCheck', '--loose'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await waitForOutput(child, /successfully listens/, 'azurite');
+  const connectionString = `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_KEY};BlobEndpoint=http://127.0.0.1:${port}/devstoreaccount1;`;
+  await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container).createIfNotExists();
+  return {
+    connectionString,
+    container,
+    close: async () => {
+      await stopChild(child);
+      tmp.remove();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+/** Runs the ObjectStore conformance suite against every backend: memory, file, S3 (s3rver), Azure (Azurite). */
+import t from 'tap';
+import path from 'node:path';
+import { MemoryStore } from '../../src/store/memory.js';
+import { FileStore } from '../../src/store/file.js';
+import { S3Store } from '../../src/store/s3.js';
+import { AzureStore } from '../../src/store/azure.js';
+import { openStore } from '../../src/store/registry.js';
+import { BadStoreUrlError } from '../../src/errors.js';
+import { startAzurite, startS3rver, tempDir } from '../helpers/servers.js';
+import { storeConformance } from './conformance.js';
+
+storeConformance(t, 'memory', async () => {
+  const store = new MemoryStore();
+  // The memory backend has no buckets; a FileStore on a missing path stands in for that check.
+  const missing = new FileStore('/nonexistent/lucid-memory');
+  return { store, missing, missingName: '/nonexistent/lucid-memory', close: async () => {} };
+});
+
+storeConformance(t, 'file', async () => {
+  const tmp = tempDir();
+  const store = openStore(`file://${tmp.dir}`);
+  const gone = path.join(tmp.dir, 'does-not-exist');
+  return { store, missing: openStore(`file://${gone}`), missingName: gone, close: async () => tmp.remove() };
+});
+
+storeConformance(t, 's3 (s3rver)', async () => {
+  const s3 = await startS3rver();
+  const store = new S3Store({ bucket: s3.bucket, prefix: 'fs1/', endpoint: s3.endpoint });
+  const missing = new S3Store({ bucket: 'no-such-bucket-lucid', prefix: '', endpoint: s3.endpoint });
+  return { store, missing, missingName: 'no-such-bucket-lucid', close: async () => { await store.close(); await missing.close(); await s3.close(); } };
+});
+
+storeConformance(t, 'azure (Azurite)', async () => {
+  const az = await startAzurite();
+  const store = new AzureStore({ container: az.container, prefix: 'fs1/', connectionString: az.connectionString });
+  const missing = new AzureStore({ container: 'no-such-container', prefix: '', connectionString: az.connectionString });
+  return { store, missing, missingName: 'no-such-container', close: () => az.close() };
+});
+
+t.test('store URLs', async (t) => {
+  t.type(openStore('file:///tmp/x'), FileStore);
+  t.type(openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000&region=eu-west-1'), S3Store);
+  t.equal(openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000').url, 's3://bucket/pre/fix/?endpoint=http://127.0.0.1:9000');
+  for (const bad of ['nope', 'ftp://x/y', 'file://host/dir', 's3:///prefix', 's3://b/p?endpoint=ftp://x', 's3://b/../x']) {
+    t.throws(() => openStore(bad), BadStoreUrlError, bad);
+  }
+});
