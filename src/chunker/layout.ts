@@ -54,7 +54,7 @@ export async function assembleRange(
   const out = Buffer.alloc(total);
   await Promise.all(parts.map(async (s) => {
     const block = await loadBlock(s.index);
-    if (block) block.copy(out, s.outOffset, s.start, Math.min(block.length, s.start + s.length));
+    if (block && s.start < block.length) block.copy(out, s.outOffset, s.start, Math.min(block.length, s.start + s.length));
   }));
   return out;
 }

@@ -37,7 +37,8 @@ export async function main(argv: string[]): Promise<void> {
     .fail((msg, err) => {
       if (err instanceof LucidError) fail(err.message, err.exitCode, err);
       if (err) fail(err.message || String(err), 1, err);
-      fail(msg ?? 'bad usage', 2);
+      const unknown = /^Unknown arguments?: (.*)$/.exec(msg ?? '');
+      fail(unknown ? `unknown command or option: ${unknown[1]} (lucid --help lists them)` : (msg ?? 'bad usage'), 2);
     })
     .parseAsync();
 }

@@ -47,7 +47,7 @@ export async function getPassword(src: PasswordSource): Promise<string> {
   let password: string | undefined;
   if (src.passwordStdin) {
     password = await readStdinLine();
-  } else if (process.env.LUCID_PASSWORD !== undefined) {
+  } else if (process.env.LUCID_PASSWORD) {
     password = process.env.LUCID_PASSWORD;
   } else if (src.fallback && (password = await src.fallback()) !== undefined) {
     return password;

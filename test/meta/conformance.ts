@@ -1,0 +1,281 @@
+/**
+ * The MetaEngine conformance suite: every engine (SQLite, PostgreSQL) and the service's
+ * HTTP client run exactly these checks. Names here are stand-ins (hash = SHA-256 of the
+ * name, enc = the name's bytes); the engine treats both as opaque.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Test } from 'tap';
+import {
+  EntryExistsError, InvalidArgumentError, IsDirectoryError, NoAttributeError, NoEntryError, NotDirectoryError,
+  NotEmptyError, NotPermittedError, VersionConflictError,
+} from '../../src/errors.js';
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type EntryName, type MetaEngine } from '../../src/meta/types.js';
+
+export const BLOCK = 65536;
+export const nm = (name: string): EntryName => ({ hash: createHash('sha256').update(name).digest(), enc: Buffer.from(`enc:${name}`) });
+const h = (name: string) => nm(name).hash;
+const oid = () => randomBytes(16).toString('hex');
+const file = { mode: S_IFREG | 0o644, uid: 1000, gid: 1000 };
+const dir = { mode: S_IFDIR | 0o755, uid: 1000, gid: 1000 };
+
+export interface MetaFixture {
+  engine: MetaEngine;
+  close(): Promise<void>;
+}
+
+export function metaConformance(t: Test, name: string, open: () => Promise<MetaFixture>): void {
+  t.test(`${name}: MetaEngine conformance`, async (t) => {
+    const fx = await open();
+    t.teardown(() => fx.close());
+    const e = fx.engine;
+    let n = 0;
+    /** A fresh directory under the root for each test. */
+    const scratch = async () => (await e.create(ROOT_INO, nm(`t${n++}-${randomBytes(4).toString('hex')}`), dir)).ino;
+
+    t.test('root exists and info reports it', async (t) => {
+      const root = await e.getAttr(ROOT_INO);
+      t.equal(root.mode & S_IFMT, S_IFDIR);
+      const info = await e.info();
+      t.equal(info.blockSize, BLOCK);
+      t.ok(info.csn >= 1);
+      t.ok(info.inodes >= 1);
+    });
+
+    t.test('create, lookup, getAttr and the errors around them', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('a.txt'), file);
+      t.equal(a.mode, S_IFREG | 0o644);
+      t.equal(a.nlink, 1);
+      t.equal(a.size, 0);
+      t.equal(a.uid, 1000);
+      t.same(await e.lookup(d, h('a.txt')), a);
+      t.same(await e.getAttr(a.ino), a);
+      await t.rejects(e.create(d, nm('a.txt'), file), EntryExistsError);
+      await t.rejects(e.create(a.ino, nm('x'), file), NotDirectoryError);
+      await t.rejects(e.create(999_999, nm('x'), file), NoEntryError);
+      await t.rejects(e.lookup(d, h('missing')), NoEntryError);
+      await t.rejects(e.lookup(a.ino, h('x')), NotDirectoryError);
+      await t.rejects(e.getAttr(999_999), NoEntryError);
+      await t.rejects(e.create(d, { hash: Buffer.alloc(5), enc: Buffer.from('x') }, file), InvalidArgumentError, 'short hash');
+      await t.rejects(e.create(d, nm('nomode'), { mode: 0o644, uid: 0, gid: 0 }), InvalidArgumentError, 'mode without a type');
+      const sub = await e.create(d, nm('sub'), dir);
+      t.equal(sub.nlink, 2);
+      t.equal((await e.getAttr(d)).nlink, 3, 'parent gains a link per subdirectory');
+    });
+
+    t.test('readdir pages through many entries with stable cursors', async (t) => {
+      const d = await scratch();
+      const names = Array.from({ length: 2500 }, (_, i) => `file-${i}`);
+      for (let i = 0; i < names.length; i += 250) await Promise.all(names.slice(i, i + 250).map((x) => e.create(d, nm(x), file)));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await e.readdir(d, { cursor, limit: 700, plus: pages % 2 === 0 });
+        for (const ent of page.entries) {
+          seen.push(ent.enc.toString().slice(4));
+          if (pages % 2 === 0) t.equal(ent.attr?.ino, ent.ino);
+        }
+        cursor = page.cursor;
+        pages++;
+      } while (cursor);
+      t.equal(pages, 4);
+      t.same(seen.sort(), [...names].sort(), 'every entry exactly once');
+      await t.rejects(e.readdir((await e.lookup(d, h('file-1'))).ino), NotDirectoryError);
+    });
+
+    t.test('hard links count, unlink leaves an orphan until reclaim', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('a'), file);
+      const linked = await e.link(a.ino, d, nm('b'));
+      t.equal(linked.nlink, 2);
+      t.equal((await e.lookup(d, h('b'))).ino, a.ino);
+      await t.rejects(e.link(a.ino, d, nm('b')), EntryExistsError);
+      await t.rejects(e.link(d, d, nm('dirlink')), NotPermittedError);
+      t.equal((await e.unlink(d, h('a'))).nlink, 1);
+      const after = await e.unlink(d, h('b'));
+      t.equal(after.nlink, 0);
+      t.equal((await e.getAttr(a.ino)).nlink, 0, 'an orphan is still there for open handles');
+      await e.reclaim(a.ino);
+      await t.rejects(e.getAttr(a.ino), NoEntryError);
+      await t.rejects(e.unlink(d, h('a')), NoEntryError);
+      const sub = await e.create(d, nm('sub'), dir);
+      await t.rejects(e.unlink(d, h('sub')), IsDirectoryError);
+      t.equal((await e.getAttr(sub.ino)).nlink, 2);
+    });
+
+    t.test('rmdir only removes empty directories', async (t) => {
+      const d = await scratch();
+      const sub = await e.create(d, nm('sub'), dir);
+      await e.create(sub.ino, nm('inner'), file);
+      await e.create(d, nm('f'), file);
+      await t.rejects(e.rmdir(d, h('sub')), NotEmptyError);
+      await t.rejects(e.rmdir(d, h('f')), NotDirectoryError);
+      await e.unlink(sub.ino, h('inner'));
+      t.equal((await e.getAttr(d)).nlink, 3);
+      await e.rmdir(d, h('sub'));
+      t.equal((await e.getAttr(d)).nlink, 2);
+      await t.rejects(e.getAttr(sub.ino), NoEntryError);
+      await t.rejects(e.rmdir(d, h('sub')), NoEntryError);
+    });
+
+    t.test('rename: move, replace, and every refusal POSIX makes', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('a'), file);
+      t.equal(await e.rename(d, h('a'), d, nm('b')), undefined, 'plain rename replaces nothing');
+      t.equal((await e.lookup(d, h('b'))).ino, a.ino);
+      await t.rejects(e.lookup(d, h('a')), NoEntryError);
+
+      const c = await e.create(d, nm('c'), file);
+      const replaced = await e.rename(d, h('b'), d, nm('c'));
+      t.equal(replaced?.ino, c.ino, 'reports the replaced inode');
+      t.equal(replaced?.nlink, 0);
+      t.equal((await e.lookup(d, h('c'))).ino, a.ino);
+
+      const x = await e.create(d, nm('x'), dir);
+      const y = await e.create(d, nm('y'), dir);
+      await e.create(y.ino, nm('inside'), file);
+      await t.rejects(e.rename(d, h('x'), d, nm('y')), NotEmptyError, 'onto a non-empty directory');
+      await t.rejects(e.rename(d, h('c'), d, nm('x')), IsDirectoryError, 'a file onto a directory');
+      await t.rejects(e.rename(d, h('x'), d, nm('c')), NotDirectoryError, 'a directory onto a file');
+      await t.rejects(e.rename(d, h('y'), y.ino, nm('loop')), InvalidArgumentError, 'into itself');
+      const deep = await e.create(y.ino, nm('deep'), dir);
+      await t.rejects(e.rename(d, h('y'), deep.ino, nm('loop')), InvalidArgumentError, 'into its subdirectory');
+      await t.rejects(e.rename(d, h('c'), d, nm('x'), { noReplace: true }), EntryExistsError);
+      await t.rejects(e.rename(d, h('nothing'), d, nm('z')), NoEntryError);
+
+      const empty = await e.create(d, nm('empty'), dir);
+      const before = (await e.getAttr(d)).nlink;
+      const gone = await e.rename(d, h('x'), d, nm('empty'));
+      t.equal(gone?.ino, empty.ino, 'replaces an empty directory');
+      await t.rejects(e.getAttr(empty.ino), NoEntryError);
+      t.equal((await e.getAttr(d)).nlink, before - 1);
+
+      const other = await scratch();
+      const otherLinks = (await e.getAttr(other)).nlink;
+      await e.rename(d, h('empty'), other, nm('moved'));
+      t.equal((await e.lookup(other, h('moved'))).ino, x.ino, 'across directories');
+      t.equal((await e.getAttr(other)).nlink, otherLinks + 1);
+      t.equal((await e.getAttr(d)).nlink, before - 2);
+
+      await e.link(a.ino, d, nm('alias'));
+      t.equal(await e.rename(d, h('c'), d, nm('alias')), undefined, 'two links to one inode: nothing happens');
+      t.equal((await e.getAttr(a.ino)).nlink, 2);
+      t.ok(await e.lookup(d, h('c')));
+    });
+
+    t.test('setAttr changes what it is asked to, and checks versions', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('a'), file);
+      const b = await e.setAttr(a.ino, { mode: 0o600, uid: 7, gid: 8, atimeMs: 1000, mtimeMs: 2000 });
+      t.equal(b.mode, S_IFREG | 0o600, 'type bits kept');
+      t.equal(b.uid, 7);
+      t.equal(b.gid, 8);
+      t.equal(b.atimeMs, 1000);
+      t.equal(b.mtimeMs, 2000);
+      t.ok(b.version > a.version);
+      await t.rejects(e.setAttr(a.ino, { mode: 0o644 }, { expectVersion: a.version }), VersionConflictError);
+      const c = await e.setAttr(a.ino, { mode: 0o644 }, { expectVersion: b.version });
+      t.equal(c.mode, S_IFREG | 0o644);
+      await t.rejects(e.setAttr(d, { size: 10 }), IsDirectoryError);
+      await t.rejects(e.setAttr(a.ino, { size: -1 }), InvalidArgumentError);
+    });
+
+    t.test('block map: commit, read back, truncate, version checks', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('data'), file);
+      const refs = [0, 1, 2, 3].map((index) => ({ index, objectId: oid(), length: BLOCK }));
+      const after = await e.commitBlocks(a.ino, refs, { minSize: 4 * BLOCK, expectVersion: a.version });
+      t.equal(after.size, 4 * BLOCK);
+      t.same(await e.getBlocks(a.ino, 0, 10), refs);
+      t.same(await e.getBlocks(a.ino, 1, 2), refs.slice(1, 3));
+      await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: oid(), length: 1 }], { expectVersion: a.version }), VersionConflictError);
+      await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: 'nothex', length: 1 }]), InvalidArgumentError);
+      await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: oid(), length: BLOCK + 1 }]), InvalidArgumentError);
+      await t.rejects(e.commitBlocks(d, [{ index: 0, objectId: oid(), length: 1 }]), IsDirectoryError);
+
+      const replacement = { index: 1, objectId: oid(), length: BLOCK };
+      const grown = await e.commitBlocks(a.ino, [replacement], { minSize: 10 });
+      t.equal(grown.size, 4 * BLOCK, 'minSize never shrinks');
+      t.same((await e.getBlocks(a.ino, 1, 1))[0], replacement, 'a new object replaces the entry');
+
+      const cut = await e.setAttr(a.ino, { size: BLOCK + 100 });
+      t.equal(cut.size, BLOCK + 100);
+      const left = await e.getBlocks(a.ino, 0, 10);
+      t.same(left.map((r) => [r.index, r.length]), [[0, BLOCK], [1, 100]], 'blocks past the end dropped, the last shortened');
+      t.equal(left[1].objectId, replacement.objectId, 'shortening keeps the object');
+      const regrown = await e.setAttr(a.ino, { size: 3 * BLOCK });
+      t.equal(regrown.size, 3 * BLOCK);
+      t.same((await e.getBlocks(a.ino, 0, 10)).map((r) => r.length), [BLOCK, 100], 'growing adds holes, not old bytes');
+    });
+
+    t.test('reads as of an earlier CSN see the earlier state', async (t) => {
+      const d = await scratch();
+      const a = await e.create(d, nm('v'), file);
+      const r1 = { index: 0, objectId: oid(), length: 10 };
+      await e.commitBlocks(a.ino, [r1], { minSize: 10 });
+      const at1 = (await e.info()).csn;
+      await e.commitBlocks(a.ino, [{ index: 0, objectId: oid(), length: 20 }], { minSize: 20 });
+      await e.rename(d, h('v'), d, nm('renamed'));
+      await e.create(d, nm('later'), file);
+      await e.setAttr(a.ino, { mode: 0o600 });
+      t.same(await e.getBlocks(a.ino, 0, 1, { asOf: at1 }), [r1], 'old block map');
+      t.equal((await e.getAttr(a.ino, { asOf: at1 })).size, 10, 'old size');
+      t.equal((await e.getAttr(a.ino, { asOf: at1 })).mode, S_IFREG | 0o644, 'old mode');
+      t.equal((await e.lookup(d, h('v'), { asOf: at1 })).ino, a.ino, 'old name');
+      await t.rejects(e.lookup(d, h('renamed'), { asOf: at1 }), NoEntryError, 'new name absent then');
+      const old = await e.readdir(d, { asOf: at1, plus: true });
+      t.same(old.entries.map((x) => x.enc.toString()), ['enc:v']);
+      t.equal(old.entries[0].attr?.size, 10);
+      await e.unlink(d, h('renamed'));
+      await e.reclaim(a.ino);
+      t.same(await e.getBlocks(a.ino, 0, 1, { asOf: at1 }), [r1], 'still readable as of then after delete');
+      await t.rejects(e.getAttr(a.ino), NoEntryError);
+    });
+
+    t.test('symlinks and xattrs', async (t) => {
+      const d = await scratch();
+      const target = Buffer.from('sealed-target-bytes');
+      const l = await e.create(d, nm('link'), { mode: S_IFLNK | 0o777, uid: 0, gid: 0, target });
+      t.ok((await e.readlink(l.ino)).equals(target));
+      const f = await e.create(d, nm('f'), file);
+      await t.rejects(e.readlink(f.ino), InvalidArgumentError);
+      const x = { hash: h('user.a'), nameEnc: Buffer.from('n'), valueEnc: Buffer.from('v1') };
+      await e.setXattr(f.ino, x, { create: true });
+      await t.rejects(e.setXattr(f.ino, x, { create: true }), EntryExistsError);
+      await t.rejects(e.setXattr(f.ino, { ...x, hash: h('user.b') }, { replace: true }), NoAttributeError);
+      await e.setXattr(f.ino, { ...x, valueEnc: Buffer.from('v2') }, { replace: true });
+      t.equal((await e.getXattr(f.ino, x.hash)).valueEnc.toString(), 'v2');
+      await e.setXattr(f.ino, { hash: h('user.b'), nameEnc: Buffer.from('m'), valueEnc: Buffer.alloc(0) });
+      t.equal((await e.listXattr(f.ino)).length, 2);
+      await e.removeXattr(f.ino, x.hash);
+      await t.rejects(e.getXattr(f.ino, x.hash), NoAttributeError);
+      await t.rejects(e.removeXattr(f.ino, x.hash), NoAttributeError);
+      t.equal((await e.listXattr(f.ino)).length, 1);
+    });
+
+    t.test('every mutation gets the next CSN, and the feed names what changed', async (t) => {
+      const d = await scratch();
+      const start = (await e.info()).csn;
+      const a = await e.create(d, nm('a'), file);
+      await e.setAttr(a.ino, { mode: 0o600 });
+      await e.unlink(d, h('a'));
+      const page = await e.changesSince(start);
+      t.same(page.commits.map((c) => c.csn), [start + 1, start + 2, start + 3]);
+      t.same(page.commits[0].inos, [d, a.ino].sort((x, y) => x - y));
+      t.same(page.commits[1].inos, [a.ino]);
+      t.equal(page.csn, start + 3);
+      t.same((await e.changesSince(start, 1)).commits.length, 1, 'limit');
+      await t.rejects(e.setAttr(a.ino, {}, { expectVersion: 1 }), VersionConflictError);
+      t.equal((await e.info()).csn, start + 3, 'a failed mutation takes no CSN');
+    });
+
+    t.test('concurrent creates all land with distinct inodes', async (t) => {
+      const d = await scratch();
+      const made = await Promise.all(Array.from({ length: 64 }, (_, i) => e.create(d, nm(`c${i}`), file)));
+      t.equal(new Set(made.map((a) => a.ino)).size, 64);
+      const racers = await Promise.allSettled(Array.from({ length: 8 }, () => e.create(d, nm('same'), file)));
+      t.equal(racers.filter((r) => r.status === 'fulfilled').length, 1, 'one wins a name race');
+    });
+  });
+}

@@ -1,0 +1,27 @@
+/** MetaEngine conformance: SQLite directly, and through `lucid serve`'s HTTP API. */
+import t from 'tap';
+import path from 'node:path';
+import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
+import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
+import { startService } from '../../src/meta/service.js';
+import { MetaClient } from '../../src/meta/client.js';
+import { serviceVerifierOf } from '../../src/crypto/keys.js';
+import { tempDir } from '../helpers/servers.js';
+import { BLOCK, metaConformance } from './conformance.js';
+
+const FILESPACE = 'f'.repeat(32);
+
+metaConformance(t, 'sqlite', async () => {
+  const tmp = tempDir();
+  const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'meta.sqlite')), { filespaceId: FILESPACE, blockSize: BLOCK });
+  return { engine, close: async () => { await engine.close(); tmp.remove(); } };
+});
+
+metaConformance(t, 'service over HTTP (sqlite)', async () => {
+  const tmp = tempDir();
+  const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'meta.sqlite')), { filespaceId: FILESPACE, blockSize: BLOCK });
+  const token = 'ab'.repeat(32);
+  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)] });
+  const client = new MetaClient(service.url, token);
+  return { engine: client, close: async () => { await client.close(); await service.close(); await engine.close(); tmp.remove(); } };
+});
