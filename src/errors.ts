@@ -10,7 +10,7 @@ export type ErrorCode =
   | 'AlreadyExists' | 'NoSpace' | 'Integrity' | 'WrongPassword' | 'NotInitialized'
   | 'AlreadyInitialized' | 'VersionConflict' | 'NoEntry' | 'EntryExists' | 'NotDirectory'
   | 'IsDirectory' | 'NotEmpty' | 'InvalidArgument' | 'NameTooLong' | 'NoAttribute'
-  | 'NotPermitted' | 'Unauthorized' | 'ServiceUnavailable' | 'Internal';
+  | 'NotPermitted' | 'NotSupported' | 'OutOfRange' | 'TooBig' | 'Unauthorized' | 'ServiceUnavailable' | 'Internal';
 
 export class LucidError extends Error {
   readonly code: ErrorCode;
@@ -59,6 +59,12 @@ export class NameTooLongError extends define('NameTooLong', 1) {}
 export class NoAttributeError extends define('NoAttribute', 1) {}
 /** The operation is not allowed on this kind of object (EPERM), e.g. a hard link to a directory. */
 export class NotPermittedError extends define('NotPermitted', 1) {}
+/** The operation or attribute namespace is not supported (EOPNOTSUPP). */
+export class NotSupportedError extends define('NotSupported', 1) {}
+/** A caller's buffer is too small for the answer (ERANGE). */
+export class OutOfRangeError extends define('OutOfRange', 1) {}
+/** A value is larger than the system allows (E2BIG). */
+export class TooBigError extends define('TooBig', 1) {}
 export class UnauthorizedError extends define('Unauthorized', 2) {}
 export class ServiceUnavailableError extends define('ServiceUnavailable', 1) {}
 export class InternalError extends define('Internal', 1) {}
@@ -71,7 +77,8 @@ const byCode: Record<ErrorCode, new (message: string) => LucidError> = {
   AlreadyInitialized: AlreadyInitializedError, VersionConflict: VersionConflictError,
   NoEntry: NoEntryError, EntryExists: EntryExistsError, NotDirectory: NotDirectoryError,
   IsDirectory: IsDirectoryError, NotEmpty: NotEmptyError, InvalidArgument: InvalidArgumentError,
-  NameTooLong: NameTooLongError, NoAttribute: NoAttributeError, NotPermitted: NotPermittedError, Unauthorized: UnauthorizedError,
+  NameTooLong: NameTooLongError, NoAttribute: NoAttributeError, NotPermitted: NotPermittedError,
+  NotSupported: NotSupportedError, OutOfRange: OutOfRangeError, TooBig: TooBigError, Unauthorized: UnauthorizedError,
   ServiceUnavailable: ServiceUnavailableError, Internal: InternalError,
 };
 

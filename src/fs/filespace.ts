@@ -153,7 +153,7 @@ export class Filespace {
     // The service assigns the inode number inside `create`, so a target is bound to its
     // purpose (inode 0) rather than to an inode it does not have yet.
     return this.meta.create(parent.ino, this.names.seal(parent.ino, name), {
-      mode: S_IFLNK | 0o777, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+      mode: S_IFLNK | 0o777, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, size: Buffer.byteLength(target),
       target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
     });
   }

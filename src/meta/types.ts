@@ -61,6 +61,8 @@ export interface NewNode {
   rdev?: number;
   /** Sealed symlink target, for symlinks. */
   target?: Buffer;
+  /** Initial size: a symlink's is its target's length in bytes. */
+  size?: number;
   timeMs?: number;
 }
 

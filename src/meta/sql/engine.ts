@@ -251,7 +251,7 @@ export class SqlMetaEngine implements MetaEngine {
       await m.tx.run("UPDATE counters SET value = value + 1 WHERE name = 'next_ino'");
       const t = node.timeMs ?? m.now;
       const attr = await m.putInode({
-        ino, mode, uid: checkInt(node.uid, 'uid'), gid: checkInt(node.gid, 'gid'), size: 0,
+        ino, mode, uid: checkInt(node.uid, 'uid'), gid: checkInt(node.gid, 'gid'), size: node.size === undefined ? 0 : checkInt(node.size, 'size'),
         nlink: isDir(mode) ? 2 : 1, rdev: node.rdev ?? 0, atimeMs: t, mtimeMs: t, ctimeMs: t, crtimeMs: t, version: 0,
       }, target);
       await m.addEntry(parent, n, ino, mode);

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "lucid_fuse",
+      "sources": ["native/lucid_fuse.c"],
+      "cflags": ["<!@(pkg-config --cflags fuse3)", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"]
+    }
+  ]
+}

@@ -1,0 +1,758 @@
+/*
+ * lucid_fuse: an N-API binding over libfuse3's low-level API.
+ *
+ * One thread per session runs fuse_session_loop(). Each request is copied into an
+ * lf_req and handed to JavaScript through a thread-safe function; the handler answers later,
+ * on the JavaScript thread, through the reply_* functions (libfuse lets any thread reply).
+ * So no FUSE thread ever waits on JavaScript, and the file system's own code never blocks
+ * the loop that receives requests.
+ *
+ * What it promises: every request reaches the handler exactly once; every reply function
+ * consumes its request; strings and write payloads are copied before the FUSE buffer is
+ * reused. Errors in replies (the kernel already gave up on a request) are ignored.
+ */
+#define FUSE_USE_VERSION 35
+#define _GNU_SOURCE
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/mount.h>
+
+enum {
+  OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
+  OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
+  OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_SETXATTR,
+  OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FORGET_MULTI, OP_INIT, OP_EXIT,
+  OP_COUNT
+};
+
+static const char *OP_NAMES[OP_COUNT] = {
+  "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink",
+  "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
+  "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "setxattr",
+  "getxattr", "listxattr", "removexattr", "create", "forgetMulti", "init", "exit",
+};
+
+typedef struct lf_session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  pthread_t thread;
+  int thread_started;
+  unsigned max_write;
+  unsigned max_readahead;
+} lf_session;
+
+typedef struct lf_req {
+  int op;
+  fuse_req_t req;
+  uint32_t uid, gid, pid, umask;
+  uint64_t ino, ino2;
+  char *name, *name2;
+  uint64_t fh;
+  int has_fh;
+  int64_t off;
+  uint64_t size;
+  uint32_t mode, rdev, flags, to_set;
+  int datasync;
+  struct stat attr;
+  char *data;
+  size_t data_len;
+  double *forgets; /* pairs of (ino, nlookup) for forget_multi */
+  size_t forget_count;
+  int exit_code;
+} lf_req;
+
+/* ---- request side (session thread) -------------------------------------------------- */
+
+static lf_req *new_req(int op, fuse_req_t req) {
+  lf_req *r = calloc(1, sizeof(lf_req));
+  if (!r) return NULL;
+  r->op = op;
+  r->req = req;
+  if (req) {
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    r->uid = ctx->uid;
+    r->gid = ctx->gid;
+    r->pid = ctx->pid;
+    r->umask = ctx->umask;
+  }
+  return r;
+}
+
+static void dispatch(lf_session *s, lf_req *r) {
+  if (!r) {
+    return;
+  }
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) {
+    if (r->req) fuse_reply_err(r->req, EIO);
+    free(r->name); free(r->name2); free(r->data); free(r->forgets); free(r);
+  }
+}
+
+#define SESSION(req) ((lf_session *) fuse_req_userdata(req))
+#define NEW_OR_FAIL(op) lf_req *r = new_req(op, req); if (!r) { fuse_reply_err(req, ENOMEM); return; }
+
+static void with_fi(lf_req *r, struct fuse_file_info *fi) {
+  if (fi) {
+    r->fh = fi->fh;
+    r->has_fh = 1;
+    r->flags = fi->flags;
+  }
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  lf_session *s = userdata;
+  if (s->max_write) conn->max_write = s->max_write;
+  if (s->max_readahead) conn->max_readahead = s->max_readahead;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  lf_req *r = new_req(OP_INIT, NULL);
+  if (r) {
+    r->size = conn->max_write;
+    r->off = conn->max_readahead;
+    dispatch(s, r);
+  }
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  NEW_OR_FAIL(OP_LOOKUP); r->ino = parent; r->name = strdup(name); dispatch(SESSION(req), r);
+}
+
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  lf_session *s = SESSION(req); /* read before the reply frees req */
+  lf_req *r = new_req(OP_FORGET, NULL);
+  fuse_reply_none(req);
+  if (!r) return;
+  r->ino = ino; r->size = nlookup; dispatch(s, r);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  lf_session *s = SESSION(req);
+  lf_req *r = new_req(OP_FORGET_MULTI, NULL);
+  fuse_reply_none(req);
+  if (!r) return;
+  r->forgets = malloc(sizeof(double) * 2 * (count ? count : 1));
+  if (!r->forgets) { free(r); return; }
+  for (size_t i = 0; i < count; i++) {
+    r->forgets[2 * i] = (double) forgets[i].ino;
+    r->forgets[2 * i + 1] = (double) forgets[i].nlookup;
+  }
+  r->forget_count = count;
+  dispatch(s, r);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_GETATTR); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_SETATTR); r->ino = ino; r->attr = *attr; r->to_set = to_set; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
+  NEW_OR_FAIL(OP_READLINK); r->ino = ino; dispatch(SESSION(req), r);
+}
+
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  NEW_OR_FAIL(OP_MKNOD); r->ino = parent; r->name = strdup(name); r->mode = mode; r->rdev = rdev; dispatch(SESSION(req), r);
+}
+
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  NEW_OR_FAIL(OP_MKDIR); r->ino = parent; r->name = strdup(name); r->mode = mode; dispatch(SESSION(req), r);
+}
+
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  NEW_OR_FAIL(OP_UNLINK); r->ino = parent; r->name = strdup(name); dispatch(SESSION(req), r);
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  NEW_OR_FAIL(OP_RMDIR); r->ino = parent; r->name = strdup(name); dispatch(SESSION(req), r);
+}
+
+static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  NEW_OR_FAIL(OP_SYMLINK); r->ino = parent; r->name = strdup(name); r->name2 = strdup(link); dispatch(SESSION(req), r);
+}
+
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
+  NEW_OR_FAIL(OP_RENAME); r->ino = parent; r->name = strdup(name); r->ino2 = newparent; r->name2 = strdup(newname); r->flags = flags;
+  dispatch(SESSION(req), r);
+}
+
+static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  NEW_OR_FAIL(OP_LINK); r->ino = ino; r->ino2 = newparent; r->name = strdup(newname); dispatch(SESSION(req), r);
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_OPEN); r->ino = ino; r->flags = fi->flags; dispatch(SESSION(req), r);
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_READ); r->ino = ino; r->size = size; r->off = off; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_WRITE);
+  r->data = malloc(size ? size : 1);
+  if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
+  memcpy(r->data, buf, size);
+  r->data_len = size; r->ino = ino; r->off = off; with_fi(r, fi);
+  dispatch(SESSION(req), r);
+}
+
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_FLUSH); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_RELEASE); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_FSYNC); r->ino = ino; r->datasync = datasync; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_OPENDIR); r->ino = ino; r->flags = fi->flags; dispatch(SESSION(req), r);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_READDIR); r->ino = ino; r->size = size; r->off = off; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_RELEASEDIR); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_FSYNCDIR); r->ino = ino; r->datasync = datasync; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
+  NEW_OR_FAIL(OP_STATFS); r->ino = ino; dispatch(SESSION(req), r);
+}
+
+static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
+  NEW_OR_FAIL(OP_SETXATTR);
+  r->data = malloc(size ? size : 1);
+  if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
+  memcpy(r->data, value, size);
+  r->data_len = size; r->ino = ino; r->name = strdup(name); r->flags = flags;
+  dispatch(SESSION(req), r);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  NEW_OR_FAIL(OP_GETXATTR); r->ino = ino; r->name = strdup(name); r->size = size; dispatch(SESSION(req), r);
+}
+
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  NEW_OR_FAIL(OP_LISTXATTR); r->ino = ino; r->size = size; dispatch(SESSION(req), r);
+}
+
+static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  NEW_OR_FAIL(OP_REMOVEXATTR); r->ino = ino; r->name = strdup(name); dispatch(SESSION(req), r);
+}
+
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_CREATE); r->ino = parent; r->name = strdup(name); r->mode = mode; r->flags = fi->flags; dispatch(SESSION(req), r);
+}
+
+static const struct fuse_lowlevel_ops LL_OPS = {
+  .init = ll_init,
+  .lookup = ll_lookup,
+  .forget = ll_forget,
+  .forget_multi = ll_forget_multi,
+  .getattr = ll_getattr,
+  .setattr = ll_setattr,
+  .readlink = ll_readlink,
+  .mknod = ll_mknod,
+  .mkdir = ll_mkdir,
+  .unlink = ll_unlink,
+  .rmdir = ll_rmdir,
+  .symlink = ll_symlink,
+  .rename = ll_rename,
+  .link = ll_link,
+  .open = ll_open,
+  .read = ll_read,
+  .write = ll_write,
+  .flush = ll_flush,
+  .release = ll_release,
+  .fsync = ll_fsync,
+  .opendir = ll_opendir,
+  .readdir = ll_readdir,
+  .releasedir = ll_releasedir,
+  .fsyncdir = ll_fsyncdir,
+  .statfs = ll_statfs,
+  .setxattr = ll_setxattr,
+  .getxattr = ll_getxattr,
+  .listxattr = ll_listxattr,
+  .removexattr = ll_removexattr,
+  .create = ll_create,
+};
+
+static void *loop_thread(void *arg) {
+  lf_session *s = arg;
+  int rc = fuse_session_loop(s->se);
+  lf_req *r = new_req(OP_EXIT, NULL);
+  if (r) {
+    r->exit_code = rc;
+    napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking);
+  }
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+/* ---- JavaScript side ---------------------------------------------------------------- */
+
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "lucid_fuse: " #call " failed"); return NULL; } } while (0)
+
+static void set_num(napi_env env, napi_value obj, const char *key, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, obj, key, n);
+}
+
+static void set_str(napi_env env, napi_value obj, const char *key, const char *s) {
+  if (!s) return;
+  napi_value v;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, key, v);
+}
+
+static void free_buffer(napi_env env, void *data, void *hint) {
+  (void) env; (void) hint;
+  free(data);
+}
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void) context;
+  lf_req *r = data;
+  if (!env || !js_cb) {
+    if (r->req) fuse_reply_err(r->req, EIO);
+    free(r->name); free(r->name2); free(r->data); free(r->forgets); free(r);
+    return;
+  }
+  napi_value obj, req_ext, undefined;
+  napi_create_object(env, &obj);
+  set_str(env, obj, "op", OP_NAMES[r->op]);
+  if (r->req) {
+    napi_create_external(env, r->req, NULL, NULL, &req_ext);
+    napi_set_named_property(env, obj, "req", req_ext);
+    set_num(env, obj, "uid", r->uid);
+    set_num(env, obj, "gid", r->gid);
+    set_num(env, obj, "pid", r->pid);
+    set_num(env, obj, "umask", r->umask);
+  }
+  set_num(env, obj, "ino", (double) r->ino);
+  if (r->ino2) set_num(env, obj, "ino2", (double) r->ino2);
+  set_str(env, obj, "name", r->name);
+  set_str(env, obj, "name2", r->name2);
+  if (r->has_fh) set_num(env, obj, "fh", (double) r->fh);
+  set_num(env, obj, "off", (double) r->off);
+  set_num(env, obj, "size", (double) r->size);
+  set_num(env, obj, "mode", r->mode);
+  set_num(env, obj, "rdev", r->rdev);
+  set_num(env, obj, "flags", r->flags);
+  set_num(env, obj, "datasync", r->datasync);
+  set_num(env, obj, "exitCode", r->exit_code);
+  if (r->op == OP_SETATTR) {
+    set_num(env, obj, "toSet", r->to_set);
+    set_num(env, obj, "attrMode", r->attr.st_mode);
+    set_num(env, obj, "attrUid", r->attr.st_uid);
+    set_num(env, obj, "attrGid", r->attr.st_gid);
+    set_num(env, obj, "attrSize", (double) r->attr.st_size);
+    set_num(env, obj, "atimeMs", r->attr.st_atim.tv_sec * 1000.0 + r->attr.st_atim.tv_nsec / 1e6);
+    set_num(env, obj, "mtimeMs", r->attr.st_mtim.tv_sec * 1000.0 + r->attr.st_mtim.tv_nsec / 1e6);
+  }
+  if (r->data) {
+    napi_value buf;
+    napi_create_external_buffer(env, r->data_len, r->data, free_buffer, NULL, &buf);
+    napi_set_named_property(env, obj, "data", buf);
+    r->data = NULL;
+  }
+  if (r->forgets) {
+    napi_value arr;
+    napi_create_array_with_length(env, r->forget_count * 2, &arr);
+    for (size_t i = 0; i < r->forget_count * 2; i++) {
+      napi_value n;
+      napi_create_double(env, r->forgets[i], &n);
+      napi_set_element(env, arr, (uint32_t) i, n);
+    }
+    napi_set_named_property(env, obj, "forgets", arr);
+  }
+  free(r->name); free(r->name2); free(r->data); free(r->forgets); free(r);
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, js_cb, 1, &obj, NULL);
+}
+
+static fuse_req_t get_req(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return (fuse_req_t) p;
+}
+
+static double get_num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static void ms_to_timespec(double ms, struct timespec *ts) {
+  double sec = ms / 1000.0;
+  ts->tv_sec = (time_t) (sec < 0 ? sec - 1 : sec);
+  if (sec < 0 && (double) ts->tv_sec == sec) ts->tv_sec = (time_t) sec;
+  double rest = ms - (double) ts->tv_sec * 1000.0;
+  ts->tv_nsec = (long) (rest * 1e6);
+  if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
+  if (ts->tv_nsec < 0) ts->tv_nsec = 0;
+}
+
+/* Attribute layout shared with JavaScript (Float64Array):
+ * 0 ino, 1 mode, 2 nlink, 3 uid, 4 gid, 5 rdev, 6 size, 7 blocks, 8 atimeMs, 9 mtimeMs,
+ * 10 ctimeMs, 11 attrTimeout, 12 entryTimeout, 13 generation, 14 blksize */
+static int read_attr(napi_env env, napi_value v, struct stat *st, double *attr_to, double *entry_to, uint64_t *gen) {
+  double *a = NULL;
+  size_t len = 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, &len, (void **) &a, &ab, &off) != napi_ok || type != napi_float64_array || len < 15) return -1;
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t) a[0];
+  st->st_mode = (mode_t) a[1];
+  st->st_nlink = (nlink_t) a[2];
+  st->st_uid = (uid_t) a[3];
+  st->st_gid = (gid_t) a[4];
+  st->st_rdev = (dev_t) a[5];
+  st->st_size = (off_t) a[6];
+  st->st_blocks = (blkcnt_t) a[7];
+  ms_to_timespec(a[8], &st->st_atim);
+  ms_to_timespec(a[9], &st->st_mtim);
+  ms_to_timespec(a[10], &st->st_ctim);
+  st->st_blksize = (blksize_t) a[14];
+  if (attr_to) *attr_to = a[11];
+  if (entry_to) *entry_to = a[12];
+  if (gen) *gen = (uint64_t) a[13];
+  return 0;
+}
+
+#define ARGS(n) size_t argc = n; napi_value argv[n]; CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL)); \
+  fuse_req_t req = get_req(env, argv[0]); if (!req) { napi_throw_type_error(env, NULL, "not a request"); return NULL; }
+
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_reply_err(req, (int) get_num(env, argv[1]));
+  return NULL;
+}
+
+static napi_value js_reply_none(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  fuse_reply_none(req);
+  return NULL;
+}
+
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  if (read_attr(env, argv[1], &e.attr, &e.attr_timeout, &e.entry_timeout, &e.generation) != 0) {
+    fuse_reply_err(req, EIO);
+    napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
+    return NULL;
+  }
+  e.ino = e.attr.st_ino;
+  fuse_reply_entry(req, &e);
+  return NULL;
+}
+
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  if (read_attr(env, argv[1], &e.attr, &e.attr_timeout, &e.entry_timeout, &e.generation) != 0) {
+    fuse_reply_err(req, EIO);
+    napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
+    return NULL;
+  }
+  e.ino = e.attr.st_ino;
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t) get_num(env, argv[2]);
+  int flags = (int) get_num(env, argv[3]);
+  fi.direct_io = (flags & 1) != 0;
+  fi.keep_cache = (flags & 2) != 0;
+  fuse_reply_create(req, &e, &fi);
+  return NULL;
+}
+
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct stat st;
+  double timeout = 0;
+  if (read_attr(env, argv[1], &st, &timeout, NULL, NULL) != 0) {
+    fuse_reply_err(req, EIO);
+    napi_throw_type_error(env, NULL, "attr must be a Float64Array of 15");
+    return NULL;
+  }
+  fuse_reply_attr(req, &st, timeout);
+  return NULL;
+}
+
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t) get_num(env, argv[1]);
+  int flags = (int) get_num(env, argv[2]);
+  fi.direct_io = (flags & 1) != 0;
+  fi.keep_cache = (flags & 2) != 0;
+  fi.cache_readdir = (flags & 4) != 0;
+  fuse_reply_open(req, &fi);
+  return NULL;
+}
+
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    fuse_reply_err(req, EIO);
+    napi_throw_type_error(env, NULL, "expected a Buffer");
+    return NULL;
+  }
+  fuse_reply_buf(req, data, len);
+  return NULL;
+}
+
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_reply_write(req, (size_t) get_num(env, argv[1]));
+  return NULL;
+}
+
+static napi_value js_reply_xattr(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  fuse_reply_xattr(req, (size_t) get_num(env, argv[1]));
+  return NULL;
+}
+
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
+  char *s = malloc(len + 1);
+  if (!s) { fuse_reply_err(req, ENOMEM); return NULL; }
+  napi_get_value_string_utf8(env, argv[1], s, len + 1, &len);
+  fuse_reply_readlink(req, s);
+  free(s);
+  return NULL;
+}
+
+/* statfs: Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, namemax] */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  double *a = NULL;
+  size_t len = 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, argv[1], &type, &len, (void **) &a, &ab, &off) != napi_ok || len < 9) {
+    fuse_reply_err(req, EIO);
+    return NULL;
+  }
+  struct statvfs st;
+  memset(&st, 0, sizeof(st));
+  st.f_bsize = (unsigned long) a[0];
+  st.f_frsize = (unsigned long) a[1];
+  st.f_blocks = (fsblkcnt_t) a[2];
+  st.f_bfree = (fsblkcnt_t) a[3];
+  st.f_bavail = (fsblkcnt_t) a[4];
+  st.f_files = (fsfilcnt_t) a[5];
+  st.f_ffree = (fsfilcnt_t) a[6];
+  st.f_favail = (fsfilcnt_t) a[7];
+  st.f_namemax = (unsigned long) a[8];
+  fuse_reply_statfs(req, &st);
+  return NULL;
+}
+
+/* readdir: (req, size, names[], inos Float64Array, modes Float64Array, offs Float64Array)
+ * Adds entries until the buffer is full; returns how many were added. */
+static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  size_t size = (size_t) get_num(env, argv[1]);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[2], &count);
+  double *inos, *modes, *offs;
+  size_t l1, l2, l3, o;
+  napi_typedarray_type t;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[3], &t, &l1, (void **) &inos, &ab, &o) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &t, &l2, (void **) &modes, &ab, &o) != napi_ok ||
+      napi_get_typedarray_info(env, argv[5], &t, &l3, (void **) &offs, &ab, &o) != napi_ok ||
+      l1 < count || l2 < count || l3 < count) {
+    fuse_reply_err(req, EIO);
+    return NULL;
+  }
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
+  size_t used = 0;
+  uint32_t added = 0;
+  char name[1024];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    size_t nlen = 0;
+    napi_get_element(env, argv[2], i, &v);
+    napi_get_value_string_utf8(env, v, name, sizeof(name), &nlen);
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    st.st_ino = (ino_t) inos[i];
+    st.st_mode = (mode_t) modes[i];
+    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+    if (used + need > size) break;
+    fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t) offs[i]);
+    used += need;
+    added++;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  napi_value result;
+  napi_create_uint32(env, added, &result);
+  return result;
+}
+
+static napi_value js_notify_inval_inode(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  lf_session *s = NULL;
+  CHECK(napi_get_value_external(env, argv[0], (void **) &s));
+  int rc = s && s->se ? fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t) get_num(env, argv[1]), (off_t) get_num(env, argv[2]), (off_t) get_num(env, argv[3])) : -ENOTCONN;
+  napi_value result;
+  napi_create_int32(env, rc, &result);
+  return result;
+}
+
+static napi_value js_notify_inval_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  lf_session *s = NULL;
+  CHECK(napi_get_value_external(env, argv[0], (void **) &s));
+  char name[1024];
+  size_t nlen = 0;
+  napi_get_value_string_utf8(env, argv[2], name, sizeof(name), &nlen);
+  int rc = s && s->se ? fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) get_num(env, argv[1]), name, nlen) : -ENOTCONN;
+  napi_value result;
+  napi_create_int32(env, rc, &result);
+  return result;
+}
+
+/* mount(mountpoint, options string, handler, maxWrite, maxReadahead) → session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char mountpoint[4096], options[4096];
+  size_t len;
+  CHECK(napi_get_value_string_utf8(env, argv[0], mountpoint, sizeof(mountpoint), &len));
+  CHECK(napi_get_value_string_utf8(env, argv[1], options, sizeof(options), &len));
+  lf_session *s = calloc(1, sizeof(lf_session));
+  if (!s) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  s->max_write = (unsigned) get_num(env, argv[3]);
+  s->max_readahead = (unsigned) get_num(env, argv[4]);
+  napi_value name;
+  napi_create_string_utf8(env, "lucid_fuse", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &s->tsfn) != napi_ok) {
+    free(s);
+    napi_throw_error(env, NULL, "cannot create the request queue");
+    return NULL;
+  }
+  char *fargv[] = { "lucid", "-o", options, NULL };
+  struct fuse_args args = FUSE_ARGS_INIT(options[0] ? 3 : 1, fargv);
+  s->se = fuse_session_new(&args, &LL_OPS, sizeof(LL_OPS), s);
+  if (!s->se) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s);
+    napi_throw_error(env, "EINVAL", "fuse_session_new failed: bad mount options");
+    return NULL;
+  }
+  if (fuse_session_mount(s->se, mountpoint) != 0) {
+    fuse_session_destroy(s->se);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s);
+    napi_throw_error(env, "EMOUNT", "fuse_session_mount failed");
+    return NULL;
+  }
+  if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s);
+    napi_throw_error(env, NULL, "cannot start the FUSE thread");
+    return NULL;
+  }
+  s->thread_started = 1;
+  napi_value result;
+  CHECK(napi_create_external(env, s, NULL, NULL, &result));
+  return result;
+}
+
+/* destroy(session): after the loop has exited (the "exit" request), frees the session. */
+static napi_value js_destroy(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  lf_session *s = NULL;
+  CHECK(napi_get_value_external(env, argv[0], (void **) &s));
+  if (!s || !s->se) return NULL;
+  if (s->thread_started) pthread_join(s->thread, NULL);
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  return NULL;
+}
+
+/* unmountNow(path, lazy): umount2 as root; fails with errno otherwise (use fusermount3). */
+static napi_value js_umount(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t len;
+  CHECK(napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &len));
+  bool lazy = false;
+  napi_get_value_bool(env, argv[1], &lazy);
+  int rc = umount2(path, lazy ? MNT_DETACH : 0);
+  napi_value result;
+  napi_create_int32(env, rc == 0 ? 0 : errno, &result);
+  return result;
+}
+
+static napi_value init_module(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL },
+    { "destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL },
+    { "umount", NULL, js_umount, NULL, NULL, NULL, napi_default, NULL },
+    { "replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL },
+    { "replyNone", NULL, js_reply_none, NULL, NULL, NULL, napi_default, NULL },
+    { "replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL },
+    { "replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL },
+    { "replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL },
+    { "replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL },
+    { "replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_default, NULL },
+    { "replyWrite", NULL, js_reply_write, NULL, NULL, NULL, napi_default, NULL },
+    { "replyXattr", NULL, js_reply_xattr, NULL, NULL, NULL, napi_default, NULL },
+    { "replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_default, NULL },
+    { "replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL },
+    { "replyReaddir", NULL, js_reply_readdir, NULL, NULL, NULL, napi_default, NULL },
+    { "notifyInvalInode", NULL, js_notify_inval_inode, NULL, NULL, NULL, napi_default, NULL },
+    { "notifyInvalEntry", NULL, js_notify_inval_entry, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init_module)

@@ -1,0 +1,453 @@
+/**
+ * The persistent block cache of one filespace on local disk, bounded by a size limit.
+ *
+ * - Clean blocks are the sealed objects exactly as the store holds them (encrypted and
+ *   authenticated at rest for free), content-addressed by object id, evicted least recently
+ *   used first (lru-cache keeps the order; the index keeps it across restarts).
+ * - Dirty blocks (written, not yet uploaded) live in sector-encrypted files keyed by
+ *   (inode, block index); they and pinned blocks are never evicted.
+ * - Space: writers reserve before a dirty block grows; when clean blocks cannot be evicted
+ *   to make room, they wait (backpressure) until uploads turn dirty blocks clean.
+ *
+ * Promises: a dirty block's bytes are in its file before its index row says so, so after a
+ * kill at any moment the index names only bytes that are really there; the limit is never
+ * exceeded by dirty growth, and by clean inserts at most transiently by one block per upload.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
+import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
+
+export interface BlockCacheOptions {
+  dir: string;
+  filespaceId: string;
+  cacheKey: Buffer;
+  limitBytes: number;
+}
+
+export interface CacheStats {
+  limitBytes: number;
+  usedBytes: number;
+  cleanBytes: number;
+  pinnedBytes: number;
+  dirtyBytes: number;
+  /** Plaintext bytes written but not yet uploaded ("remaining upload"). */
+  uploadBytes: number;
+  dirtyBlocks: number;
+  cleanObjects: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+  waitingWriters: number;
+}
+
+interface CleanEntry {
+  size: number;
+  ino: number;
+}
+
+const key = (ino: number, idx: number) => `${ino}:${idx}`;
+const allocated = (length: number) => sectorsFor(length) * SECTOR;
+
+export class BlockCache {
+  private readonly lru = new LRUCache<string, CleanEntry>({ max: 50_000_000 });
+  private readonly pinnedClean = new Map<string, CleanEntry>();
+  private readonly dirty = new Map<string, DirtyRow>();
+  private readonly pinnedInos: Set<number>;
+  private readonly sectors: SectorCipher;
+  private readonly touched = new Set<string>();
+  private cleanBytes = 0;
+  private pinnedBytes = 0;
+  private dirtyBytes = 0;
+  private waiters: (() => void)[] = [];
+  private touchTimer: NodeJS.Timeout;
+  private hits = 0;
+  private misses = 0;
+  private evictions = 0;
+  /** Called when writers wait for space: the uploader should start now. */
+  onPressure: () => void = () => {};
+
+  private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number) {
+    this.sectors = new SectorCipher(cacheKey);
+    this.pinnedInos = new Set(index.pins());
+    this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
+    this.touchTimer.unref();
+  }
+
+  static async open(options: BlockCacheOptions): Promise<BlockCache> {
+    await fs.mkdir(path.join(options.dir, 'objects'), { recursive: true, mode: 0o700 });
+    await fs.mkdir(path.join(options.dir, 'dirty'), { recursive: true, mode: 0o700 });
+    const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
+    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes);
+    await cache.load();
+    return cache;
+  }
+
+  private async load(): Promise<void> {
+    for (const e of this.index.cleanEntries()) {
+      const entry = { size: e.size, ino: e.ino };
+      if (this.pinnedInos.has(e.ino)) {
+        this.pinnedClean.set(e.objectId, entry);
+        this.pinnedBytes += e.size;
+      } else {
+        this.lru.set(e.objectId, entry);
+        this.cleanBytes += e.size;
+      }
+    }
+    const liveFiles = new Set<string>();
+    for (const row of this.index.allDirty()) {
+      this.dirty.set(key(row.ino, row.idx), row);
+      this.dirtyBytes += allocated(row.length);
+      liveFiles.add(row.fileId);
+    }
+    // Files a killed process made but never recorded hold no acknowledged bytes.
+    for (const name of await fs.readdir(path.join(this.dir, 'dirty'))) {
+      if (!liveFiles.has(name)) await fs.rm(path.join(this.dir, 'dirty', name), { force: true });
+    }
+  }
+
+  // ---- clean blocks -------------------------------------------------------------------
+
+  /** The sealed bytes of an object, or undefined when not cached (or damaged). */
+  async getClean(objectId: string): Promise<Buffer | undefined> {
+    const entry = this.lru.get(objectId) ?? this.pinnedClean.get(objectId);
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
+    try {
+      const bytes = await fs.readFile(this.objectPath(objectId));
+      if (bytes.length !== entry.size) throw new Error('torn');
+      this.hits++;
+      this.touched.add(objectId);
+      return bytes;
+    } catch {
+      this.misses++;
+      await this.dropClean(objectId);
+      return undefined;
+    }
+  }
+
+  hasClean(objectId: string): boolean {
+    return this.lru.has(objectId) || this.pinnedClean.has(objectId);
+  }
+
+  /** Caches a sealed object; evicts older clean blocks to stay within the limit. */
+  async putClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
+    if (this.hasClean(objectId)) return;
+    const pinned = this.pinnedInos.has(ino);
+    if (!pinned && !this.makeRoom(sealed.length)) return; // no room: serve uncached
+    const file = this.objectPath(objectId);
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(tmp, sealed, { mode: 0o600 });
+      await fs.rename(tmp, file);
+    } catch (e) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
+      throw e;
+    }
+    this.index.putClean(objectId, sealed.length, ino);
+    const entry = { size: sealed.length, ino };
+    if (pinned) {
+      this.pinnedClean.set(objectId, entry);
+      this.pinnedBytes += entry.size;
+    } else {
+      this.lru.set(objectId, entry);
+      this.cleanBytes += entry.size;
+    }
+  }
+
+  async dropClean(objectId: string): Promise<void> {
+    const entry = this.lru.get(objectId);
+    if (entry) {
+      this.lru.delete(objectId);
+      this.cleanBytes -= entry.size;
+    }
+    const pinned = this.pinnedClean.get(objectId);
+    if (pinned) {
+      this.pinnedClean.delete(objectId);
+      this.pinnedBytes -= pinned.size;
+    }
+    this.index.deleteClean(objectId);
+    await fs.rm(this.objectPath(objectId), { force: true });
+  }
+
+  // ---- pins -----------------------------------------------------------------------------
+
+  isPinned(ino: number): boolean {
+    return this.pinnedInos.has(ino);
+  }
+
+  pin(ino: number): void {
+    if (this.pinnedInos.has(ino)) return;
+    this.pinnedInos.add(ino);
+    this.index.pin(ino);
+    for (const [id, e] of this.lru.entries()) {
+      if (e.ino !== ino) continue;
+      this.lru.delete(id);
+      this.cleanBytes -= e.size;
+      this.pinnedClean.set(id, e);
+      this.pinnedBytes += e.size;
+    }
+  }
+
+  unpin(ino: number): void {
+    if (!this.pinnedInos.delete(ino)) return;
+    this.index.unpin(ino);
+    for (const [id, e] of this.pinnedClean) {
+      if (e.ino !== ino) continue;
+      this.pinnedClean.delete(id);
+      this.pinnedBytes -= e.size;
+      this.lru.set(id, e);
+      this.cleanBytes += e.size;
+    }
+    this.makeRoom(0);
+  }
+
+  // ---- dirty blocks ---------------------------------------------------------------------
+
+  dirtyRow(ino: number, idx: number): DirtyRow | undefined {
+    return this.dirty.get(key(ino, idx));
+  }
+
+  dirtyRowsOf(ino: number): DirtyRow[] {
+    return [...this.dirty.values()].filter((r) => r.ino === ino).sort((a, b) => a.idx - b.idx);
+  }
+
+  allDirty(): DirtyRow[] {
+    return [...this.dirty.values()];
+  }
+
+  /**
+   * Writes `data` at `offset` inside block (ino, idx). A block not yet dirty starts from
+   * `base()` (its committed plaintext, or undefined for a hole) unless the write covers it.
+   */
+  async writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
+    let row = this.dirtyRow(ino, idx);
+    const end = offset + data.length;
+    if (!row) {
+      const needsBase = baseLength > 0 && (offset > 0 || end < baseLength);
+      const baseData = needsBase ? await base() : undefined;
+      const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
+      const length = Math.max(initial?.length ?? 0, end);
+      await this.reserve(allocated(length));
+      const fileId = randomBytes(8).toString('hex');
+      const fh = await fs.open(this.dirtyPath(fileId), 'wx', 0o600);
+      try {
+        const plain = Buffer.alloc(allocated(length));
+        if (initial) initial.copy(plain, 0);
+        data.copy(plain, offset);
+        await fh.write(this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, plain), 0, plain.length, 0);
+      } finally {
+        await fh.close();
+      }
+      row = { ino, idx, fileId, length, gen: 1 };
+      this.dirtyBytes += allocated(length);
+      this.index.putDirty(row);
+      this.dirty.set(key(ino, idx), row);
+      return;
+    }
+    const grow = allocated(Math.max(row.length, end)) - allocated(row.length);
+    if (grow > 0) await this.reserve(grow);
+    row = this.dirtyRow(ino, idx);
+    if (!row) return this.writeDirty(ino, idx, offset, data, base, baseLength);
+    const physEnd = allocated(row.length);
+    const first = Math.floor(offset / SECTOR);
+    const last = sectorsFor(end);
+    const fileId = Buffer.from(row.fileId, 'hex');
+    const fh = await fs.open(this.dirtyPath(row.fileId), 'r+');
+    try {
+      const plain = Buffer.alloc((last - first) * SECTOR);
+      // Only the partial first and last sectors hold bytes that must survive the write.
+      const keep = [first, last - 1].filter((s, i, a) => a.indexOf(s) === i && s * SECTOR < physEnd);
+      for (const s of keep) {
+        const partial = (s === first && offset % SECTOR !== 0) || (s === last - 1 && end % SECTOR !== 0);
+        if (!partial) continue;
+        const enc = Buffer.alloc(SECTOR);
+        await fh.read(enc, 0, SECTOR, s * SECTOR);
+        this.sectors.decrypt(fileId, s, enc).copy(plain, (s - first) * SECTOR);
+      }
+      data.copy(plain, offset - first * SECTOR);
+      // A write past the old end leaves a gap that must read as zeros: those sectors are written too.
+      const gapStart = Math.min(first * SECTOR, physEnd);
+      if (gapStart < first * SECTOR) {
+        const zeros = Buffer.alloc(first * SECTOR - gapStart);
+        await fh.write(this.sectors.encrypt(fileId, gapStart / SECTOR, zeros), 0, zeros.length, gapStart);
+      }
+      await fh.write(this.sectors.encrypt(fileId, first, plain), 0, plain.length, first * SECTOR);
+    } finally {
+      await fh.close();
+    }
+    const next = { ...row, length: Math.max(row.length, end), gen: row.gen + 1 };
+    this.dirtyBytes += allocated(next.length) - allocated(row.length);
+    this.index.putDirty(next);
+    this.dirty.set(key(ino, idx), next);
+  }
+
+  /** Plaintext [offset, offset+length) of a dirty block, zeros past its end. */
+  async readDirty(ino: number, idx: number, offset: number, length: number): Promise<Buffer | undefined> {
+    const row = this.dirtyRow(ino, idx);
+    if (!row) return undefined;
+    const out = Buffer.alloc(length);
+    const end = Math.min(offset + length, row.length);
+    if (end <= offset) return out;
+    const first = Math.floor(offset / SECTOR);
+    const last = sectorsFor(end);
+    const enc = Buffer.alloc((last - first) * SECTOR);
+    const fh = await fs.open(this.dirtyPath(row.fileId), 'r');
+    try {
+      await fh.read(enc, 0, enc.length, first * SECTOR);
+    } finally {
+      await fh.close();
+    }
+    const plain = this.sectors.decrypt(Buffer.from(row.fileId, 'hex'), first, enc);
+    plain.copy(out, 0, offset - first * SECTOR, end - first * SECTOR);
+    return out;
+  }
+
+  /** The whole dirty block and the generation it had when read. */
+  async readDirtyBlock(ino: number, idx: number): Promise<{ data: Buffer; gen: number } | undefined> {
+    const row = this.dirtyRow(ino, idx);
+    if (!row) return undefined;
+    const data = await this.readDirty(ino, idx, 0, row.length);
+    return data ? { data, gen: row.gen } : undefined;
+  }
+
+  /** Shortens a dirty block; bytes past the new end read as zeros if it grows again. */
+  async truncateDirty(ino: number, idx: number, length: number): Promise<void> {
+    const row = this.dirtyRow(ino, idx);
+    if (!row || length >= row.length) return;
+    const fileId = Buffer.from(row.fileId, 'hex');
+    const fh = await fs.open(this.dirtyPath(row.fileId), 'r+');
+    try {
+      if (length % SECTOR !== 0) {
+        const s = Math.floor(length / SECTOR);
+        const enc = Buffer.alloc(SECTOR);
+        await fh.read(enc, 0, SECTOR, s * SECTOR);
+        const plain = this.sectors.decrypt(fileId, s, enc);
+        plain.fill(0, length % SECTOR);
+        await fh.write(this.sectors.encrypt(fileId, s, plain), 0, SECTOR, s * SECTOR);
+      }
+      await fh.truncate(allocated(length));
+    } finally {
+      await fh.close();
+    }
+    const next = { ...row, length, gen: row.gen + 1 };
+    this.dirtyBytes += allocated(length) - allocated(row.length);
+    this.index.putDirty(next);
+    this.dirty.set(key(ino, idx), next);
+    this.wake();
+  }
+
+  /** Forgets a dirty block (uploaded, or discarded); with `ifGen`, only if unchanged since. */
+  async dropDirty(ino: number, idx: number, ifGen?: number): Promise<boolean> {
+    const row = this.dirtyRow(ino, idx);
+    if (!row || (ifGen !== undefined && row.gen !== ifGen)) return false;
+    this.dirty.delete(key(ino, idx));
+    this.dirtyBytes -= allocated(row.length);
+    this.index.deleteDirty(ino, idx);
+    await fs.rm(this.dirtyPath(row.fileId), { force: true });
+    this.wake();
+    return true;
+  }
+
+  // ---- pending sizes --------------------------------------------------------------------
+
+  pending(ino: number): PendingRow | undefined {
+    return this.index.pending(ino);
+  }
+
+  allPending(): PendingRow[] {
+    return this.index.allPending();
+  }
+
+  setPending(row: PendingRow): void {
+    this.index.putPending(row);
+  }
+
+  clearPending(ino: number): void {
+    this.index.deletePending(ino);
+  }
+
+  // ---- space ----------------------------------------------------------------------------
+
+  get usedBytes(): number {
+    return this.cleanBytes + this.pinnedBytes + this.dirtyBytes;
+  }
+
+  get limitBytes(): number {
+    return this.limit;
+  }
+
+  setLimit(bytes: number): void {
+    this.limit = bytes;
+    this.makeRoom(0);
+    this.wake();
+  }
+
+  /** Waits until `bytes` more fit under the limit, evicting clean blocks first. */
+  async reserve(bytes: number): Promise<void> {
+    while (!this.makeRoom(bytes)) {
+      // Nothing left to evict: only uploads can make room. Never wait for more than the
+      // whole limit (a block larger than the cache proceeds once the cache holds nothing else).
+      if (this.dirtyBytes === 0 && this.pinnedBytes === 0) return;
+      this.onPressure();
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Evicts least recently used clean blocks until `bytes` more fit; false if they cannot. */
+  private makeRoom(bytes: number): boolean {
+    while (this.usedBytes + bytes > this.limit && this.lru.size > 0) {
+      const victim = this.lru.rkeys().next().value as string;
+      const entry = this.lru.get(victim, { updateAgeOnGet: false })!;
+      this.lru.delete(victim);
+      this.cleanBytes -= entry.size;
+      this.evictions++;
+      this.index.deleteClean(victim);
+      void fs.rm(this.objectPath(victim), { force: true });
+    }
+    return this.usedBytes + bytes <= this.limit;
+  }
+
+  private wake(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+  }
+
+  stats(): CacheStats {
+    let uploadBytes = 0;
+    for (const r of this.dirty.values()) uploadBytes += r.length;
+    return {
+      limitBytes: this.limit, usedBytes: this.usedBytes, cleanBytes: this.cleanBytes, pinnedBytes: this.pinnedBytes,
+      dirtyBytes: this.dirtyBytes, uploadBytes, dirtyBlocks: this.dirty.size, cleanObjects: this.lru.size + this.pinnedClean.size,
+      hits: this.hits, misses: this.misses, evictions: this.evictions, waitingWriters: this.waiters.length,
+    };
+  }
+
+  private persistTouches(): void {
+    if (this.touched.size === 0) return;
+    this.index.touchClean(this.touched);
+    this.touched.clear();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.touchTimer);
+    this.persistTouches();
+    this.wake();
+    this.index.close();
+  }
+
+  private objectPath(objectId: string): string {
+    return path.join(this.dir, 'objects', objectId.slice(0, 2), objectId);
+  }
+
+  private dirtyPath(fileId: string): string {
+    return path.join(this.dir, 'dirty', fileId);
+  }
+}

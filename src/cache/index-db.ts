@@ -1,0 +1,97 @@
+/**
+ * The cache's index: a SQLite database (better-sqlite3, WAL) beside the cached files. It
+ * records which sealed objects are cached (and when they were last used), which blocks are
+ * dirty (written but not yet in the store) and the file sizes those writes imply.
+ *
+ * Promises: every change is written before the call returns, so a process killed at any
+ * moment finds, on restart, every dirty block and pending size that a write acknowledged.
+ * (synchronous=NORMAL: what the OS has survives the process; fsync gives power-loss safety.)
+ */
+import Database from 'better-sqlite3';
+import { InvalidArgumentError } from '../errors.js';
+
+export interface DirtyRow {
+  ino: number;
+  idx: number;
+  fileId: string;
+  length: number;
+  gen: number;
+}
+
+export interface PendingRow {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export class CacheIndex {
+  private readonly db: Database.Database;
+  private readonly st: Record<string, Database.Statement>;
+
+  constructor(file: string, filespaceId: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS clean (object_id TEXT PRIMARY KEY, size INTEGER NOT NULL, atime INTEGER NOT NULL, ino INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE IF NOT EXISTS dirty (ino INTEGER NOT NULL, idx INTEGER NOT NULL, file_id TEXT NOT NULL, length INTEGER NOT NULL, gen INTEGER NOT NULL, PRIMARY KEY (ino, idx));
+      CREATE TABLE IF NOT EXISTS pending (ino INTEGER PRIMARY KEY, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS pins (ino INTEGER PRIMARY KEY);
+    `);
+    const owner = this.db.prepare("SELECT value FROM settings WHERE name = 'filespace_id'").get() as { value: string } | undefined;
+    if (!owner) this.db.prepare("INSERT INTO settings (name, value) VALUES ('filespace_id', ?)").run(filespaceId);
+    else if (owner.value !== filespaceId) {
+      this.db.close();
+      throw new InvalidArgumentError(`cache directory belongs to filespace ${owner.value}, not ${filespaceId}: use another --cache-dir`);
+    }
+    const p = (sql: string) => this.db.prepare(sql);
+    this.st = {
+      cleanAll: p('SELECT object_id, size, ino FROM clean ORDER BY atime'),
+      cleanPut: p('INSERT OR REPLACE INTO clean (object_id, size, atime, ino) VALUES (?, ?, ?, ?)'),
+      cleanDel: p('DELETE FROM clean WHERE object_id = ?'),
+      cleanTouch: p('UPDATE clean SET atime = ? WHERE object_id = ?'),
+      dirtyGet: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty WHERE ino = ? AND idx = ?'),
+      dirtyOfIno: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty WHERE ino = ? ORDER BY idx'),
+      dirtyAll: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty ORDER BY ino, idx'),
+      dirtyPut: p('INSERT OR REPLACE INTO dirty (ino, idx, file_id, length, gen) VALUES (?, ?, ?, ?, ?)'),
+      dirtyDel: p('DELETE FROM dirty WHERE ino = ? AND idx = ?'),
+      pendingGet: p('SELECT ino, size, mtime_ms AS mtimeMs FROM pending WHERE ino = ?'),
+      pendingAll: p('SELECT ino, size, mtime_ms AS mtimeMs FROM pending'),
+      pendingPut: p('INSERT OR REPLACE INTO pending (ino, size, mtime_ms) VALUES (?, ?, ?)'),
+      pendingDel: p('DELETE FROM pending WHERE ino = ?'),
+      pinAdd: p('INSERT OR IGNORE INTO pins (ino) VALUES (?)'),
+      pinDel: p('DELETE FROM pins WHERE ino = ?'),
+      pinAll: p('SELECT ino FROM pins'),
+    };
+  }
+
+  cleanEntries(): { objectId: string; size: number; ino: number }[] {
+    return (this.st.cleanAll.all() as { object_id: string; size: number; ino: number }[]).map((r) => ({ objectId: r.object_id, size: r.size, ino: r.ino }));
+  }
+  putClean(objectId: string, size: number, ino: number): void { this.st.cleanPut.run(objectId, size, Date.now(), ino); }
+  deleteClean(objectId: string): void { this.st.cleanDel.run(objectId); }
+  touchClean(objectIds: Iterable<string>): void {
+    const now = Date.now();
+    this.db.transaction(() => { for (const id of objectIds) this.st.cleanTouch.run(now, id); })();
+  }
+
+  dirty(ino: number, idx: number): DirtyRow | undefined { return this.st.dirtyGet.get(ino, idx) as DirtyRow | undefined; }
+  dirtyOf(ino: number): DirtyRow[] { return this.st.dirtyOfIno.all(ino) as DirtyRow[]; }
+  allDirty(): DirtyRow[] { return this.st.dirtyAll.all() as DirtyRow[]; }
+  putDirty(r: DirtyRow): void { this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen); }
+  deleteDirty(ino: number, idx: number): void { this.st.dirtyDel.run(ino, idx); }
+
+  pending(ino: number): PendingRow | undefined { return this.st.pendingGet.get(ino) as PendingRow | undefined; }
+  allPending(): PendingRow[] { return this.st.pendingAll.all() as PendingRow[]; }
+  putPending(r: PendingRow): void { this.st.pendingPut.run(r.ino, r.size, r.mtimeMs); }
+  deletePending(ino: number): void { this.st.pendingDel.run(ino); }
+
+  pin(ino: number): void { this.st.pinAdd.run(ino); }
+  unpin(ino: number): void { this.st.pinDel.run(ino); }
+  pins(): number[] { return (this.st.pinAll.all() as { ino: number }[]).map((r) => r.ino); }
+
+  close(): void {
+    this.db.close();
+  }
+}

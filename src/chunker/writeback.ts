@@ -1,0 +1,252 @@
+/**
+ * The writeback uploader: turns dirty blocks in the cache into sealed objects in the store
+ * and then commits them to the block map.
+ *
+ * Promises:
+ * - a block map entry is committed only after its object is in the store;
+ * - at most one upload per block is in flight, so commits of one block land in write order;
+ * - commits of one inode are grouped (one transaction for every block that is ready);
+ * - a dirty block is forgotten only if it did not change while it was being uploaded;
+ * - `flush(ino)` resolves once everything written to the inode before the call is committed,
+ *   and rejects with the store's or the service's error if that cannot happen;
+ * - `freeze(ino)` waits for the inode's uploads in flight and holds new ones back, so a
+ *   truncate or a delete can change the inode's dirty blocks safely.
+ * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
+ */
+import type { BlockCache } from '../cache/block-cache.js';
+import type { Filespace } from '../fs/filespace.js';
+import type { Attr, BlockRef } from '../meta/types.js';
+import { blockKey } from '../store/keys.js';
+import { newObjectId } from './format.js';
+
+export interface WritebackOptions {
+  slots?: number;
+  idleMs?: number;
+  retryMs?: number;
+  log?: (line: string) => void;
+  /** Told about each commit: the VFS refreshes what it knows of the inode. */
+  onCommitted?: (ino: number, refs: BlockRef[], attr: Attr) => void;
+}
+
+interface Ready {
+  ref: BlockRef;
+  gen: number;
+  sealed: Buffer;
+}
+
+const keyOf = (ino: number, idx: number) => `${ino}:${idx}`;
+
+export class Writeback {
+  readonly slots: number;
+  private readonly idleMs: number;
+  private readonly retryMs: number;
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly inflight = new Set<string>();
+  private readonly inflightByIno = new Map<number, number>();
+  private readonly ready = new Map<number, Ready[]>();
+  private readonly committing = new Set<number>();
+  private readonly frozen = new Map<number, number>();
+  private readonly idleTimers = new Map<number, NodeJS.Timeout>();
+  private readonly errors = new Map<number, Error>();
+  private waiters: (() => void)[] = [];
+  private active = 0;
+  private closed = false;
+  uploadedBytes = 0;
+  commits = 0;
+
+  constructor(private readonly fs: Filespace, private readonly cache: BlockCache, private readonly options: WritebackOptions = {}) {
+    this.slots = options.slots ?? 8;
+    this.idleMs = options.idleMs ?? 1000;
+    this.retryMs = options.retryMs ?? 2000;
+    cache.onPressure = () => this.enqueueAll();
+  }
+
+  /** After a restart: every dirty block the cache holds is uploaded and committed. */
+  recover(): number {
+    const rows = this.cache.allDirty();
+    for (const r of rows) this.enqueue(r.ino, r.idx);
+    return rows.length;
+  }
+
+  /** A write touched these blocks of `ino`; full ones go now, the rest after a pause. */
+  noteWrite(ino: number, fullBlocks: number[]): void {
+    for (const idx of fullBlocks) this.enqueue(ino, idx);
+    clearTimeout(this.idleTimers.get(ino));
+    const t = setTimeout(() => { this.idleTimers.delete(ino); this.enqueueInode(ino); }, this.idleMs);
+    t.unref();
+    this.idleTimers.set(ino, t);
+  }
+
+  /** Starts uploading everything dirty of `ino` (on close), without waiting. */
+  enqueueInode(ino: number): void {
+    for (const r of this.cache.dirtyRowsOf(ino)) this.enqueue(r.ino, r.idx);
+  }
+
+  enqueueAll(): void {
+    for (const r of this.cache.allDirty()) this.enqueue(r.ino, r.idx);
+  }
+
+  /** Waits until every block of `ino` written before now is committed (fsync). */
+  async flush(ino: number): Promise<void> {
+    this.errors.delete(ino);
+    this.enqueueInode(ino);
+    for (;;) {
+      const err = this.errors.get(ino);
+      if (err) throw err;
+      if (this.idle(ino)) return;
+      await this.changed();
+    }
+  }
+
+  /** Waits until nothing is dirty anywhere (unmount). */
+  async flushAll(): Promise<void> {
+    const inos = new Set(this.cache.allDirty().map((r) => r.ino));
+    for (const ino of inos) await this.flush(ino);
+  }
+
+  /** Holds uploads of `ino` back and waits for those in flight; call the result to release. */
+  async freeze(ino: number): Promise<() => void> {
+    this.frozen.set(ino, (this.frozen.get(ino) ?? 0) + 1);
+    while ((this.inflightByIno.get(ino) ?? 0) > 0 || this.committing.has(ino) || (this.ready.get(ino)?.length ?? 0) > 0) {
+      await this.changed();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.frozen.get(ino) ?? 1) - 1;
+      if (n <= 0) this.frozen.delete(ino);
+      else this.frozen.set(ino, n);
+      this.pump();
+      this.notify();
+    };
+  }
+
+  pendingUploads(): number {
+    return this.queue.length + this.inflight.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.idleTimers.values()) clearTimeout(t);
+    this.notify();
+  }
+
+  private idle(ino: number): boolean {
+    return this.cache.dirtyRowsOf(ino).length === 0 && (this.inflightByIno.get(ino) ?? 0) === 0 &&
+      !this.committing.has(ino) && (this.ready.get(ino)?.length ?? 0) === 0;
+  }
+
+  private enqueue(ino: number, idx: number): void {
+    const k = keyOf(ino, idx);
+    if (this.queued.has(k) || this.closed) return;
+    this.queued.add(k);
+    this.queue.push(k);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.slots) {
+      const i = this.queue.findIndex((k) => !this.inflight.has(k) && !this.frozen.has(Number(k.split(':')[0])));
+      if (i < 0) return;
+      const [k] = this.queue.splice(i, 1);
+      this.queued.delete(k);
+      const [ino, idx] = k.split(':').map(Number);
+      this.active++;
+      this.inflight.add(k);
+      this.inflightByIno.set(ino, (this.inflightByIno.get(ino) ?? 0) + 1);
+      void this.upload(ino, idx).finally(() => {
+        this.active--;
+        this.inflight.delete(k);
+        this.inflightByIno.set(ino, (this.inflightByIno.get(ino) ?? 1) - 1);
+        this.pump();
+        this.notify();
+      });
+    }
+  }
+
+  private async upload(ino: number, idx: number): Promise<void> {
+    const snap = await this.cache.readDirtyBlock(ino, idx);
+    if (!snap) return;
+    try {
+      const objectId = newObjectId();
+      const sealed = this.fs.codec.seal(objectId, snap.data);
+      await this.fs.store.put(blockKey(objectId), sealed);
+      this.uploadedBytes += snap.data.length;
+      const list = this.ready.get(ino) ?? [];
+      list.push({ ref: { index: idx, objectId, length: snap.data.length }, gen: snap.gen, sealed });
+      this.ready.set(ino, list);
+      await this.commit(ino);
+    } catch (e) {
+      this.fail(ino, idx, e as Error);
+    }
+  }
+
+  /** Commits every ready block of `ino` in one transaction (one commit at a time per inode). */
+  private async commit(ino: number): Promise<void> {
+    if (this.committing.has(ino)) return; // the running commit loops and takes these too
+    this.committing.add(ino);
+    try {
+      for (;;) {
+        const batch = this.ready.get(ino) ?? [];
+        if (batch.length === 0) break;
+        this.ready.delete(ino);
+        const pending = this.cache.pending(ino);
+        const end = Math.max(...batch.map((b) => b.ref.index * this.fs.blockSize + b.ref.length));
+        const minSize = pending ? Math.min(pending.size, end) : end;
+        let attr: Attr;
+        try {
+          attr = await this.fs.meta.commitBlocks(ino, batch.map((b) => b.ref), { minSize, mtimeMs: pending?.mtimeMs });
+        } catch (e) {
+          for (const b of batch) this.fail(ino, b.ref.index, e as Error);
+          continue;
+        }
+        this.commits++;
+        for (const b of batch) {
+          await this.cache.putClean(b.ref.objectId, b.sealed, ino);
+          await this.cache.dropDirty(ino, b.ref.index, b.gen);
+        }
+        attr = await this.settleSize(ino, attr);
+        this.options.onCommitted?.(ino, batch.map((b) => b.ref), attr);
+      }
+    } finally {
+      this.committing.delete(ino);
+      this.notify();
+    }
+  }
+
+  /** Once nothing of `ino` is dirty, the committed size catches up with the written size. */
+  private async settleSize(ino: number, attr: Attr): Promise<Attr> {
+    if (this.cache.dirtyRowsOf(ino).length > 0) return attr;
+    const pending = this.cache.pending(ino);
+    if (!pending) return attr;
+    if (pending.size !== attr.size) {
+      attr = await this.fs.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs });
+    }
+    if (this.cache.dirtyRowsOf(ino).length === 0 && this.cache.pending(ino)?.size === pending.size) this.cache.clearPending(ino);
+    return attr;
+  }
+
+  private fail(ino: number, idx: number, e: Error): void {
+    if ((e as { code?: string }).code === 'NoEntry') {
+      // The inode is gone (deleted elsewhere): nothing left to upload it to.
+      void this.cache.dropDirty(ino, idx);
+      return;
+    }
+    this.errors.set(ino, e);
+    this.options.log?.(`upload of inode ${ino} block ${idx} failed, will retry: ${e.message}`);
+    const t = setTimeout(() => this.enqueue(ino, idx), this.retryMs);
+    t.unref();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

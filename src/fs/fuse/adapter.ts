@@ -1,0 +1,177 @@
+/**
+ * The FUSE adapter: requests from the kernel (through the binding) become VFS calls, and
+ * their results or errors become replies. Thin by design: no file-system logic here, and
+ * errno comes only from src/fs/errno.ts.
+ */
+import { spawn } from 'node:child_process';
+import { NotSupportedError, OutOfRangeError } from '../../errors.js';
+import type { Attr } from '../../meta/types.js';
+import { errnoOf } from '../errno.js';
+import type { Vfs, SetAttrRequest } from '../vfs.js';
+import { loadBinding, type FuseBinding, type FuseRequest, type NativeSession } from './binding.js';
+
+export interface FuseOptions {
+  /** Seconds the kernel may cache attributes and names. */
+  attrTimeout?: number;
+  entryTimeout?: number;
+  allowOther?: boolean;
+  fsname?: string;
+  maxWrite?: number;
+  log?: (line: string) => void;
+}
+
+const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4, SET_MTIME = 1 << 5,
+  SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
+const RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2;
+const EIO = errnoOf(new Error('internal'));
+
+export class FuseMount {
+  private readonly b: FuseBinding;
+  private session?: NativeSession;
+  private exited!: Promise<number>;
+  private readonly attrTimeout: number;
+  private readonly entryTimeout: number;
+  maxWrite = 0;
+
+  private constructor(private readonly vfs: Vfs, readonly mountpoint: string, private readonly options: FuseOptions) {
+    this.b = loadBinding();
+    this.attrTimeout = options.attrTimeout ?? 1;
+    this.entryTimeout = options.entryTimeout ?? 1;
+  }
+
+  static mount(vfs: Vfs, mountpoint: string, options: FuseOptions = {}): FuseMount {
+    const m = new FuseMount(vfs, mountpoint, options);
+    const opts = ['default_permissions', `fsname=${options.fsname ?? 'lucid'}`, 'subtype=lucid', 'noatime'];
+    if (options.allowOther) opts.push('allow_other');
+    let onExit!: (code: number) => void;
+    m.exited = new Promise((r) => { onExit = r; });
+    m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, 1 << 20);
+    return m;
+  }
+
+  /** Resolves when the kernel connection ends (after an unmount, from here or outside). */
+  get done(): Promise<number> {
+    return this.exited;
+  }
+
+  /**
+   * Unmounts from a child process (the kernel may need this process to answer requests
+   * while it unmounts, so the event loop must stay free), then frees the session.
+   */
+  async unmount(lazy = false): Promise<void> {
+    const args = process.getuid?.() === 0 ? (lazy ? ['-l', this.mountpoint] : [this.mountpoint]) : ['-u', ...(lazy ? ['-z'] : []), this.mountpoint];
+    const cmd = process.getuid?.() === 0 ? 'umount' : 'fusermount3';
+    const stderr = await new Promise<string>((resolve, reject) => {
+      const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d) => { err += d; });
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve('') : resolve(err.trim() || `${cmd} exited ${code}`)));
+    });
+    if (stderr) throw Object.assign(new Error(stderr), { code: /busy/i.test(stderr) ? 'EBUSY' : 'EUMOUNT' });
+    await this.exited;
+    this.destroy();
+  }
+
+  /** Frees the native session once the loop has ended. */
+  destroy(): void {
+    if (this.session) this.b.destroy(this.session);
+    this.session = undefined;
+  }
+
+  invalidateInode(ino: number): void {
+    if (this.session) this.b.notifyInvalInode(this.session, ino, 0, 0);
+  }
+
+  private entry(a: Attr): Float64Array {
+    return new Float64Array([a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
+      a.atimeMs, a.mtimeMs, a.ctimeMs, this.attrTimeout, this.entryTimeout, 0, 4096]);
+  }
+
+  private handle(r: FuseRequest, onExit: (code: number) => void): void {
+    if (r.op === 'exit') return onExit(r.exitCode);
+    if (r.op === 'init') {
+      this.maxWrite = r.size;
+      return;
+    }
+    if (r.op === 'forget' || r.op === 'forgetMulti') return;
+    this.serve(r).catch((e) => {
+      const errno = errnoOf(e);
+      if (errno === EIO) this.options.log?.(`${r.op} on inode ${r.ino} failed: ${(e as Error)?.message ?? e}`);
+      this.b.replyErr(r.req, errno);
+    });
+  }
+
+  private async serve(r: FuseRequest): Promise<void> {
+    const v = this.vfs;
+    const b = this.b;
+    const caller = { uid: r.uid, gid: r.gid, pid: r.pid };
+    switch (r.op) {
+      case 'lookup': return b.replyEntry(r.req, this.entry(await v.lookup(r.ino, r.name!)));
+      case 'getattr': return b.replyAttr(r.req, this.entry(await v.getattr(r.ino)));
+      case 'setattr': {
+        const t = r.toSet ?? 0;
+        const req: SetAttrRequest = {};
+        if (t & SET_MODE) req.mode = r.attrMode;
+        if (t & SET_UID) req.uid = r.attrUid;
+        if (t & SET_GID) req.gid = r.attrGid;
+        if (t & SET_SIZE) req.size = r.attrSize;
+        if (t & SET_ATIME_NOW) req.atimeMs = 'now';
+        else if (t & SET_ATIME) req.atimeMs = r.atimeMs;
+        if (t & SET_MTIME_NOW) req.mtimeMs = 'now';
+        else if (t & SET_MTIME) req.mtimeMs = r.mtimeMs;
+        return b.replyAttr(r.req, this.entry(await v.setattr(r.ino, req)));
+      }
+      case 'readlink': return b.replyReadlink(r.req, await v.readlink(r.ino));
+      case 'mknod': return b.replyEntry(r.req, this.entry(await v.mknod(r.ino, r.name!, r.mode, r.rdev, caller)));
+      case 'mkdir': return b.replyEntry(r.req, this.entry(await v.mkdir(r.ino, r.name!, r.mode, caller)));
+      case 'unlink': await v.unlink(r.ino, r.name!); return b.replyErr(r.req, 0);
+      case 'rmdir': await v.rmdir(r.ino, r.name!); return b.replyErr(r.req, 0);
+      case 'symlink': return b.replyEntry(r.req, this.entry(await v.symlink(r.ino, r.name!, r.name2!, caller)));
+      case 'rename':
+        await v.rename(r.ino, r.name!, r.ino2!, r.name2!, { noReplace: (r.flags & RENAME_NOREPLACE) !== 0, exchange: (r.flags & RENAME_EXCHANGE) !== 0 });
+        return b.replyErr(r.req, 0);
+      case 'link': return b.replyEntry(r.req, this.entry(await v.link(r.ino, r.ino2!, r.name!)));
+      case 'open': return b.replyOpen(r.req, await v.open(r.ino, r.flags), 0);
+      case 'create': {
+        const { attr, fh } = await v.create(r.ino, r.name!, r.mode, r.flags, caller);
+        return b.replyCreate(r.req, this.entry(attr), fh, 0);
+      }
+      case 'read': return b.replyBuf(r.req, await v.read(r.fh!, r.off, r.size));
+      case 'write': return b.replyWrite(r.req, await v.write(r.fh!, r.off, r.data!));
+      case 'flush': v.flush(r.fh!); return b.replyErr(r.req, 0);
+      case 'release': await v.release(r.fh!); return b.replyErr(r.req, 0);
+      case 'fsync': await v.fsync(r.fh!); return b.replyErr(r.req, 0);
+      case 'opendir': return b.replyOpen(r.req, await v.opendir(r.ino), 0);
+      case 'readdir': {
+        const max = Math.max(1, Math.floor(r.size / 32));
+        const entries = await v.readdir(r.fh!, r.off, max);
+        b.replyReaddir(r.req, r.size, entries.map((e) => e.name), new Float64Array(entries.map((e) => e.ino)),
+          new Float64Array(entries.map((e) => e.mode)), new Float64Array(entries.map((e) => e.next)));
+        return;
+      }
+      case 'releasedir': v.releasedir(r.fh!); return b.replyErr(r.req, 0);
+      case 'fsyncdir': return b.replyErr(r.req, 0);
+      case 'statfs': {
+        const s = await v.statfs();
+        return b.replyStatfs(r.req, new Float64Array([s.blockSize, s.blockSize, s.blocks, s.blocksFree, s.blocksFree, s.files, s.filesFree, s.filesFree, s.nameMax]));
+      }
+      case 'setxattr': await v.setxattr(r.ino, r.name!, r.data!, r.flags); return b.replyErr(r.req, 0);
+      case 'getxattr': {
+        const value = await v.getxattr(r.ino, r.name!);
+        if (r.size === 0) return b.replyXattr(r.req, value.length);
+        if (value.length > r.size) throw new OutOfRangeError('xattr value larger than the buffer');
+        return b.replyBuf(r.req, value);
+      }
+      case 'listxattr': {
+        const names = await v.listxattr(r.ino);
+        const list = Buffer.from(names.map((n) => `${n}\0`).join(''), 'utf8');
+        if (r.size === 0) return b.replyXattr(r.req, list.length);
+        if (list.length > r.size) throw new OutOfRangeError('xattr list larger than the buffer');
+        return b.replyBuf(r.req, list);
+      }
+      case 'removexattr': await v.removexattr(r.ino, r.name!); return b.replyErr(r.req, 0);
+      default: throw new NotSupportedError(`FUSE operation ${r.op} is not supported`);
+    }
+  }
+}

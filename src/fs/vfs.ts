@@ -1,0 +1,567 @@
+/**
+ * The VFS: inode-level POSIX operations over a Filespace, its block cache and the writeback
+ * uploader. It imports nothing from FUSE; the FUSE adapter calls it and turns its errors
+ * into errno (src/fs/errno.ts). docs/SEMANTICS.md says what is POSIX and what is relaxed.
+ *
+ * Data path: write() lands in the cache as a dirty block and returns; the uploader seals,
+ * uploads and then commits it. read() serves dirty blocks from the cache, then clean cached
+ * objects, then the store (one fetch per object however many readers want it). A file's
+ * size and mtime as seen here include writes not yet committed.
+ * Permission checks are the kernel's (mounted with default_permissions), against the owner,
+ * group and mode this layer reports; new inodes belong to the calling process's user.
+ */
+import { LRUCache } from 'lru-cache';
+import { IntegrityError, InvalidArgumentError, IsDirectoryError, NameTooLongError, NoEntryError, NotSupportedError, OutOfRangeError, TooBigError } from '../errors.js';
+import { NameCipher } from '../crypto/names.js';
+import { spans } from '../chunker/layout.js';
+import type { Writeback } from '../chunker/writeback.js';
+import type { BlockCache } from '../cache/block-cache.js';
+import { blockKey } from '../store/keys.js';
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef } from '../meta/types.js';
+import type { Filespace } from './filespace.js';
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid?: number;
+}
+
+export interface SetAttrRequest {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atimeMs?: number | 'now';
+  mtimeMs?: number | 'now';
+}
+
+export interface DirEntryOut {
+  name: string;
+  ino: number;
+  mode: number;
+}
+
+export interface StatFs {
+  blockSize: number;
+  blocks: number;
+  blocksFree: number;
+  files: number;
+  filesFree: number;
+  nameMax: number;
+}
+
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+const O_TRUNC = 0o1000;
+const O_APPEND = 0o2000;
+const S_ISGID = 0o2000;
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+const XATTR_NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+const VIRTUAL_CAPACITY = 2 ** 50; // 1 PiB: the store has no fixed size
+
+interface FileHandle {
+  ino: number;
+  append: boolean;
+  writable: boolean;
+}
+
+interface DirHandle {
+  ino: number;
+  entries: DirEntryOut[];
+  cursor?: string;
+  complete: boolean;
+}
+
+/** A tiny FIFO mutex per key. */
+class KeyedMutex {
+  private readonly tails = new Map<number, Promise<void>>();
+  async run<T>(key: number, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => { release = r; });
+    const tail = prev.then(() => mine);
+    this.tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+export interface VfsOptions {
+  /** Plaintext of recently read blocks kept in memory (bytes). */
+  memoryCacheBytes?: number;
+  log?: (line: string) => void;
+}
+
+export class Vfs {
+  readonly blockSize: number;
+  private readonly names: NameCipher;
+  private readonly files = new Map<number, FileHandle>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private readonly openCount = new Map<number, number>();
+  /** Inodes whose last name is gone while handles are open: dropped at last close. */
+  private readonly orphans = new Set<number>();
+  private readonly refs = new Map<number, { version: number; map: Map<number, BlockRef | null> }>();
+  private readonly plain: LRUCache<string, Buffer>;
+  private readonly fetching = new Map<string, Promise<Buffer>>();
+  private readonly locks = new KeyedMutex();
+  private nextFh = 1;
+  bytesRead = 0;
+  bytesWritten = 0;
+
+  constructor(readonly fs: Filespace, readonly cache: BlockCache, readonly writeback: Writeback, private readonly options: VfsOptions = {}) {
+    this.blockSize = fs.blockSize;
+    this.names = fs.names;
+    this.plain = new LRUCache<string, Buffer>({
+      maxSize: Math.max(options.memoryCacheBytes ?? 64 * 1024 * 1024, this.blockSize),
+      sizeCalculation: (b) => Math.max(1, b.length),
+    });
+  }
+
+  /** The writeback uploader calls this after each commit. */
+  committed(ino: number, refs: BlockRef[], attr: Attr): void {
+    const c = this.refs.get(ino);
+    if (!c) return;
+    c.version = attr.version;
+    for (const r of refs) c.map.set(r.index, r);
+  }
+
+  // ---- attributes and names -------------------------------------------------------------
+
+  /** The inode's attributes, with writes not yet committed applied. */
+  async getattr(ino: number): Promise<Attr> {
+    return this.overlay(await this.fs.meta.getAttr(ino));
+  }
+
+  private overlay(a: Attr): Attr {
+    const p = this.cache.pending(a.ino);
+    return p ? { ...a, size: p.size, mtimeMs: Math.max(a.mtimeMs, p.mtimeMs), ctimeMs: Math.max(a.ctimeMs, p.mtimeMs) } : a;
+  }
+
+  async lookup(parent: number, name: string): Promise<Attr> {
+    return this.overlay(await this.fs.meta.lookup(parent, this.names.hash(parent, name)));
+  }
+
+  async setattr(ino: number, req: SetAttrRequest): Promise<Attr> {
+    const now = Date.now();
+    if (req.size !== undefined) await this.truncate(ino, req.size);
+    const changes: AttrChanges = {};
+    if (req.mode !== undefined) changes.mode = req.mode & 0o7777;
+    if (req.uid !== undefined) changes.uid = req.uid;
+    if (req.gid !== undefined) changes.gid = req.gid;
+    if (req.atimeMs !== undefined) changes.atimeMs = Math.round(req.atimeMs === 'now' ? now : req.atimeMs);
+    if (req.mtimeMs !== undefined) {
+      changes.mtimeMs = Math.round(req.mtimeMs === 'now' ? now : req.mtimeMs);
+      const p = this.cache.pending(ino);
+      if (p) this.cache.setPending({ ...p, mtimeMs: changes.mtimeMs });
+    }
+    if (Object.keys(changes).length === 0) return this.getattr(ino);
+    // chown by a non-root owner clears set-id bits, as POSIX asks.
+    return this.overlay(await this.fs.meta.setAttr(ino, changes));
+  }
+
+  // ---- creating and removing names ------------------------------------------------------
+
+  private async newOwner(parent: number, caller: Caller, mode: number): Promise<{ gid: number; mode: number }> {
+    const p = await this.fs.meta.getAttr(parent);
+    if (p.mode & S_ISGID) return { gid: p.gid, mode: isDir(mode) ? mode | S_ISGID : mode };
+    return { gid: caller.gid, mode };
+  }
+
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
+    const owner = await this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
+    return this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid });
+  }
+
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
+    if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+    const owner = await this.newOwner(parent, caller, mode);
+    return this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev });
+  }
+
+  async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; fh: number }> {
+    const attr = await this.mknod(parent, name, S_IFREG | (mode & 0o7777), 0, caller);
+    return { attr, fh: this.openHandle(attr.ino, flags) };
+  }
+
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
+    if (Buffer.byteLength(target) > 4095) throw new NameTooLongError('symlink target is longer than 4095 bytes');
+    if (target.length === 0) throw new NoEntryError('empty symlink target');
+    const owner = await this.newOwner(parent, caller, S_IFLNK | 0o777);
+    return this.fs.meta.create(parent, this.names.seal(parent, name), {
+      mode: S_IFLNK | 0o777, uid: caller.uid, gid: owner.gid, size: Buffer.byteLength(target),
+      target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
+    });
+  }
+
+  async readlink(ino: number): Promise<string> {
+    return this.names.openBlob(0, 'symlink', await this.fs.meta.readlink(ino)).toString('utf8');
+  }
+
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    return this.overlay(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName)));
+  }
+
+  async unlink(parent: number, name: string): Promise<void> {
+    const after = await this.fs.meta.unlink(parent, this.names.hash(parent, name));
+    if (after.nlink === 0) await this.dropOrOrphan(after.ino);
+  }
+
+  async rmdir(parent: number, name: string): Promise<void> {
+    await this.fs.meta.rmdir(parent, this.names.hash(parent, name));
+  }
+
+  async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
+    if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
+    const replaced = await this.fs.meta.rename(parent, this.names.hash(parent, name), newParent, this.names.seal(newParent, newName), { noReplace: flags.noReplace });
+    if (replaced && replaced.nlink === 0 && !isDir(replaced.mode)) await this.dropOrOrphan(replaced.ino);
+  }
+
+  /** An inode lost its last name: drop it now, or at its last close if it is open. */
+  private async dropOrOrphan(ino: number): Promise<void> {
+    if ((this.openCount.get(ino) ?? 0) > 0) {
+      this.orphans.add(ino);
+      return;
+    }
+    await this.discard(ino);
+  }
+
+  private async discard(ino: number): Promise<void> {
+    await this.locks.run(ino, async () => {
+      const release = await this.writeback.freeze(ino);
+      try {
+        for (const r of this.cache.dirtyRowsOf(ino)) await this.cache.dropDirty(ino, r.idx);
+        this.cache.clearPending(ino);
+        this.refs.delete(ino);
+        await this.fs.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; });
+      } finally {
+        release();
+      }
+    });
+  }
+
+  // ---- files ----------------------------------------------------------------------------
+
+  private openHandle(ino: number, flags: number): number {
+    const fh = this.nextFh++;
+    const acc = flags & O_ACCMODE;
+    this.files.set(fh, { ino, append: (flags & O_APPEND) !== 0, writable: acc === O_WRONLY || acc === O_RDWR });
+    this.openCount.set(ino, (this.openCount.get(ino) ?? 0) + 1);
+    return fh;
+  }
+
+  async open(ino: number, flags: number): Promise<number> {
+    const attr = await this.fs.meta.getAttr(ino);
+    if (isDir(attr.mode)) throw new IsDirectoryError('is a directory');
+    const acc = flags & O_ACCMODE;
+    if ((flags & O_TRUNC) && (acc === O_WRONLY || acc === O_RDWR)) await this.truncate(ino, 0);
+    return this.openHandle(ino, flags);
+  }
+
+  private handle(fh: number): FileHandle {
+    const h = this.files.get(fh);
+    if (!h) throw new InvalidArgumentError(`bad file handle ${fh}`);
+    return h;
+  }
+
+  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+    const { ino } = this.handle(fh);
+    return this.readInode(ino, offset, length);
+  }
+
+  async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
+    const committed = await this.fs.meta.getAttr(ino);
+    const size = this.overlay(committed).size;
+    const parts = spans(this.blockSize, offset, length, size);
+    const total = parts.reduce((n, s) => n + s.length, 0);
+    const out = Buffer.alloc(total);
+    await Promise.all(parts.map(async (s) => {
+      const dirty = await this.cache.readDirty(ino, s.index, s.start, s.length);
+      if (dirty) {
+        dirty.copy(out, s.outOffset);
+        return;
+      }
+      const ref = await this.ref(ino, s.index, committed.version);
+      if (!ref || s.start >= ref.length) return; // a hole, or past the block's valid bytes
+      const plain = await this.plaintext(ref, ino);
+      plain.copy(out, s.outOffset, s.start, Math.min(ref.length, plain.length, s.start + s.length));
+    }));
+    this.bytesRead += total;
+    return out;
+  }
+
+  async write(fh: number, offset: number, data: Buffer): Promise<number> {
+    const h = this.handle(fh);
+    return this.locks.run(h.ino, async () => {
+      const attr = await this.getattr(h.ino);
+      const at = h.append ? attr.size : offset;
+      const full: number[] = [];
+      for (const s of spans(this.blockSize, at, data.length)) {
+        const blockStart = s.index * this.blockSize;
+        const baseLength = Math.max(0, Math.min(this.blockSize, attr.size - blockStart));
+        await this.cache.writeDirty(h.ino, s.index, s.start, data.subarray(s.outOffset, s.outOffset + s.length),
+          () => this.committedBlock(h.ino, s.index, baseLength), baseLength);
+        if (s.start + s.length === this.blockSize) full.push(s.index);
+      }
+      const now = Date.now();
+      this.cache.setPending({ ino: h.ino, size: Math.max(attr.size, at + data.length), mtimeMs: now });
+      this.writeback.noteWrite(h.ino, full);
+      this.bytesWritten += data.length;
+      return data.length;
+    });
+  }
+
+  /** Starts uploading the inode's dirty blocks (on close). */
+  flush(fh: number): void {
+    this.writeback.enqueueInode(this.handle(fh).ino);
+  }
+
+  /** Waits until the inode's data and size are in the store and committed. */
+  async fsync(fh: number): Promise<void> {
+    await this.writeback.flush(this.handle(fh).ino);
+  }
+
+  async fsyncInode(ino: number): Promise<void> {
+    await this.writeback.flush(ino);
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.files.get(fh);
+    if (!h) return;
+    this.files.delete(fh);
+    const left = (this.openCount.get(h.ino) ?? 1) - 1;
+    if (left > 0) {
+      this.openCount.set(h.ino, left);
+      return;
+    }
+    this.openCount.delete(h.ino);
+    if (this.orphans.delete(h.ino)) await this.discard(h.ino);
+    else {
+      if (h.writable) this.writeback.enqueueInode(h.ino);
+      this.refs.delete(h.ino);
+    }
+  }
+
+  /** Truncates to `size`: dirty blocks past it go, the one it cuts is shortened, then the map. */
+  async truncate(ino: number, size: number): Promise<void> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError('bad size');
+    await this.locks.run(ino, async () => {
+      const attr = await this.fs.meta.getAttr(ino);
+      if (isDir(attr.mode)) throw new IsDirectoryError('is a directory');
+      const release = await this.writeback.freeze(ino);
+      try {
+        const cut = Math.ceil(size / this.blockSize);
+        for (const r of this.cache.dirtyRowsOf(ino)) {
+          if (r.idx >= cut) await this.cache.dropDirty(ino, r.idx);
+          else if (r.idx === cut - 1 && size % this.blockSize !== 0) await this.cache.truncateDirty(ino, r.idx, size % this.blockSize);
+        }
+        const now = Date.now();
+        await this.fs.meta.setAttr(ino, { size, mtimeMs: now });
+        this.refs.delete(ino);
+        if (this.cache.dirtyRowsOf(ino).length > 0) this.cache.setPending({ ino, size, mtimeMs: now });
+        else this.cache.clearPending(ino);
+      } finally {
+        release();
+      }
+    });
+  }
+
+  private async ref(ino: number, idx: number, version: number): Promise<BlockRef | undefined> {
+    let c = this.refs.get(ino);
+    if (!c || c.version !== version) {
+      c = { version, map: new Map() };
+      this.refs.set(ino, c);
+    }
+    if (!c.map.has(idx)) {
+      const window = 64;
+      const got = await this.fs.meta.getBlocks(ino, idx, window);
+      for (let i = idx; i < idx + window; i++) if (!c.map.has(i)) c.map.set(i, null);
+      for (const r of got) c.map.set(r.index, r);
+    }
+    return c.map.get(idx) ?? undefined;
+  }
+
+  /** The committed plaintext of a block, exactly `length` bytes (zeros past its end), or undefined for a hole. */
+  private async committedBlock(ino: number, idx: number, length: number): Promise<Buffer | undefined> {
+    const attr = await this.fs.meta.getAttr(ino);
+    const ref = await this.ref(ino, idx, attr.version);
+    if (!ref) return undefined;
+    const plain = await this.plaintext(ref, ino);
+    const out = Buffer.alloc(length);
+    plain.copy(out, 0, 0, Math.min(length, ref.length, plain.length));
+    return out;
+  }
+
+  /** A block's plaintext: memory, then the disk cache, then the store (one fetch per object). */
+  private async plaintext(ref: BlockRef, ino: number): Promise<Buffer> {
+    const hot = this.plain.get(ref.objectId);
+    if (hot) return hot;
+    let pending = this.fetching.get(ref.objectId);
+    if (!pending) {
+      pending = this.load(ref.objectId, ino).finally(() => this.fetching.delete(ref.objectId));
+      this.fetching.set(ref.objectId, pending);
+    }
+    return pending;
+  }
+
+  private async load(objectId: string, ino: number): Promise<Buffer> {
+    const cached = await this.cache.getClean(objectId);
+    if (cached) {
+      try {
+        const plain = this.fs.codec.open(objectId, cached);
+        this.plain.set(objectId, plain);
+        return plain;
+      } catch (e) {
+        if (!(e instanceof IntegrityError)) throw e;
+        this.options.log?.(`cached copy of block object ${objectId} is damaged; fetching it again`);
+        await this.cache.dropClean(objectId);
+      }
+    }
+    const sealed = await this.fs.store.get(blockKey(objectId));
+    let plain: Buffer;
+    try {
+      plain = this.fs.codec.open(objectId, sealed);
+    } catch (e) {
+      this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
+      throw e;
+    }
+    await this.cache.putClean(objectId, sealed, ino);
+    this.plain.set(objectId, plain);
+    return plain;
+  }
+
+  // ---- directories ----------------------------------------------------------------------
+
+  async opendir(ino: number): Promise<number> {
+    const attr = await this.fs.meta.getAttr(ino);
+    if (!isDir(attr.mode)) throw new InvalidArgumentError('not a directory');
+    const fh = this.nextFh++;
+    this.dirs.set(fh, {
+      ino,
+      entries: [{ name: '.', ino, mode: S_IFDIR }, { name: '..', ino: ROOT_INO, mode: S_IFDIR }],
+      complete: false,
+    });
+    return fh;
+  }
+
+  /**
+   * Entries from position `offset` on (at most `max`), each with the offset of the next one.
+   * Offsets index a listing taken when the directory was opened, so they stay stable.
+   */
+  async readdir(fh: number, offset: number, max: number): Promise<(DirEntryOut & { next: number })[]> {
+    const d = this.dirs.get(fh);
+    if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
+    while (!d.complete && d.entries.length < offset + max) {
+      const page = await this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000 });
+      for (const e of page.entries) d.entries.push({ name: this.names.open(d.ino, e.hash, e.enc), ino: e.ino, mode: e.mode });
+      d.cursor = page.cursor;
+      d.complete = page.cursor === undefined;
+    }
+    return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, next: offset + i + 1 }));
+  }
+
+  releasedir(fh: number): void {
+    this.dirs.delete(fh);
+  }
+
+  /** All names in a directory (for tools and tests). */
+  async list(ino: number): Promise<DirEntryOut[]> {
+    const fh = await this.opendir(ino);
+    try {
+      return (await this.readdir(fh, 2, Number.MAX_SAFE_INTEGER)).map(({ next: _n, ...e }) => e);
+    } finally {
+      this.releasedir(fh);
+    }
+  }
+
+  async statfs(): Promise<StatFs> {
+    const info = await this.fs.meta.info();
+    const unit = 4096;
+    const total = Math.max(VIRTUAL_CAPACITY, info.bytes * 2);
+    return {
+      blockSize: unit, blocks: Math.floor(total / unit), blocksFree: Math.floor((total - info.bytes) / unit),
+      files: 2 ** 32, filesFree: 2 ** 32 - info.inodes, nameMax: 255,
+    };
+  }
+
+  // ---- extended attributes --------------------------------------------------------------
+
+  private checkXattrName(name: string): void {
+    if (Buffer.byteLength(name) > XATTR_NAME_MAX || name.length === 0) throw new OutOfRangeError('xattr name too long');
+    if (!/^(user|trusted|security)\./.test(name)) throw new NotSupportedError(`xattr namespace of "${name}" is not supported`);
+  }
+
+  async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
+    this.checkXattrName(name);
+    if (value.length > XATTR_SIZE_MAX) throw new TooBigError('xattr value over 64 KiB');
+    await this.fs.meta.setXattr(ino, {
+      hash: this.names.xattrHash(ino, name),
+      nameEnc: this.names.sealBlob(ino, 'xattr-name', Buffer.from(name, 'utf8')),
+      valueEnc: this.names.sealBlob(ino, 'xattr-value', value),
+    }, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+  }
+
+  async getxattr(ino: number, name: string): Promise<Buffer> {
+    if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
+    const e = await this.fs.meta.getXattr(ino, this.names.xattrHash(ino, name));
+    return this.names.openBlob(ino, 'xattr-value', e.valueEnc);
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    const entries = await this.fs.meta.listXattr(ino);
+    return entries.map((e) => this.names.openBlob(ino, 'xattr-name', e.nameEnc).toString('utf8'));
+  }
+
+  async removexattr(ino: number, name: string): Promise<void> {
+    await this.fs.meta.removeXattr(ino, this.names.xattrHash(ino, name));
+  }
+
+  // ---- whole-tree helpers (pin, warm, status) -------------------------------------------
+
+  /** Resolves a path relative to the root to an inode. */
+  async resolve(path: string): Promise<Attr> {
+    let attr = await this.getattr(ROOT_INO);
+    for (const part of path.split('/').filter((p) => p && p !== '.')) attr = await this.lookup(attr.ino, part);
+    return attr;
+  }
+
+  /** Every regular file at or under `ino`. */
+  async *filesUnder(ino: number): AsyncGenerator<Attr> {
+    const attr = await this.getattr(ino);
+    if (!isDir(attr.mode)) {
+      if ((attr.mode & S_IFMT) === S_IFREG) yield attr;
+      return;
+    }
+    for (const e of await this.list(ino)) yield* this.filesUnder(e.ino);
+  }
+
+  /** Brings every block of a file into the disk cache. */
+  async hydrate(ino: number): Promise<number> {
+    const attr = await this.fs.meta.getAttr(ino);
+    const count = Math.ceil(attr.size / this.blockSize);
+    let bytes = 0;
+    for (let first = 0; first < count; first += 256) {
+      const refs = await this.fs.meta.getBlocks(ino, first, 256);
+      await Promise.all(refs.map(async (r) => {
+        if (!this.cache.hasClean(r.objectId)) {
+          const sealed = await this.fs.store.get(blockKey(r.objectId));
+          this.fs.codec.open(r.objectId, sealed);
+          await this.cache.putClean(r.objectId, sealed, ino);
+        }
+        bytes += r.length;
+      }));
+    }
+    return bytes;
+  }
+
+  openFiles(): number {
+    return this.files.size;
+  }
+}
