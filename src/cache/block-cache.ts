@@ -52,7 +52,9 @@ const key = (ino: number, idx: number) => `${ino}:${idx}`;
 const allocated = (length: number) => sectorsFor(length) * SECTOR;
 
 export class BlockCache {
-  private readonly lru = new LRUCache<string, CleanEntry>({ max: 50_000_000 });
+  // Recency order only: eviction against the limit is done here (makeRoom), so no max is
+  // set (lru-cache preallocates for `max`), just a size bound it never reaches.
+  private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
   private readonly pinnedClean = new Map<string, CleanEntry>();
   private readonly dirty = new Map<string, DirtyRow>();
   private readonly pinnedInos: Set<number>;

@@ -9,6 +9,8 @@ import { hideBin } from 'yargs/helpers';
 import { LucidError } from '../errors.js';
 import { initCommand } from './commands/init.js';
 import { serveCommand } from './commands/serve.js';
+import { mountCommand } from './commands/mount.js';
+import { cacheCommand, pinCommands, statusCommand, unmountCommand } from './commands/manage.js';
 
 // Keep library warnings (the AWS SDK's Node version notice, experimental flags) out of the
 // output people and scripts read.
@@ -28,6 +30,12 @@ export async function main(argv: string[]): Promise<void> {
     .usage('$0 <command> [options]\n\nMount an encrypted cloud filespace as a local drive.')
     .command(initCommand as never)
     .command(serveCommand as never)
+    .command(mountCommand as never)
+    .command(unmountCommand as never)
+    .command(statusCommand as never)
+    .command(cacheCommand as never)
+    .command(pinCommands[0] as never)
+    .command(pinCommands[1] as never)
     .option('debug', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
     .demandCommand(1, 'name a command: lucid --help lists them')
     .strict()

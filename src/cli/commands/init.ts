@@ -5,6 +5,8 @@ import { createDescriptor, saveNewDescriptor } from '../../crypto/descriptor.js'
 import type { KdfStrength } from '../../crypto/kdf.js';
 import { DEFAULT_BLOCK_SIZE, checkBlockSize } from '../../chunker/layout.js';
 import { localStoreDir } from '../../store/registry.js';
+import { DESCRIPTOR_KEY } from '../../store/keys.js';
+import type { ObjectStore } from '../../store/types.js';
 import { parseSize, formatSize } from '../../util/size.js';
 import { defaultStorePassword, defaultStoreUrl, isDefaultStore } from '../home.js';
 import { openStore } from '../open.js';
@@ -16,6 +18,28 @@ export interface InitArgs {
   passwordStdin?: boolean;
   kdf: string;
   user: string;
+}
+
+/** Writes a new filespace's descriptor into `store`; returns its id. */
+export async function createFilespace(store: ObjectStore, options: { password: string; blockSize: number; user?: string; kdf?: KdfStrength }): Promise<string> {
+  const unlocked = await createDescriptor({ password: options.password, blockSize: options.blockSize, user: options.user, kdf: options.kdf });
+  await saveNewDescriptor(store, unlocked.descriptor);
+  return unlocked.descriptor.filespaceId;
+}
+
+/** The embedded default filespace under ~/.lucid, created on first use. */
+export async function ensureDefaultFilespace(log: (line: string) => void): Promise<void> {
+  const url = defaultStoreUrl();
+  await fs.mkdir(localStoreDir(url)!, { recursive: true, mode: 0o700 });
+  const { store } = openStore(url);
+  try {
+    if (await store.head(DESCRIPTOR_KEY)) return;
+    const password = (await defaultStorePassword(true))!;
+    const id = await createFilespace(store, { password, blockSize: DEFAULT_BLOCK_SIZE });
+    log(`Created the embedded default filespace ${id} in ${localStoreDir(url)}`);
+  } finally {
+    await store.close();
+  }
 }
 
 export const initCommand = {
@@ -38,9 +62,8 @@ export const initCommand = {
         passwordStdin: args.passwordStdin, confirm: true,
         fallback: isDefaultStore(url) ? () => defaultStorePassword(true) : undefined,
       });
-      const unlocked = await createDescriptor({ password, blockSize, user: args.user, kdf: args.kdf as KdfStrength });
-      await saveNewDescriptor(store, unlocked.descriptor);
-      process.stdout.write(`Created filespace ${unlocked.descriptor.filespaceId} in ${store.url} (block size ${formatSize(blockSize)}, user ${args.user})\n`);
+      const id = await createFilespace(store, { password, blockSize, user: args.user, kdf: args.kdf as KdfStrength });
+      process.stdout.write(`Created filespace ${id} in ${store.url} (block size ${formatSize(blockSize)}, user ${args.user})\n`);
     } finally {
       await store.close();
     }

@@ -1,0 +1,219 @@
+/**
+ * The mount agent: composes a store, the unlocked filespace, a metadata engine (in-process
+ * SQLite, or a `lucid serve` through --service), the block cache, the writeback uploader,
+ * the VFS and the FUSE mount; serves a control socket for `lucid status`, `unmount`,
+ * `cache`, `pin`, `unpin` and `warm`; and stops cleanly (uploads first, unless forced).
+ */
+import { promises as fs, statfsSync } from 'node:fs';
+import path from 'node:path';
+import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
+import { InvalidArgumentError, UsageError } from '../errors.js';
+import { Filespace } from '../fs/filespace.js';
+import { Vfs } from '../fs/vfs.js';
+import { FuseMount } from '../fs/fuse/adapter.js';
+import { BlockCache } from '../cache/block-cache.js';
+import { Writeback } from '../chunker/writeback.js';
+import { MetaClient } from '../meta/client.js';
+import type { MetaEngine } from '../meta/types.js';
+import type { MeteredStore } from '../store/metrics.js';
+import type { ObjectStore } from '../store/types.js';
+import { formatSize } from '../util/size.js';
+import { defaultDbPath, lucidHome } from './home.js';
+import { openEngine, openStore } from './open.js';
+import { ControlServer, mountId } from './control.js';
+
+export interface AgentConfig {
+  mountpoint: string;
+  storeUrl: string;
+  serviceUrl?: string;
+  cacheDir?: string;
+  cacheSize?: number;
+  password: string;
+  allowOther?: boolean;
+  log: (line: string) => void;
+}
+
+export interface AgentStatus {
+  mountpoint: string;
+  pid: number;
+  state: 'mounted' | 'uploading' | 'stopping';
+  filespaceId: string;
+  store: string;
+  service: string;
+  uploadBytes: number;
+  uploadBlocks: number;
+  uploadsInFlight: number;
+  cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };
+  store_requests: { get: number; put: number; getBytes: number; putBytes: number };
+  bytesRead: number;
+  bytesWritten: number;
+  openFiles: number;
+  startedAt: string;
+}
+
+const GiB = 1024 ** 3;
+
+export function defaultCacheSize(dir: string): number {
+  try {
+    const st = statfsSync(dir);
+    const free = st.bavail * st.bsize;
+    return Math.max(256 * 1024 * 1024, Math.min(10 * GiB, Math.floor(free / 2)));
+  } catch {
+    return 10 * GiB;
+  }
+}
+
+export class Agent {
+  private stopping?: Promise<void>;
+  private control?: ControlServer;
+  private resolveStopped!: () => void;
+  /** Resolves once the agent has stopped, whatever stopped it. */
+  readonly stopped = new Promise<void>((r) => { this.resolveStopped = r; });
+  readonly startedAt = new Date();
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly filespaceId: string,
+    private readonly store: ObjectStore,
+    private readonly metrics: MeteredStore,
+    private readonly meta: MetaEngine,
+    readonly cache: BlockCache,
+    readonly writeback: Writeback,
+    readonly vfs: Vfs,
+    private readonly fuse: FuseMount,
+    private readonly cacheDir: string,
+  ) {}
+
+  static async start(config: AgentConfig): Promise<Agent> {
+    const { store, metrics } = openStore(config.storeUrl);
+    const cleanups: (() => Promise<unknown>)[] = [() => store.close()];
+    const undo = async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); };
+    try {
+      await store.probe();
+      const descriptor = await loadDescriptor(store);
+      const unlocked = await unlockDescriptor(descriptor, config.password);
+      const id = descriptor.filespaceId;
+      let meta: MetaEngine;
+      if (config.serviceUrl) {
+        const client = new MetaClient(config.serviceUrl, unlocked.keys.serviceToken.toString('hex'));
+        cleanups.push(() => client.close());
+        const info = await client.info();
+        if (info.filespaceId !== id) throw new UsageError(`the service at ${config.serviceUrl} serves filespace ${info.filespaceId}, not ${id}`);
+        meta = client;
+      } else {
+        const engine = await openEngine(`sqlite:${defaultDbPath(config.storeUrl, id)}`, { filespaceId: id, blockSize: descriptor.blockSize });
+        cleanups.push(() => engine.close());
+        meta = engine;
+      }
+      const cacheDir = path.resolve(config.cacheDir ?? path.join(lucidHome(), 'cache', id));
+      await fs.mkdir(cacheDir, { recursive: true, mode: 0o700 });
+      const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
+      if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
+      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit });
+      cleanups.push(() => cache.close());
+      const filespace = new Filespace(unlocked, store, meta);
+      let vfs: Vfs | undefined;
+      const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
+      cleanups.push(async () => writeback.close());
+      vfs = new Vfs(filespace, cache, writeback, { log: config.log });
+      const recovered = writeback.recover();
+      if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
+      let fuse: FuseMount;
+      try {
+        fuse = FuseMount.mount(vfs, config.mountpoint, { allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}` });
+      } catch (e) {
+        throw new InvalidArgumentError(`cannot mount FUSE at ${config.mountpoint}: ${(e as Error).message} (is /dev/fuse there and fuse3 installed?)`);
+      }
+      const agent = new Agent(config, id, store, metrics, meta, cache, writeback, vfs, fuse, cacheDir);
+      try {
+        agent.control = await ControlServer.start(config.mountpoint, agent);
+      } catch (e) {
+        await fuse.unmount(true).catch(() => {});
+        throw e;
+      }
+      void fuse.done.then(() => agent.stop({ force: true, external: true }));
+      return agent;
+    } catch (e) {
+      await undo();
+      throw e;
+    }
+  }
+
+  log(line: string): void {
+    this.config.log(line);
+  }
+
+  status(): AgentStatus {
+    const c = this.cache.stats();
+    const s = this.metrics.stats;
+    return {
+      mountpoint: this.config.mountpoint, pid: process.pid,
+      state: this.stopping ? 'stopping' : c.uploadBytes > 0 ? 'uploading' : 'mounted',
+      filespaceId: this.filespaceId, store: this.store.url,
+      service: this.config.serviceUrl ?? 'in-process (SQLite)',
+      uploadBytes: c.uploadBytes, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
+      cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
+      store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
+      bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
+      startedAt: this.startedAt.toISOString(),
+    };
+  }
+
+  /** Pins (or unpins) every file at or under `rel` (a path inside the mount). */
+  async pin(rel: string, on: boolean): Promise<{ files: number; bytes: number }> {
+    const root = await this.vfs.resolve(rel);
+    let files = 0;
+    let bytes = 0;
+    for await (const f of this.vfs.filesUnder(root.ino)) {
+      files++;
+      if (on) {
+        this.cache.pin(f.ino);
+        bytes += await this.vfs.hydrate(f.ino);
+      } else {
+        this.cache.unpin(f.ino);
+        bytes += f.size;
+      }
+    }
+    return { files, bytes };
+  }
+
+  /** Uploads everything, unmounts, and closes every part. */
+  stop(options: { force?: boolean; external?: boolean } = {}): Promise<void> {
+    this.stopping ??= (async () => {
+      if (!options.external) {
+        if (!options.force) {
+          try {
+            await this.writeback.flushAll();
+          } catch (e) {
+            this.stopping = undefined;
+            throw new InvalidArgumentError(`${formatSize(this.cache.stats().uploadBytes)} could not be uploaded (${(e as Error).message}): fix the store, or unmount with --force (the data stays in the cache and uploads at the next mount)`);
+          }
+        }
+        try {
+          await this.fuse.unmount(options.force);
+        } catch (e) {
+          this.stopping = undefined;
+          if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw new InvalidArgumentError(`${this.config.mountpoint} is busy (files or directories open in it): close them, or unmount with --force`);
+          throw e;
+        }
+      } else {
+        this.fuse.destroy();
+      }
+      this.writeback.close();
+      await this.control?.close();
+      await this.cache.close();
+      await this.meta.close();
+      await this.store.close();
+      this.resolveStopped();
+    })();
+    return this.stopping;
+  }
+
+  static registryDir(): string {
+    return path.join(lucidHome(), 'run');
+  }
+
+  get id(): string {
+    return mountId(this.config.mountpoint);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Commands that talk to a running mount agent: unmount, status, cache, pin, unpin.
+ */
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { UsageError } from '../../errors.js';
+import { formatSize, parseSize } from '../../util/size.js';
+import type { AgentStatus } from '../agent.js';
+import { callAgent, listMounts, mountOf, type MountRecord } from '../control.js';
+import { detach, lucidMountAt } from '../mountpoint.js';
+
+function recordAt(mountpoint: string): MountRecord | undefined {
+  const abs = path.resolve(mountpoint);
+  return listMounts().find((m) => m.mountpoint === abs);
+}
+
+function requireMount(mountpoint: string): MountRecord {
+  const rec = recordAt(mountpoint);
+  if (!rec) throw new UsageError(`${path.resolve(mountpoint)} is not a running Lucid mount (lucid status lists them)`);
+  return rec;
+}
+
+async function waitForExit(pid: number, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+export const unmountCommand = {
+  command: 'unmount <mountpoint>',
+  aliases: ['umount'],
+  describe: 'Upload what is left, then unmount',
+  builder: (y: Argv) => y
+    .positional('mountpoint', { type: 'string' })
+    .option('force', { type: 'boolean', describe: 'Do not wait for uploads; detach even if busy (data stays in the cache)' }),
+  handler: async (args: { mountpoint: string; force?: boolean }) => {
+    const abs = path.resolve(args.mountpoint);
+    const rec = recordAt(abs);
+    if (!rec) {
+      if (lucidMountAt(abs)) {
+        await detach(abs);
+        process.stdout.write(`Detached a stale mount at ${abs} (its agent was gone)\n`);
+        return;
+      }
+      throw new UsageError(`${abs} is not a Lucid mount`);
+    }
+    const before = await callAgent<AgentStatus>(rec, 'GET', '/status').catch(() => undefined);
+    if (before && before.uploadBytes > 0 && !args.force) process.stderr.write(`Uploading ${formatSize(before.uploadBytes)} before unmounting…\n`);
+    await callAgent(rec, 'POST', '/unmount', { force: !!args.force });
+    await waitForExit(rec.pid, 30_000);
+    process.stdout.write(`Unmounted ${abs}\n`);
+  },
+};
+
+function describe(s: AgentStatus): string {
+  const c = s.cache;
+  return [
+    `${s.mountpoint}: ${s.state} (agent pid ${s.pid}), filespace ${s.filespaceId}`,
+    `  store      ${s.store}`,
+    `  service    ${s.service}`,
+    `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}`,
+    `  cache      ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)} (dirty ${formatSize(c.dirtyBytes)}, pinned ${formatSize(c.pinnedBytes)}) in ${c.dir}`,
+    `  hits       ${(c.hitRatio * 100).toFixed(1)}% of ${c.hits + c.misses} block reads from cache; ${c.evictions} evicted`,
+    `  traffic    read ${formatSize(s.bytesRead)}, wrote ${formatSize(s.bytesWritten)}; store GET ${s.store_requests.get} (${formatSize(s.store_requests.getBytes)}), PUT ${s.store_requests.put} (${formatSize(s.store_requests.putBytes)})`,
+  ].join('\n');
+}
+
+export const statusCommand = {
+  command: 'status [mountpoint]',
+  describe: 'Show mounts: state, bytes still to upload, cache use',
+  builder: (y: Argv) => y.positional('mountpoint', { type: 'string' }).option('json', { type: 'boolean' }),
+  handler: async (args: { mountpoint?: string; json?: boolean }) => {
+    const recs = args.mountpoint ? [requireMount(args.mountpoint)] : listMounts();
+    const statuses = await Promise.all(recs.map((r) => callAgent<AgentStatus>(r, 'GET', '/status')));
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify(args.mountpoint ? statuses[0] : statuses, null, 2)}\n`);
+      return;
+    }
+    if (statuses.length === 0) process.stdout.write('No Lucid mounts are running.\n');
+    else process.stdout.write(`${statuses.map(describe).join('\n\n')}\n`);
+  },
+};
+
+export const cacheCommand = {
+  command: 'cache <mountpoint>',
+  describe: 'Show or change the cache of a mount',
+  builder: (y: Argv) => y.positional('mountpoint', { type: 'string' })
+    .option('size', { type: 'string', describe: 'New cache size limit, e.g. 20G' })
+    .option('json', { type: 'boolean' }),
+  handler: async (args: { mountpoint: string; size?: string; json?: boolean }) => {
+    const rec = requireMount(args.mountpoint);
+    const c = await callAgent<AgentStatus['cache']>(rec, 'POST', '/cache', args.size ? { size: parseSize(args.size, '--size') } : {});
+    if (args.json) process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
+    else process.stdout.write(`cache ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)}: clean ${formatSize(c.cleanBytes)}, pinned ${formatSize(c.pinnedBytes)}, dirty ${formatSize(c.dirtyBytes)} (${c.dirtyBlocks} blocks) in ${c.dir}\n`);
+  },
+};
+
+function pinCommand(pin: boolean) {
+  return {
+    command: `${pin ? 'pin' : 'unpin'} <path>`,
+    describe: pin ? 'Keep a file or folder resident in the cache (fetching it now)' : 'Let a pinned file or folder be evicted again',
+    builder: (y: Argv) => y.positional('path', { type: 'string' }),
+    handler: async (args: { path: string }) => {
+      const abs = path.resolve(args.path);
+      const rec = mountOf(abs);
+      const r = await callAgent<{ files: number; bytes: number }>(rec, 'POST', '/pin', { path: path.relative(rec.mountpoint, abs), pin });
+      process.stdout.write(`${pin ? 'Pinned' : 'Unpinned'} ${r.files} file(s), ${formatSize(r.bytes)}\n`);
+    },
+  };
+}
+
+export const pinCommands = [pinCommand(true), pinCommand(false)];
