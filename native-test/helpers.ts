@@ -20,7 +20,7 @@ export interface ShResult {
 /** Runs a bash script; resolves with its exit code and output. */
 export function sh(script: string, env: Record<string, string> = {}, timeoutMs = 600_000): Promise<ShResult> {
   return new Promise((resolve) => {
-    const child = spawn('bash', ['-c', `set -o pipefail\n${script}`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -53,7 +53,7 @@ export const PASSWORD = 'native test password';
  * A fresh filespace in a file:// store (or the embedded default with `embedded`), mounted.
  * Unmounts (forcibly if it must) when the test ends.
  */
-export async function withMount(t: Test, options: { embedded?: boolean; cacheSize?: string; blockSize?: string; mount?: boolean } = {}): Promise<MountFixture> {
+export async function withMount(t: Test, options: { embedded?: boolean; cacheSize?: string; blockSize?: string; mount?: boolean; allowOther?: boolean } = {}): Promise<MountFixture> {
   const root = tempDir('lucid-native-');
   const home = path.join(root.dir, 'home');
   const store = path.join(root.dir, 'store');
@@ -66,6 +66,7 @@ export async function withMount(t: Test, options: { embedded?: boolean; cacheSiz
   const mountArgs = options.embedded ? [] : ['--store', `file://${store}`];
   mountArgs.push('--cache-dir', cacheDir);
   if (options.cacheSize) mountArgs.push('--cache-size', options.cacheSize);
+  if (options.allowOther) mountArgs.push('--allow-other');
   const fx: MountFixture = {
     mp, work, home, store: options.embedded ? path.join(home, 'default', 'store') : store, cacheDir, env, mountArgs,
     lucid: (args, input) => lucid(args, { env, input, timeoutMs: 600_000 }),

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
+import { KeyedMutex } from '../util/mutex.js';
 
 export interface BlockCacheOptions {
   dir: string;
@@ -60,6 +61,8 @@ export class BlockCache {
   private readonly pinnedInos: Set<number>;
   private readonly sectors: SectorCipher;
   private readonly touched = new Set<string>();
+  /** Every operation on one dirty block runs alone: a write never meets its file's deletion. */
+  private readonly blockLocks = new KeyedMutex<string>();
   private cleanBytes = 0;
   private pinnedBytes = 0;
   private dirtyBytes = 0;
@@ -68,6 +71,8 @@ export class BlockCache {
   private hits = 0;
   private misses = 0;
   private evictions = 0;
+  /** Dirty blocks whose cache files were missing at start-up (reported by the agent). */
+  readonly lost: DirtyRow[] = [];
   /** Called when writers wait for space: the uploader should start now. */
   onPressure: () => void = () => {};
 
@@ -100,6 +105,12 @@ export class BlockCache {
     }
     const liveFiles = new Set<string>();
     for (const row of this.index.allDirty()) {
+      if (!(await fs.stat(this.dirtyPath(row.fileId)).catch(() => undefined))) {
+        // Its bytes are gone (the cache directory was damaged): nothing can be uploaded.
+        this.lost.push(row);
+        this.index.deleteDirty(row.ino, row.idx);
+        continue;
+      }
       this.dirty.set(key(row.ino, row.idx), row);
       this.dirtyBytes += allocated(row.length);
       liveFiles.add(row.fileId);
@@ -229,6 +240,15 @@ export class BlockCache {
    * `base()` (its committed plaintext, or undefined for a hole) unless the write covers it.
    */
   async writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
+    // Space is reserved before taking the block's lock: the upload that frees space may need it.
+    const end = offset + data.length;
+    const current = this.dirtyRow(ino, idx);
+    const growth = current ? allocated(Math.max(current.length, end)) - allocated(current.length) : allocated(Math.max(baseLength, end));
+    if (growth > 0) await this.reserve(growth);
+    await this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength));
+  }
+
+  private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
     let row = this.dirtyRow(ino, idx);
     const end = offset + data.length;
     if (!row) {
@@ -236,7 +256,6 @@ export class BlockCache {
       const baseData = needsBase ? await base() : undefined;
       const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
       const length = Math.max(initial?.length ?? 0, end);
-      await this.reserve(allocated(length));
       const fileId = randomBytes(8).toString('hex');
       const fh = await fs.open(this.dirtyPath(fileId), 'wx', 0o600);
       try {
@@ -253,10 +272,6 @@ export class BlockCache {
       this.dirty.set(key(ino, idx), row);
       return;
     }
-    const grow = allocated(Math.max(row.length, end)) - allocated(row.length);
-    if (grow > 0) await this.reserve(grow);
-    row = this.dirtyRow(ino, idx);
-    if (!row) return this.writeDirty(ino, idx, offset, data, base, baseLength);
     const physEnd = allocated(row.length);
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
@@ -292,6 +307,11 @@ export class BlockCache {
 
   /** Plaintext [offset, offset+length) of a dirty block, zeros past its end. */
   async readDirty(ino: number, idx: number, offset: number, length: number): Promise<Buffer | undefined> {
+    if (!this.dirtyRow(ino, idx)) return undefined;
+    return this.blockLocks.run(key(ino, idx), () => this.readDirtyLocked(ino, idx, offset, length));
+  }
+
+  private async readDirtyLocked(ino: number, idx: number, offset: number, length: number): Promise<Buffer | undefined> {
     const row = this.dirtyRow(ino, idx);
     if (!row) return undefined;
     const out = Buffer.alloc(length);
@@ -313,14 +333,20 @@ export class BlockCache {
 
   /** The whole dirty block and the generation it had when read. */
   async readDirtyBlock(ino: number, idx: number): Promise<{ data: Buffer; gen: number } | undefined> {
-    const row = this.dirtyRow(ino, idx);
-    if (!row) return undefined;
-    const data = await this.readDirty(ino, idx, 0, row.length);
-    return data ? { data, gen: row.gen } : undefined;
+    return this.blockLocks.run(key(ino, idx), async () => {
+      const row = this.dirtyRow(ino, idx);
+      if (!row) return undefined;
+      const data = await this.readDirtyLocked(ino, idx, 0, row.length);
+      return data ? { data, gen: row.gen } : undefined;
+    });
   }
 
   /** Shortens a dirty block; bytes past the new end read as zeros if it grows again. */
-  async truncateDirty(ino: number, idx: number, length: number): Promise<void> {
+  truncateDirty(ino: number, idx: number, length: number): Promise<void> {
+    return this.blockLocks.run(key(ino, idx), () => this.truncateDirtyLocked(ino, idx, length));
+  }
+
+  private async truncateDirtyLocked(ino: number, idx: number, length: number): Promise<void> {
     const row = this.dirtyRow(ino, idx);
     if (!row || length >= row.length) return;
     const fileId = Buffer.from(row.fileId, 'hex');
@@ -346,7 +372,11 @@ export class BlockCache {
   }
 
   /** Forgets a dirty block (uploaded, or discarded); with `ifGen`, only if unchanged since. */
-  async dropDirty(ino: number, idx: number, ifGen?: number): Promise<boolean> {
+  dropDirty(ino: number, idx: number, ifGen?: number): Promise<boolean> {
+    return this.blockLocks.run(key(ino, idx), () => this.dropDirtyLocked(ino, idx, ifGen));
+  }
+
+  private async dropDirtyLocked(ino: number, idx: number, ifGen?: number): Promise<boolean> {
     const row = this.dirtyRow(ino, idx);
     if (!row || (ifGen !== undefined && row.gen !== ifGen)) return false;
     this.dirty.delete(key(ino, idx));

@@ -167,9 +167,9 @@ export class Writeback {
   }
 
   private async upload(ino: number, idx: number): Promise<void> {
-    const snap = await this.cache.readDirtyBlock(ino, idx);
-    if (!snap) return;
     try {
+      const snap = await this.cache.readDirtyBlock(ino, idx);
+      if (!snap) return;
       const objectId = newObjectId();
       const sealed = this.fs.codec.seal(objectId, snap.data);
       await this.fs.store.put(blockKey(objectId), sealed);
@@ -222,7 +222,7 @@ export class Writeback {
     const pending = this.cache.pending(ino);
     if (!pending) return attr;
     if (pending.size !== attr.size) {
-      attr = await this.fs.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs });
+      attr = await this.fs.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs, ctimeMs: Math.max(attr.ctimeMs, pending.mtimeMs) });
     }
     if (this.cache.dirtyRowsOf(ino).length === 0 && this.cache.pending(ino)?.size === pending.size) this.cache.clearPending(ino);
     return attr;

@@ -116,6 +116,7 @@ export class Agent {
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
       cleanups.push(async () => writeback.close());
       vfs = new Vfs(filespace, cache, writeback, { log: config.log });
+      for (const r of cache.lost) config.log(`LOST: dirty block ${r.idx} of inode ${r.ino} (${r.length} bytes) is missing from the cache directory`);
       const recovered = writeback.recover();
       if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
       let fuse: FuseMount;

@@ -19,6 +19,7 @@ import type { BlockCache } from '../cache/block-cache.js';
 import { blockKey } from '../store/keys.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
+import { KeyedMutex } from '../util/mutex.js';
 
 export interface Caller {
   uid: number;
@@ -75,25 +76,6 @@ interface DirHandle {
   complete: boolean;
 }
 
-/** A tiny FIFO mutex per key. */
-class KeyedMutex {
-  private readonly tails = new Map<number, Promise<void>>();
-  async run<T>(key: number, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => { release = r; });
-    const tail = prev.then(() => mine);
-    this.tails.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
-
 export interface VfsOptions {
   /** Plaintext of recently read blocks kept in memory (bytes). */
   memoryCacheBytes?: number;
@@ -111,7 +93,7 @@ export class Vfs {
   private readonly refs = new Map<number, { version: number; map: Map<number, BlockRef | null> }>();
   private readonly plain: LRUCache<string, Buffer>;
   private readonly fetching = new Map<string, Promise<Buffer>>();
-  private readonly locks = new KeyedMutex();
+  private readonly locks = new KeyedMutex<number>();
   private nextFh = 1;
   bytesRead = 0;
   bytesWritten = 0;

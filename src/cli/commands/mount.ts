@@ -59,6 +59,11 @@ export const mountCommand = {
   },
 };
 
+/** A mount agent logs a stray failure instead of dying with the mount still attached. */
+function keepAlive(log: (l: string) => void): void {
+  process.on('unhandledRejection', (e) => log(`unexpected failure (continuing): ${(e as Error)?.stack ?? e}`));
+}
+
 function agentConfig(args: MountArgs, mountpoint: string, storeUrl: string, cacheSize: number | undefined, password: string) {
   return {
     mountpoint, storeUrl, serviceUrl: args.service, cacheDir: args.cacheDir, cacheSize, password,
@@ -67,7 +72,9 @@ function agentConfig(args: MountArgs, mountpoint: string, storeUrl: string, cach
 }
 
 async function runForeground(args: MountArgs, mountpoint: string, storeUrl: string, cacheSize: number | undefined, password: string): Promise<void> {
-  const agent = await Agent.start(agentConfig(args, mountpoint, storeUrl, cacheSize, password));
+  const config = agentConfig(args, mountpoint, storeUrl, cacheSize, password);
+  keepAlive(config.log);
+  const agent = await Agent.start(config);
   process.stdout.write(`Mounted filespace ${agent.filespaceId} at ${mountpoint} (Ctrl-C to unmount)\n`);
   stopOnSignals(agent);
   await agent.stopped;
@@ -99,8 +106,10 @@ async function runChild(args: MountArgs, mountpoint: string, storeUrl: string, c
     process.once('message', (m: IpcMessage) => resolve(m.type === 'password' ? m.password : ''));
   });
   let agent: Agent;
+  const config = agentConfig(args, mountpoint, storeUrl, cacheSize, password);
+  keepAlive(config.log);
   try {
-    agent = await Agent.start(agentConfig(args, mountpoint, storeUrl, cacheSize, password));
+    agent = await Agent.start(config);
   } catch (e) {
     const le = e instanceof LucidError ? e : undefined;
     await send({ type: 'error', message: (e as Error).message, exitCode: le?.exitCode ?? 1 });

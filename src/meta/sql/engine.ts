@@ -396,9 +396,12 @@ export class SqlMetaEngine implements MetaEngine {
         await m.end('blocks', 'ino = ? AND idx = ?', [ino, b.index]);
         await m.insert('blocks', { ino, idx: b.index, object_id: b.objectId, length: b.length });
       }
+      // mtime and ctime are those of the write, not of this commit (which may come later).
+      const writtenAt = options.mtimeMs ?? m.now;
       return m.update(ino, (a) => ({
         size: Math.max(a.size, options.minSize ?? 0),
-        mtimeMs: options.mtimeMs ?? m.now,
+        mtimeMs: writtenAt,
+        ctimeMs: Math.max(a.ctimeMs, writtenAt),
       }));
     });
   }
