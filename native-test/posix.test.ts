@@ -34,10 +34,10 @@ t.test('rename is atomic, replaces files and empty directories, refuses the rest
     echo one > a && echo two > b && mv a b && cat b && ls
     mkdir x y && touch y/inner && mv -T x y 2>&1 | grep -o 'Directory not empty'
     rm y/inner && mv -T x y && ls
-    mkdir -p p/q && mv p p/q/z 2>&1 | grep -o 'Invalid argument'
+    mkdir -p p/q && python3 -c "import os; os.rename('p', 'p/q/z')" 2>&1 | grep -o 'Invalid argument'
     echo moved > f && mkdir other && mv f other/g && cat other/g
     touch k && mv --no-clobber k other/g; cat other/g
-  `, ['one', 'b', 'Directory not empty', 'b', 'p', 'y', 'Invalid argument', 'moved', 'moved']);
+  `, ['one', 'b', 'Directory not empty', 'b', 'y', 'Invalid argument', 'moved', 'moved']);
 });
 
 t.test('hard links share data and count links; unlink of an open file keeps it readable', async (t) => {

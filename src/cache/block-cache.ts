@@ -63,6 +63,8 @@ export class BlockCache {
   private readonly touched = new Set<string>();
   /** Every operation on one dirty block runs alone: a write never meets its file's deletion. */
   private readonly blockLocks = new KeyedMutex<string>();
+  /** Generations are unique across all dirty blocks, ever: a recreated block never reuses one. */
+  private nextGen = 1;
   private cleanBytes = 0;
   private pinnedBytes = 0;
   private dirtyBytes = 0;
@@ -112,6 +114,7 @@ export class BlockCache {
         continue;
       }
       this.dirty.set(key(row.ino, row.idx), row);
+      this.nextGen = Math.max(this.nextGen, row.gen + 1);
       this.dirtyBytes += allocated(row.length);
       liveFiles.add(row.fileId);
     }
@@ -266,7 +269,7 @@ export class BlockCache {
       } finally {
         await fh.close();
       }
-      row = { ino, idx, fileId, length, gen: 1 };
+      row = { ino, idx, fileId, length, gen: this.nextGen++ };
       this.dirtyBytes += allocated(length);
       this.index.putDirty(row);
       this.dirty.set(key(ino, idx), row);
@@ -299,7 +302,7 @@ export class BlockCache {
     } finally {
       await fh.close();
     }
-    const next = { ...row, length: Math.max(row.length, end), gen: row.gen + 1 };
+    const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
     this.dirtyBytes += allocated(next.length) - allocated(row.length);
     this.index.putDirty(next);
     this.dirty.set(key(ino, idx), next);
@@ -364,7 +367,7 @@ export class BlockCache {
     } finally {
       await fh.close();
     }
-    const next = { ...row, length, gen: row.gen + 1 };
+    const next = { ...row, length, gen: this.nextGen++ };
     this.dirtyBytes += allocated(length) - allocated(row.length);
     this.index.putDirty(next);
     this.dirty.set(key(ino, idx), next);

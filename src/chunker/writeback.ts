@@ -32,6 +32,8 @@ interface Ready {
   ref: BlockRef;
   gen: number;
   sealed: Buffer;
+  /** Resolves once a commit has dealt with this block (the upload's slot ends then). */
+  done: () => void;
 }
 
 const keyOf = (ino: number, idx: number) => `${ino}:${idx}`;
@@ -174,10 +176,14 @@ export class Writeback {
       const sealed = this.fs.codec.seal(objectId, snap.data);
       await this.fs.store.put(blockKey(objectId), sealed);
       this.uploadedBytes += snap.data.length;
-      const list = this.ready.get(ino) ?? [];
-      list.push({ ref: { index: idx, objectId, length: snap.data.length }, gen: snap.gen, sealed });
-      this.ready.set(ino, list);
-      await this.commit(ino);
+      // The block stays in flight until its commit is done: a second upload of it must not
+      // start while this one waits to be committed.
+      await new Promise<void>((done) => {
+        const list = this.ready.get(ino) ?? [];
+        list.push({ ref: { index: idx, objectId, length: snap.data.length }, gen: snap.gen, sealed, done });
+        this.ready.set(ino, list);
+        void this.commit(ino);
+      });
     } catch (e) {
       this.fail(ino, idx, e as Error);
     }
@@ -199,16 +205,32 @@ export class Writeback {
         try {
           attr = await this.fs.meta.commitBlocks(ino, batch.map((b) => b.ref), { minSize, mtimeMs: pending?.mtimeMs });
         } catch (e) {
-          for (const b of batch) this.fail(ino, b.ref.index, e as Error);
+          for (const b of batch) {
+            this.fail(ino, b.ref.index, e as Error);
+            b.done();
+          }
           continue;
         }
         this.commits++;
-        for (const b of batch) {
-          await this.cache.putClean(b.ref.objectId, b.sealed, ino);
-          await this.cache.dropDirty(ino, b.ref.index, b.gen);
-        }
-        attr = await this.settleSize(ino, attr);
+        // Readers must learn the new block map before the dirty copies they read now go.
         this.options.onCommitted?.(ino, batch.map((b) => b.ref), attr);
+        for (const b of batch) {
+          try {
+            await this.cache.putClean(b.ref.objectId, b.sealed, ino).catch((e: Error) => this.options.log?.(`caching object ${b.ref.objectId}: ${e.message}`));
+            await this.cache.dropDirty(ino, b.ref.index, b.gen);
+          } finally {
+            b.done();
+          }
+        }
+        try {
+          const settled = await this.settleSize(ino, attr);
+          if (settled !== attr) this.options.onCommitted?.(ino, [], settled);
+        } catch (e) {
+          this.errors.set(ino, e as Error);
+          this.options.log?.(`committing the size of inode ${ino} failed, will retry: ${(e as Error).message}`);
+          const t = setTimeout(() => this.enqueueInode(ino), this.retryMs);
+          t.unref();
+        }
       }
     } finally {
       this.committing.delete(ino);

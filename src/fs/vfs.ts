@@ -90,7 +90,12 @@ export class Vfs {
   private readonly openCount = new Map<number, number>();
   /** Inodes whose last name is gone while handles are open: dropped at last close. */
   private readonly orphans = new Set<number>();
-  private readonly refs = new Map<number, { version: number; map: Map<number, BlockRef | null> }>();
+  /**
+   * Block map entries per inode, kept current by this mount's own commits (`committed`) and
+   * dropped on truncate; a newer committed version (another writer) starts afresh. `gen`
+   * counts updates, so a fetch that raced one is retried instead of overwriting it.
+   */
+  private readonly refs = new Map<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>();
   private readonly plain: LRUCache<string, Buffer>;
   private readonly fetching = new Map<string, Promise<Buffer>>();
   private readonly locks = new KeyedMutex<number>();
@@ -111,7 +116,8 @@ export class Vfs {
   committed(ino: number, refs: BlockRef[], attr: Attr): void {
     const c = this.refs.get(ino);
     if (!c) return;
-    c.version = attr.version;
+    c.gen++;
+    c.version = Math.max(c.version, attr.version);
     for (const r of refs) c.map.set(r.index, r);
   }
 
@@ -356,18 +362,21 @@ export class Vfs {
   }
 
   private async ref(ino: number, idx: number, version: number): Promise<BlockRef | undefined> {
-    let c = this.refs.get(ino);
-    if (!c || c.version !== version) {
-      c = { version, map: new Map() };
-      this.refs.set(ino, c);
-    }
-    if (!c.map.has(idx)) {
+    for (;;) {
+      let c = this.refs.get(ino);
+      if (!c || version > c.version) {
+        c = { version, gen: 0, map: new Map() };
+        this.refs.set(ino, c);
+      }
+      if (c.map.has(idx)) return c.map.get(idx) ?? undefined;
+      const gen = c.gen;
       const window = 64;
       const got = await this.fs.meta.getBlocks(ino, idx, window);
+      if (this.refs.get(ino) !== c || c.gen !== gen) continue; // a commit or truncate came in between
       for (let i = idx; i < idx + window; i++) if (!c.map.has(i)) c.map.set(i, null);
       for (const r of got) c.map.set(r.index, r);
+      return c.map.get(idx) ?? undefined;
     }
-    return c.map.get(idx) ?? undefined;
   }
 
   /** The committed plaintext of a block, exactly `length` bytes (zeros past its end), or undefined for a hole. */
