@@ -455,16 +455,32 @@ static napi_value js_reply_none(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Reads an entry into `e`; on a malformed one, answers EIO, throws, and returns -1. */
+static int read_entry(napi_env env, napi_value v, fuse_req_t req, struct fuse_entry_param *e) {
+  memset(e, 0, sizeof(*e));
+  if (read_attr(env, v, &e->attr, &e->attr_timeout, &e->entry_timeout, &e->generation) != 0) {
+    fuse_reply_err(req, EIO);
+    napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
+    return -1;
+  }
+  e->ino = e->attr.st_ino;
+  return 0;
+}
+
+/* Open flags from JavaScript: 1 direct_io, 2 keep_cache, 4 cache_readdir. */
+static void file_info(napi_env env, napi_value fh, napi_value flags_v, struct fuse_file_info *fi) {
+  memset(fi, 0, sizeof(*fi));
+  fi->fh = (uint64_t) get_num(env, fh);
+  int flags = (int) get_num(env, flags_v);
+  fi->direct_io = (flags & 1) != 0;
+  fi->keep_cache = (flags & 2) != 0;
+  fi->cache_readdir = (flags & 4) != 0;
+}
+
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   ARGS(2);
   struct fuse_entry_param e;
-  memset(&e, 0, sizeof(e));
-  if (read_attr(env, argv[1], &e.attr, &e.attr_timeout, &e.entry_timeout, &e.generation) != 0) {
-    fuse_reply_err(req, EIO);
-    napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
-    return NULL;
-  }
-  e.ino = e.attr.st_ino;
+  if (read_entry(env, argv[1], req, &e) != 0) return NULL;
   fuse_reply_entry(req, &e);
   return NULL;
 }
@@ -472,19 +488,9 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
 static napi_value js_reply_create(napi_env env, napi_callback_info info) {
   ARGS(4);
   struct fuse_entry_param e;
-  memset(&e, 0, sizeof(e));
-  if (read_attr(env, argv[1], &e.attr, &e.attr_timeout, &e.entry_timeout, &e.generation) != 0) {
-    fuse_reply_err(req, EIO);
-    napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
-    return NULL;
-  }
-  e.ino = e.attr.st_ino;
+  if (read_entry(env, argv[1], req, &e) != 0) return NULL;
   struct fuse_file_info fi;
-  memset(&fi, 0, sizeof(fi));
-  fi.fh = (uint64_t) get_num(env, argv[2]);
-  int flags = (int) get_num(env, argv[3]);
-  fi.direct_io = (flags & 1) != 0;
-  fi.keep_cache = (flags & 2) != 0;
+  file_info(env, argv[2], argv[3], &fi);
   fuse_reply_create(req, &e, &fi);
   return NULL;
 }
@@ -505,12 +511,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(3);
   struct fuse_file_info fi;
-  memset(&fi, 0, sizeof(fi));
-  fi.fh = (uint64_t) get_num(env, argv[1]);
-  int flags = (int) get_num(env, argv[2]);
-  fi.direct_io = (flags & 1) != 0;
-  fi.keep_cache = (flags & 2) != 0;
-  fi.cache_readdir = (flags & 4) != 0;
+  file_info(env, argv[1], argv[2], &fi);
   fuse_reply_open(req, &fi);
   return NULL;
 }
