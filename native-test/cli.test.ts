@@ -101,3 +101,38 @@ t.test("the README's main job mounts a working drive on the embedded default", a
   t.same(use.stdout.trim().split('\n'), ['it works', 'hello.txt']);
   t.equal(PASSWORD.length > 0, true);
 });
+
+t.test('a mount on an S3 store (s3rver) through a separate lucid serve', async (t) => {
+  const { startS3rver } = await import('../test/helpers/servers.js');
+  const s3 = await startS3rver();
+  const fx = await withMount(t, { mount: false });
+  t.teardown(() => s3.close());
+  const env = { ...fx.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+  const url = `s3://${s3.bucket}/team?endpoint=${s3.endpoint}`;
+  const run = (args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  t.equal((await run(['init', '--store', url, '--kdf', 'interactive'])).code, 0);
+  const serve = spawn(process.execPath, [CLI, 'serve', '--store', url, '--db', `sqlite:${fx.work}/meta.sqlite`, '--listen', '127.0.0.1:0'],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { serve.kill('SIGTERM'); });
+  let out = '';
+  serve.stdout.on('data', (d) => { out += d; });
+  for (let i = 0; i < 200 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
+  const service = /listening on (\S+)/.exec(out)?.[1];
+  t.ok(service, 'service is up');
+  const m = await run(['mount', fx.mp, '--store', url, '--service', service!, '--cache-dir', fx.cacheDir]);
+  t.equal(m.code, 0, m.stderr);
+  const w = await sh(`head -c 9M /dev/urandom > ${fx.work}/ref && cp ${fx.work}/ref ${fx.mp}/clip.mov && mkdir ${fx.mp}/dir && mv ${fx.mp}/clip.mov ${fx.mp}/dir/ && sync && echo ok`);
+  t.equal(w.stdout.trim(), 'ok', w.stderr);
+  t.equal((await run(['unmount', fx.mp])).code, 0);
+  const fresh = path.join(fx.work, 'fresh-cache');
+  t.equal((await run(['mount', fx.mp, '--store', url, '--service', service!, '--cache-dir', fresh])).code, 0);
+  t.equal((await sh(`cmp ${fx.mp}/dir/clip.mov ${fx.work}/ref && echo same`)).stdout.trim(), 'same', 'read back through S3 and the service with an empty cache');
+  t.equal((await run(['unmount', fx.mp])).code, 0);
+});
