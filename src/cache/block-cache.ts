@@ -4,8 +4,11 @@
  * - Clean blocks are the sealed objects exactly as the store holds them (encrypted and
  *   authenticated at rest for free), content-addressed by object id, evicted least recently
  *   used first (lru-cache keeps the order; the index keeps it across restarts).
- * - Dirty blocks (written, not yet uploaded) live in sector-encrypted files keyed by
- *   (inode, block index); they and pinned blocks are never evicted.
+ * - Dirty blocks (written, not yet uploaded) live in files keyed by (inode, block index):
+ *   a block written whole is sealed at once into its final object (the upload sends those
+ *   bytes, and the clean cache adopts the file by rename); a block written in part is kept
+ *   AES-XTS encrypted per sector so small writes stay cheap. Neither is ever evicted, nor
+ *   are pinned blocks.
  * - Space: writers reserve before a dirty block grows; when clean blocks cannot be evicted
  *   to make room, they wait (backpressure) until uploads turn dirty blocks clean.
  *
@@ -20,13 +23,32 @@ import { LRUCache } from 'lru-cache';
 import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { KeyedMutex } from '../util/mutex.js';
+import { sealedSize } from '../chunker/format.js';
+
+/** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
+export interface BlockSealer {
+  newObjectId(): string;
+  seal(objectId: string, plaintext: Uint8Array): Buffer;
+  open(objectId: string, sealed: Buffer): Buffer;
+}
 
 export interface BlockCacheOptions {
   dir: string;
   filespaceId: string;
   cacheKey: Buffer;
   limitBytes: number;
+  sealer: BlockSealer;
 }
+
+/** A dirty block as the uploader takes it: plaintext to seal, or an object sealed at write. */
+export interface DirtySnapshot {
+  gen: number;
+  length: number;
+  data?: Buffer;
+  sealed?: { objectId: string; bytes: Buffer };
+}
+
+
 
 export interface CacheStats {
   limitBytes: number;
@@ -51,6 +73,8 @@ interface CleanEntry {
 
 const key = (ino: number, idx: number) => `${ino}:${idx}`;
 const allocated = (length: number) => sectorsFor(length) * SECTOR;
+/** Disk bytes a dirty block's file takes. */
+const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(r.length));
 
 export class BlockCache {
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
@@ -78,7 +102,7 @@ export class BlockCache {
   /** Called when writers wait for space: the uploader should start now. */
   onPressure: () => void = () => {};
 
-  private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number) {
+  private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer) {
     this.sectors = new SectorCipher(cacheKey);
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
@@ -89,7 +113,7 @@ export class BlockCache {
     await fs.mkdir(path.join(options.dir, 'objects'), { recursive: true, mode: 0o700 });
     await fs.mkdir(path.join(options.dir, 'dirty'), { recursive: true, mode: 0o700 });
     const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
-    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes);
+    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer);
     await cache.load();
     return cache;
   }
@@ -115,7 +139,7 @@ export class BlockCache {
       }
       this.dirty.set(key(row.ino, row.idx), row);
       this.nextGen = Math.max(this.nextGen, row.gen + 1);
-      this.dirtyBytes += allocated(row.length);
+      this.dirtyBytes += bytesOf(row);
       liveFiles.add(row.fileId);
     }
     // Files a killed process made but never recorded hold no acknowledged bytes.
@@ -166,9 +190,13 @@ export class BlockCache {
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
       throw e;
     }
-    this.index.putClean(objectId, sealed.length, ino);
-    const entry = { size: sealed.length, ino };
-    if (pinned) {
+    this.addClean(objectId, sealed.length, ino);
+  }
+
+  private addClean(objectId: string, size: number, ino: number): void {
+    this.index.putClean(objectId, size, ino);
+    const entry = { size, ino };
+    if (this.pinnedInos.has(ino)) {
       this.pinnedClean.set(objectId, entry);
       this.pinnedBytes += entry.size;
     } else {
@@ -246,7 +274,7 @@ export class BlockCache {
     // Space is reserved before taking the block's lock: the upload that frees space may need it.
     const end = offset + data.length;
     const current = this.dirtyRow(ino, idx);
-    const growth = current ? allocated(Math.max(current.length, end)) - allocated(current.length) : allocated(Math.max(baseLength, end));
+    const growth = current ? allocated(Math.max(current.length, end)) - bytesOf(current) : allocated(Math.max(baseLength, end));
     if (growth > 0) await this.reserve(growth);
     await this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength));
   }
@@ -254,6 +282,8 @@ export class BlockCache {
   private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
     let row = this.dirtyRow(ino, idx);
     const end = offset + data.length;
+    if (offset === 0 && end >= (row ? row.length : baseLength)) return this.writeWholeLocked(ino, idx, data, row);
+    if (row?.sealedId) row = await this.unsealLocked(row);
     if (!row) {
       const needsBase = baseLength > 0 && (offset > 0 || end < baseLength);
       const baseData = needsBase ? await base() : undefined;
@@ -269,7 +299,7 @@ export class BlockCache {
       } finally {
         await fh.close();
       }
-      row = { ino, idx, fileId, length, gen: this.nextGen++ };
+      row = { ino, idx, fileId, length, gen: this.nextGen++, sealedId: null };
       this.dirtyBytes += allocated(length);
       this.index.putDirty(row);
       this.dirty.set(key(ino, idx), row);
@@ -303,9 +333,38 @@ export class BlockCache {
       await fh.close();
     }
     const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
-    this.dirtyBytes += allocated(next.length) - allocated(row.length);
+    this.dirtyBytes += bytesOf(next) - bytesOf(row);
     this.index.putDirty(next);
     this.dirty.set(key(ino, idx), next);
+  }
+
+  /** The write replaces the whole block: seal it now into its final object and journal that. */
+  private async writeWholeLocked(ino: number, idx: number, data: Buffer, old: DirtyRow | undefined): Promise<void> {
+    const objectId = this.sealer.newObjectId();
+    const sealed = this.sealer.seal(objectId, data);
+    const fileId = randomBytes(8).toString('hex');
+    await fs.writeFile(this.dirtyPath(fileId), sealed, { mode: 0o600, flag: 'wx' });
+    const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
+    this.index.putDirty(row);
+    this.dirty.set(key(ino, idx), row);
+    this.dirtyBytes += bytesOf(row) - (old ? bytesOf(old) : 0);
+    if (old) await fs.rm(this.dirtyPath(old.fileId), { force: true });
+    this.wake();
+  }
+
+  /** Turns a block journaled sealed back into sector form, for a partial write or a truncate. */
+  private async unsealLocked(row: DirtyRow): Promise<DirtyRow> {
+    const plain = this.sealer.open(row.sealedId!, await fs.readFile(this.dirtyPath(row.fileId)));
+    const fileId = randomBytes(8).toString('hex');
+    const padded = Buffer.alloc(allocated(row.length));
+    plain.copy(padded, 0, 0, row.length);
+    await fs.writeFile(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded), { mode: 0o600, flag: 'wx' });
+    const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
+    this.index.putDirty(next);
+    this.dirty.set(key(row.ino, row.idx), next);
+    this.dirtyBytes += bytesOf(next) - bytesOf(row);
+    await fs.rm(this.dirtyPath(row.fileId), { force: true });
+    return next;
   }
 
   /** Plaintext [offset, offset+length) of a dirty block, zeros past its end. */
@@ -320,6 +379,11 @@ export class BlockCache {
     const out = Buffer.alloc(length);
     const end = Math.min(offset + length, row.length);
     if (end <= offset) return out;
+    if (row.sealedId) {
+      const plain = this.sealer.open(row.sealedId, await fs.readFile(this.dirtyPath(row.fileId)));
+      plain.copy(out, 0, offset, end);
+      return out;
+    }
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const enc = Buffer.alloc((last - first) * SECTOR);
@@ -334,14 +398,40 @@ export class BlockCache {
     return out;
   }
 
-  /** The whole dirty block and the generation it had when read. */
-  async readDirtyBlock(ino: number, idx: number): Promise<{ data: Buffer; gen: number } | undefined> {
+  /** The whole dirty block as the uploader needs it, with the generation it had when read. */
+  async snapshotDirty(ino: number, idx: number): Promise<DirtySnapshot | undefined> {
     return this.blockLocks.run(key(ino, idx), async () => {
       const row = this.dirtyRow(ino, idx);
       if (!row) return undefined;
+      if (row.sealedId) {
+        return { gen: row.gen, length: row.length, sealed: { objectId: row.sealedId, bytes: await fs.readFile(this.dirtyPath(row.fileId)) } };
+      }
       const data = await this.readDirtyLocked(ino, idx, 0, row.length);
-      return data ? { data, gen: row.gen } : undefined;
+      return data ? { gen: row.gen, length: row.length, data } : undefined;
     });
+  }
+
+  /**
+   * After the upload of generation `gen` was committed as `objectId`: the block becomes clean.
+   * A block journaled sealed as that very object moves into the clean cache by rename; if the
+   * block changed meanwhile it stays dirty and the uploaded copy is cached from `sealed`.
+   */
+  async settleUploaded(ino: number, idx: number, gen: number, objectId: string, sealed: Buffer): Promise<void> {
+    const adopted = await this.blockLocks.run(key(ino, idx), async () => {
+      const row = this.dirtyRow(ino, idx);
+      if (!row || row.gen !== gen) return false;
+      if (row.sealedId === objectId && !this.hasClean(objectId)) {
+        const target = this.objectPath(objectId);
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.rename(this.dirtyPath(row.fileId), target);
+        this.forgetDirty(row);
+        this.addClean(objectId, sealed.length, ino);
+        return true;
+      }
+      await this.dropDirtyLocked(ino, idx, gen);
+      return false;
+    });
+    if (!adopted) await this.putClean(objectId, sealed, ino);
   }
 
   /** Shortens a dirty block; bytes past the new end read as zeros if it grows again. */
@@ -350,8 +440,9 @@ export class BlockCache {
   }
 
   private async truncateDirtyLocked(ino: number, idx: number, length: number): Promise<void> {
-    const row = this.dirtyRow(ino, idx);
+    let row = this.dirtyRow(ino, idx);
     if (!row || length >= row.length) return;
+    if (row.sealedId) row = await this.unsealLocked(row);
     const fileId = Buffer.from(row.fileId, 'hex');
     const fh = await fs.open(this.dirtyPath(row.fileId), 'r+');
     try {
@@ -368,7 +459,7 @@ export class BlockCache {
       await fh.close();
     }
     const next = { ...row, length, gen: this.nextGen++ };
-    this.dirtyBytes += allocated(length) - allocated(row.length);
+    this.dirtyBytes += bytesOf(next) - bytesOf(row);
     this.index.putDirty(next);
     this.dirty.set(key(ino, idx), next);
     this.wake();
@@ -382,12 +473,16 @@ export class BlockCache {
   private async dropDirtyLocked(ino: number, idx: number, ifGen?: number): Promise<boolean> {
     const row = this.dirtyRow(ino, idx);
     if (!row || (ifGen !== undefined && row.gen !== ifGen)) return false;
-    this.dirty.delete(key(ino, idx));
-    this.dirtyBytes -= allocated(row.length);
-    this.index.deleteDirty(ino, idx);
+    this.forgetDirty(row);
     await fs.rm(this.dirtyPath(row.fileId), { force: true });
-    this.wake();
     return true;
+  }
+
+  private forgetDirty(row: DirtyRow): void {
+    this.dirty.delete(key(row.ino, row.idx));
+    this.dirtyBytes -= bytesOf(row);
+    this.index.deleteDirty(row.ino, row.idx);
+    this.wake();
   }
 
   // ---- pending sizes --------------------------------------------------------------------

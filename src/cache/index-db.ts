@@ -14,8 +14,11 @@ export interface DirtyRow {
   ino: number;
   idx: number;
   fileId: string;
+  /** Plaintext bytes of the block. */
   length: number;
   gen: number;
+  /** Set when the file holds the block already sealed as this object (a whole-block write). */
+  sealedId: string | null;
 }
 
 export interface PendingRow {
@@ -35,10 +38,12 @@ export class CacheIndex {
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS clean (object_id TEXT PRIMARY KEY, size INTEGER NOT NULL, atime INTEGER NOT NULL, ino INTEGER NOT NULL DEFAULT 0);
-      CREATE TABLE IF NOT EXISTS dirty (ino INTEGER NOT NULL, idx INTEGER NOT NULL, file_id TEXT NOT NULL, length INTEGER NOT NULL, gen INTEGER NOT NULL, PRIMARY KEY (ino, idx));
+      CREATE TABLE IF NOT EXISTS dirty (ino INTEGER NOT NULL, idx INTEGER NOT NULL, file_id TEXT NOT NULL, length INTEGER NOT NULL, gen INTEGER NOT NULL, sealed_id TEXT, PRIMARY KEY (ino, idx));
       CREATE TABLE IF NOT EXISTS pending (ino INTEGER PRIMARY KEY, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS pins (ino INTEGER PRIMARY KEY);
     `);
+    const columns = this.db.prepare('PRAGMA table_info(dirty)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'sealed_id')) this.db.exec('ALTER TABLE dirty ADD COLUMN sealed_id TEXT');
     const owner = this.db.prepare("SELECT value FROM settings WHERE name = 'filespace_id'").get() as { value: string } | undefined;
     if (!owner) this.db.prepare("INSERT INTO settings (name, value) VALUES ('filespace_id', ?)").run(filespaceId);
     else if (owner.value !== filespaceId) {
@@ -51,10 +56,10 @@ export class CacheIndex {
       cleanPut: p('INSERT OR REPLACE INTO clean (object_id, size, atime, ino) VALUES (?, ?, ?, ?)'),
       cleanDel: p('DELETE FROM clean WHERE object_id = ?'),
       cleanTouch: p('UPDATE clean SET atime = ? WHERE object_id = ?'),
-      dirtyGet: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty WHERE ino = ? AND idx = ?'),
-      dirtyOfIno: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty WHERE ino = ? ORDER BY idx'),
-      dirtyAll: p('SELECT ino, idx, file_id AS fileId, length, gen FROM dirty ORDER BY ino, idx'),
-      dirtyPut: p('INSERT OR REPLACE INTO dirty (ino, idx, file_id, length, gen) VALUES (?, ?, ?, ?, ?)'),
+      dirtyGet: p('SELECT ino, idx, file_id AS fileId, length, gen, sealed_id AS sealedId FROM dirty WHERE ino = ? AND idx = ?'),
+      dirtyOfIno: p('SELECT ino, idx, file_id AS fileId, length, gen, sealed_id AS sealedId FROM dirty WHERE ino = ? ORDER BY idx'),
+      dirtyAll: p('SELECT ino, idx, file_id AS fileId, length, gen, sealed_id AS sealedId FROM dirty ORDER BY ino, idx'),
+      dirtyPut: p('INSERT OR REPLACE INTO dirty (ino, idx, file_id, length, gen, sealed_id) VALUES (?, ?, ?, ?, ?, ?)'),
       dirtyDel: p('DELETE FROM dirty WHERE ino = ? AND idx = ?'),
       pendingGet: p('SELECT ino, size, mtime_ms AS mtimeMs FROM pending WHERE ino = ?'),
       pendingAll: p('SELECT ino, size, mtime_ms AS mtimeMs FROM pending'),
@@ -79,7 +84,7 @@ export class CacheIndex {
   dirty(ino: number, idx: number): DirtyRow | undefined { return this.st.dirtyGet.get(ino, idx) as DirtyRow | undefined; }
   dirtyOf(ino: number): DirtyRow[] { return this.st.dirtyOfIno.all(ino) as DirtyRow[]; }
   allDirty(): DirtyRow[] { return this.st.dirtyAll.all() as DirtyRow[]; }
-  putDirty(r: DirtyRow): void { this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen); }
+  putDirty(r: DirtyRow): void { this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen, r.sealedId); }
   deleteDirty(ino: number, idx: number): void { this.st.dirtyDel.run(ino, idx); }
 
   pending(ino: number): PendingRow | undefined { return this.st.pendingGet.get(ino) as PendingRow | undefined; }

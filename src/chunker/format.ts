@@ -33,6 +33,10 @@ export function newObjectId(): string {
 export class BlockCodec {
   constructor(private readonly keys: FilespaceKeys, private readonly dataKeyId: number) {}
 
+  newObjectId(): string {
+    return newObjectId();
+  }
+
   /** Seals one block's plaintext into the bytes of object `objectId`. */
   seal(objectId: string, plaintext: Uint8Array): Buffer {
     const id = Buffer.from(objectId, 'hex');

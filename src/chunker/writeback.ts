@@ -170,17 +170,18 @@ export class Writeback {
 
   private async upload(ino: number, idx: number): Promise<void> {
     try {
-      const snap = await this.cache.readDirtyBlock(ino, idx);
+      const snap = await this.cache.snapshotDirty(ino, idx);
       if (!snap) return;
-      const objectId = newObjectId();
-      const sealed = this.fs.codec.seal(objectId, snap.data);
+      // A block written whole was sealed at write time; a partial one is sealed now.
+      const objectId = snap.sealed?.objectId ?? newObjectId();
+      const sealed = snap.sealed?.bytes ?? this.fs.codec.seal(objectId, snap.data!);
       await this.fs.store.put(blockKey(objectId), sealed);
-      this.uploadedBytes += snap.data.length;
+      this.uploadedBytes += snap.length;
       // The block stays in flight until its commit is done: a second upload of it must not
       // start while this one waits to be committed.
       await new Promise<void>((done) => {
         const list = this.ready.get(ino) ?? [];
-        list.push({ ref: { index: idx, objectId, length: snap.data.length }, gen: snap.gen, sealed, done });
+        list.push({ ref: { index: idx, objectId, length: snap.length }, gen: snap.gen, sealed, done });
         this.ready.set(ino, list);
         void this.commit(ino);
       });
@@ -216,8 +217,8 @@ export class Writeback {
         this.options.onCommitted?.(ino, batch.map((b) => b.ref), attr);
         for (const b of batch) {
           try {
-            await this.cache.putClean(b.ref.objectId, b.sealed, ino).catch((e: Error) => this.options.log?.(`caching object ${b.ref.objectId}: ${e.message}`));
-            await this.cache.dropDirty(ino, b.ref.index, b.gen);
+            await this.cache.settleUploaded(ino, b.ref.index, b.gen, b.ref.objectId, b.sealed)
+              .catch((e: Error) => this.options.log?.(`caching object ${b.ref.objectId}: ${e.message}`));
           } finally {
             b.done();
           }

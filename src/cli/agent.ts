@@ -109,9 +109,9 @@ export class Agent {
       await fs.mkdir(cacheDir, { recursive: true, mode: 0o700 });
       const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
       if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
-      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit });
-      cleanups.push(() => cache.close());
       const filespace = new Filespace(unlocked, store, meta);
+      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec });
+      cleanups.push(() => cache.close());
       let vfs: Vfs | undefined;
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
       cleanups.push(async () => writeback.close());

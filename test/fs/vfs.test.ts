@@ -25,7 +25,7 @@ async function makeVfs(dir: string, options: { idleMs?: number; limit?: number; 
   if (options.latencyMs) store.inject({ op: 'put', probability: 0.5, fault: { kind: 'latency', ms: options.latencyMs } });
   const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(dir, 'm.sqlite')), { filespaceId: u.descriptor.filespaceId, blockSize: BS });
   const fs = new Filespace(u, store, engine);
-  const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: options.limit ?? 1 << 30 });
+  const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: options.limit ?? 1 << 30, sealer: fs.codec });
   let vfs: Vfs | undefined;
   const wb = new Writeback(fs, cache, { idleMs: options.idleMs ?? 0, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
   vfs = new Vfs(fs, cache, wb, {});
@@ -47,8 +47,10 @@ for (const [idleMs, latencyMs] of [[0, 0], [0, 3], [5, 1]]) {
         await vfs.truncate(attr.ino, size);
         ref = size <= ref.length ? Buffer.from(ref.subarray(0, size)) : Buffer.concat([ref, Buffer.alloc(size - ref.length)]);
       } else {
-        const off = randomInt(0, 600_000);
-        const data = randomBytes(randomInt(1, 100_000));
+        // One write in four replaces whole blocks (sealed at write time); the rest are partial.
+        const whole = i % 4 === 0;
+        const off = whole ? randomInt(0, 9) * BS : randomInt(0, 600_000);
+        const data = randomBytes(whole ? randomInt(1, 3) * BS : randomInt(1, 100_000));
         await vfs.write(fh, off, data);
         if (ref.length < off + data.length) ref = Buffer.concat([ref, Buffer.alloc(off + data.length - ref.length)]);
         data.copy(ref, off);

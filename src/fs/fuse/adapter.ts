@@ -85,7 +85,7 @@ export class FuseMount {
 
   private entry(a: Attr): Float64Array {
     return new Float64Array([a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
-      a.atimeMs, a.mtimeMs, a.ctimeMs, this.attrTimeout, this.entryTimeout, 0, 4096]);
+      a.atimeMs, a.mtimeMs, a.ctimeMs, this.attrTimeout, this.entryTimeout, 0, this.vfs.blockSize]);
   }
 
   private handle(r: FuseRequest, onExit: (code: number) => void): void {
