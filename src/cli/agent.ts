@@ -44,6 +44,7 @@ export interface AgentStatus {
   uploadBlocks: number;
   uploadsInFlight: number;
   cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };
+  prefetch: { issued: number; used: number; cancelled: number; inflight: number; accuracy: number };
   store_requests: { get: number; put: number; getBytes: number; putBytes: number };
   bytesRead: number;
   bytesWritten: number;
@@ -154,6 +155,7 @@ export class Agent {
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
       uploadBytes: c.uploadBytes, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
+      prefetch: (() => { const p = this.vfs.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0 }; })(),
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
       bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
       startedAt: this.startedAt.toISOString(),

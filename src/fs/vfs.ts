@@ -20,6 +20,7 @@ import { blockKey } from '../store/keys.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
+import { Prefetcher } from '../prefetch/prefetcher.js';
 
 export interface Caller {
   uid: number;
@@ -79,6 +80,11 @@ interface DirHandle {
 export interface VfsOptions {
   /** Plaintext of recently read blocks kept in memory (bytes). */
   memoryCacheBytes?: number;
+  /**
+   * How long attributes fetched from the metadata service are trusted (ms): the bound on how
+   * stale another client's change can look. This mount's own changes update them at once.
+   */
+  attrTtlMs?: number;
   log?: (line: string) => void;
 }
 
@@ -95,9 +101,12 @@ export class Vfs {
    * dropped on truncate; a newer committed version (another writer) starts afresh. `gen`
    * counts updates, so a fetch that raced one is retried instead of overwriting it.
    */
-  private readonly refs = new Map<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>();
+  private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
+  private readonly attrs: LRUCache<number, Attr>;
   private readonly fetching = new Map<string, Promise<Buffer>>();
+  private readonly mapLoads = new Map<string, Promise<void>>();
+  readonly prefetcher: Prefetcher;
   private readonly locks = new KeyedMutex<number>();
   private nextFh = 1;
   bytesRead = 0;
@@ -106,14 +115,42 @@ export class Vfs {
   constructor(readonly fs: Filespace, readonly cache: BlockCache, readonly writeback: Writeback, private readonly options: VfsOptions = {}) {
     this.blockSize = fs.blockSize;
     this.names = fs.names;
+    this.attrs = new LRUCache<number, Attr>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
+    this.prefetcher = new Prefetcher({
+      isCached: (ino, idx) => this.isCached(ino, idx),
+      load: async (ino, idx) => {
+        if (this.cache.dirtyRow(ino, idx)) return;
+        const attr = await this.committedAttr(ino);
+        const ref = await this.ref(ino, idx, attr.version);
+        if (ref) await this.plaintext(ref, ino);
+      },
+    }, { blockSize: this.blockSize, maxInflight: 12 });
     this.plain = new LRUCache<string, Buffer>({
-      maxSize: Math.max(options.memoryCacheBytes ?? 64 * 1024 * 1024, this.blockSize),
+      maxSize: Math.max(options.memoryCacheBytes ?? 32 * 1024 * 1024, this.blockSize),
       sizeCalculation: (b) => Math.max(1, b.length),
     });
   }
 
+  /** The inode's committed attributes: from the attribute cache unless `fresh` or expired. */
+  private async committedAttr(ino: number, fresh = false): Promise<Attr> {
+    const hit = fresh ? undefined : this.attrs.get(ino);
+    return hit ?? this.remember(await this.fs.meta.getAttr(ino));
+  }
+
+  private remember(a: Attr): Attr {
+    const known = this.attrs.get(a.ino);
+    // Answers can arrive out of order: never replace newer attributes with older ones.
+    if (!known || known.version <= a.version) this.attrs.set(a.ino, a);
+    return a;
+  }
+
+  private forget(...inos: number[]): void {
+    for (const ino of inos) this.attrs.delete(ino);
+  }
+
   /** The writeback uploader calls this after each commit. */
   committed(ino: number, refs: BlockRef[], attr: Attr): void {
+    this.remember(attr);
     const c = this.refs.get(ino);
     if (!c) return;
     c.gen++;
@@ -125,7 +162,7 @@ export class Vfs {
 
   /** The inode's attributes, with writes not yet committed applied. */
   async getattr(ino: number): Promise<Attr> {
-    return this.overlay(await this.fs.meta.getAttr(ino));
+    return this.overlay(await this.committedAttr(ino));
   }
 
   private overlay(a: Attr): Attr {
@@ -134,7 +171,7 @@ export class Vfs {
   }
 
   async lookup(parent: number, name: string): Promise<Attr> {
-    return this.overlay(await this.fs.meta.lookup(parent, this.names.hash(parent, name)));
+    return this.overlay(this.remember(await this.fs.meta.lookup(parent, this.names.hash(parent, name))));
   }
 
   async setattr(ino: number, req: SetAttrRequest): Promise<Attr> {
@@ -151,27 +188,26 @@ export class Vfs {
       if (p) this.cache.setPending({ ...p, mtimeMs: changes.mtimeMs });
     }
     if (Object.keys(changes).length === 0) return this.getattr(ino);
-    // chown by a non-root owner clears set-id bits, as POSIX asks.
-    return this.overlay(await this.fs.meta.setAttr(ino, changes));
+    return this.overlay(this.remember(await this.fs.meta.setAttr(ino, changes)));
   }
 
   // ---- creating and removing names ------------------------------------------------------
 
   private async newOwner(parent: number, caller: Caller, mode: number): Promise<{ gid: number; mode: number }> {
-    const p = await this.fs.meta.getAttr(parent);
+    const p = await this.committedAttr(parent);
     if (p.mode & S_ISGID) return { gid: p.gid, mode: isDir(mode) ? mode | S_ISGID : mode };
     return { gid: caller.gid, mode };
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
     const owner = await this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
-    return this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid });
+    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid }));
   }
 
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
     if ((mode & S_IFMT) === 0) mode |= S_IFREG;
     const owner = await this.newOwner(parent, caller, mode);
-    return this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev });
+    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev }));
   }
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; fh: number }> {
@@ -183,10 +219,16 @@ export class Vfs {
     if (Buffer.byteLength(target) > 4095) throw new NameTooLongError('symlink target is longer than 4095 bytes');
     if (target.length === 0) throw new NoEntryError('empty symlink target');
     const owner = await this.newOwner(parent, caller, S_IFLNK | 0o777);
-    return this.fs.meta.create(parent, this.names.seal(parent, name), {
+    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), {
       mode: S_IFLNK | 0o777, uid: caller.uid, gid: owner.gid, size: Buffer.byteLength(target),
       target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
-    });
+    }));
+  }
+
+  /** A new inode in `parent`: remember it; the parent's times and links changed. */
+  private created(parent: number, attr: Attr): Attr {
+    this.forget(parent);
+    return this.remember(attr);
   }
 
   async readlink(ino: number): Promise<string> {
@@ -194,21 +236,27 @@ export class Vfs {
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    return this.overlay(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName)));
+    this.forget(newParent);
+    return this.overlay(this.remember(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName))));
   }
 
   async unlink(parent: number, name: string): Promise<void> {
     const after = await this.fs.meta.unlink(parent, this.names.hash(parent, name));
+    this.forget(parent);
+    this.remember(after);
     if (after.nlink === 0) await this.dropOrOrphan(after.ino);
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     await this.fs.meta.rmdir(parent, this.names.hash(parent, name));
+    this.forget(parent);
   }
 
   async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
     if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
     const replaced = await this.fs.meta.rename(parent, this.names.hash(parent, name), newParent, this.names.seal(newParent, newName), { noReplace: flags.noReplace });
+    this.forget(parent, newParent);
+    if (replaced) this.forget(replaced.ino);
     if (replaced && replaced.nlink === 0 && !isDir(replaced.mode)) await this.dropOrOrphan(replaced.ino);
   }
 
@@ -228,6 +276,7 @@ export class Vfs {
         for (const r of this.cache.dirtyRowsOf(ino)) await this.cache.dropDirty(ino, r.idx);
         this.cache.clearPending(ino);
         this.refs.delete(ino);
+        this.forget(ino);
         await this.fs.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; });
       } finally {
         release();
@@ -246,7 +295,9 @@ export class Vfs {
   }
 
   async open(ino: number, flags: number): Promise<number> {
-    const attr = await this.fs.meta.getAttr(ino);
+    // Attributes younger than the TTL are trusted: staleness is bounded by it.
+    const attr = await this.committedAttr(ino);
+    if (attr.size > 0 && !isDir(attr.mode)) void this.ref(ino, 0, attr.version).catch(() => {});
     if (isDir(attr.mode)) throw new IsDirectoryError('is a directory');
     const acc = flags & O_ACCMODE;
     if ((flags & O_TRUNC) && (acc === O_WRONLY || acc === O_RDWR)) await this.truncate(ino, 0);
@@ -261,11 +312,23 @@ export class Vfs {
 
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
     const { ino } = this.handle(fh);
-    return this.readInode(ino, offset, length);
+    const size = (await this.getattr(ino)).size;
+    // The demand read's fetches start first; prefetches queue behind them.
+    const data = this.readInode(ino, offset, length);
+    this.prefetcher.onRead(fh, ino, offset, length, size);
+    return data;
+  }
+
+  /** Whether a block can be read without the store. */
+  private isCached(ino: number, idx: number): boolean {
+    if (this.cache.dirtyRow(ino, idx)) return true;
+    const ref = this.refs.get(ino)?.map.get(idx);
+    if (ref === null) return true; // a hole
+    return ref !== undefined && (this.plain.has(ref.objectId) || this.cache.hasClean(ref.objectId));
   }
 
   async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
-    const committed = await this.fs.meta.getAttr(ino);
+    const committed = await this.committedAttr(ino);
     const size = this.overlay(committed).size;
     const parts = spans(this.blockSize, offset, length, size);
     const total = parts.reduce((n, s) => n + s.length, 0);
@@ -324,6 +387,7 @@ export class Vfs {
     const h = this.files.get(fh);
     if (!h) return;
     this.files.delete(fh);
+    this.prefetcher.close(fh);
     const left = (this.openCount.get(h.ino) ?? 1) - 1;
     if (left > 0) {
       this.openCount.set(h.ino, left);
@@ -331,17 +395,14 @@ export class Vfs {
     }
     this.openCount.delete(h.ino);
     if (this.orphans.delete(h.ino)) await this.discard(h.ino);
-    else {
-      if (h.writable) this.writeback.enqueueInode(h.ino);
-      this.refs.delete(h.ino);
-    }
+    else if (h.writable) this.writeback.enqueueInode(h.ino);
   }
 
   /** Truncates to `size`: dirty blocks past it go, the one it cuts is shortened, then the map. */
   async truncate(ino: number, size: number): Promise<void> {
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError('bad size');
     await this.locks.run(ino, async () => {
-      const attr = await this.fs.meta.getAttr(ino);
+      const attr = await this.committedAttr(ino);
       if (isDir(attr.mode)) throw new IsDirectoryError('is a directory');
       const release = await this.writeback.freeze(ino);
       try {
@@ -351,7 +412,7 @@ export class Vfs {
           else if (r.idx === cut - 1 && size % this.blockSize !== 0) await this.cache.truncateDirty(ino, r.idx, size % this.blockSize);
         }
         const now = Date.now();
-        await this.fs.meta.setAttr(ino, { size, mtimeMs: now });
+        this.remember(await this.fs.meta.setAttr(ino, { size, mtimeMs: now }));
         this.refs.delete(ino);
         if (this.cache.dirtyRowsOf(ino).length > 0) this.cache.setPending({ ino, size, mtimeMs: now });
         else this.cache.clearPending(ino);
@@ -362,6 +423,7 @@ export class Vfs {
   }
 
   private async ref(ino: number, idx: number, version: number): Promise<BlockRef | undefined> {
+    const window = 1024;
     for (;;) {
       let c = this.refs.get(ino);
       if (!c || version > c.version) {
@@ -369,19 +431,29 @@ export class Vfs {
         this.refs.set(ino, c);
       }
       if (c.map.has(idx)) return c.map.get(idx) ?? undefined;
-      const gen = c.gen;
-      const window = 64;
-      const got = await this.fs.meta.getBlocks(ino, idx, window);
-      if (this.refs.get(ino) !== c || c.gen !== gen) continue; // a commit or truncate came in between
-      for (let i = idx; i < idx + window; i++) if (!c.map.has(i)) c.map.set(i, null);
-      for (const r of got) c.map.set(r.index, r);
-      return c.map.get(idx) ?? undefined;
+      // One load per window of the map at a time, shared by every reader that needs it.
+      const first = Math.floor(idx / window) * window;
+      const loadKey = `${ino}:${first}:${c.gen}:${c.version}`;
+      let load = this.mapLoads.get(loadKey);
+      if (!load) {
+        const cache = c;
+        const gen = c.gen;
+        load = (async () => {
+          const got = await this.fs.meta.getBlocks(ino, first, window);
+          if (this.refs.get(ino) !== cache || cache.gen !== gen) return; // a commit or truncate came in between
+          for (let i = first; i < first + window; i++) if (!cache.map.has(i)) cache.map.set(i, null);
+          for (const r of got) cache.map.set(r.index, r);
+        })().finally(() => this.mapLoads.delete(loadKey));
+        this.mapLoads.set(loadKey, load);
+      }
+      await load;
+      if (this.refs.get(ino) === c && c.map.has(idx)) return c.map.get(idx) ?? undefined;
     }
   }
 
   /** The committed plaintext of a block, exactly `length` bytes (zeros past its end), or undefined for a hole. */
   private async committedBlock(ino: number, idx: number, length: number): Promise<Buffer | undefined> {
-    const attr = await this.fs.meta.getAttr(ino);
+    const attr = await this.committedAttr(ino);
     const ref = await this.ref(ino, idx, attr.version);
     if (!ref) return undefined;
     const plain = await this.plaintext(ref, ino);
@@ -431,7 +503,7 @@ export class Vfs {
   // ---- directories ----------------------------------------------------------------------
 
   async opendir(ino: number): Promise<number> {
-    const attr = await this.fs.meta.getAttr(ino);
+    const attr = await this.committedAttr(ino);
     if (!isDir(attr.mode)) throw new InvalidArgumentError('not a directory');
     const fh = this.nextFh++;
     this.dirs.set(fh, {
@@ -497,6 +569,7 @@ export class Vfs {
       nameEnc: this.names.sealBlob(ino, 'xattr-name', Buffer.from(name, 'utf8')),
       valueEnc: this.names.sealBlob(ino, 'xattr-value', value),
     }, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+    this.forget(ino);
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
@@ -512,6 +585,7 @@ export class Vfs {
 
   async removexattr(ino: number, name: string): Promise<void> {
     await this.fs.meta.removeXattr(ino, this.names.xattrHash(ino, name));
+    this.forget(ino);
   }
 
   // ---- whole-tree helpers (pin, warm, status) -------------------------------------------

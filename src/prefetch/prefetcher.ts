@@ -1,0 +1,149 @@
+/**
+ * The prefetcher: watches each open handle's reads and fetches the blocks it will read next.
+ *
+ * - Pattern per handle: sequential (each read starts near where the last ended, small seeks
+ *   tolerated), reverse (each read ends near where the last started), or random.
+ * - The window (blocks ahead) starts small and doubles with every read that keeps the
+ *   pattern, up to `maxWindowBlocks` (sized to cover the bandwidth-delay product); a broken
+ *   pattern shrinks it to nothing and cancels that handle's queued prefetches.
+ * - Fetches run in parallel, at most `maxInflight` at once across all handles: a budget of
+ *   memory and bandwidth the prefetcher never exceeds. Demand reads never wait behind it
+ *   (they go straight to the loader, which shares in-flight fetches with prefetches).
+ * - Accuracy: blocks prefetched and later read, against blocks prefetched.
+ */
+
+export interface PrefetchLoader {
+  /** Whether block `idx` of `ino` is already in memory or on disk. */
+  isCached(ino: number, idx: number): boolean;
+  /** Brings block `idx` of `ino` into the cache (a hole or a dirty block resolves at once). */
+  load(ino: number, idx: number): Promise<void>;
+}
+
+export interface PrefetchOptions {
+  blockSize: number;
+  initialWindowBlocks?: number;
+  maxWindowBlocks?: number;
+  maxInflight?: number;
+  /** A seek of up to this many bytes still counts as sequential. */
+  toleranceBytes?: number;
+}
+
+type Pattern = 'none' | 'sequential' | 'reverse' | 'random';
+
+interface HandleState {
+  ino: number;
+  pattern: Pattern;
+  window: number;
+  lastStart: number;
+  lastEnd: number;
+  /** Blocks this handle asked to prefetch that have not started yet. */
+  queued: Set<number>;
+}
+
+export interface PrefetchStats {
+  issued: number;
+  used: number;
+  cancelled: number;
+  inflight: number;
+}
+
+export class Prefetcher {
+  private readonly handles = new Map<number, HandleState>();
+  private readonly queue: { fh: number; ino: number; idx: number }[] = [];
+  private readonly inflight = new Set<string>();
+  private readonly prefetched = new Set<string>();
+  private readonly initial: number;
+  private readonly max: number;
+  private readonly maxInflight: number;
+  private readonly tolerance: number;
+  private stats_ = { issued: 0, used: 0, cancelled: 0 };
+
+  constructor(private readonly loader: PrefetchLoader, private readonly options: PrefetchOptions) {
+    this.initial = options.initialWindowBlocks ?? 2;
+    this.max = options.maxWindowBlocks ?? 32;
+    this.maxInflight = options.maxInflight ?? 16;
+    this.tolerance = options.toleranceBytes ?? 2 * options.blockSize;
+  }
+
+  /** Called for every read of a handle, before it is served. */
+  onRead(fh: number, ino: number, offset: number, length: number, fileSize: number): void {
+    const bs = this.options.blockSize;
+    let h = this.handles.get(fh);
+    if (!h) {
+      h = { ino, pattern: 'none', window: 0, lastStart: offset, lastEnd: offset, queued: new Set() };
+      this.handles.set(fh, h);
+      // A read from the start of a file is most often the first of a sequential stream.
+      if (offset === 0) { h.pattern = 'sequential'; h.window = this.initial; }
+    } else {
+      const end = offset + length;
+      const sequential = offset >= h.lastEnd - this.tolerance && offset <= h.lastEnd + this.tolerance && end > h.lastEnd;
+      const reverse = end <= h.lastStart + this.tolerance && end >= h.lastStart - this.tolerance && offset < h.lastStart;
+      const next: Pattern = sequential ? 'sequential' : reverse ? 'reverse' : 'random';
+      if (next !== 'random' && next === h.pattern) h.window = Math.min(this.max, Math.max(this.initial, h.window * 2));
+      else if (next !== 'random') h.window = this.initial;
+      else h.window = 0;
+      if (next !== h.pattern) this.cancel(fh, h);
+      h.pattern = next;
+    }
+    for (let i = Math.floor(offset / bs); i <= Math.floor((offset + Math.max(length, 1) - 1) / bs); i++) {
+      if (this.prefetched.delete(`${ino}:${i}`)) this.stats_.used++;
+    }
+    h.lastStart = offset;
+    h.lastEnd = offset + length;
+    if (h.window === 0 || fileSize === 0) return;
+    const lastBlock = Math.floor((fileSize - 1) / bs);
+    if (h.pattern === 'reverse') {
+      const first = Math.floor(offset / bs);
+      for (let i = first - 1; i >= Math.max(0, first - h.window); i--) this.want(fh, h, i);
+    } else {
+      const last = Math.floor((offset + length - 1) / bs);
+      for (let i = last + 1; i <= Math.min(lastBlock, last + h.window); i++) this.want(fh, h, i);
+    }
+    this.pump();
+  }
+
+  /** The handle closed: its queued prefetches go. */
+  close(fh: number): void {
+    const h = this.handles.get(fh);
+    if (h) this.cancel(fh, h);
+    this.handles.delete(fh);
+  }
+
+  stats(): PrefetchStats {
+    return { ...this.stats_, inflight: this.inflight.size };
+  }
+
+  private want(fh: number, h: HandleState, idx: number): void {
+    const k = `${h.ino}:${idx}`;
+    if (h.queued.has(idx) || this.inflight.has(k) || this.loader.isCached(h.ino, idx)) return;
+    h.queued.add(idx);
+    this.queue.push({ fh, ino: h.ino, idx });
+  }
+
+  private cancel(fh: number, h: HandleState): void {
+    if (h.queued.size === 0) return;
+    this.stats_.cancelled += h.queued.size;
+    h.queued.clear();
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].fh === fh) this.queue.splice(i, 1);
+  }
+
+  private pump(): void {
+    while (this.inflight.size < this.maxInflight && this.queue.length > 0) {
+      const { fh, ino, idx } = this.queue.shift()!;
+      this.handles.get(fh)?.queued.delete(idx);
+      const k = `${ino}:${idx}`;
+      if (this.inflight.has(k) || this.loader.isCached(ino, idx)) continue;
+      this.inflight.add(k);
+      this.stats_.issued++;
+      this.prefetched.add(k);
+      this.loader.load(ino, idx)
+        .catch(() => { this.prefetched.delete(k); })
+        .finally(() => {
+          this.inflight.delete(k);
+          this.pump();
+        });
+    }
+    // Forget prefetched blocks nobody read, so the accuracy figure stays honest and bounded.
+    if (this.prefetched.size > 10_000) this.prefetched.clear();
+  }
+}

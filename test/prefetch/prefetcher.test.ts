@@ -1,0 +1,90 @@
+/**
+ * The prefetcher against a controllable loader: the window grows geometrically on a
+ * sequential stream and never beyond its maximum, a broken pattern cancels queued
+ * prefetches, reverse reads prefetch backwards, and fetches in flight never exceed the budget.
+ */
+import t from 'tap';
+import { Prefetcher, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
+
+const BS = 1024 * 1024;
+
+function fakeLoader() {
+  const cached = new Set<string>();
+  const pending: { key: string; resolve: () => void }[] = [];
+  let inflight = 0;
+  let peak = 0;
+  const loads: string[] = [];
+  const loader: PrefetchLoader = {
+    isCached: (ino, idx) => cached.has(`${ino}:${idx}`),
+    load: (ino, idx) => new Promise<void>((resolve) => {
+      inflight++;
+      peak = Math.max(peak, inflight);
+      const key = `${ino}:${idx}`;
+      loads.push(key);
+      pending.push({ key, resolve: () => { inflight--; cached.add(key); resolve(); } });
+    }),
+  };
+  const finishAll = async () => {
+    while (pending.length) {
+      pending.shift()!.resolve();
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  return { loader, loads, finishAll, peak: () => peak, inflight: () => inflight };
+}
+
+t.test('sequential reads grow the window geometrically up to the maximum', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 2, maxWindowBlocks: 8, maxInflight: 100 });
+  const ahead: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    p.onRead(1, 7, i * BS, BS, 1000 * BS);
+    const furthest = Math.max(...f.loads.map((k) => Number(k.split(':')[1])));
+    ahead.push(furthest - i);
+    await f.finishAll();
+  }
+  t.same(ahead, [2, 4, 8, 8, 8, 8, 8, 8], 'blocks ahead of the reader: doubling, then capped');
+  t.equal(new Set(f.loads).size, f.loads.length, 'no block fetched twice');
+  t.notOk(f.loads.includes('7:0'), 'the demand block itself is not prefetched');
+});
+
+t.test('in-flight prefetches never exceed the budget', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 4, maxWindowBlocks: 64, maxInflight: 3 });
+  for (let i = 0; i < 20; i++) p.onRead(1, 1, i * BS, BS, 1000 * BS);
+  t.equal(f.inflight(), 3);
+  await f.finishAll();
+  t.ok(f.peak() <= 3, `peak ${f.peak()}`);
+  t.equal(p.stats().inflight, 0);
+});
+
+t.test('a random jump cancels queued prefetches; reverse reads prefetch backwards', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 8, maxWindowBlocks: 8, maxInflight: 1 });
+  p.onRead(1, 1, 0, BS, 1000 * BS); // queues 1..8, one starts
+  p.onRead(1, 1, 500 * BS, BS, 1000 * BS); // random: the rest is cancelled
+  await f.finishAll();
+  t.same(f.loads, ['1:1'], 'only the prefetch already in flight ran');
+  t.equal(p.stats().cancelled, 7);
+  const g = fakeLoader();
+  const q = new Prefetcher(g.loader, { blockSize: BS, initialWindowBlocks: 2, maxWindowBlocks: 4, maxInflight: 10 });
+  for (const blk of [100, 99, 98]) {
+    q.onRead(2, 3, blk * BS, BS, 1000 * BS);
+    await g.finishAll();
+  }
+  t.ok(g.loads.includes('3:97') && g.loads.includes('3:96'), `backwards: ${g.loads.join(' ')}`);
+  t.notOk(g.loads.some((k) => Number(k.split(':')[1]) > 100), 'nothing ahead of a reverse reader');
+});
+
+t.test('cached blocks are skipped, the end of the file bounds the window, accuracy counts use', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 4, maxWindowBlocks: 4, maxInflight: 10 });
+  p.onRead(1, 5, 0, BS, 3 * BS);
+  await f.finishAll();
+  t.same(f.loads.sort(), ['5:1', '5:2'], 'only up to the last block');
+  p.onRead(1, 5, BS, BS, 3 * BS);
+  p.onRead(1, 5, 2 * BS, BS, 3 * BS);
+  t.equal(p.stats().used, 2, 'both prefetched blocks were read');
+  t.equal(p.stats().issued, 2);
+  p.close(1);
+});
