@@ -11,7 +11,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy } from './wan-proxy.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
-import { CLI } from '../test/helpers/cli.js';
+import { CLI, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
 
 export interface StreamOptions {
@@ -37,16 +37,7 @@ export interface StreamResult {
 
 const MiB = 1024 * 1024;
 
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[], env: Record<string, string>) => lucid(args, { env, timeoutMs: 600_000 });
 
 async function must(p: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
   const r = await p;

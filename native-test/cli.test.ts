@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CLI, ROOT } from '../test/helpers/cli.js';
+import { CLI, ROOT, lucid } from '../test/helpers/cli.js';
 import { freePort, tempDir } from '../test/helpers/servers.js';
 import { PASSWORD, sh, withMount } from './helpers.js';
 
@@ -109,14 +109,7 @@ t.test('a mount on an S3 store (s3rver) through a separate lucid serve', async (
   t.teardown(() => s3.close());
   const env = { ...fx.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
   const url = `s3://${s3.bucket}/team?endpoint=${s3.endpoint}`;
-  const run = (args: string[]) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
   t.equal((await run(['init', '--store', url, '--kdf', 'interactive'])).code, 0);
   const serve = spawn(process.execPath, [CLI, 'serve', '--store', url, '--db', `sqlite:${fx.work}/meta.sqlite`, '--listen', '127.0.0.1:0'],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
