@@ -90,6 +90,8 @@ export class BlockCache {
   /** Generations are unique across all dirty blocks, ever: a recreated block never reuses one. */
   private nextGen = 1;
   private cleanBytes = 0;
+  /** Room granted to writes still in progress: counted against the limit until they land. */
+  private reservedBytes = 0;
   private pinnedBytes = 0;
   private dirtyBytes = 0;
   private waiters: (() => void)[] = [];
@@ -181,6 +183,7 @@ export class BlockCache {
     if (!pinned && !this.makeRoom(sealed.length)) return; // no room: serve uncached
     const file = this.objectPath(objectId);
     const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    this.reservedBytes += sealed.length;
     try {
       await fs.mkdir(path.dirname(file), { recursive: true });
       await fs.writeFile(tmp, sealed, { mode: 0o600 });
@@ -189,7 +192,10 @@ export class BlockCache {
       await fs.rm(tmp, { force: true }).catch(() => {});
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
       throw e;
+    } finally {
+      this.reservedBytes -= sealed.length;
     }
+    if (this.hasClean(objectId)) return;
     this.addClean(objectId, sealed.length, ino);
   }
 
@@ -276,7 +282,11 @@ export class BlockCache {
     const current = this.dirtyRow(ino, idx);
     const growth = current ? allocated(Math.max(current.length, end)) - bytesOf(current) : allocated(Math.max(baseLength, end));
     if (growth > 0) await this.reserve(growth);
-    await this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength));
+    try {
+      await this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength));
+    } finally {
+      if (growth > 0) this.release(growth);
+    }
   }
 
   private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
@@ -519,20 +529,29 @@ export class BlockCache {
     this.wake();
   }
 
-  /** Waits until `bytes` more fit under the limit, evicting clean blocks first. */
+  /**
+   * Waits until `bytes` more fit under the limit (evicting clean blocks first), then holds
+   * them for the caller until `release(bytes)`.
+   */
   async reserve(bytes: number): Promise<void> {
     while (!this.makeRoom(bytes)) {
       // Nothing left to evict: only uploads can make room. Never wait for more than the
       // whole limit (a block larger than the cache proceeds once the cache holds nothing else).
-      if (this.dirtyBytes === 0 && this.pinnedBytes === 0) return;
+      if (this.dirtyBytes === 0 && this.pinnedBytes === 0 && this.reservedBytes === 0) break;
       this.onPressure();
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+    this.reservedBytes += bytes;
+  }
+
+  release(bytes: number): void {
+    this.reservedBytes -= bytes;
+    this.wake();
   }
 
   /** Evicts least recently used clean blocks until `bytes` more fit; false if they cannot. */
   private makeRoom(bytes: number): boolean {
-    while (this.usedBytes + bytes > this.limit && this.lru.size > 0) {
+    while (this.usedBytes + this.reservedBytes + bytes > this.limit && this.lru.size > 0) {
       const victim = this.lru.rkeys().next().value as string;
       const entry = this.lru.get(victim, { updateAgeOnGet: false })!;
       this.lru.delete(victim);
@@ -541,7 +560,7 @@ export class BlockCache {
       this.index.deleteClean(victim);
       void fs.rm(this.objectPath(victim), { force: true });
     }
-    return this.usedBytes + bytes <= this.limit;
+    return this.usedBytes + this.reservedBytes + bytes <= this.limit;
   }
 
   private wake(): void {

@@ -1,0 +1,53 @@
+/**
+ * The block cache's limit under concurrency: many clean inserts at once (what a prefetcher
+ * does) and dirty growth never push accounted use past the limit; eviction is LRU.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { BlockCache } from '../../src/cache/block-cache.js';
+import { createDescriptor } from '../../src/crypto/descriptor.js';
+import { BlockCodec } from '../../src/chunker/format.js';
+import { tempDir } from '../helpers/servers.js';
+
+const BLOCK = 64 * 1024;
+
+async function open(dir: string, limitBytes: number) {
+  const u = await createDescriptor({ password: 'pw', blockSize: BLOCK, kdf: 'interactive' });
+  const codec = new BlockCodec(u.keys, 1);
+  const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes, sealer: codec });
+  return { cache, codec };
+}
+
+t.test('forty concurrent clean inserts stay within an eight-block limit', async (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const limit = 8 * (BLOCK + 54);
+  const { cache, codec } = await open(tmp.dir, limit);
+  let peak = 0;
+  const ids = Array.from({ length: 40 }, () => codec.newObjectId());
+  await Promise.all(ids.map(async (id) => {
+    const p = cache.putClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
+    peak = Math.max(peak, cache.stats().usedBytes);
+    await p;
+    peak = Math.max(peak, cache.stats().usedBytes);
+  }));
+  t.ok(peak <= limit, `peak ${peak} ≤ ${limit}`);
+  t.ok(cache.stats().usedBytes <= limit, 'after all inserts');
+  t.ok(cache.stats().cleanObjects <= 8);
+  await cache.close();
+});
+
+t.test('least recently used blocks go first; a read refreshes a block', async (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const { cache, codec } = await open(tmp.dir, 3 * (BLOCK + 54));
+  const ids = Array.from({ length: 4 }, () => codec.newObjectId());
+  for (const id of ids.slice(0, 3)) await cache.putClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
+  t.ok(await cache.getClean(ids[0]), 'the oldest is read, so it is now the newest');
+  await cache.putClean(ids[3], codec.seal(ids[3], randomBytes(BLOCK)), 1);
+  t.ok(cache.hasClean(ids[0]), 'refreshed block kept');
+  t.notOk(cache.hasClean(ids[1]), 'least recently used block evicted');
+  t.ok(cache.hasClean(ids[2]) && cache.hasClean(ids[3]));
+  await cache.close();
+});
