@@ -313,9 +313,9 @@ export class Vfs {
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
     const { ino } = this.handle(fh);
     const size = (await this.getattr(ino)).size;
-    // The demand read's fetches start first; prefetches queue behind them.
+    // The demand read goes first; the prefetches it calls for start once it is served.
     const data = this.readInode(ino, offset, length);
-    this.prefetcher.onRead(fh, ino, offset, length, size);
+    this.prefetcher.onRead(fh, ino, offset, length, size, data);
     return data;
   }
 

@@ -65,8 +65,12 @@ export class Prefetcher {
     this.tolerance = options.toleranceBytes ?? 2 * options.blockSize;
   }
 
-  /** Called for every read of a handle, before it is served. */
-  onRead(fh: number, ino: number, offset: number, length: number, fileSize: number): void {
+  /**
+   * Called for every read of a handle as it is issued. With `after` (the demand read itself),
+   * the prefetches it calls for start only once that read is served, so a cold demand fetch
+   * never shares the link with the prefetches it triggered.
+   */
+  onRead(fh: number, ino: number, offset: number, length: number, fileSize: number, after?: Promise<unknown>): void {
     const bs = this.options.blockSize;
     let h = this.handles.get(fh);
     if (!h) {
@@ -99,7 +103,8 @@ export class Prefetcher {
       const last = Math.floor((offset + length - 1) / bs);
       for (let i = last + 1; i <= Math.min(lastBlock, last + h.window); i++) this.want(fh, h, i);
     }
-    this.pump();
+    if (after) void after.finally(() => this.pump()).catch(() => {});
+    else this.pump();
   }
 
   /** The handle closed: its queued prefetches go. */
