@@ -81,7 +81,11 @@ export class BlockCache {
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
   private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
   private readonly pinnedClean = new Map<string, CleanEntry>();
-  private readonly dirty = new Map<string, DirtyRow>();
+  /** Dirty rows by inode, then block index (the index's rows, mirrored). */
+  private readonly dirty = new Map<number, Map<number, DirtyRow>>();
+  private dirtyCount = 0;
+  /** Pending sizes by inode (the index's rows, mirrored: read on every getattr and read). */
+  private readonly pendingRows = new Map<number, PendingRow>();
   private readonly pinnedInos: Set<number>;
   private readonly sectors: SectorCipher;
   private readonly touched = new Set<string>();
@@ -131,6 +135,7 @@ export class BlockCache {
         this.cleanBytes += e.size;
       }
     }
+    for (const p of this.index.allPending()) this.pendingRows.set(p.ino, p);
     const liveFiles = new Set<string>();
     for (const row of this.index.allDirty()) {
       if (!(await fs.stat(this.dirtyPath(row.fileId)).catch(() => undefined))) {
@@ -139,7 +144,7 @@ export class BlockCache {
         this.index.deleteDirty(row.ino, row.idx);
         continue;
       }
-      this.dirty.set(key(row.ino, row.idx), row);
+      this.setDirtyRow(row);
       this.nextGen = Math.max(this.nextGen, row.gen + 1);
       this.dirtyBytes += bytesOf(row);
       liveFiles.add(row.fileId);
@@ -261,15 +266,33 @@ export class BlockCache {
   // ---- dirty blocks ---------------------------------------------------------------------
 
   dirtyRow(ino: number, idx: number): DirtyRow | undefined {
-    return this.dirty.get(key(ino, idx));
+    return this.dirty.get(ino)?.get(idx);
   }
 
   dirtyRowsOf(ino: number): DirtyRow[] {
-    return [...this.dirty.values()].filter((r) => r.ino === ino).sort((a, b) => a.idx - b.idx);
+    const rows = this.dirty.get(ino);
+    return rows ? [...rows.values()].sort((a, b) => a.idx - b.idx) : [];
   }
 
   allDirty(): DirtyRow[] {
-    return [...this.dirty.values()];
+    return [...this.dirty.values()].flatMap((rows) => [...rows.values()]);
+  }
+
+  private setDirtyRow(row: DirtyRow): void {
+    let rows = this.dirty.get(row.ino);
+    if (!rows) {
+      rows = new Map();
+      this.dirty.set(row.ino, rows);
+    }
+    if (!rows.has(row.idx)) this.dirtyCount++;
+    rows.set(row.idx, row);
+  }
+
+  private deleteDirtyRow(row: DirtyRow): void {
+    const rows = this.dirty.get(row.ino);
+    if (!rows?.delete(row.idx)) return;
+    this.dirtyCount--;
+    if (rows.size === 0) this.dirty.delete(row.ino);
   }
 
   /**
@@ -312,7 +335,7 @@ export class BlockCache {
       row = { ino, idx, fileId, length, gen: this.nextGen++, sealedId: null };
       this.dirtyBytes += allocated(length);
       this.index.putDirty(row);
-      this.dirty.set(key(ino, idx), row);
+      this.setDirtyRow(row);
       return;
     }
     const physEnd = allocated(row.length);
@@ -345,7 +368,7 @@ export class BlockCache {
     const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
     this.index.putDirty(next);
-    this.dirty.set(key(ino, idx), next);
+    this.setDirtyRow(next);
   }
 
   /** The write replaces the whole block: seal it now into its final object and journal that. */
@@ -356,7 +379,7 @@ export class BlockCache {
     await fs.writeFile(this.dirtyPath(fileId), sealed, { mode: 0o600, flag: 'wx' });
     const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
     this.index.putDirty(row);
-    this.dirty.set(key(ino, idx), row);
+    this.setDirtyRow(row);
     this.dirtyBytes += bytesOf(row) - (old ? bytesOf(old) : 0);
     if (old) await fs.rm(this.dirtyPath(old.fileId), { force: true });
     this.wake();
@@ -371,7 +394,7 @@ export class BlockCache {
     await fs.writeFile(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded), { mode: 0o600, flag: 'wx' });
     const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
     this.index.putDirty(next);
-    this.dirty.set(key(row.ino, row.idx), next);
+    this.setDirtyRow(next);
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
     await fs.rm(this.dirtyPath(row.fileId), { force: true });
     return next;
@@ -471,7 +494,7 @@ export class BlockCache {
     const next = { ...row, length, gen: this.nextGen++ };
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
     this.index.putDirty(next);
-    this.dirty.set(key(ino, idx), next);
+    this.setDirtyRow(next);
     this.wake();
   }
 
@@ -489,7 +512,7 @@ export class BlockCache {
   }
 
   private forgetDirty(row: DirtyRow): void {
-    this.dirty.delete(key(row.ino, row.idx));
+    this.deleteDirtyRow(row);
     this.dirtyBytes -= bytesOf(row);
     this.index.deleteDirty(row.ino, row.idx);
     this.wake();
@@ -498,19 +521,21 @@ export class BlockCache {
   // ---- pending sizes --------------------------------------------------------------------
 
   pending(ino: number): PendingRow | undefined {
-    return this.index.pending(ino);
+    return this.pendingRows.get(ino);
   }
 
   allPending(): PendingRow[] {
-    return this.index.allPending();
+    return [...this.pendingRows.values()];
   }
 
   setPending(row: PendingRow): void {
     this.index.putPending(row);
+    this.pendingRows.set(row.ino, row);
   }
 
   clearPending(ino: number): void {
     this.index.deletePending(ino);
+    this.pendingRows.delete(ino);
   }
 
   // ---- space ----------------------------------------------------------------------------
@@ -571,10 +596,10 @@ export class BlockCache {
 
   stats(): CacheStats {
     let uploadBytes = 0;
-    for (const r of this.dirty.values()) uploadBytes += r.length;
+    for (const rows of this.dirty.values()) for (const r of rows.values()) uploadBytes += r.length;
     return {
       limitBytes: this.limit, usedBytes: this.usedBytes, cleanBytes: this.cleanBytes, pinnedBytes: this.pinnedBytes,
-      dirtyBytes: this.dirtyBytes, uploadBytes, dirtyBlocks: this.dirty.size, cleanObjects: this.lru.size + this.pinnedClean.size,
+      dirtyBytes: this.dirtyBytes, uploadBytes, dirtyBlocks: this.dirtyCount, cleanObjects: this.lru.size + this.pinnedClean.size,
       hits: this.hits, misses: this.misses, evictions: this.evictions, waitingWriters: this.waiters.length,
     };
   }

@@ -312,9 +312,10 @@ export class Vfs {
 
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
     const { ino } = this.handle(fh);
-    const size = (await this.getattr(ino)).size;
+    const committed = await this.committedAttr(ino);
+    const size = this.overlay(committed).size;
     // The demand read goes first; the prefetches it calls for start once it is served.
-    const data = this.readInode(ino, offset, length);
+    const data = this.readAt(ino, committed.version, size, offset, length);
     this.prefetcher.onRead(fh, ino, offset, length, size, data);
     return data;
   }
@@ -329,7 +330,11 @@ export class Vfs {
 
   async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
     const committed = await this.committedAttr(ino);
-    const size = this.overlay(committed).size;
+    return this.readAt(ino, committed.version, this.overlay(committed).size, offset, length);
+  }
+
+  /** Reads with the inode's committed version and its size as this mount sees it. */
+  private async readAt(ino: number, version: number, size: number, offset: number, length: number): Promise<Buffer> {
     const parts = spans(this.blockSize, offset, length, size);
     const total = parts.reduce((n, s) => n + s.length, 0);
     const out = Buffer.alloc(total);
@@ -339,7 +344,7 @@ export class Vfs {
         dirty.copy(out, s.outOffset);
         return;
       }
-      const ref = await this.ref(ino, s.index, committed.version);
+      const ref = await this.ref(ino, s.index, version);
       if (!ref || s.start >= ref.length) return; // a hole, or past the block's valid bytes
       const plain = await this.plaintext(ref, ino);
       plain.copy(out, s.outOffset, s.start, Math.min(ref.length, plain.length, s.start + s.length));
