@@ -1,6 +1,7 @@
 /**
  * Benchmark runner: `npm run bench -- NAME [--seconds N]`. Prints a table and writes JSON
- * under bench/results/. Benchmarks: aead.
+ * under bench/results/. Benchmarks: aead, stream (`--size MiB --rtt ms --mbps Mbit --random N
+ * --frames N --frame-mib MiB --entries N --no-peers`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -36,16 +37,32 @@ if (name === 'aead') {
   const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
   const r = await benchStream({
     rttMs: num('--rtt', 50), bytesPerSecond: num('--mbps', 1000) * 1e6 / 8 * 0.976, fileMiB: num('--size', 512), randomReads: num('--random', 40),
+    frames: num('--frames', 200), frameMiB: num('--frame-mib', 8), listEntries: num('--entries', 10_000), peers: !args.includes('--no-peers'),
     log: (l) => console.error(l),
   });
-  const f = (x: number, d = 1) => x.toFixed(d).padStart(9);
-  console.log(`Streaming over an emulated link: RTT ${r.rttMs} ms, ${r.linkMBps.toFixed(0)} MB/s usable`);
-  console.log(`  one raw 64 MiB GET through the link   ${f(r.rawGetMBps)} MB/s`);
-  console.log(`  time to first MiB (cold)              ${f(r.firstMiBms, 0)} ms`);
-  console.log(`  cold sequential read                  ${f(r.coldSeqMBps)} MB/s  (${(100 * r.coldSeqMBps / r.linkMBps).toFixed(0)}% of the link)`);
-  console.log(`  cold random 1 MiB read, median / p90  ${f(r.randomMedianMs, 0)} / ${r.randomP90Ms.toFixed(0)} ms`);
-  console.log(`  warm sequential read (disk cache)     ${f(r.warmSeqMBps)} MB/s`);
-  console.log(`  agent peak RSS                        ${f(r.agentPeakRssMiB, 0)} MiB`);
+  const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d)).padStart(9);
+  const pct = (x: number, of: number) => `${(100 * x / of).toFixed(0)}%`;
+  const link = r.linkMBps;
+  console.log(`Streaming over an emulated link: RTT ${r.rttMs} ms, ${link.toFixed(0)} MB/s usable; one raw 64 MiB GET through it: ${r.rawGetMBps.toFixed(1)} MB/s`);
+  console.log('                                          lucid   target');
+  console.log(`  time to first MiB (cold)            ${f(r.firstMiBms, 0)} ms  ≤ 120 ms   ${r.firstMiBms <= 120 ? 'met' : 'MISSED'}`);
+  console.log(`  cold sequential read                ${f(r.coldSeqMBps)} MB/s (${pct(r.coldSeqMBps, link)} of link) ≥ 95%   ${r.coldSeqMBps >= 0.95 * link ? 'met' : 'MISSED'}`);
+  console.log(`  cold random 1 MiB, median / p90     ${f(r.randomMedianMs, 0)} / ${r.randomP90Ms.toFixed(0)} ms  ≤ 90 ms   ${r.randomMedianMs <= 90 ? 'met' : 'MISSED'}`);
+  console.log(`  image sequence ${r.imageSeqFrames} frames          ${f(r.imageSeqMBps)} MB/s (${pct(r.imageSeqMBps, link)} of link) ≥ 90%   ${r.imageSeqMBps >= 0.9 * link ? 'met' : 'MISSED'}`);
+  console.log(`  ls -l of ${r.lsEntries} entries, cold       ${f(r.lsMs, 0)} ms`);
+  console.log(`  warm sequential (agent disk cache)  ${f(r.warmSeqMBps)} MB/s (${pct(r.warmSeqMBps, r.noopSeqMBps)} of no-op ceiling ${r.noopSeqMBps.toFixed(0)}) ≥ 90%   ${r.warmSeqMBps >= 0.9 * r.noopSeqMBps ? 'met' : 'MISSED'}`);
+  console.log(`  warm sequential (page cache kept)   ${f(r.warmPageCacheMBps)} MB/s`);
+  console.log(`  warm 4 KiB random reads (fio)       ${f(r.warmIops, 0)} IOPS (no-op ceiling ${f(r.noopIops, 0).trim()})`);
+  console.log(`  agent peak RSS                      ${f(r.agentPeakRssMiB, 0)} MiB  ≤ 256 MiB  ${r.agentPeakRssMiB <= 256 ? 'met' : 'MISSED'}`);
+  if (r.peers.length) {
+    console.log('Peers, same link, same bytes, same run:        first MiB   cold seq MB/s   random 1 MiB median');
+    console.log(`  lucid                                         ${f(r.firstMiBms, 0)} ms  ${f(r.coldSeqMBps)}       ${f(r.randomMedianMs, 0)} ms`);
+    for (const p of r.peers) {
+      console.log(`  ${p.name.padEnd(44)}${f(p.firstMiBms, 0)} ms  ${f(p.coldSeqMBps)}       ${f(p.randomMedianMs, 0)} ms   lucid/peer seq ${(r.coldSeqMBps / p.coldSeqMBps).toFixed(2)}x`);
+    }
+    const s3fs = r.peers.find((p) => p.name.startsWith('s3fs'));
+    if (s3fs) console.log(`  target cold sequential ≥ 1.2 x s3fs: ${(r.coldSeqMBps / s3fs.coldSeqMBps).toFixed(2)}x ${r.coldSeqMBps >= 1.2 * s3fs.coldSeqMBps ? 'met' : 'MISSED'}`);
+  }
   console.log(`results: ${save(r)}`);
 } else {
   console.error(`unknown benchmark "${name}": available: aead, stream`);

@@ -1,17 +1,24 @@
 /**
- * Streaming over an emulated WAN: s3rver as the store and `lucid serve` as the metadata
- * service, each behind a WanProxy (RTT and a shared bandwidth cap), and a Lucid mount that
- * reads through them with an empty cache. Figures: time to the first MiB of a cold file,
- * cold sequential MB/s, median cold random 1 MiB read, warm sequential MB/s (from the disk
- * cache), the agent's peak RSS, and the link's own ceiling measured in the same run.
+ * Streaming over an emulated WAN, side by side with the peers in one run.
+ *
+ * s3rver is the store and `lucid serve` the metadata service, each behind a WanProxy (RTT
+ * and a shared bandwidth cap). Test data is written by a mount that talks to both directly
+ * (set-up is not measured); the same bytes are put as plain objects for rclone and s3fs.
+ * Then, each with an empty cache and through the link: time to the first MiB, cold
+ * sequential MB/s, cold random 1 MiB reads, an image sequence read in name order, `ls -l`
+ * of a 10 000-entry folder, warm sequential MB/s (the kernel's pages kept across opens, and
+ * the agent's disk cache after a remount)
+ * and warm 4 KiB random-read IOPS (fio, O_DIRECT), the agent's peak RSS; and a no-op file
+ * system on the same FUSE binding as the ceiling for warm reads.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy } from './wan-proxy.js';
+import { hasTool, mountRclone, mountS3fs, type PeerMount } from './peers.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
-import { CLI, lucid } from '../test/helpers/cli.js';
+import { CLI, ROOT, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
 
 export interface StreamOptions {
@@ -19,7 +26,18 @@ export interface StreamOptions {
   bytesPerSecond: number;
   fileMiB: number;
   randomReads: number;
+  frames: number;
+  frameMiB: number;
+  listEntries: number;
+  peers: boolean;
   log?: (line: string) => void;
+}
+
+export interface PeerResult {
+  name: string;
+  firstMiBms: number;
+  coldSeqMBps: number;
+  randomMedianMs: number;
 }
 
 export interface StreamResult {
@@ -31,13 +49,22 @@ export interface StreamResult {
   coldSeqMBps: number;
   randomMedianMs: number;
   randomP90Ms: number;
+  imageSeqMBps: number;
+  imageSeqFrames: number;
+  lsMs: number;
+  lsEntries: number;
   warmSeqMBps: number;
+  warmPageCacheMBps: number;
+  warmIops?: number;
+  noopSeqMBps: number;
+  noopIops?: number;
   agentPeakRssMiB: number;
+  peers: PeerResult[];
 }
 
 const MiB = 1024 * 1024;
 
-const run = (args: string[], env: Record<string, string>) => lucid(args, { env, timeoutMs: 600_000 });
+const run = (args: string[], env: Record<string, string>) => lucid(args, { env, timeoutMs: 900_000 });
 
 async function must(p: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
   const r = await p;
@@ -62,9 +89,63 @@ async function timedRead(file: string, offset: number, length: number): Promise<
   return performance.now() - start;
 }
 
+async function seqMBps(file: string, bytes: number): Promise<number> {
+  return bytes / 1e6 / (await timedRead(file, 0, bytes) / 1000);
+}
+
+async function randomLatencies(file: string, fileBytes: number, count: number): Promise<number[]> {
+  const lat: number[] = [];
+  for (let i = 0; i < count; i++) lat.push(await timedRead(file, Math.floor(Math.random() * (fileBytes - MiB)), MiB));
+  return lat.sort((a, b) => a - b);
+}
+
+const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
+
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
+}
+
+function exec(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.on('close', (code) => resolve({ code, stdout: out }));
+    c.on('error', () => resolve({ code: -1, stdout: '' }));
+  });
+}
+
+/** 4 KiB random reads with O_DIRECT, 16 in flight, for `seconds`: IOPS (fio), or undefined without fio. */
+async function fioIops(file: string, sizeBytes: number, seconds = 5): Promise<number | undefined> {
+  if (!hasTool('fio')) return undefined;
+  const r = await exec('fio', ['--name=r', `--filename=${file}`, '--rw=randread', '--bs=4k', '--direct=1', '--ioengine=libaio', '--iodepth=16',
+    `--size=${sizeBytes}`, `--runtime=${seconds}`, '--time_based', '--readonly', '--output-format=json']);
+  try {
+    return (JSON.parse(r.stdout) as { jobs: { read: { iops: number } }[] }).jobs[0].read.iops;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitLine(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = re.exec(out);
+      if (m) resolve(m);
+    });
+    child.on('exit', () => reject(new Error(`${what} exited: ${out}`)));
+  });
+}
+
+/** Writes `mib` MiB of fresh random bytes to `file`, fsynced. */
+async function writeRandom(file: string, mib: number): Promise<void> {
+  const fh = await fs.open(file, 'w');
+  for (let i = 0; i < mib; i++) await fh.write(randomBytes(MiB), 0, MiB);
+  await fh.sync();
+  await fh.close();
 }
 
 export async function benchStream(o: StreamOptions): Promise<StreamResult> {
@@ -74,11 +155,13 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
   const s3Port = Number(new URL(s3.endpoint).port);
   const storeWan = await startWanProxy({ rttMs: o.rttMs, bytesPerSecond: o.bytesPerSecond, targetHost: '127.0.0.1', targetPort: s3Port });
   const env = { LUCID_HOME: path.join(root.dir, 'home'), LUCID_PASSWORD: 'bench password', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
-  const store = `s3://bench/fs?endpoint=${storeWan.url()}`;
+  const directStore = `s3://bench/fs?endpoint=${s3.endpoint}`;
   const mp = path.join(root.dir, 'mnt');
   await fs.mkdir(mp);
-  let serve: ReturnType<typeof spawn> | undefined;
+  let serve: ChildProcess | undefined;
+  let noop: ChildProcess | undefined;
   let serviceWan: Awaited<ReturnType<typeof startWanProxy>> | undefined;
+  const peerMounts: PeerMount[] = [];
   try {
     // The link's own ceiling for one stream, measured in this run.
     const raw = new S3Store({ bucket: 'bench', prefix: 'raw/', endpoint: s3.endpoint });
@@ -89,65 +172,118 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     await viaWan.get('probe');
     const rawGetMBps = 64 * MiB / 1e6 / ((performance.now() - t) / 1000);
     await viaWan.close();
-    await raw.close();
 
-    await must(run(['init', '--store', `s3://bench/fs?endpoint=${s3.endpoint}`, '--kdf', 'interactive'], env), 'init');
-    serve = spawn(process.execPath, [CLI, 'serve', '--store', `s3://bench/fs?endpoint=${s3.endpoint}`, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0'],
+    await must(run(['init', '--store', directStore, '--kdf', 'interactive'], env), 'init');
+    serve = spawn(process.execPath, [CLI, 'serve', '--store', directStore, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0'],
       { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    const serviceUrl = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      serve!.stdout!.on('data', (d) => {
-        out += d;
-        const m = /listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      serve!.on('exit', () => reject(new Error(`lucid serve exited: ${out}`)));
-    });
+    const serviceUrl = (await waitLine(serve, /listening on (\S+)/, 'lucid serve'))[1];
     serviceWan = await startWanProxy({ rttMs: o.rttMs, bytesPerSecond: o.bytesPerSecond, targetHost: '127.0.0.1', targetPort: Number(new URL(serviceUrl).port) });
-    const mountArgs = (cache: string) => ['mount', mp, '--store', store, '--service', serviceWan!.url(), '--cache-dir', path.join(root.dir, cache)];
 
-    log(`writing ${o.fileMiB} MiB x2 and 16 MiB through the link…`);
-    await must(run(mountArgs('cache-writer'), env), 'mount (writer)');
-    const make = async (name: string, mib: number) => {
-      const fh = await fs.open(path.join(mp, name), 'w');
-      for (let i = 0; i < mib; i++) await fh.write(randomBytes(MiB), 0, MiB);
-      await fh.sync();
-      await fh.close();
-    };
-    await make('seq.bin', o.fileMiB);
-    await make('rand.bin', o.fileMiB);
-    await make('first.bin', 16);
-    await must(run(['unmount', mp], env), 'unmount (writer)');
-
-    await must(run(mountArgs('cache-reader'), env), 'mount (reader)');
-    const status = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
-
-    log('cold: first MiB…');
-    const firstMiBms = await timedRead(path.join(mp, 'first.bin'), 0, MiB);
-    log('cold: sequential…');
-    t = performance.now();
-    await timedRead(path.join(mp, 'seq.bin'), 0, o.fileMiB * MiB);
-    const coldSeqMBps = o.fileMiB * MiB / 1e6 / ((performance.now() - t) / 1000);
-    log('cold: random 1 MiB reads…');
-    const lat: number[] = [];
-    for (let i = 0; i < o.randomReads; i++) {
-      const off = Math.floor(Math.random() * (o.fileMiB - 1) * MiB);
-      lat.push(await timedRead(path.join(mp, 'rand.bin'), off, MiB));
+    // ---- set-up, straight to the store and the service ----
+    log(`writing ${o.fileMiB} MiB x2, ${o.frames} x ${o.frameMiB} MiB frames, ${o.listEntries} empty files…`);
+    const local = path.join(root.dir, 'local');
+    await fs.mkdir(local);
+    await writeRandom(path.join(local, 'seq.bin'), o.fileMiB);
+    await writeRandom(path.join(local, 'first.bin'), 16);
+    await writeRandom(path.join(local, 'rand.bin'), o.fileMiB);
+    await must(run(['mount', mp, '--store', directStore, '--service', serviceUrl, '--cache-dir', path.join(root.dir, 'cache-writer')], env), 'mount (writer)');
+    await fs.copyFile(path.join(local, 'seq.bin'), path.join(mp, 'seq.bin'));
+    await fs.copyFile(path.join(local, 'first.bin'), path.join(mp, 'first.bin'));
+    await fs.copyFile(path.join(local, 'rand.bin'), path.join(mp, 'rand.bin'));
+    await fs.mkdir(path.join(mp, 'frames'));
+    for (let i = 0; i < o.frames; i++) await writeRandom(path.join(mp, 'frames', `frame_${String(i).padStart(6, '0')}.exr`), o.frameMiB);
+    await fs.mkdir(path.join(mp, 'list'));
+    for (let i = 0; i < o.listEntries; i += 64) {
+      await Promise.all(Array.from({ length: Math.min(64, o.listEntries - i) }, (_, k) => fs.writeFile(path.join(mp, 'list', `entry-${i + k}`), '')));
     }
-    lat.sort((a, b) => a - b);
-    log('warm: sequential…');
+    await must(run(['unmount', mp], env), 'unmount (writer)');
+    await raw.close();
+    if (o.peers) {
+      const plain = new S3Store({ bucket: 'bench', prefix: 'peer/', endpoint: s3.endpoint });
+      for (const name of ['seq.bin', 'first.bin', 'rand.bin']) await plain.put(name, await fs.readFile(path.join(local, name)));
+      await plain.close();
+    }
+    await fs.rm(local, { recursive: true });
+
+    // ---- Lucid, through the link, empty cache ----
+    const store = `s3://bench/fs?endpoint=${storeWan.url()}`;
+    // BENCH_PROFILE=file writes a CPU profile of the reading agent (open it in Chrome DevTools).
+    const readerEnv = process.env.BENCH_PROFILE ? { ...env, LUCID_CPU_PROFILE: path.resolve(process.env.BENCH_PROFILE) } : env;
+    await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], readerEnv), 'mount (reader)');
+    const status = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    log('lucid: first MiB, sequential, random…');
+    const firstMiBms = await timedRead(path.join(mp, 'first.bin'), 0, MiB);
+    const coldSeqMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    const lat = await randomLatencies(path.join(mp, 'rand.bin'), o.fileMiB * MiB, o.randomReads);
+    log('lucid: image sequence…');
+    const frameNames = (await fs.readdir(path.join(mp, 'frames'))).sort();
     t = performance.now();
-    await timedRead(path.join(mp, 'seq.bin'), 0, o.fileMiB * MiB);
-    const warmSeqMBps = o.fileMiB * MiB / 1e6 / ((performance.now() - t) / 1000);
-    const agentPeakRssMiB = peakRssMiB(status.pid);
+    for (const f of frameNames) await timedRead(path.join(mp, 'frames', f), 0, o.frameMiB * MiB);
+    const imageSeqMBps = frameNames.length * o.frameMiB * MiB / 1e6 / ((performance.now() - t) / 1000);
+    log('lucid: ls -l…');
+    t = performance.now();
+    const ls = await exec('ls', ['-l', path.join(mp, 'list')]);
+    const lsMs = performance.now() - t;
+    const lsEntries = ls.stdout.split('\n').filter((l) => l.includes('entry-')).length;
+    log('lucid: warm…');
+    const warmPageCacheMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    let agentPeakRssMiB = peakRssMiB(status.pid);
+    const after = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { prefetch: Record<string, number>; cache: Record<string, number> };
+    log(`lucid status: prefetch ${JSON.stringify(after.prefetch)}, cache hit ratio ${after.cache.hitRatio?.toFixed(3)}`);
     await must(run(['unmount', mp], env), 'unmount (reader)');
+    // Warm from the agent's disk cache: a new mount on the same cache, so no kernel pages.
+    await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], env), 'mount (warm)');
+    const warmStatus = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    const warmSeqMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    const warmIops = await fioIops(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    agentPeakRssMiB = Math.max(agentPeakRssMiB, peakRssMiB(warmStatus.pid));
+    await must(run(['unmount', mp], env), 'unmount (warm)');
+
+    // ---- the no-op ceiling on the same binding ----
+    log('no-op file system…');
+    const noopMp = path.join(root.dir, 'noop');
+    await fs.mkdir(noopMp);
+    noop = spawn(process.execPath, [path.join(ROOT, 'dist', 'bench', 'noop-fs.js'), noopMp, String(o.fileMiB * MiB)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await waitLine(noop, /ready/, 'no-op file system');
+    await new Promise((r) => setTimeout(r, 300));
+    const noopSeqMBps = await seqMBps(path.join(noopMp, 'zero.bin'), o.fileMiB * MiB);
+    const noopIops = await fioIops(path.join(noopMp, 'zero.bin'), o.fileMiB * MiB);
+    noop.kill('SIGTERM');
+
+    // ---- the peers, same link, same bytes ----
+    const peers: PeerResult[] = [];
+    if (o.peers) {
+      const kinds = [['rclone', hasTool('rclone')], ['s3fs', hasTool('s3fs')]] as const;
+      for (const [kind, present] of kinds) {
+        if (!present) {
+          log(`${kind} is not installed (apt-get install ${kind}): skipped`);
+          continue;
+        }
+        log(`${kind}…`);
+        const pm = path.join(root.dir, `peer-${kind}`);
+        await fs.mkdir(pm);
+        const common = { mountpoint: pm, endpoint: storeWan.url(), bucket: 'bench', prefix: 'peer', keyId: 'S3RVER', secret: 'S3RVER' };
+        const m = kind === 'rclone'
+          ? await mountRclone({ ...common, cacheDir: path.join(root.dir, 'rclone-cache') })
+          : await mountS3fs({ ...common, workDir: root.dir });
+        peerMounts.push(m);
+        const first = await timedRead(path.join(pm, 'first.bin'), 0, MiB);
+        const seq = await seqMBps(path.join(pm, 'seq.bin'), o.fileMiB * MiB);
+        const plat = await randomLatencies(path.join(pm, 'rand.bin'), o.fileMiB * MiB, o.randomReads);
+        peers.push({ name: m.name, firstMiBms: first, coldSeqMBps: seq, randomMedianMs: median(plat) });
+        await m.unmount();
+      }
+    }
     return {
       rttMs: o.rttMs, linkMBps: o.bytesPerSecond / 1e6, rawGetMBps, firstMiBms, coldSeqMBps,
-      randomMedianMs: lat[Math.floor(lat.length / 2)], randomP90Ms: lat[Math.floor(lat.length * 0.9)],
-      warmSeqMBps, agentPeakRssMiB,
+      randomMedianMs: median(lat), randomP90Ms: lat[Math.floor(lat.length * 0.9)],
+      imageSeqMBps, imageSeqFrames: frameNames.length, lsMs, lsEntries,
+      warmSeqMBps, warmPageCacheMBps, warmIops, noopSeqMBps, noopIops, agentPeakRssMiB, peers,
     };
   } finally {
     await run(['unmount', mp, '--force'], env);
+    for (const m of peerMounts) await m.unmount().catch(() => {});
+    noop?.kill('SIGTERM');
     serve?.kill('SIGTERM');
     await serviceWan?.close();
     await storeWan.close();

@@ -21,12 +21,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/mount.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdint.h>
 
 enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_SETXATTR,
   OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_CREATE, OP_FORGET_MULTI, OP_INIT, OP_EXIT,
+  OP_READDIRPLUS, OP_GETLK, OP_SETLK, OP_FLOCK, OP_INTERRUPT,
   OP_COUNT
 };
 
@@ -35,10 +40,26 @@ static const char *OP_NAMES[OP_COUNT] = {
   "rmdir", "symlink", "rename", "link", "open", "read", "write", "flush", "release",
   "fsync", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "setxattr",
   "getxattr", "listxattr", "removexattr", "create", "forgetMulti", "init", "exit",
+  "readdirplus", "getlk", "setlk", "flock", "interrupt",
 };
+
+typedef struct lf_notice {
+  struct lf_notice *next;
+  int entry; /* 0: inode (ino, off, len); 1: entry (parent = ino, name) */
+  uint64_t ino;
+  int64_t off, len;
+  char *name;
+} lf_notice;
 
 typedef struct lf_session {
   struct fuse_session *se;
+  /* Kernel cache invalidations run on their own thread: the kernel may hold a lock that a
+   * request in progress waits on, so notifying from the JavaScript thread could deadlock. */
+  pthread_t notify_thread;
+  pthread_mutex_t notify_lock;
+  pthread_cond_t notify_cond;
+  lf_notice *notify_head, *notify_tail;
+  int notify_stop, notify_started;
   napi_threadsafe_function tsfn;
   pthread_t thread;
   int thread_started;
@@ -61,6 +82,12 @@ typedef struct lf_req {
   struct stat attr;
   char *data;
   size_t data_len;
+  uint64_t lock_owner;
+  int has_owner, flock_release, lk_sleep;
+  int lk_type;
+  int64_t lk_start, lk_end; /* end inclusive; -1 = to EOF */
+  uint32_t lk_pid;
+  uint64_t unique; /* interrupt: the request it cancels */
   double *forgets; /* pairs of (ino, nlookup) for forget_multi */
   size_t forget_count;
   int exit_code;
@@ -101,7 +128,17 @@ static void with_fi(lf_req *r, struct fuse_file_info *fi) {
     r->fh = fi->fh;
     r->has_fh = 1;
     r->flags = fi->flags;
+    r->lock_owner = fi->lock_owner;
+    r->has_owner = 1;
+    r->flock_release = fi->flock_release;
   }
+}
+
+static void with_lock(lf_req *r, const struct flock *lk) {
+  r->lk_type = lk->l_type;
+  r->lk_start = lk->l_start;
+  r->lk_end = lk->l_len == 0 ? -1 : lk->l_start + lk->l_len - 1;
+  r->lk_pid = lk->l_pid;
 }
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
@@ -224,6 +261,39 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
   NEW_OR_FAIL(OP_READDIR); r->ino = ino; r->size = size; r->off = off; with_fi(r, fi); dispatch(SESSION(req), r);
 }
 
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_OR_FAIL(OP_READDIRPLUS); r->ino = ino; r->size = size; r->off = off; with_fi(r, fi); dispatch(SESSION(req), r);
+}
+
+/* A blocking lock wait the caller gave up on (a signal): JavaScript answers it with EINTR. */
+static void on_interrupt(fuse_req_t req, void *data) {
+  lf_session *s = data;
+  lf_req *r = new_req(OP_INTERRUPT, NULL);
+  if (!r) return;
+  r->unique = (uint64_t) (uintptr_t) req;
+  dispatch(s, r);
+}
+
+static void ll_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) {
+  NEW_OR_FAIL(OP_GETLK); r->ino = ino; with_fi(r, fi); with_lock(r, lock); dispatch(SESSION(req), r);
+}
+
+static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) {
+  NEW_OR_FAIL(OP_SETLK); r->ino = ino; with_fi(r, fi); with_lock(r, lock); r->lk_sleep = sleep;
+  r->unique = (uint64_t) (uintptr_t) req;
+  if (sleep) fuse_req_interrupt_func(req, on_interrupt, SESSION(req));
+  dispatch(SESSION(req), r);
+}
+
+static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  NEW_OR_FAIL(OP_FLOCK); r->ino = ino; with_fi(r, fi);
+  r->lk_type = (op & LOCK_UN) ? F_UNLCK : (op & LOCK_EX) ? F_WRLCK : F_RDLCK;
+  r->lk_sleep = (op & LOCK_NB) == 0 && !(op & LOCK_UN);
+  r->unique = (uint64_t) (uintptr_t) req;
+  if (r->lk_sleep) fuse_req_interrupt_func(req, on_interrupt, SESSION(req));
+  dispatch(SESSION(req), r);
+}
+
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   NEW_OR_FAIL(OP_RELEASEDIR); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
 }
@@ -284,6 +354,10 @@ static const struct fuse_lowlevel_ops LL_OPS = {
   .fsync = ll_fsync,
   .opendir = ll_opendir,
   .readdir = ll_readdir,
+  .readdirplus = ll_readdirplus,
+  .getlk = ll_getlk,
+  .setlk = ll_setlk,
+  .flock = ll_flock,
   .releasedir = ll_releasedir,
   .fsyncdir = ll_fsyncdir,
   .statfs = ll_statfs,
@@ -359,6 +433,24 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   set_num(env, obj, "flags", r->flags);
   set_num(env, obj, "datasync", r->datasync);
   set_num(env, obj, "exitCode", r->exit_code);
+  if (r->has_owner) {
+    char owner[24];
+    snprintf(owner, sizeof(owner), "%llx", (unsigned long long) r->lock_owner);
+    set_str(env, obj, "lockOwner", owner);
+    if (r->flock_release) set_num(env, obj, "flockRelease", 1);
+  }
+  if (r->op == OP_GETLK || r->op == OP_SETLK || r->op == OP_FLOCK) {
+    set_str(env, obj, "lockType", r->lk_type == F_UNLCK ? "unlock" : r->lk_type == F_WRLCK ? "write" : "read");
+    set_num(env, obj, "lockStart", (double) r->lk_start);
+    set_num(env, obj, "lockEnd", (double) r->lk_end);
+    set_num(env, obj, "lockPid", r->lk_pid);
+    set_num(env, obj, "sleep", r->lk_sleep);
+  }
+  if (r->unique) {
+    char id[24];
+    snprintf(id, sizeof(id), "%llx", (unsigned long long) r->unique);
+    set_str(env, obj, "unique", id);
+  }
   if (r->op == OP_SETATTR) {
     set_num(env, obj, "toSet", r->to_set);
     set_num(env, obj, "attrMode", r->attr.st_mode);
@@ -625,28 +717,171 @@ static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* readdirplus: (req, size, names[], entries Float64Array (15 per entry, the attribute layout),
+ * offs Float64Array). An entry whose nlink is 0 ("." and "..") carries no attributes and no
+ * lookup count. Adds entries until the buffer is full; returns how many were added. */
+static napi_value js_reply_readdirplus(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  size_t size = (size_t) get_num(env, argv[1]);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[2], &count);
+  double *attrs, *offs;
+  size_t l1, l2, o;
+  napi_typedarray_type t;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[3], &t, &l1, (void **) &attrs, &ab, &o) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &t, &l2, (void **) &offs, &ab, &o) != napi_ok ||
+      l1 < (size_t) count * 15 || l2 < count) {
+    fuse_reply_err(req, EIO);
+    return NULL;
+  }
+  char *buf = malloc(size ? size : 1);
+  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
+  size_t used = 0;
+  uint32_t added = 0;
+  char name[1024];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    size_t nlen = 0;
+    napi_get_element(env, argv[2], i, &v);
+    napi_get_value_string_utf8(env, v, name, sizeof(name), &nlen);
+    double *a = attrs + (size_t) i * 15;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.attr.st_ino = (ino_t) a[0];
+    e.attr.st_mode = (mode_t) a[1];
+    if (a[2] > 0) {
+      e.attr.st_nlink = (nlink_t) a[2];
+      e.attr.st_uid = (uid_t) a[3];
+      e.attr.st_gid = (gid_t) a[4];
+      e.attr.st_rdev = (dev_t) a[5];
+      e.attr.st_size = (off_t) a[6];
+      e.attr.st_blocks = (blkcnt_t) a[7];
+      ms_to_timespec(a[8], &e.attr.st_atim);
+      ms_to_timespec(a[9], &e.attr.st_mtim);
+      ms_to_timespec(a[10], &e.attr.st_ctim);
+      e.attr.st_blksize = (blksize_t) a[14];
+      e.attr_timeout = a[11];
+      e.entry_timeout = a[12];
+      e.generation = (uint64_t) a[13];
+      e.ino = e.attr.st_ino;
+    }
+    size_t need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
+    if (used + need > size) break;
+    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t) offs[i]);
+    used += need;
+    added++;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  napi_value result;
+  napi_create_uint32(env, added, &result);
+  return result;
+}
+
+/* lock: (req, type "read"|"write"|"unlock", start, end (-1 = EOF), pid) answers getlk. */
+static napi_value js_reply_lock(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  char type[16];
+  size_t len = 0;
+  napi_get_value_string_utf8(env, argv[1], type, sizeof(type), &len);
+  struct flock lk;
+  memset(&lk, 0, sizeof(lk));
+  lk.l_type = strcmp(type, "write") == 0 ? F_WRLCK : strcmp(type, "read") == 0 ? F_RDLCK : F_UNLCK;
+  lk.l_whence = SEEK_SET;
+  lk.l_start = (off_t) get_num(env, argv[2]);
+  double end = get_num(env, argv[3]);
+  lk.l_len = end < 0 ? 0 : (off_t) (end - lk.l_start + 1);
+  lk.l_pid = (pid_t) get_num(env, argv[4]);
+  fuse_reply_lock(req, &lk);
+  return NULL;
+}
+
+static void *notify_loop(void *arg) {
+  lf_session *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->notify_lock);
+    while (!s->notify_head && !s->notify_stop) pthread_cond_wait(&s->notify_cond, &s->notify_lock);
+    lf_notice *n = s->notify_head;
+    if (n) {
+      s->notify_head = n->next;
+      if (!s->notify_head) s->notify_tail = NULL;
+    }
+    int stop = s->notify_stop && !n;
+    pthread_mutex_unlock(&s->notify_lock);
+    if (stop) return NULL;
+    if (n) {
+      /* ENOENT (the kernel no longer knows it) and ENOTCONN (unmounting) are normal. */
+      if (n->entry) fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) n->ino, n->name, strlen(n->name));
+      else fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t) n->ino, (off_t) n->off, (off_t) n->len);
+      free(n->name);
+      free(n);
+    }
+  }
+}
+
+static void queue_notice(lf_session *s, lf_notice *n) {
+  pthread_mutex_lock(&s->notify_lock);
+  if (!s->notify_stop) {
+    if (s->notify_tail) s->notify_tail->next = n; else s->notify_head = n;
+    s->notify_tail = n;
+    n = NULL;
+    pthread_cond_signal(&s->notify_cond);
+  }
+  pthread_mutex_unlock(&s->notify_lock);
+  if (n) { free(n->name); free(n); }
+}
+
+/* notifyInvalInode(session, ino, off, len): queued; the kernel drops cached attributes and
+ * (off < 0: none; len 0: all) cached pages of the inode. */
 static napi_value js_notify_inval_inode(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   lf_session *s = NULL;
   CHECK(napi_get_value_external(env, argv[0], (void **) &s));
-  int rc = s && s->se ? fuse_lowlevel_notify_inval_inode(s->se, (fuse_ino_t) get_num(env, argv[1]), (off_t) get_num(env, argv[2]), (off_t) get_num(env, argv[3])) : -ENOTCONN;
+  int rc = -ENOTCONN;
+  if (s && s->se && s->notify_started) {
+    lf_notice *n = calloc(1, sizeof(lf_notice));
+    if (n) {
+      n->ino = (uint64_t) get_num(env, argv[1]);
+      n->off = (int64_t) get_num(env, argv[2]);
+      n->len = (int64_t) get_num(env, argv[3]);
+      queue_notice(s, n);
+      rc = 0;
+    } else rc = -ENOMEM;
+  }
   napi_value result;
   napi_create_int32(env, rc, &result);
   return result;
 }
 
+/* notifyInvalEntry(session, parent, name): queued; the kernel forgets that name. */
 static napi_value js_notify_inval_entry(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   lf_session *s = NULL;
   CHECK(napi_get_value_external(env, argv[0], (void **) &s));
-  char name[1024];
   size_t nlen = 0;
-  napi_get_value_string_utf8(env, argv[2], name, sizeof(name), &nlen);
-  int rc = s && s->se ? fuse_lowlevel_notify_inval_entry(s->se, (fuse_ino_t) get_num(env, argv[1]), name, nlen) : -ENOTCONN;
+  napi_get_value_string_utf8(env, argv[2], NULL, 0, &nlen);
+  int rc = -ENOTCONN;
+  if (s && s->se && s->notify_started) {
+    lf_notice *n = calloc(1, sizeof(lf_notice));
+    char *name = malloc(nlen + 1);
+    if (n && name) {
+      napi_get_value_string_utf8(env, argv[2], name, nlen + 1, &nlen);
+      n->entry = 1;
+      n->ino = (uint64_t) get_num(env, argv[1]);
+      n->name = name;
+      queue_notice(s, n);
+      rc = 0;
+    } else {
+      free(n);
+      free(name);
+      rc = -ENOMEM;
+    }
+  }
   napi_value result;
   napi_create_int32(env, rc, &result);
   return result;
@@ -697,6 +932,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->thread_started = 1;
+  pthread_mutex_init(&s->notify_lock, NULL);
+  pthread_cond_init(&s->notify_cond, NULL);
+  if (pthread_create(&s->notify_thread, NULL, notify_loop, s) == 0) s->notify_started = 1;
   napi_value result;
   CHECK(napi_create_external(env, s, NULL, NULL, &result));
   return result;
@@ -711,6 +949,22 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_external(env, argv[0], (void **) &s));
   if (!s || !s->se) return NULL;
   if (s->thread_started) pthread_join(s->thread, NULL);
+  if (s->notify_started) {
+    pthread_mutex_lock(&s->notify_lock);
+    s->notify_stop = 1;
+    /* The connection is gone: pending notices have nothing left to invalidate. */
+    while (s->notify_head) {
+      lf_notice *n = s->notify_head;
+      s->notify_head = n->next;
+      free(n->name);
+      free(n);
+    }
+    s->notify_tail = NULL;
+    pthread_cond_signal(&s->notify_cond);
+    pthread_mutex_unlock(&s->notify_lock);
+    pthread_join(s->notify_thread, NULL);
+    s->notify_started = 0;
+  }
   fuse_session_destroy(s->se);
   s->se = NULL;
   return NULL;
@@ -749,6 +1003,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_default, NULL },
     { "replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyReaddir", NULL, js_reply_readdir, NULL, NULL, NULL, napi_default, NULL },
+    { "replyReaddirplus", NULL, js_reply_readdirplus, NULL, NULL, NULL, napi_default, NULL },
+    { "replyLock", NULL, js_reply_lock, NULL, NULL, NULL, napi_default, NULL },
     { "notifyInvalInode", NULL, js_notify_inval_inode, NULL, NULL, NULL, napi_default, NULL },
     { "notifyInvalEntry", NULL, js_notify_inval_entry, NULL, NULL, NULL, napi_default, NULL },
   };

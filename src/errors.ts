@@ -10,7 +10,8 @@ export type ErrorCode =
   | 'AlreadyExists' | 'NoSpace' | 'Integrity' | 'WrongPassword' | 'NotInitialized'
   | 'AlreadyInitialized' | 'VersionConflict' | 'NoEntry' | 'EntryExists' | 'NotDirectory'
   | 'IsDirectory' | 'NotEmpty' | 'InvalidArgument' | 'NameTooLong' | 'NoAttribute'
-  | 'NotPermitted' | 'NotSupported' | 'OutOfRange' | 'TooBig' | 'Unauthorized' | 'ServiceUnavailable' | 'Internal';
+  | 'NotPermitted' | 'NotSupported' | 'OutOfRange' | 'TooBig' | 'Unauthorized' | 'ServiceUnavailable' | 'Internal'
+  | 'LockConflict' | 'Interrupted';
 
 export class LucidError extends Error {
   readonly code: ErrorCode;
@@ -68,6 +69,10 @@ export class TooBigError extends define('TooBig', 1) {}
 export class UnauthorizedError extends define('Unauthorized', 2) {}
 export class ServiceUnavailableError extends define('ServiceUnavailable', 1) {}
 export class InternalError extends define('Internal', 1) {}
+/** A lock request meets a lock another owner holds (and was told not to wait). */
+export class LockConflictError extends define('LockConflict', 1) {}
+/** A wait (for a lock) was given up by the caller. */
+export class InterruptedError extends define('Interrupted', 1) {}
 
 const byCode: Record<ErrorCode, new (message: string) => LucidError> = {
   Usage: UsageError, BadStoreUrl: BadStoreUrlError, NotFound: NotFoundError,
@@ -80,6 +85,7 @@ const byCode: Record<ErrorCode, new (message: string) => LucidError> = {
   NameTooLong: NameTooLongError, NoAttribute: NoAttributeError, NotPermitted: NotPermittedError,
   NotSupported: NotSupportedError, OutOfRange: OutOfRangeError, TooBig: TooBigError, Unauthorized: UnauthorizedError,
   ServiceUnavailable: ServiceUnavailableError, Internal: InternalError,
+  LockConflict: LockConflictError, Interrupted: InterruptedError,
 };
 
 /** Rebuilds an error that crossed a process boundary (the service's wire format). */

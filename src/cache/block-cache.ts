@@ -77,6 +77,7 @@ const allocated = (length: number) => sectorsFor(length) * SECTOR;
 const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(r.length));
 
 export class BlockCache {
+  private readonly dirsMade = new Set<string>();
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
   private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
@@ -177,6 +178,13 @@ export class BlockCache {
     }
   }
 
+  /** Creates a fan-out directory once per run (a mkdir per insert showed in profiles). */
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.dirsMade.has(dir)) return;
+    await fs.mkdir(dir, { recursive: true });
+    this.dirsMade.add(dir);
+  }
+
   hasClean(objectId: string): boolean {
     return this.lru.has(objectId) || this.pinnedClean.has(objectId);
   }
@@ -190,7 +198,7 @@ export class BlockCache {
     const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
     this.reservedBytes += sealed.length;
     try {
-      await fs.mkdir(path.dirname(file), { recursive: true });
+      await this.ensureDir(path.dirname(file));
       await fs.writeFile(tmp, sealed, { mode: 0o600 });
       await fs.rename(tmp, file);
     } catch (e) {
@@ -455,7 +463,7 @@ export class BlockCache {
       if (!row || row.gen !== gen) return false;
       if (row.sealedId === objectId && !this.hasClean(objectId)) {
         const target = this.objectPath(objectId);
-        await fs.mkdir(path.dirname(target), { recursive: true });
+        await this.ensureDir(path.dirname(target));
         await fs.rename(this.dirtyPath(row.fileId), target);
         this.forgetDirty(row);
         this.addClean(objectId, sealed.length, ino);

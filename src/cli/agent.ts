@@ -14,7 +14,8 @@ import { FuseMount } from '../fs/fuse/adapter.js';
 import { BlockCache } from '../cache/block-cache.js';
 import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
-import type { MetaEngine } from '../meta/types.js';
+import { RemoteLocks } from '../locks/remote.js';
+import { isDir, type Attr, type MetaEngine } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
@@ -30,7 +31,22 @@ export interface AgentConfig {
   cacheSize?: number;
   password: string;
   allowOther?: boolean;
+  /**
+   * The staleness bound in eventual mode (ms, default 1000): how long this mount trusts the
+   * attributes and names it has without asking. The change feed usually updates them sooner.
+   */
+  staleMs?: number;
   log: (line: string) => void;
+}
+
+export interface WarmProgress {
+  files: number;
+  filesTotal: number;
+  /** Bytes now in the cache, of `bytesTotal`. */
+  bytes: number;
+  bytesTotal: number;
+  /** Of `bytes`, those fetched now (the rest were cached already). */
+  fetchedBytes: number;
 }
 
 export interface AgentStatus {
@@ -44,7 +60,7 @@ export interface AgentStatus {
   uploadBlocks: number;
   uploadsInFlight: number;
   cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };
-  prefetch: { issued: number; used: number; cancelled: number; inflight: number; accuracy: number };
+  prefetch: { issued: number; used: number; cancelled: number; inflight: number; accuracy: number; predictedFiles: number };
   store_requests: { get: number; put: number; getBytes: number; putBytes: number };
   bytesRead: number;
   bytesWritten: number;
@@ -95,12 +111,17 @@ export class Agent {
       const unlocked = await unlockDescriptor(descriptor, config.password);
       const id = descriptor.filespaceId;
       let meta: MetaEngine;
+      let remote: { client: MetaClient; locks: RemoteLocks; csn: number } | undefined;
       if (config.serviceUrl) {
         const client = new MetaClient(config.serviceUrl, unlocked.keys.serviceToken.toString('hex'));
         cleanups.push(() => client.close());
         const info = await client.info();
         if (info.filespaceId !== id) throw new UsageError(`the service at ${config.serviceUrl} serves filespace ${info.filespaceId}, not ${id}`);
         meta = client;
+        const locks = new RemoteLocks(client, config.log);
+        await locks.start();
+        cleanups.push(() => locks.close());
+        remote = { client, locks, csn: info.csn };
       } else {
         const engine = await openEngine(`sqlite:${defaultDbPath(config.storeUrl, id)}`, { filespaceId: id, blockSize: descriptor.blockSize });
         cleanups.push(() => engine.close());
@@ -116,13 +137,27 @@ export class Agent {
       let vfs: Vfs | undefined;
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
       cleanups.push(async () => writeback.close());
-      vfs = new Vfs(filespace, cache, writeback, { log: config.log });
+      let fuseRef: FuseMount | undefined;
+      vfs = new Vfs(filespace, cache, writeback, {
+        log: config.log, locks: remote?.locks, attrTtlMs: config.staleMs,
+        invalidate: (ino) => fuseRef?.invalidateInode(ino),
+      });
+      if (remote) {
+        // The change feed: other clients' commits drop what this mount (and its kernel) cached.
+        const v = vfs;
+        const feed = remote.client.subscribe(remote.csn, (c) => v.onRemoteCommit(c), undefined, (e) => remote!.locks.onEvent(e));
+        cleanups.push(async () => feed.close());
+      }
       for (const r of cache.lost) config.log(`LOST: dirty block ${r.idx} of inode ${r.ino} (${r.length} bytes) is missing from the cache directory`);
       const recovered = writeback.recover();
       if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
       let fuse: FuseMount;
       try {
-        fuse = FuseMount.mount(vfs, config.mountpoint, { allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}` });
+        fuse = FuseMount.mount(vfs, config.mountpoint, {
+          allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}`,
+          attrTimeout: (config.staleMs ?? 1000) / 1000, entryTimeout: (config.staleMs ?? 1000) / 1000,
+        });
+        fuseRef = fuse;
       } catch (e) {
         throw new InvalidArgumentError(`cannot mount FUSE at ${config.mountpoint}: ${(e as Error).message} (is /dev/fuse there and fuse3 installed?)`);
       }
@@ -155,7 +190,7 @@ export class Agent {
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
       uploadBytes: c.uploadBytes, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
-      prefetch: (() => { const p = this.vfs.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0 }; })(),
+      prefetch: (() => { const p = this.vfs.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
       bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
       startedAt: this.startedAt.toISOString(),
@@ -171,13 +206,41 @@ export class Agent {
       files++;
       if (on) {
         this.cache.pin(f.ino);
-        bytes += await this.vfs.hydrate(f.ino);
+        bytes += (await this.vfs.hydrate(f.ino)).bytes;
       } else {
         this.cache.unpin(f.ino);
         bytes += f.size;
       }
     }
     return { files, bytes };
+  }
+
+  /**
+   * Pre-hydrates a file, or with `recursive` every file under a folder, into the disk cache
+   * (render farms: fetch once, read at disk speed). Files go four at a time.
+   */
+  async warm(rel: string, recursive: boolean, progress: (p: WarmProgress) => void): Promise<WarmProgress> {
+    const root = await this.vfs.resolve(rel);
+    if (isDir(root.mode) && !recursive) throw new UsageError(`${rel || '/'} is a folder: warm it with --recursive`);
+    const files: Attr[] = [];
+    for await (const f of this.vfs.filesUnder(root.ino)) files.push(f);
+    const p: WarmProgress = { files: 0, filesTotal: files.length, bytes: 0, bytesTotal: files.reduce((n, f) => n + f.size, 0), fetchedBytes: 0 };
+    progress(p);
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const f = files[next++];
+        await this.vfs.hydrate(f.ino, (bytes, fetched) => {
+          p.bytes += bytes;
+          if (fetched) p.fetchedBytes += bytes;
+          progress(p);
+        }, 4);
+        p.files++;
+        progress(p);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker));
+    return p;
   }
 
   /** Uploads everything, unmounts, and closes every part. */

@@ -8,7 +8,7 @@ import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { LucidError, UsageError } from '../errors.js';
+import { InternalError, LucidError, UsageError, errorFromCode } from '../errors.js';
 import { lucidHome } from './home.js';
 import type { Agent } from './agent.js';
 
@@ -95,6 +95,25 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
       const body = await readJson(req);
       return send(await agent.pin(String(body.path ?? ''), body.pin !== false));
     }
+    case 'POST /warm': {
+      // A stream of JSON lines: progress (at most five a second), then the result or an error.
+      const body = await readJson(req);
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      let last = 0;
+      try {
+        const result = await agent.warm(String(body.path ?? ''), body.recursive === true, (p) => {
+          const now = Date.now();
+          if (now - last < 200) return;
+          last = now;
+          res.write(`${JSON.stringify({ progress: p })}\n`);
+        });
+        res.end(`${JSON.stringify({ result })}\n`);
+      } catch (e) {
+        const err = e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
+        res.end(`${JSON.stringify({ error: err })}\n`);
+      }
+      return;
+    }
     default:
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'Usage', message: `no such control call ${url.pathname}`, exitCode: 2 } }));
@@ -153,5 +172,33 @@ export function callAgent<T>(rec: MountRecord, method: string, route: string, bo
     });
     req.on('error', (e) => reject(new UsageError(`the agent for ${rec.mountpoint} does not answer (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
     req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/** A streaming call: `onLine` hears each JSON line; resolves with the last one's `result`. */
+export function streamAgent<T>(rec: MountRecord, route: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: rec.socket, path: route, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let buf = '';
+      let result: T | undefined;
+      let failure: LucidError | undefined;
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+          buf = buf.slice(nl + 1);
+          if (line.error) {
+            const e = line.error as { code: string; message: string };
+            failure = errorFromCode(e.code, e.message);
+          } else if ('result' in line) result = line.result as T;
+          else onLine(line);
+        }
+      });
+      res.on('end', () => (failure ? reject(failure) : result !== undefined ? resolve(result) : reject(new InternalError('the agent ended the call without an answer'))));
+      res.on('error', reject);
+    });
+    req.on('error', (e) => reject(new UsageError(`cannot reach the mount agent (${(e as Error).message})`)));
+    req.end(JSON.stringify(body));
   });
 }

@@ -10,7 +10,7 @@ import { LucidError } from '../errors.js';
 import { initCommand } from './commands/init.js';
 import { serveCommand } from './commands/serve.js';
 import { mountCommand } from './commands/mount.js';
-import { cacheCommand, pinCommands, statusCommand, unmountCommand } from './commands/manage.js';
+import { cacheCommand, pinCommands, statusCommand, unmountCommand, warmCommand } from './commands/manage.js';
 
 // Keep library warnings (the AWS SDK's Node version notice, experimental flags) out of the
 // output people and scripts read.
@@ -36,6 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(cacheCommand as never)
     .command(pinCommands[0] as never)
     .command(pinCommands[1] as never)
+    .command(warmCommand as never)
     .option('debug', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
     .demandCommand(1, 'name a command: lucid --help lists them')
     .strict()

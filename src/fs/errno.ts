@@ -37,6 +37,8 @@ const ERRNO: Record<ErrorCode, number> = {
   NotInitialized: E.EIO,
   AlreadyInitialized: E.EEXIST,
   AlreadyExists: E.EEXIST,
+  LockConflict: E.EAGAIN,
+  Interrupted: E.EINTR,
 };
 
 export function errnoOf(e: unknown): number {

@@ -11,7 +11,7 @@
  * group and mode this layer reports; new inodes belong to the calling process's user.
  */
 import { LRUCache } from 'lru-cache';
-import { IntegrityError, InvalidArgumentError, IsDirectoryError, NameTooLongError, NoEntryError, NotSupportedError, OutOfRangeError, TooBigError } from '../errors.js';
+import { IntegrityError, InvalidArgumentError, NoAttributeError, IsDirectoryError, NameTooLongError, NoEntryError, NotSupportedError, OutOfRangeError, TooBigError } from '../errors.js';
 import { NameCipher } from '../crypto/names.js';
 import { spans } from '../chunker/layout.js';
 import type { Writeback } from '../chunker/writeback.js';
@@ -21,6 +21,9 @@ import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type Att
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { Prefetcher } from '../prefetch/prefetcher.js';
+import { DirectoryPredictor } from '../prefetch/directory.js';
+import { LocalLocks } from '../locks/local.js';
+import type { HeldLock, LockKind, LockManager, LockRange } from '../locks/types.js';
 
 export interface Caller {
   uid: number;
@@ -41,6 +44,8 @@ export interface DirEntryOut {
   name: string;
   ino: number;
   mode: number;
+  /** The entry's attributes as listed (absent for "." and ".."). */
+  attr?: Attr;
 }
 
 export interface StatFs {
@@ -85,6 +90,10 @@ export interface VfsOptions {
    * stale another client's change can look. This mount's own changes update them at once.
    */
   attrTtlMs?: number;
+  /** Where locks are held: this machine only by default, the service for shared filespaces. */
+  locks?: LockManager;
+  /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
+  invalidate?: (ino: number) => void;
   log?: (line: string) => void;
 }
 
@@ -104,10 +113,25 @@ export class Vfs {
   private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
   private readonly attrs: LRUCache<number, Attr>;
+  /**
+   * Names seen in listings and lookups ("parent/name" → inode), trusted for the attribute TTL
+   * like the attributes themselves: a listed directory's entries are then looked up and
+   * stat'ed without a round trip each (metadata prefetch). This mount's own changes to a
+   * name drop it at once.
+   */
+  private readonly dentries: LRUCache<string, { ino: number; gen: number }>;
+  /** Bumped when another client changes a directory: its cached names are then stale. */
+  private readonly dirGen = new Map<number, number>();
   private readonly fetching = new Map<string, Promise<Buffer>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
   readonly prefetcher: Prefetcher;
+  readonly predictor: DirectoryPredictor;
+  /** The name each inode was last looked up by: directory prediction needs it at open. */
+  private readonly lastName = new LRUCache<number, { parent: number; name: string }>({ max: 10_000 });
   private readonly locks = new KeyedMutex<number>();
+  readonly lockManager: LockManager;
+  /** The committed version each inode had when this mount last opened or wrote it: unchanged → the kernel keeps its pages. */
+  private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
   private nextFh = 1;
   bytesRead = 0;
   bytesWritten = 0;
@@ -116,6 +140,8 @@ export class Vfs {
     this.blockSize = fs.blockSize;
     this.names = fs.names;
     this.attrs = new LRUCache<number, Attr>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
+    this.lockManager = options.locks ?? new LocalLocks();
+    this.dentries = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
     this.prefetcher = new Prefetcher({
       isCached: (ino, idx) => this.isCached(ino, idx),
       load: async (ino, idx) => {
@@ -125,6 +151,11 @@ export class Vfs {
         if (ref) await this.plaintext(ref, ino);
       },
     }, { blockSize: this.blockSize, maxInflight: 12 });
+    this.predictor = new DirectoryPredictor({
+      list: async (parent) => (await this.list(parent)).map((e) => ({
+        name: e.name, ino: e.ino, size: e.attr?.size ?? 0, regular: (e.mode & S_IFMT) === S_IFREG,
+      })),
+    }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs: Math.max(500, (options.attrTtlMs ?? 1000) / 2) });
     this.plain = new LRUCache<string, Buffer>({
       maxSize: Math.max(options.memoryCacheBytes ?? 32 * 1024 * 1024, this.blockSize),
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -151,6 +182,8 @@ export class Vfs {
   /** The writeback uploader calls this after each commit. */
   committed(ino: number, refs: BlockRef[], attr: Attr): void {
     this.remember(attr);
+    // Our own writes are already in the kernel's pages: they stay valid.
+    if (this.seenVersion.has(ino)) this.seenVersion.set(ino, attr.version);
     const c = this.refs.get(ino);
     if (!c) return;
     c.gen++;
@@ -171,7 +204,24 @@ export class Vfs {
   }
 
   async lookup(parent: number, name: string): Promise<Attr> {
-    return this.overlay(this.remember(await this.fs.meta.lookup(parent, this.names.hash(parent, name))));
+    const key = `${parent}/${name}`;
+    const known = this.dentries.get(key);
+    const hit = known !== undefined && known.gen === (this.dirGen.get(parent) ?? 0) ? this.attrs.get(known.ino) : undefined;
+    if (hit) {
+      this.lastName.set(hit.ino, { parent, name });
+      return this.overlay(hit);
+    }
+    // The first block refs come with the answer: opening and reading then needs no map round trip.
+    const { blocks, ...attr } = await this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 });
+    const a = this.remember(attr);
+    if (blocks) this.primeRefs(a, blocks);
+    this.dentries.set(key, { ino: a.ino, gen: this.dirGen.get(parent) ?? 0 });
+    this.lastName.set(a.ino, { parent, name });
+    return this.overlay(a);
+  }
+
+  private forgetName(parent: number, name: string): void {
+    this.dentries.delete(`${parent}/${name}`);
   }
 
   async setattr(ino: number, req: SetAttrRequest): Promise<Attr> {
@@ -200,12 +250,14 @@ export class Vfs {
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
+    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
     return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid }));
   }
 
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
     if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, mode);
     return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev }));
   }
@@ -218,6 +270,7 @@ export class Vfs {
   async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
     if (Buffer.byteLength(target) > 4095) throw new NameTooLongError('symlink target is longer than 4095 bytes');
     if (target.length === 0) throw new NoEntryError('empty symlink target');
+    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, S_IFLNK | 0o777);
     return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), {
       mode: S_IFLNK | 0o777, uid: caller.uid, gid: owner.gid, size: Buffer.byteLength(target),
@@ -237,10 +290,12 @@ export class Vfs {
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
     this.forget(newParent);
+    this.forgetName(newParent, newName);
     return this.overlay(this.remember(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName))));
   }
 
   async unlink(parent: number, name: string): Promise<void> {
+    this.forgetName(parent, name);
     const after = await this.fs.meta.unlink(parent, this.names.hash(parent, name));
     this.forget(parent);
     this.remember(after);
@@ -248,12 +303,15 @@ export class Vfs {
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
+    this.forgetName(parent, name);
     await this.fs.meta.rmdir(parent, this.names.hash(parent, name));
     this.forget(parent);
   }
 
   async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
     if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
+    this.forgetName(parent, name);
+    this.forgetName(newParent, newName);
     const replaced = await this.fs.meta.rename(parent, this.names.hash(parent, name), newParent, this.names.seal(newParent, newName), { noReplace: flags.noReplace });
     this.forget(parent, newParent);
     if (replaced) this.forget(replaced.ino);
@@ -295,13 +353,27 @@ export class Vfs {
   }
 
   async open(ino: number, flags: number): Promise<number> {
+    return (await this.openFile(ino, flags)).fh;
+  }
+
+  /**
+   * Opens a file. `keepCache` says the kernel may keep the pages it has of the file: it is
+   * true when the committed version is the one this mount saw at its last open (or wrote
+   * itself), and never while the file is locked (strong mode revalidates).
+   */
+  async openFile(ino: number, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+    const strong = this.lockManager.isLocked(ino);
     // Attributes younger than the TTL are trusted: staleness is bounded by it.
-    const attr = await this.committedAttr(ino);
+    const attr = await this.committedAttr(ino, strong);
     if (attr.size > 0 && !isDir(attr.mode)) void this.ref(ino, 0, attr.version).catch(() => {});
     if (isDir(attr.mode)) throw new IsDirectoryError('is a directory');
     const acc = flags & O_ACCMODE;
     if ((flags & O_TRUNC) && (acc === O_WRONLY || acc === O_RDWR)) await this.truncate(ino, 0);
-    return this.openHandle(ino, flags);
+    const keepCache = !strong && this.seenVersion.get(ino) === attr.version;
+    const named = this.lastName.get(ino);
+    if (named && acc !== O_WRONLY) void this.predictor.onOpen(named.parent, named.name, ino).catch(() => {});
+    this.seenVersion.set(ino, attr.version);
+    return { fh: this.openHandle(ino, flags), keepCache };
   }
 
   private handle(fh: number): FileHandle {
@@ -312,12 +384,30 @@ export class Vfs {
 
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
     const { ino } = this.handle(fh);
-    const committed = await this.committedAttr(ino);
+    // Strong mode (someone holds a lock on the file): the version is checked on every read.
+    const committed = await this.committedAttr(ino, this.lockManager.isLocked(ino));
     const size = this.overlay(committed).size;
     // The demand read goes first; the prefetches it calls for start once it is served.
     const data = this.readAt(ino, committed.version, size, offset, length);
     this.prefetcher.onRead(fh, ino, offset, length, size, data);
+    if (this.prefetcher.patternOf(fh) === 'sequential') void data.then(() => this.readAheadFromDisk(ino, offset + length, size)).catch(() => {});
     return data;
+  }
+
+  /**
+   * Sequential reads of blocks already in the disk cache: the next few are read and opened
+   * into memory ahead of time, so disk and decryption overlap with serving (the network
+   * prefetcher skips blocks that are on disk).
+   */
+  private readAheadFromDisk(ino: number, from: number, size: number): void {
+    const c = this.refs.get(ino);
+    if (!c) return;
+    const first = Math.floor(from / this.blockSize);
+    const last = Math.min(first + 3, Math.floor((size - 1) / this.blockSize));
+    for (let i = first; i <= last; i++) {
+      const ref = c.map.get(i);
+      if (ref && !this.plain.has(ref.objectId) && !this.fetching.has(ref.objectId) && this.cache.hasClean(ref.objectId)) void this.plaintext(ref, ino).catch(() => {});
+    }
   }
 
   /** Whether a block can be read without the store. */
@@ -427,6 +517,17 @@ export class Vfs {
     });
   }
 
+  /** Block refs that came with a lookup: the first `blocks.length`-or-more indexes are now known. */
+  private primeRefs(a: Attr, blocks: BlockRef[]): void {
+    const known = this.refs.get(a.ino);
+    if (known && known.version >= a.version) return;
+    const map = new Map<number, BlockRef | null>();
+    const count = Math.min(Math.ceil(a.size / this.blockSize), Math.max(16, blocks.length ? blocks[blocks.length - 1].index + 1 : 0));
+    for (let i = 0; i < count; i++) map.set(i, null);
+    for (const r of blocks) map.set(r.index, r);
+    this.refs.set(a.ino, { version: a.version, gen: (known?.gen ?? 0) + 1, map });
+  }
+
   private async ref(ino: number, idx: number, version: number): Promise<BlockRef | undefined> {
     const window = 1024;
     for (;;) {
@@ -505,6 +606,56 @@ export class Vfs {
     return plain;
   }
 
+  // ---- locks ----------------------------------------------------------------------------
+
+  async getlk(ino: number, owner: string, want: LockRange): Promise<HeldLock | undefined> {
+    return this.lockManager.test(ino, owner, want);
+  }
+
+  /**
+   * Sets or clears a lock. Unlocking first commits this mount's writes to the file, so the
+   * next holder reads them; a granted lock drops what this mount and the kernel cached of
+   * the file, so the holder reads the previous holder's committed writes.
+   */
+  async setlk(ino: number, owner: string, want: LockRange, options: { wait?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    if (want.type === 'unlock') {
+      await this.writeback.flush(ino);
+      await this.lockManager.set(ino, owner, want);
+      return;
+    }
+    await this.lockManager.set(ino, owner, want, options);
+    this.revalidate(ino);
+  }
+
+  /** Drops an owner's locks of one kind (close of a file: fcntl locks; last close: flock). */
+  async releaseLocks(ino: number, owner: string, kind: LockKind): Promise<void> {
+    if (!this.lockManager.isLocked(ino)) return;
+    await this.writeback.flush(ino);
+    await this.lockManager.release(ino, owner, kind);
+  }
+
+  /**
+   * A commit from the change feed. Inodes whose cached version is older (another client
+   * changed them) are revalidated here and in the kernel; our own commits, already known,
+   * are skipped, so the kernel keeps the pages we wrote.
+   */
+  onRemoteCommit(c: { csn: number; inos: number[] }): void {
+    for (const ino of c.inos) {
+      const known = this.attrs.get(ino);
+      if (known && known.version >= c.csn) continue;
+      this.revalidate(ino);
+    }
+  }
+
+  /** Forgets cached metadata of an inode (another client changed it) and tells the kernel. */
+  revalidate(ino: number): void {
+    this.dirGen.set(ino, (this.dirGen.get(ino) ?? 0) + 1);
+    this.forget(ino);
+    this.refs.delete(ino);
+    this.seenVersion.delete(ino);
+    this.options.invalidate?.(ino);
+  }
+
   // ---- directories ----------------------------------------------------------------------
 
   async opendir(ino: number): Promise<number> {
@@ -527,12 +678,20 @@ export class Vfs {
     const d = this.dirs.get(fh);
     if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
     while (!d.complete && d.entries.length < offset + max) {
-      const page = await this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000 });
-      for (const e of page.entries) d.entries.push({ name: this.names.open(d.ino, e.hash, e.enc), ino: e.ino, mode: e.mode });
+      const page = await this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true });
+      for (const e of page.entries) {
+        const name = this.names.open(d.ino, e.hash, e.enc);
+        if (e.attr) {
+          this.remember(e.attr);
+          this.dentries.set(`${d.ino}/${name}`, { ino: e.ino, gen: this.dirGen.get(d.ino) ?? 0 });
+          this.lastName.set(e.ino, { parent: d.ino, name });
+        }
+        d.entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
+      }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
     }
-    return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, next: offset + i + 1 }));
+    return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && this.overlay(this.attrs.get(e.ino) ?? e.attr), next: offset + i + 1 }));
   }
 
   releasedir(fh: number): void {
@@ -579,11 +738,14 @@ export class Vfs {
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
     if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
+    // `ls -l` asks every file for security.selinux: answered from the attributes when they say there are none.
+    if (this.attrs.get(ino)?.hasXattrs === false) throw new NoAttributeError(`no attribute ${name}`);
     const e = await this.fs.meta.getXattr(ino, this.names.xattrHash(ino, name));
     return this.names.openBlob(ino, 'xattr-value', e.valueEnc);
   }
 
   async listxattr(ino: number): Promise<string[]> {
+    if (this.attrs.get(ino)?.hasXattrs === false) return [];
     const entries = await this.fs.meta.listXattr(ino);
     return entries.map((e) => this.names.openBlob(ino, 'xattr-name', e.nameEnc).toString('utf8'));
   }
@@ -612,23 +774,36 @@ export class Vfs {
     for (const e of await this.list(ino)) yield* this.filesUnder(e.ino);
   }
 
-  /** Brings every block of a file into the disk cache. */
-  async hydrate(ino: number): Promise<number> {
+  /**
+   * Brings every block of a file into the disk cache, `parallel` fetches at a time (so its
+   * memory stays bounded); `onBytes` hears of each block as it is fetched or found cached.
+   */
+  async hydrate(ino: number, onBytes?: (bytes: number, fetched: boolean) => void, parallel = 8): Promise<{ bytes: number; fetched: number }> {
     const attr = await this.fs.meta.getAttr(ino);
     const count = Math.ceil(attr.size / this.blockSize);
     let bytes = 0;
+    let fetched = 0;
     for (let first = 0; first < count; first += 256) {
       const refs = await this.fs.meta.getBlocks(ino, first, 256);
-      await Promise.all(refs.map(async (r) => {
-        if (!this.cache.hasClean(r.objectId)) {
-          const sealed = await this.fs.store.get(blockKey(r.objectId));
-          this.fs.codec.open(r.objectId, sealed);
-          await this.cache.putClean(r.objectId, sealed, ino);
+      let next = 0;
+      const worker = async () => {
+        while (next < refs.length) {
+          const r = refs[next++];
+          let got = false;
+          if (!this.cache.hasClean(r.objectId)) {
+            const sealed = await this.fs.store.get(blockKey(r.objectId));
+            this.fs.codec.open(r.objectId, sealed);
+            await this.cache.putClean(r.objectId, sealed, ino);
+            got = true;
+            fetched += r.length;
+          }
+          bytes += r.length;
+          onBytes?.(r.length, got);
         }
-        bytes += r.length;
-      }));
+      };
+      await Promise.all(Array.from({ length: Math.min(parallel, refs.length) }, worker));
     }
-    return bytes;
+    return { bytes, fetched };
   }
 
   openFiles(): number {

@@ -9,9 +9,12 @@ import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
   Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
-  MutateOptions, NewNode, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+  LookupOptions, MutateOptions, NewNode, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
 } from './types.js';
 import { decodeWire, encodeWire } from './wire.js';
+
+/** A lock change pushed on the feed: one inode (`ino`, `locked`), or the whole set at (re)connect (`all`). */
+export type LockEvent = { ino: number; locked: boolean } | { all: number[] };
 
 export interface MetaClientOptions {
   /** Extra CA certificates to trust for https (a self-signed service). */
@@ -38,7 +41,7 @@ export class MetaClient implements MetaEngine {
 
   info(): Promise<MetaInfo> { return this.call('info', []); }
   getAttr(ino: number, options?: ReadOptions): Promise<Attr> { return this.call('getAttr', [ino, options]); }
-  lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr> { return this.call('lookup', [parent, hash, options]); }
+  lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }> { return this.call('lookup', [parent, hash, options]); }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.call('readdir', [parent, options]); }
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr> { return this.call('create', [parent, name, node]); }
   link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }
@@ -70,7 +73,7 @@ export class MetaClient implements MetaEngine {
    * Follows the change feed from `since`: `onCommit` gets every commit after it, in order,
    * across reconnects (each reconnect resumes from the last commit seen).
    */
-  subscribe(since: number, onCommit: (c: Commit) => void, onReady?: (csn: number) => void): { close(): void } {
+  subscribe(since: number, onCommit: (c: Commit) => void, onReady?: (csn: number) => void, onLocks?: (e: LockEvent) => void, onDisconnect?: () => void): { close(): void } {
     let last = since;
     let ws: WebSocket | undefined;
     let closed = false;
@@ -81,8 +84,10 @@ export class MetaClient implements MetaEngine {
       url.protocol = this.base.protocol === 'https:' ? 'wss:' : 'ws:';
       ws = new WebSocket(url, { headers: { authorization: this.auth }, ca: this.options.ca });
       ws.on('message', (data) => {
-        const msg = JSON.parse(String(data)) as { type: string; csn: number; timeMs: number; inos: number[] };
-        if (msg.type === 'commit' && msg.csn > last) {
+        const msg = JSON.parse(String(data)) as { type: string; csn: number; timeMs: number; inos: number[]; ino: number; locked: boolean | number[] };
+        if (msg.type === 'lock') onLocks?.({ ino: msg.ino, locked: msg.locked === true });
+        else if (msg.type === 'locks') onLocks?.({ all: msg.locked as number[] });
+        else if (msg.type === 'commit' && msg.csn > last) {
           last = msg.csn;
           onCommit({ csn: msg.csn, timeMs: msg.timeMs, inos: msg.inos });
         } else if (msg.type === 'ready') {
@@ -93,6 +98,7 @@ export class MetaClient implements MetaEngine {
       ws.on('error', () => {});
       ws.on('close', () => {
         if (closed) return;
+        onDisconnect?.();
         setTimeout(connect, delay).unref();
         delay = Math.min(delay * 2, 5_000);
       });
@@ -101,10 +107,18 @@ export class MetaClient implements MetaEngine {
     return { close: () => { closed = true; ws?.terminate(); } };
   }
 
+  /** One call to the service's lock endpoint (src/locks/service.ts). */
+  lockCall<T>(call: 'test' | 'set' | 'release' | 'renew' | 'drop', body: Record<string, unknown>): Promise<T> {
+    return this.post<T>(`/v1/locks/${call}`, JSON.stringify(body), (t) => JSON.parse(t));
+  }
+
   private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
-    const body = encodeWire({ args });
-    const url = new URL(`/v1/rpc/${method}`, this.base);
+    return this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire);
+  }
+
+  private post<T>(route: string, body: string, decode: (text: string) => unknown): Promise<T> {
+    const url = new URL(route, this.base);
     const lib = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
       const req = lib.request(url, {
@@ -117,7 +131,7 @@ export class MetaClient implements MetaEngine {
         res.on('end', () => {
           let payload: { result?: unknown; error?: { code: string; message: string } };
           try {
-            payload = decodeWire(Buffer.concat(chunks).toString('utf8')) as typeof payload;
+            payload = decode(Buffer.concat(chunks).toString('utf8')) as typeof payload;
           } catch {
             return reject(new InternalError(`metadata service ${this.base.origin} sent an unreadable answer (HTTP ${res.statusCode})`));
           }

@@ -20,6 +20,7 @@ import { serviceVerifierOf } from '../crypto/keys.js';
 import { META_METHODS, type MetaEngine, type MetaMethod } from './types.js';
 import type { CommitEvent } from './sql/engine.js';
 import { decodeWire, encodeWire, statusOf } from './wire.js';
+import { LockService } from '../locks/service.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const METHODS = new Set<string>(META_METHODS);
@@ -29,11 +30,14 @@ export interface ServiceOptions {
   /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf). */
   verifiers: string[];
   tls?: { cert: Buffer; key: Buffer };
+  /** How long a silent client keeps its locks (ms; default 15 s). */
+  lockLeaseMs?: number;
   log?: (line: string) => void;
 }
 
 export interface RunningService {
   server: Server;
+  locks: LockService;
   url: string;
   close(): Promise<void>;
 }
@@ -47,6 +51,21 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     return verifiers.some((x) => x.length === v.length && timingSafeEqual(x, v));
   };
 
+  const locks = new LockService(options.lockLeaseMs, options.log);
+  const LOCK_CALLS = new Set(['test', 'set', 'release', 'renew', 'drop']);
+
+  /** POST /v1/locks/<call> {client, ino, owner, range | kind}: answered at once, never waits. */
+  const lockCall = (call: string, a: Record<string, unknown>): unknown => {
+    const client = String(a.client ?? '');
+    switch (call) {
+      case 'test': return { conflict: locks.test(client, Number(a.ino), String(a.owner), a.range as never) };
+      case 'set': return { conflict: locks.set(client, Number(a.ino), String(a.owner), a.range as never) };
+      case 'release': locks.release(client, Number(a.ino), String(a.owner), a.kind as never); return {};
+      case 'renew': locks.renew(client); return { leaseMs: locks.leaseMs };
+      default: locks.drop(client); return {};
+    }
+  };
+
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((e) => reply(res, e instanceof LucidError ? e : new InternalError('internal service error')));
   };
@@ -58,6 +77,21 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
       return replyRaw(res, 200, { status: 'ok' });
     }
     if (!authorized(req)) return reply(res, new UnauthorizedError('missing or invalid bearer token for this filespace'));
+    const lock = /^\/v1\/locks\/([a-z]+)$/.exec(url.pathname);
+    if (lock) {
+      if (req.method !== 'POST') return replyRaw(res, 405, { error: { code: 'InvalidArgument', message: 'use POST' } });
+      if (!LOCK_CALLS.has(lock[1])) return replyRaw(res, 404, { error: { code: 'InvalidArgument', message: `no such lock call ${lock[1]}` } });
+      const body = await readBody(req);
+      if (body === undefined) return replyRaw(res, 413, { error: { code: 'InvalidArgument', message: `request body over ${MAX_BODY_BYTES} bytes` } });
+      let a: unknown;
+      try {
+        a = JSON.parse(body);
+      } catch {
+        return reply(res, new InvalidArgumentError('request body is not valid JSON'));
+      }
+      if (!a || typeof a !== 'object' || Array.isArray(a)) return reply(res, new InvalidArgumentError('request body must be a JSON object'));
+      return replyRaw(res, 200, { result: lockCall(lock[1], a as Record<string, unknown>) });
+    }
     const rpc = /^\/v1\/rpc\/([A-Za-z]+)$/.exec(url.pathname);
     if (!rpc) return replyRaw(res, 404, { error: { code: 'InvalidArgument', message: `no such endpoint ${url.pathname}` } });
     if (req.method !== 'POST') return replyRaw(res, 405, { error: { code: 'InvalidArgument', message: 'use POST' } });
@@ -119,6 +153,11 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     };
     const stop = options.engine.onCommit((e) => (live ? send(e) : pending.push(e)));
     ws.on('close', stop);
+    // Lock changes go out at once (they are not commits): waiters wake, files switch mode.
+    const stopLocks = locks.onChange((c) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'lock', ino: c.ino, locked: c.locked }));
+    });
+    ws.on('close', stopLocks);
     try {
       for (;;) {
         const page = await options.engine.changesSince(last, 1000);
@@ -127,6 +166,7 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
       }
       for (const e of pending) send(e);
       live = true;
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'locks', locked: locks.lockedInodes() }));
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'ready', csn: last }));
     } catch {
       ws.close(1011, 'feed failed');
@@ -141,8 +181,10 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     server,
+    locks,
     url: `${options.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: async () => {
+      locks.close();
       for (const ws of sockets) ws.terminate();
       wss.close();
       server.closeAllConnections?.();

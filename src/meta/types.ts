@@ -37,6 +37,8 @@ export interface Attr {
   crtimeMs: number;
   /** CSN of the inode's last change: what `expectVersion` compares against. */
   version: number;
+  /** Whether the inode has extended attributes (set by getAttr, lookup and readdir plus). */
+  hasXattrs?: boolean;
 }
 
 /** A directory entry's name as the engine sees it. */
@@ -86,6 +88,11 @@ export interface AttrChanges {
 export interface ReadOptions {
   /** Read the state as of this CSN instead of the live state. */
   asOf?: number;
+}
+
+export interface LookupOptions extends ReadOptions {
+  /** Also return the first `blocks` block refs (at most 64) of a regular file. */
+  blocks?: number;
 }
 
 export interface MutateOptions {
@@ -149,7 +156,8 @@ export interface MetaInfo {
 export interface MetaEngine {
   info(): Promise<MetaInfo>;
   getAttr(ino: number, options?: ReadOptions): Promise<Attr>;
-  lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr>;
+  /** With `blocks`, a regular file's first block refs come along (one round trip to open and read). */
+  lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }>;
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage>;
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr>;
   link(ino: number, parent: number, name: EntryName): Promise<Attr>;

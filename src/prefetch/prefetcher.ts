@@ -2,7 +2,9 @@
  * The prefetcher: watches each open handle's reads and fetches the blocks it will read next.
  *
  * - Pattern per handle: sequential (each read starts near where the last ended, small seeks
- *   tolerated), reverse (each read ends near where the last started), or random.
+ *   tolerated), reverse (each read ends near where the last started), strided (reads of a
+ *   fixed size a fixed distance apart, forward or back: every Nth frame, one column of
+ *   records), or random.
  * - The window (blocks ahead) starts small and doubles with every read that keeps the
  *   pattern, up to `maxWindowBlocks` (sized to cover the bandwidth-delay product); a broken
  *   pattern shrinks it to nothing and cancels that handle's queued prefetches.
@@ -10,6 +12,8 @@
  *   memory and bandwidth the prefetcher never exceeds. Demand reads never wait behind it
  *   (they go straight to the loader, which shares in-flight fetches with prefetches).
  * - Accuracy: blocks prefetched and later read, against blocks prefetched.
+ * - `prefetchFile` brings in the first blocks of a file nobody has opened yet (the directory
+ *   predictor's guess at the next frame); it shares the same in-flight budget.
  */
 
 export interface PrefetchLoader {
@@ -28,7 +32,7 @@ export interface PrefetchOptions {
   toleranceBytes?: number;
 }
 
-type Pattern = 'none' | 'sequential' | 'reverse' | 'random';
+export type Pattern = 'none' | 'sequential' | 'reverse' | 'strided' | 'random';
 
 interface HandleState {
   ino: number;
@@ -36,6 +40,8 @@ interface HandleState {
   window: number;
   lastStart: number;
   lastEnd: number;
+  /** Distance between the starts of the last two reads (strided detection). */
+  stride: number;
   /** Blocks this handle asked to prefetch that have not started yet. */
   queued: Set<number>;
 }
@@ -74,7 +80,7 @@ export class Prefetcher {
     const bs = this.options.blockSize;
     let h = this.handles.get(fh);
     if (!h) {
-      h = { ino, pattern: 'none', window: 0, lastStart: offset, lastEnd: offset, queued: new Set() };
+      h = { ino, pattern: 'none', window: 0, lastStart: offset, lastEnd: offset, stride: 0, queued: new Set() };
       this.handles.set(fh, h);
       // A read from the start of a file is most often the first of a sequential stream.
       if (offset === 0) { h.pattern = 'sequential'; h.window = this.initial; }
@@ -82,7 +88,11 @@ export class Prefetcher {
       const end = offset + length;
       const sequential = offset >= h.lastEnd - this.tolerance && offset <= h.lastEnd + this.tolerance && end > h.lastEnd;
       const reverse = end <= h.lastStart + this.tolerance && end >= h.lastStart - this.tolerance && offset < h.lastStart;
-      const next: Pattern = sequential ? 'sequential' : reverse ? 'reverse' : 'random';
+      const stride = offset - h.lastStart;
+      // Strided: the same jump twice in a row, larger than the read itself (else sequential).
+      const strided = !sequential && !reverse && stride !== 0 && stride === h.stride && Math.abs(stride) > length;
+      h.stride = stride;
+      const next: Pattern = sequential ? 'sequential' : reverse ? 'reverse' : strided ? 'strided' : 'random';
       if (next !== 'random' && next === h.pattern) h.window = Math.min(this.max, Math.max(this.initial, h.window * 2));
       else if (next !== 'random') h.window = this.initial;
       else h.window = 0;
@@ -96,7 +106,15 @@ export class Prefetcher {
     h.lastEnd = offset + length;
     if (h.window === 0 || fileSize === 0) return;
     const lastBlock = Math.floor((fileSize - 1) / bs);
-    if (h.pattern === 'reverse') {
+    if (h.pattern === 'strided') {
+      // The next `window` reads of the stride: their blocks, however far apart.
+      for (let k = 1; k <= h.window; k++) {
+        const at = offset + k * h.stride;
+        if (at < 0 || at >= fileSize) break;
+        const endAt = Math.min(fileSize, at + length) - 1;
+        for (let i = Math.floor(at / bs); i <= Math.floor(endAt / bs); i++) this.want(fh, h, i);
+      }
+    } else if (h.pattern === 'reverse') {
       const first = Math.floor(offset / bs);
       for (let i = first - 1; i >= Math.max(0, first - h.window); i--) this.want(fh, h, i);
     } else {
@@ -107,11 +125,38 @@ export class Prefetcher {
     else this.pump();
   }
 
+  /**
+   * Prefetches blocks [0, blocks) of a file that is not open yet (directory prediction),
+   * queued behind the open handles' own prefetches. Returns how many were queued.
+   */
+  prefetchFile(ino: number, blocks: number): number {
+    let h = this.handles.get(-ino);
+    if (!h) {
+      h = { ino, pattern: 'none', window: 0, lastStart: 0, lastEnd: 0, stride: 0, queued: new Set() };
+      this.handles.set(-ino, h);
+    }
+    const before = h.queued.size;
+    for (let i = 0; i < blocks; i++) this.want(-ino, h, i);
+    const added = h.queued.size - before;
+    this.pump();
+    return added;
+  }
+
+  /** Drops predicted prefetches of a file not started yet (the guess was wrong). */
+  forgetFile(ino: number): void {
+    this.close(-ino);
+  }
+
   /** The handle closed: its queued prefetches go. */
   close(fh: number): void {
     const h = this.handles.get(fh);
     if (h) this.cancel(fh, h);
     this.handles.delete(fh);
+  }
+
+  /** The pattern a handle's reads follow now. */
+  patternOf(fh: number): Pattern {
+    return this.handles.get(fh)?.pattern ?? 'none';
   }
 
   stats(): PrefetchStats {
@@ -135,7 +180,9 @@ export class Prefetcher {
   private pump(): void {
     while (this.inflight.size < this.maxInflight && this.queue.length > 0) {
       const { fh, ino, idx } = this.queue.shift()!;
-      this.handles.get(fh)?.queued.delete(idx);
+      const owner = this.handles.get(fh);
+      owner?.queued.delete(idx);
+      if (fh < 0 && owner && owner.queued.size === 0) this.handles.delete(fh);
       const k = `${ino}:${idx}`;
       if (this.inflight.has(k) || this.loader.isCached(ino, idx)) continue;
       this.inflight.add(k);

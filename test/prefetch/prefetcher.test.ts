@@ -88,3 +88,28 @@ t.test('cached blocks are skipped, the end of the file bounds the window, accura
   t.equal(p.stats().issued, 2);
   p.close(1);
 });
+
+t.test('strided reads prefetch the next reads of the stride, not the blocks between', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 2, maxWindowBlocks: 4, maxInflight: 100 });
+  const size = 100 * BS;
+  // Read 64 KiB every 10 blocks (every Nth frame of a file of frames).
+  for (const k of [0, 10, 20]) p.onRead(1, 5, k * BS + 100, 65536, size);
+  t.equal(p.patternOf(1), 'strided');
+  t.ok(f.loads.includes('5:30') && f.loads.includes('5:40'), 'the next stride targets are fetched');
+  t.notOk(f.loads.some((k) => ['5:21', '5:25', '5:29'].includes(k)), 'blocks between them are not');
+  p.onRead(1, 5, 77 * BS, 4096, size);
+  t.equal(p.patternOf(1), 'random', 'a jump off the stride ends the pattern');
+  await f.finishAll();
+});
+
+t.test('whole-file prefetch for a predicted file can be dropped before it starts', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, maxInflight: 2 });
+  t.equal(p.prefetchFile(9, 6), 6, 'six blocks queued');
+  t.same(f.loads, ['9:0', '9:1'], 'only the in-flight budget started');
+  p.forgetFile(9);
+  await f.finishAll();
+  t.same(f.loads, ['9:0', '9:1'], 'the rest were dropped');
+  t.equal(p.stats().cancelled, 4);
+});

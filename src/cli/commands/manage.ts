@@ -1,12 +1,13 @@
 /**
- * Commands that talk to a running mount agent: unmount, status, cache, pin, unpin.
+ * Commands that talk to a running mount agent: unmount, status, cache, pin, unpin, warm.
  */
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { formatSize, parseSize } from '../../util/size.js';
-import type { AgentStatus } from '../agent.js';
-import { callAgent, listMounts, mountOf, type MountRecord } from '../control.js';
+import type { AgentStatus, WarmProgress } from '../agent.js';
+import { callAgent, listMounts, mountOf, streamAgent, type MountRecord } from '../control.js';
+import { ProgressBar } from '../progress.js';
 import { detach, lucidMountAt } from '../mountpoint.js';
 
 function recordAt(mountpoint: string): MountRecord | undefined {
@@ -68,7 +69,7 @@ function describe(s: AgentStatus): string {
     `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}`,
     `  cache      ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)} (dirty ${formatSize(c.dirtyBytes)}, pinned ${formatSize(c.pinnedBytes)}) in ${c.dir}`,
     `  hits       ${(c.hitRatio * 100).toFixed(1)}% of ${c.hits + c.misses} block reads from cache; ${c.evictions} evicted`,
-    `  prefetch   ${s.prefetch.issued} blocks fetched ahead, ${(s.prefetch.accuracy * 100).toFixed(0)}% of them read; ${s.prefetch.cancelled} cancelled`,
+    `  prefetch   ${s.prefetch.issued} blocks fetched ahead, ${(s.prefetch.accuracy * 100).toFixed(0)}% of them read; ${s.prefetch.cancelled} cancelled; ${s.prefetch.predictedFiles} files predicted from name order`,
     `  traffic    read ${formatSize(s.bytesRead)}, wrote ${formatSize(s.bytesWritten)}; store GET ${s.store_requests.get} (${formatSize(s.store_requests.getBytes)}), PUT ${s.store_requests.put} (${formatSize(s.store_requests.putBytes)})`,
   ].join('\n');
 }
@@ -118,3 +119,23 @@ function pinCommand(pin: boolean) {
 }
 
 export const pinCommands = [pinCommand(true), pinCommand(false)];
+
+export const warmCommand = {
+  command: 'warm <path>',
+  describe: 'Fetch a file (or with --recursive, a folder) into the cache now, with a progress bar',
+  builder: (y: Argv) => y
+    .positional('path', { type: 'string' })
+    .option('recursive', { alias: 'r', type: 'boolean', describe: 'Warm every file under a folder' }),
+  handler: async (args: { path: string; recursive?: boolean }) => {
+    const abs = path.resolve(args.path);
+    const rec = mountOf(abs);
+    const bar = new ProgressBar(process.stderr);
+    const started = Date.now();
+    const r = await streamAgent<WarmProgress>(rec, '/warm', { path: path.relative(rec.mountpoint, abs), recursive: !!args.recursive }, (line) => {
+      const p = line.progress as WarmProgress | undefined;
+      if (p) bar.update(p.bytes, p.bytesTotal, `${p.files}/${p.filesTotal} files`);
+    }).finally(() => bar.done());
+    const secs = (Date.now() - started) / 1000;
+    process.stdout.write(`Warmed ${r.filesTotal} file(s), ${formatSize(r.bytesTotal)}: ${formatSize(r.fetchedBytes)} fetched, ${formatSize(r.bytes - r.fetchedBytes)} already cached, in ${secs.toFixed(1)} s\n`);
+  },
+};

@@ -5,10 +5,10 @@
  * cleanly (uploads first) on SIGINT or SIGTERM.
  */
 import { spawn } from 'node:child_process';
-import { openSync, mkdirSync } from 'node:fs';
+import { openSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv } from 'yargs';
-import { LucidError } from '../../errors.js';
+import { LucidError, UsageError } from '../../errors.js';
 import { parseSize } from '../../util/size.js';
 import { Agent } from '../agent.js';
 import { mountId } from '../control.js';
@@ -26,6 +26,7 @@ export interface MountArgs {
   passwordStdin?: boolean;
   foreground?: boolean;
   allowOther?: boolean;
+  staleness?: string;
   ipc?: boolean;
 }
 
@@ -43,6 +44,7 @@ export const mountCommand = {
     .option('password-stdin', { type: 'boolean', describe: 'Read the password from the first line of standard input' })
     .option('foreground', { type: 'boolean', describe: 'Stay attached; Ctrl-C unmounts' })
     .option('allow-other', { type: 'boolean', describe: 'Let other users use the mount (FUSE allow_other)' })
+    .option('staleness', { type: 'string', describe: 'Longest time another client\'s change may go unseen in eventual mode (e.g. 500ms, 1s; default 1s)' })
     .option('ipc', { type: 'boolean', hidden: true }),
   handler: async (args: MountArgs) => {
     const mountpoint = await checkMountpoint(args.mountpoint);
@@ -64,10 +66,19 @@ function keepAlive(log: (l: string) => void): void {
   process.on('unhandledRejection', (e) => log(`unexpected failure (continuing): ${(e as Error)?.stack ?? e}`));
 }
 
+/** "500ms", "2s" or a number of ms → ms, within 0–60 s. */
+function parseStaleness(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(v.trim());
+  const ms = m ? Number(m[1]) * (m[2] === 's' ? 1000 : 1) : NaN;
+  if (!(ms >= 0 && ms <= 60_000)) throw new UsageError(`--staleness must be a time up to 60s, like 500ms or 1s (got "${v}")`);
+  return ms;
+}
+
 function agentConfig(args: MountArgs, mountpoint: string, storeUrl: string, cacheSize: number | undefined, password: string) {
   return {
     mountpoint, storeUrl, serviceUrl: args.service, cacheDir: args.cacheDir, cacheSize, password,
-    allowOther: args.allowOther, log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
+    allowOther: args.allowOther, staleMs: parseStaleness(args.staleness), log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
   };
 }
 
@@ -81,8 +92,30 @@ async function runForeground(args: MountArgs, mountpoint: string, storeUrl: stri
   await exitSoon();
 }
 
+/**
+ * LUCID_CPU_PROFILE=FILE: the agent records a CPU profile (Chrome DevTools format) from start
+ * to unmount, for benchmarks and performance work.
+ */
+async function startProfile(): Promise<void> {
+  const file = process.env.LUCID_CPU_PROFILE;
+  if (!file) return;
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) => session.post(method, params ?? {}, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  stopProfile = async () => {
+    const { profile } = await post('Profiler.stop') as { profile: unknown };
+    writeFileSync(file, JSON.stringify(profile));
+  };
+}
+
+let stopProfile: (() => Promise<void>) | undefined;
+
 /** Lets a last control answer (the unmount's) go out, then ends the process. */
 async function exitSoon(): Promise<never> {
+  await stopProfile?.().catch(() => {});
   await new Promise((r) => setTimeout(r, 200));
   process.exit(0);
 }
@@ -106,6 +139,7 @@ async function runChild(args: MountArgs, mountpoint: string, storeUrl: string, c
     process.once('message', (m: IpcMessage) => resolve(m.type === 'password' ? m.password : ''));
   });
   let agent: Agent;
+  await startProfile();
   const config = agentConfig(args, mountpoint, storeUrl, cacheSize, password);
   keepAlive(config.log);
   try {

@@ -7,7 +7,16 @@ import { startService } from '../../meta/service.js';
 import { defaultDbPath, defaultStoreUrl } from '../home.js';
 import { openEngine, openStore } from '../open.js';
 
+/** "15s", "500ms" → ms (1 s to 1 h). */
+function parseLease(v: string | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(String(v ?? '15s').trim());
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+  if (!(ms >= 1000 && ms <= 3_600_000)) throw new UsageError(`--lock-lease must be between 1s and 60m, like 15s (got "${v}")`);
+  return ms;
+}
+
 export interface ServeArgs {
+  lockLease?: string;
   store?: string;
   db?: string;
   listen: string;
@@ -30,7 +39,8 @@ export const serveCommand = {
     .option('db', { type: 'string', describe: 'Metadata database: sqlite:PATH (default: inside a file:// store, else under ~/.lucid/meta)' })
     .option('listen', { type: 'string', default: '127.0.0.1:7410', describe: 'HOST:PORT to listen on (port 0 picks a free one)' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve HTTPS' })
-    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' }),
+    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
+    .option('lock-lease', { type: 'string', default: '15s', describe: 'How long a silent client keeps its locks (e.g. 15s)' }),
   handler: async (args: ServeArgs) => {
     if (!!args.tlsCert !== !!args.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
     const { host, port } = parseListen(args.listen);
@@ -46,7 +56,7 @@ export const serveCommand = {
     const tls = args.tlsCert ? { cert: await readPem(args.tlsCert, '--tls-cert'), key: await readPem(args.tlsKey!, '--tls-key') } : undefined;
     let service;
     try {
-      service = await startService({ engine, verifiers: [descriptor.serviceVerifier], tls, log: (l) => process.stderr.write(`${l}\n`) }, host, port);
+      service = await startService({ engine, verifiers: [descriptor.serviceVerifier], tls, lockLeaseMs: parseLease(args.lockLease), log: (l) => process.stderr.write(`${l}\n`) }, host, port);
     } catch (e) {
       await engine.close();
       const code = (e as NodeJS.ErrnoException).code;

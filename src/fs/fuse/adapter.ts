@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { NotSupportedError, OutOfRangeError } from '../../errors.js';
 import type { Attr } from '../../meta/types.js';
+import type { LockRange } from '../../locks/types.js';
 import { errnoOf } from '../errno.js';
 import type { Vfs, SetAttrRequest } from '../vfs.js';
 import { loadBinding, type FuseBinding, type FuseRequest, type NativeSession } from './binding.js';
@@ -24,6 +25,7 @@ const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, 
   SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
 const RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2;
 const EIO = errnoOf(new Error('internal'));
+const OPEN_KEEP_CACHE = 2;
 
 export class FuseMount {
   private readonly b: FuseBinding;
@@ -83,6 +85,25 @@ export class FuseMount {
     if (this.session) this.b.notifyInvalInode(this.session, ino, 0, 0);
   }
 
+  /** Lock waits in progress by request id, so an interrupt (a signal) can end them. */
+  private readonly waits = new Map<string, AbortController>();
+  /** Interrupts that arrived before their request: libfuse may deliver them first. */
+  private readonly interrupted = new Map<string, number>();
+
+  private waitFor(unique: string): AbortController {
+    const c = new AbortController();
+    const early = this.interrupted.get(unique);
+    this.interrupted.delete(unique);
+    for (const [k, t] of this.interrupted) if (Date.now() - t > 10_000) this.interrupted.delete(k);
+    if (early !== undefined) c.abort();
+    this.waits.set(unique, c);
+    return c;
+  }
+
+  private lockRange(r: FuseRequest, kind: 'posix' | 'flock'): LockRange {
+    return { kind, type: r.lockType ?? 'unlock', start: r.lockStart ?? 0, end: r.lockEnd ?? -1, pid: r.lockPid ?? r.pid };
+  }
+
   private entry(a: Attr): Float64Array {
     return new Float64Array([a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
       a.atimeMs, a.mtimeMs, a.ctimeMs, this.attrTimeout, this.entryTimeout, 0, this.vfs.blockSize]);
@@ -95,6 +116,10 @@ export class FuseMount {
       return;
     }
     if (r.op === 'forget' || r.op === 'forgetMulti') return;
+    if (r.op === 'interrupt') {
+      void this.serve(r);
+      return;
+    }
     this.serve(r).catch((e) => {
       const errno = errnoOf(e);
       if (errno === EIO) this.options.log?.(`${r.op} on inode ${r.ino} failed: ${(e as Error)?.message ?? e}`);
@@ -132,15 +157,40 @@ export class FuseMount {
         await v.rename(r.ino, r.name!, r.ino2!, r.name2!, { noReplace: (r.flags & RENAME_NOREPLACE) !== 0, exchange: (r.flags & RENAME_EXCHANGE) !== 0 });
         return b.replyErr(r.req, 0);
       case 'link': return b.replyEntry(r.req, this.entry(await v.link(r.ino, r.ino2!, r.name!)));
-      case 'open': return b.replyOpen(r.req, await v.open(r.ino, r.flags), 0);
+      case 'open': {
+        const { fh, keepCache } = await v.openFile(r.ino, r.flags);
+        return b.replyOpen(r.req, fh, keepCache ? OPEN_KEEP_CACHE : 0);
+      }
       case 'create': {
         const { attr, fh } = await v.create(r.ino, r.name!, r.mode, r.flags, caller);
         return b.replyCreate(r.req, this.entry(attr), fh, 0);
       }
       case 'read': return b.replyBuf(r.req, await v.read(r.fh!, r.off, r.size));
       case 'write': return b.replyWrite(r.req, await v.write(r.fh!, r.off, r.data!));
-      case 'flush': v.flush(r.fh!); return b.replyErr(r.req, 0);
-      case 'release': await v.release(r.fh!); return b.replyErr(r.req, 0);
+      case 'flush':
+        v.flush(r.fh!);
+        // close(): the closing process's fcntl locks on the file go (POSIX).
+        if (r.lockOwner) await v.releaseLocks(r.ino, r.lockOwner, 'posix');
+        return b.replyErr(r.req, 0);
+      case 'release':
+        if (r.flockRelease && r.lockOwner) await v.releaseLocks(r.ino, r.lockOwner, 'flock');
+        await v.release(r.fh!);
+        return b.replyErr(r.req, 0);
+      case 'getlk': {
+        const hit = await v.getlk(r.ino, r.lockOwner!, this.lockRange(r, 'posix'));
+        return hit ? b.replyLock(r.req, hit.type, hit.start, hit.end, hit.pid) : b.replyLock(r.req, 'unlock', r.lockStart!, r.lockEnd!, 0);
+      }
+      case 'setlk':
+      case 'flock': {
+        const kind = r.op === 'flock' ? 'flock' : 'posix';
+        const abort = r.sleep ? this.waitFor(r.unique!) : undefined;
+        try {
+          await v.setlk(r.ino, r.lockOwner!, this.lockRange(r, kind), { wait: r.sleep === 1, signal: abort?.signal });
+        } finally {
+          if (r.unique) this.waits.delete(r.unique);
+        }
+        return b.replyErr(r.req, 0);
+      }
       case 'fsync': await v.fsync(r.fh!); return b.replyErr(r.req, 0);
       case 'opendir': return b.replyOpen(r.req, await v.opendir(r.ino), 0);
       case 'readdir': {
@@ -148,6 +198,23 @@ export class FuseMount {
         const entries = await v.readdir(r.fh!, r.off, max);
         b.replyReaddir(r.req, r.size, entries.map((e) => e.name), new Float64Array(entries.map((e) => e.ino)),
           new Float64Array(entries.map((e) => e.mode)), new Float64Array(entries.map((e) => e.next)));
+        return;
+      }
+      case 'interrupt': {
+        const w = this.waits.get(r.unique!);
+        if (w) w.abort();
+        else this.interrupted.set(r.unique!, Date.now());
+        return;
+      }
+      case 'readdirplus': {
+        const max = Math.max(1, Math.floor(r.size / 64));
+        const entries = await v.readdir(r.fh!, r.off, max);
+        const attrs = new Float64Array(entries.length * 15);
+        entries.forEach((e, i) => {
+          if (e.attr) attrs.set(this.entry(e.attr), i * 15);
+          else attrs.set([e.ino, e.mode], i * 15); // "." and "..": no attributes, no lookup
+        });
+        b.replyReaddirplus(r.req, r.size, entries.map((e) => e.name), attrs, new Float64Array(entries.map((e) => e.next)));
         return;
       }
       case 'releasedir': v.releasedir(r.fh!); return b.replyErr(r.req, 0);

@@ -39,6 +39,17 @@ export interface FuseRequest {
   mtimeMs?: number;
   data?: Buffer;
   forgets?: number[];
+  /** The lock owner of the request's file (hex), set whenever a file handle is. */
+  lockOwner?: string;
+  flockRelease?: number;
+  lockType?: 'read' | 'write' | 'unlock';
+  lockStart?: number;
+  /** Inclusive; -1 means to the end of the file. */
+  lockEnd?: number;
+  lockPid?: number;
+  sleep?: number;
+  /** setlk/flock: this request's id; interrupt: the id of the request it cancels. */
+  unique?: string;
 }
 
 export interface FuseBinding {
@@ -57,6 +68,8 @@ export interface FuseBinding {
   replyReadlink(req: NativeReq, target: string): void;
   replyStatfs(req: NativeReq, st: Float64Array): void;
   replyReaddir(req: NativeReq, size: number, names: string[], inos: Float64Array, modes: Float64Array, offs: Float64Array): number;
+  replyReaddirplus(req: NativeReq, size: number, names: string[], entries: Float64Array, offs: Float64Array): number;
+  replyLock(req: NativeReq, type: 'read' | 'write' | 'unlock', start: number, end: number, pid: number): void;
   notifyInvalInode(session: NativeSession, ino: number, off: number, len: number): number;
   notifyInvalEntry(session: NativeSession, parent: number, name: string): number;
 }

@@ -10,9 +10,9 @@ import {
   NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
 } from '../../errors.js';
 import {
-  ROOT_INO, S_IFDIR, S_IFMT, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
+  ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
-  type NewNode, type ReadOptions, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
+  type LookupOptions, type NewNode, type ReadOptions, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
 import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
@@ -32,7 +32,14 @@ function toAttr(r: Row): Attr {
     ino: Number(r.ino), mode: Number(r.mode), uid: Number(r.uid), gid: Number(r.gid), size: Number(r.size),
     nlink: Number(r.nlink), rdev: Number(r.rdev), atimeMs: Number(r.atime_ms), mtimeMs: Number(r.mtime_ms),
     ctimeMs: Number(r.ctime_ms), crtimeMs: Number(r.crtime_ms), version: Number(r.csn_from),
+    ...(r.has_xattrs === undefined ? {} : { hasXattrs: Number(r.has_xattrs) !== 0 }),
   };
+}
+
+/** A column telling whether the inode (alias `i`) has extended attributes, as `has_xattrs`. */
+function xattrFlag(options: ReadOptions | undefined): { sql: string; params: SqlValue[] } {
+  const v = visible(options, 'x.');
+  return { sql: `EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = i.ino AND ${v.sql}) AS has_xattrs`, params: v.params };
 }
 
 /** Visibility of versioned rows: live, or as of a CSN. `p` prefixes the columns (table alias). */
@@ -197,18 +204,26 @@ export class SqlMetaEngine implements MetaEngine {
 
   async getAttr(ino: number, options?: ReadOptions): Promise<Attr> {
     const v = visible(options);
-    const r = await this.db.get(`SELECT ${INODE_COLS} FROM inodes WHERE ino = ? AND ${v.sql}`, [checkInt(ino, 'ino', 1), ...v.params]);
+    const x = xattrFlag(options);
+    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql} FROM inodes i WHERE i.ino = ? AND ${visible(options, 'i.').sql}`,
+      [...x.params, checkInt(ino, 'ino', 1), ...v.params]);
     if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
     return toAttr(r);
   }
 
-  async lookup(parent: number, hash: Buffer, options?: ReadOptions): Promise<Attr> {
+  async lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }> {
     const v = visible(options, 'd.');
     const vi = visible(options, 'i.');
-    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}
+    const x = xattrFlag(options);
+    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql}
       FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
-      WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
-    if (r) return toAttr(r);
+      WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...x.params, ...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
+    if (r) {
+      const a = toAttr(r);
+      const want = options?.blocks === undefined ? 0 : Math.min(checkInt(options.blocks, 'blocks'), 64);
+      if (want === 0 || (a.mode & S_IFMT) !== S_IFREG || a.size === 0) return a;
+      return { ...a, blocks: await this.getBlocks(a.ino, 0, want, options) };
+    }
     const dir = await this.getAttr(parent, options);
     if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
     throw new NoEntryError('no such entry');
@@ -223,9 +238,10 @@ export class SqlMetaEngine implements MetaEngine {
     let rows: Row[];
     if (options.plus) {
       const vi = visible(options, 'i.');
-      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}
+      const x = xattrFlag(options);
+      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql}
         FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
-        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...vi.params, parent, ...v.params, after, limit + 1]);
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, parent, ...v.params, after, limit + 1]);
     } else {
       rows = await this.db.all(`SELECT d.hash, d.name_enc, d.ino, d.mode AS dmode FROM dentries d
         WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, limit + 1]);

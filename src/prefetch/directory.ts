@@ -1,0 +1,113 @@
+/**
+ * Per-directory prediction: files opened one after another in name order (frame sequences,
+ * render outputs, numbered chunks) bring the next files in ahead of time.
+ *
+ * Promises: once two files of a directory were opened in a row in name order, each open
+ * queues the files that follow it, up to `budgetBytes` ahead (and `maxFiles`), through the
+ * prefetcher's shared in-flight budget; an open that breaks the order stops the prediction
+ * and drops the queued guesses. The listing comes from the lister (which also warms the
+ * attribute and name caches, so the next lookups need no round trip) and is re-read when
+ * older than `listingTtlMs`.
+ */
+import type { Prefetcher } from './prefetcher.js';
+
+export interface ListedFile {
+  name: string;
+  ino: number;
+  size: number;
+  /** Regular file: only those are predicted. */
+  regular: boolean;
+}
+
+export interface DirectoryLister {
+  list(parent: number): Promise<ListedFile[]>;
+}
+
+export interface DirectoryPredictorOptions {
+  blockSize: number;
+  budgetBytes?: number;
+  maxFiles?: number;
+  listingTtlMs?: number;
+}
+
+interface DirState {
+  last?: string;
+  streak: number;
+  listing?: { at: number; files: ListedFile[]; index: Map<string, number> };
+  loading?: Promise<void>;
+  predicted: Set<number>;
+}
+
+export class DirectoryPredictor {
+  private readonly dirs = new Map<number, DirState>();
+  private readonly budget: number;
+  private readonly maxFiles: number;
+  private readonly ttl: number;
+  predictedFiles = 0;
+
+  constructor(private readonly lister: DirectoryLister, private readonly prefetcher: Prefetcher, private readonly options: DirectoryPredictorOptions) {
+    this.budget = options.budgetBytes ?? 64 * 1024 * 1024;
+    this.maxFiles = options.maxFiles ?? 16;
+    this.ttl = options.listingTtlMs ?? 1000;
+  }
+
+  /** A file `name` (inode `ino`) of directory `parent` was opened for reading. */
+  async onOpen(parent: number, name: string, ino: number): Promise<void> {
+    let d = this.dirs.get(parent);
+    if (!d) {
+      if (this.dirs.size >= 1024) this.dirs.delete(this.dirs.keys().next().value!);
+      d = { streak: 0, predicted: new Set() };
+      this.dirs.set(parent, d);
+    }
+    const prev = d.last;
+    d.last = name;
+    d.predicted.delete(ino);
+    if (prev === undefined || name <= prev) return this.reset(d);
+    await this.listing(parent, d);
+    const l = d.listing!;
+    const at = l.index.get(name);
+    if (at === undefined || l.index.get(prev) !== at - 1) {
+      // Not the next name: maybe the listing is old; one fresh look before giving up.
+      if (Date.now() - l.at > 100) {
+        d.listing = undefined;
+        await this.listing(parent, d);
+      }
+      const fresh = d.listing!;
+      const i = fresh.index.get(name);
+      if (i === undefined || fresh.index.get(prev) !== i - 1) return this.reset(d);
+    }
+    d.streak++;
+    const files = d.listing!.files;
+    const from = d.listing!.index.get(name)! + 1;
+    let bytes = 0;
+    for (let i = from, n = 0; i < files.length && n < this.maxFiles && bytes < this.budget; i++) {
+      const f = files[i];
+      if (!f.regular || f.size === 0) continue;
+      n++;
+      bytes += f.size;
+      if (d.predicted.has(f.ino)) continue;
+      d.predicted.add(f.ino);
+      const blocks = Math.ceil(Math.min(f.size, this.budget) / this.options.blockSize);
+      if (this.prefetcher.prefetchFile(f.ino, blocks) > 0) this.predictedFiles++;
+    }
+  }
+
+  private reset(d: DirState): void {
+    d.streak = 0;
+    for (const ino of d.predicted) this.prefetcher.forgetFile(ino);
+    d.predicted.clear();
+  }
+
+  private async listing(parent: number, d: DirState): Promise<void> {
+    if (d.listing && Date.now() - d.listing.at < this.ttl) return;
+    d.loading ??= (async () => {
+      try {
+        const files = (await this.lister.list(parent)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        d.listing = { at: Date.now(), files, index: new Map(files.map((f, i) => [f.name, i])) };
+      } finally {
+        d.loading = undefined;
+      }
+    })();
+    await d.loading;
+  }
+}

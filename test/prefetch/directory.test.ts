@@ -1,0 +1,60 @@
+/**
+ * Per-directory prediction: opening files in name order brings the next files in (within
+ * the byte budget), an open out of order stops it, and a file opened again restarts nothing.
+ */
+import t from 'tap';
+import { Prefetcher, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
+import { DirectoryPredictor, type ListedFile } from '../../src/prefetch/directory.js';
+
+const BS = 1024 * 1024;
+
+function setup(files: ListedFile[], budgetBytes = 64 * BS) {
+  const loads: string[] = [];
+  const loader: PrefetchLoader = { isCached: () => false, load: async (ino, idx) => { loads.push(`${ino}:${idx}`); } };
+  const prefetcher = new Prefetcher(loader, { blockSize: BS, maxInflight: 1000 });
+  let listings = 0;
+  const predictor = new DirectoryPredictor({ list: async () => { listings++; return files.slice().reverse(); } }, prefetcher, { blockSize: BS, budgetBytes });
+  return { loads, predictor, listings: () => listings };
+}
+
+const frames = (n: number, size = 2 * BS): ListedFile[] =>
+  Array.from({ length: n }, (_, i) => ({ name: `f${String(i).padStart(4, '0')}.exr`, ino: 100 + i, size, regular: true }));
+
+t.test('two files in name order predict the next ones, up to the budget', async (t) => {
+  const s = setup(frames(20), 6 * BS);
+  await s.predictor.onOpen(1, 'f0000.exr', 100);
+  t.same(s.loads, [], 'one open predicts nothing');
+  await s.predictor.onOpen(1, 'f0001.exr', 101);
+  t.same(s.loads.sort(), ['102:0', '102:1', '103:0', '103:1', '104:0', '104:1'], 'the next three 2 MiB files fill a 6 MiB budget');
+  await s.predictor.onOpen(1, 'f0002.exr', 102);
+  t.ok(s.loads.includes('105:0') && !s.loads.includes('106:0'), 'each open slides the window by one file');
+  t.equal(s.predictor.predictedFiles, 4);
+});
+
+t.test('an open out of name order stops the prediction', async (t) => {
+  const s = setup(frames(20), 4 * BS);
+  await s.predictor.onOpen(1, 'f0000.exr', 100);
+  await s.predictor.onOpen(1, 'f0001.exr', 101);
+  const before = s.loads.length;
+  await s.predictor.onOpen(1, 'f0009.exr', 109);
+  t.equal(s.loads.length, before, 'a skip predicts nothing');
+  await s.predictor.onOpen(1, 'f0003.exr', 103);
+  t.equal(s.loads.length, before, 'going backwards predicts nothing');
+  await s.predictor.onOpen(2, 'a', 1);
+  t.equal(s.loads.length, before, 'another directory has its own state');
+});
+
+t.test('folders and empty files are skipped', async (t) => {
+  const files: ListedFile[] = [
+    { name: 'a', ino: 1, size: BS, regular: true },
+    { name: 'b', ino: 2, size: BS, regular: true },
+    { name: 'c', ino: 3, size: 0, regular: true },
+    { name: 'd', ino: 4, size: 0, regular: false },
+    { name: 'e', ino: 5, size: BS, regular: true },
+  ];
+  const s = setup(files);
+  await s.predictor.onOpen(9, 'a', 1);
+  await s.predictor.onOpen(9, 'b', 2);
+  t.same(s.loads, ['5:0']);
+  t.equal(s.listings(), 1, 'one listing served both opens');
+});
