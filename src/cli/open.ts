@@ -3,6 +3,7 @@
  * metrics and retry; a --db value becomes an engine over its driver.
  */
 import { SqliteDriver } from '../meta/sql/sqlite.js';
+import { PostgresDriver } from '../meta/sql/postgres.js';
 import { SqlMetaEngine } from '../meta/sql/engine.js';
 import { UsageError } from '../errors.js';
 import { MeteredStore } from '../store/metrics.js';
@@ -22,7 +23,13 @@ export async function openEngine(db: string, init: { filespaceId: string; blockS
     return SqlMetaEngine.open(await SqliteDriver.open(file), init);
   }
   if (db.startsWith('postgres://') || db.startsWith('postgresql://')) {
-    throw new UsageError('the PostgreSQL engine is not available in this build yet: use --db sqlite:PATH');
+    const driver = await PostgresDriver.open(db);
+    try {
+      return await SqlMetaEngine.open(driver, init);
+    } catch (e) {
+      await driver.close().catch(() => {});
+      throw e;
+    }
   }
-  throw new UsageError(`--db "${db}" is not understood: use sqlite:PATH`);
+  throw new UsageError(`--db "${db}" is not understood: use sqlite:PATH or postgres://USER@HOST/DATABASE`);
 }

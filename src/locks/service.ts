@@ -1,115 +1,113 @@
 /**
- * The service's side of distributed locks: one lock table for the filespace, owners named
- * "<client id>:<kernel lock owner>", and a lease per client. A client renews its lease with
- * every lock call and a heartbeat; one that stays silent for `leaseMs` (crashed, cut off)
- * loses all its locks. Every change to the locks on an inode is announced to `onChange`
- * listeners (the change feed pushes it to every client, which wakes their waiters).
+ * The service's side of distributed locks: owners named "<client id>:<kernel lock owner>",
+ * and a lease per client. A client renews its lease with every lock call and a heartbeat; one
+ * that stays silent for `leaseMs` (crashed, cut off) loses all its locks, whichever service
+ * instance notices first. Locks and leases live in the metadata database (SqlLockStore), so
+ * every instance over one PostgreSQL database serves the same locks; every change is
+ * announced to `onChange` listeners (the change feed pushes it to every client, which wakes
+ * their waiters and switches the file's consistency mode).
  *
  * Promises: a request never waits here (blocking is the client's loop, woken by the push);
- * requests from a client whose lease expired start a fresh lease (its old locks are gone).
+ * malformed requests are InvalidArgumentError and change nothing.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { LocalLocks } from './local.js';
+import type { LockChange, SqlLockStore } from './store.js';
 import type { HeldLock, LockKind, LockRange } from './types.js';
-
-export interface LockChange {
-  ino: number;
-  locked: boolean;
-}
 
 const CLIENT_RE = /^[0-9a-f]{16,64}$/;
 
 function checkRange(r: LockRange): LockRange {
-  const ok = r && (r.kind === 'posix' || r.kind === 'flock') && ['read', 'write', 'unlock'].includes(r.type)
+  const ok = r && typeof r === 'object' && (r.kind === 'posix' || r.kind === 'flock') && ['read', 'write', 'unlock'].includes(r.type)
     && Number.isSafeInteger(r.start) && r.start >= 0 && Number.isSafeInteger(r.end) && r.end >= -1 && (r.end === -1 || r.end >= r.start)
     && Number.isSafeInteger(r.pid);
   if (!ok) throw new InvalidArgumentError('malformed lock range');
   return { kind: r.kind, type: r.type, start: r.start, end: r.end, pid: r.pid };
 }
 
-function checkIno(ino: number): number {
-  if (!Number.isSafeInteger(ino) || ino < 1) throw new InvalidArgumentError('bad inode');
-  return ino;
+function checkIno(ino: unknown): number {
+  if (!Number.isSafeInteger(ino) || (ino as number) < 1) throw new InvalidArgumentError('bad inode');
+  return ino as number;
+}
+
+function checkClient(client: unknown): string {
+  if (typeof client !== 'string' || !CLIENT_RE.test(client)) throw new InvalidArgumentError('bad client id');
+  return client;
+}
+
+function checkOwner(owner: unknown): string {
+  if (typeof owner !== 'string' || owner.length === 0 || owner.length > 64) throw new InvalidArgumentError('bad lock owner');
+  return owner;
 }
 
 export class LockService {
-  private readonly locks = new LocalLocks();
-  private readonly leases = new Map<string, number>();
-  private readonly listeners = new Set<(c: LockChange) => void>();
   private readonly timer: NodeJS.Timeout;
+  private sweeping = false;
 
-  constructor(readonly leaseMs = 15_000, private readonly log?: (line: string) => void) {
-    this.timer = setInterval(() => this.expire(), Math.max(250, Math.min(1000, leaseMs / 4)));
+  constructor(private readonly store: SqlLockStore, readonly leaseMs = 15_000, private readonly log?: (line: string) => void) {
+    this.timer = setInterval(() => void this.expire(), Math.max(250, Math.min(1000, leaseMs / 4)));
     this.timer.unref();
   }
 
   onChange(listener: (c: LockChange) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.store.onChange(listener);
   }
 
   /** Inodes on which some client holds a lock now. */
-  lockedInodes(): number[] {
-    return this.locks.table.lockedInodes();
+  lockedInodes(): Promise<number[]> {
+    return this.store.lockedInodes();
   }
 
-  renew(client: string): void {
-    if (!CLIENT_RE.test(String(client))) throw new InvalidArgumentError('bad client id');
-    this.leases.set(client, Date.now() + this.leaseMs);
+  async renew(client: string): Promise<void> {
+    await this.store.renew(checkClient(client), Date.now() + this.leaseMs);
   }
 
-  test(client: string, ino: number, owner: string, want: LockRange): HeldLock | null {
-    this.renew(client);
-    return this.locks.table.conflict(checkIno(ino), `${client}:${String(owner)}`, checkRange(want)) ?? null;
+  async test(client: string, ino: number, owner: string, want: LockRange): Promise<HeldLock | null> {
+    await this.renew(client);
+    const o = `${client}:${checkOwner(owner)}`;
+    const r = checkRange(want);
+    return this.store.withInode(checkIno(ino), (table) => ({ result: table.conflict(ino, o, r) ?? null, changed: false }));
   }
 
   /** Applies a request; returns the conflicting lock (nothing changed) or null. */
-  set(client: string, ino: number, owner: string, want: LockRange): HeldLock | null {
-    this.renew(client);
-    checkIno(ino);
-    const was = this.locks.isLocked(ino);
-    const hit = this.locks.table.apply(ino, `${client}:${String(owner)}`, checkRange(want));
-    if (!hit) this.changed(ino, was);
-    return hit ?? null;
+  async set(client: string, ino: number, owner: string, want: LockRange): Promise<HeldLock | null> {
+    await this.renew(client);
+    const o = `${client}:${checkOwner(owner)}`;
+    const r = checkRange(want);
+    return this.store.withInode(checkIno(ino), (table) => {
+      const hit = table.apply(ino, o, r);
+      return { result: hit ?? null, changed: !hit };
+    });
   }
 
-  release(client: string, ino: number, owner: string, kind: LockKind): void {
-    this.renew(client);
-    checkIno(ino);
+  async release(client: string, ino: number, owner: string, kind: LockKind): Promise<void> {
+    await this.renew(client);
     if (kind !== 'posix' && kind !== 'flock') throw new InvalidArgumentError('bad lock kind');
-    const was = this.locks.isLocked(ino);
-    if (this.locks.table.release(`${client}:${String(owner)}`, kind, ino).length) this.changed(ino, was);
+    const o = `${client}:${checkOwner(owner)}`;
+    await this.store.withInode(checkIno(ino), (table) => ({ result: undefined, changed: table.release(o, kind, ino).length > 0 }));
   }
 
   /** A client said goodbye (clean unmount): its locks go now. */
-  drop(client: string): void {
-    this.leases.delete(client);
-    this.dropLocksOf(client);
+  async drop(client: string): Promise<void> {
+    await this.store.dropClient(checkClient(client));
   }
 
   close(): void {
     clearInterval(this.timer);
   }
 
-  private expire(): void {
-    const now = Date.now();
-    for (const [client, until] of this.leases) {
-      if (until > now) continue;
-      this.leases.delete(client);
-      const n = this.dropLocksOf(client);
-      if (n > 0) this.log?.(`client ${client.slice(0, 8)} missed its lease: ${n} locked inode(s) released`);
+  private async expire(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      for (const client of await this.store.expired(now)) {
+        const n = await this.store.dropClient(client, now);
+        if (n.length > 0) this.log?.(`client ${client.slice(0, 8)} missed its lease: ${n.length} locked inode(s) released`);
+      }
+    } catch (e) {
+      this.log?.(`lock lease sweep failed: ${(e as Error).message}`);
+    } finally {
+      this.sweeping = false;
     }
-  }
-
-  private dropLocksOf(client: string): number {
-    const before = new Set(this.locks.table.lockedInodes());
-    const touched = this.locks.releaseWhere((owner) => owner.startsWith(`${client}:`));
-    for (const ino of touched) this.changed(ino, before.has(ino));
-    return touched.length;
-  }
-
-  private changed(ino: number, _was: boolean): void {
-    const c = { ino, locked: this.locks.isLocked(ino) };
-    for (const l of this.listeners) l(c);
   }
 }

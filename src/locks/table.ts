@@ -101,6 +101,12 @@ export class LockTable {
     return touched;
   }
 
+  /** Replaces the locks of `ino` (a table loaded from the database). */
+  load(ino: number, locks: HeldLock[]): void {
+    if (locks.length) this.byIno.set(ino, locks.map((l) => ({ ...l })));
+    else this.byIno.delete(ino);
+  }
+
   locksOn(ino: number): HeldLock[] {
     return [...(this.byIno.get(ino) ?? [])];
   }

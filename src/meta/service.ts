@@ -21,12 +21,13 @@ import { META_METHODS, type MetaEngine, type MetaMethod } from './types.js';
 import type { CommitEvent } from './sql/engine.js';
 import { decodeWire, encodeWire, statusOf } from './wire.js';
 import { LockService } from '../locks/service.js';
+import type { SqlLockStore } from '../locks/store.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const METHODS = new Set<string>(META_METHODS);
 
 export interface ServiceOptions {
-  engine: MetaEngine & { onCommit(listener: (e: CommitEvent) => void): () => void };
+  engine: MetaEngine & { onCommit(listener: (e: CommitEvent) => void): () => void; lockStore(): Promise<SqlLockStore> };
   /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf). */
   verifiers: string[];
   tls?: { cert: Buffer; key: Buffer };
@@ -51,18 +52,19 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     return verifiers.some((x) => x.length === v.length && timingSafeEqual(x, v));
   };
 
-  const locks = new LockService(options.lockLeaseMs, options.log);
+  const lockStore = await options.engine.lockStore();
+  const locks = new LockService(lockStore, options.lockLeaseMs, options.log);
   const LOCK_CALLS = new Set(['test', 'set', 'release', 'renew', 'drop']);
 
   /** POST /v1/locks/<call> {client, ino, owner, range | kind}: answered at once, never waits. */
-  const lockCall = (call: string, a: Record<string, unknown>): unknown => {
-    const client = String(a.client ?? '');
+  const lockCall = async (call: string, a: Record<string, unknown>): Promise<unknown> => {
+    const client = a.client as string;
     switch (call) {
-      case 'test': return { conflict: locks.test(client, Number(a.ino), String(a.owner), a.range as never) };
-      case 'set': return { conflict: locks.set(client, Number(a.ino), String(a.owner), a.range as never) };
-      case 'release': locks.release(client, Number(a.ino), String(a.owner), a.kind as never); return {};
-      case 'renew': locks.renew(client); return { leaseMs: locks.leaseMs };
-      default: locks.drop(client); return {};
+      case 'test': return { conflict: await locks.test(client, a.ino as number, a.owner as string, a.range as never) };
+      case 'set': return { conflict: await locks.set(client, a.ino as number, a.owner as string, a.range as never) };
+      case 'release': await locks.release(client, a.ino as number, a.owner as string, a.kind as never); return {};
+      case 'renew': await locks.renew(client); return { leaseMs: locks.leaseMs };
+      default: await locks.drop(client); return {};
     }
   };
 
@@ -90,7 +92,15 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
         return reply(res, new InvalidArgumentError('request body is not valid JSON'));
       }
       if (!a || typeof a !== 'object' || Array.isArray(a)) return reply(res, new InvalidArgumentError('request body must be a JSON object'));
-      return replyRaw(res, 200, { result: lockCall(lock[1], a as Record<string, unknown>) });
+      let result: unknown;
+      try {
+        result = await lockCall(lock[1], a as Record<string, unknown>);
+      } catch (e) {
+        if (e instanceof LucidError) return reply(res, e);
+        options.log?.(`internal error in lock ${lock[1]}: ${(e as Error)?.stack ?? e}`);
+        return reply(res, new InternalError('internal service error'));
+      }
+      return replyRaw(res, 200, { result });
     }
     const rpc = /^\/v1\/rpc\/([A-Za-z]+)$/.exec(url.pathname);
     if (!rpc) return replyRaw(res, 404, { error: { code: 'InvalidArgument', message: `no such endpoint ${url.pathname}` } });
@@ -166,7 +176,8 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
       }
       for (const e of pending) send(e);
       live = true;
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'locks', locked: locks.lockedInodes() }));
+      const locked = await locks.lockedInodes();
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'locks', locked }));
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'ready', csn: last }));
     } catch {
       ws.close(1011, 'feed failed');
@@ -185,6 +196,7 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     url: `${options.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: async () => {
       locks.close();
+      lockStore.close();
       for (const ws of sockets) ws.terminate();
       wss.close();
       server.closeAllConnections?.();

@@ -41,7 +41,14 @@ export async function startS3rver(buckets = ['lucid-test']): Promise<S3Server> {
     endpoint: `http://127.0.0.1:${port}`,
     bucket: buckets[0],
     close: async () => {
-      await stopChild(child);
+      // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
       tmp.remove();
     },
   };
@@ -104,7 +111,83 @@ export async function startAzurite(container = 'lucid-test'): Promise<AzuriteSer
     connectionString,
     container,
     close: async () => {
-      await stopChild(child);
+      // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      tmp.remove();
+    },
+  };
+}
+
+export interface PostgresServer {
+  /** postgres://postgres@127.0.0.1:PORT/ (add a database name). */
+  url: string;
+  /** Creates a fresh, empty database and returns its URL. */
+  createDatabase(name?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+let dbCounter = 0;
+
+/**
+ * Starts a private PostgreSQL server from Debian's packages (postgresql) in a temp dir, as
+ * the `postgres` user when running as root. fsync is off: these tests are about behaviour,
+ * not the database's own durability.
+ */
+export async function startPostgres(): Promise<PostgresServer> {
+  const { existsSync, readdirSync, chownSync } = await import('node:fs');
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
+  const bin = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((d) => existsSync(`${d}/postgres`));
+  if (!bin) throw new Error('PostgreSQL is not installed (apt-get install postgresql)');
+  const tmp = tempDir('lucid-pg-');
+  const data = path.join(tmp.dir, 'data');
+  const asRoot = process.getuid?.() === 0;
+  let uid = process.getuid?.() ?? 0;
+  let gid = process.getgid?.() ?? 0;
+  if (asRoot) {
+    const { execFileSync } = await import('node:child_process');
+    uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+    gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+    chownSync(tmp.dir, uid, gid);
+  }
+  // As root, the server runs as the postgres user (it refuses root), spawned directly so
+  // signals reach it.
+  const ids = asRoot ? { uid, gid, cwd: tmp.dir } : {};
+  await new Promise<void>((resolve, reject) => {
+    const c = spawn(`${bin}/initdb`, ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { stdio: ['ignore', 'ignore', 'pipe'], ...ids });
+    let err = '';
+    c.stderr!.on('data', (d) => { err += d; });
+    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`initdb failed: ${err}`))));
+  });
+  const port = await freePort();
+  const child = spawn(`${bin}/postgres`, ['-D', data, '-p', String(port), '-k', tmp.dir, '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'], { stdio: ['ignore', 'pipe', 'pipe'], ...ids });
+  await waitForOutput(child, /(database system is ready to accept connections)/, 'postgres');
+  const url = `postgres://postgres@127.0.0.1:${port}/`;
+  const pg = (await import('pg')).default;
+  return {
+    url,
+    createDatabase: async (name = `lucid_${process.pid}_${++dbCounter}`) => {
+      const c = new pg.Client({ connectionString: `${url}postgres` });
+      await c.connect();
+      await c.query(`CREATE DATABASE ${name}`);
+      await c.end();
+      return `${url}${name}`;
+    },
+    close: async () => {
+      // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
       tmp.remove();
     },
   };

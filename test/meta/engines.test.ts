@@ -6,7 +6,8 @@ import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { startService } from '../../src/meta/service.js';
 import { MetaClient } from '../../src/meta/client.js';
 import { serviceVerifierOf } from '../../src/crypto/keys.js';
-import { tempDir } from '../helpers/servers.js';
+import { startPostgres, tempDir } from '../helpers/servers.js';
+import { PostgresDriver } from '../../src/meta/sql/postgres.js';
 import { BLOCK, metaConformance } from './conformance.js';
 
 const FILESPACE = 'f'.repeat(32);
@@ -24,4 +25,23 @@ metaConformance(t, 'service over HTTP (sqlite)', async () => {
   const service = await startService({ engine, verifiers: [serviceVerifierOf(token)] });
   const client = new MetaClient(service.url, token);
   return { engine: client, close: async () => { await client.close(); await service.close(); await engine.close(); tmp.remove(); } };
+});
+
+// PostgreSQL: the same suite, then through the service, on a private server.
+const pgServer = startPostgres();
+t.teardown(async () => (await pgServer).close());
+
+metaConformance(t, 'postgres', async () => {
+  const url = await (await pgServer).createDatabase();
+  const engine = await SqlMetaEngine.open(await PostgresDriver.open(url), { filespaceId: FILESPACE, blockSize: BLOCK });
+  return { engine, close: async () => { await engine.close(); } };
+});
+
+metaConformance(t, 'service over HTTP (postgres)', async () => {
+  const url = await (await pgServer).createDatabase();
+  const engine = await SqlMetaEngine.open(await PostgresDriver.open(url), { filespaceId: FILESPACE, blockSize: BLOCK });
+  const token = 'cd'.repeat(32);
+  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)] });
+  const client = new MetaClient(service.url, token);
+  return { engine: client, close: async () => { await client.close(); await service.close(); await engine.close(); } };
 });

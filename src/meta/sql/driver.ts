@@ -16,6 +16,14 @@ export interface SqlRunner {
 
 export interface SqlDriver extends SqlRunner {
   readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * True when other processes may use the same database (PostgreSQL): changes are then
+   * announced with `notify` inside the transaction and heard through `listen`, by every
+   * instance in commit order. False (SQLite): one process; callers announce locally.
+   */
+  readonly shared: boolean;
+  notify?(tx: SqlRunner, channel: string, payload: string): Promise<void>;
+  listen?(channel: string, handler: (payload: string) => void): Promise<() => void>;
   /** Runs `fn` in one transaction: committed if it resolves, rolled back if it throws. */
   transaction<T>(fn: (tx: SqlRunner) => Promise<T>): Promise<T>;
   close(): Promise<void>;

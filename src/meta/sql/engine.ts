@@ -14,6 +14,7 @@ import {
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
   type LookupOptions, type NewNode, type ReadOptions, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
+import { SqlLockStore } from '../../locks/store.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
 import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
 
@@ -150,6 +151,9 @@ class Mutation {
   }
 }
 
+/** The NOTIFY channel on which every instance over one database announces commits. */
+const COMMIT_CHANNEL = 'lucid_commits';
+
 export class SqlMetaEngine implements MetaEngine {
   private readonly listeners = new Set<(e: CommitEvent) => void>();
 
@@ -160,10 +164,12 @@ export class SqlMetaEngine implements MetaEngine {
    * A database that belongs to another filespace is refused.
    */
   static async open(db: SqlDriver, init: { filespaceId: string; blockSize: number; rootUid?: number; rootGid?: number }): Promise<SqlMetaEngine> {
-    for (const stmt of dialectSql(SCHEMA, db.dialect).split(';').map((s) => s.trim()).filter(Boolean)) {
-      await db.run(stmt);
-    }
     await db.transaction(async (tx) => {
+      // Instances starting together over one PostgreSQL database format it once.
+      if (db.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(7410)');
+      for (const stmt of dialectSql(SCHEMA, db.dialect).split(';').map((s) => s.trim()).filter(Boolean)) {
+        await tx.run(stmt);
+      }
       const rows = await tx.all('SELECT name, value FROM settings');
       const settings = new Map(rows.map((r) => [String(r.name), String(r.value)]));
       if (settings.size > 0) {
@@ -187,7 +193,33 @@ export class SqlMetaEngine implements MetaEngine {
       await tx.run('INSERT INTO changes (csn, ino) VALUES (1, ?)', [ROOT_INO]);
     });
     const row = await db.get("SELECT value FROM settings WHERE name = 'block_size'");
-    return new SqlMetaEngine(db, init.filespaceId, Number(row!.value));
+    const engine = new SqlMetaEngine(db, init.filespaceId, Number(row!.value));
+    if (db.shared && db.listen) engine.unlisten = await db.listen(COMMIT_CHANNEL, (p) => engine.heard(p));
+    return engine;
+  }
+
+  private unlisten?: () => void;
+  private heardQueue: Promise<void> = Promise.resolve();
+
+  /** A commit announced through the database (any instance, this one too), in commit order. */
+  private heard(payload: string): void {
+    this.heardQueue = this.heardQueue.then(async () => {
+      const e = JSON.parse(payload) as CommitEvent & { more?: boolean };
+      if (e.more) {
+        // Too many inodes for one notification: read them back.
+        const page = await this.changesSince(e.csn - 1, 1);
+        const c = page.commits.find((x) => x.csn === e.csn);
+        if (c) e.inos = c.inos;
+      }
+      for (const l of this.listeners) l({ csn: e.csn, timeMs: e.timeMs, inos: e.inos });
+    }).catch(() => {});
+  }
+
+  /** The lock tables of this database, for the service (src/locks/store.ts). */
+  async lockStore(): Promise<SqlLockStore> {
+    const store = new SqlLockStore(this.db);
+    await store.start();
+    return store;
   }
 
   /** Called after each commit, in CSN order: the service's push channel listens here. */
@@ -490,6 +522,8 @@ export class SqlMetaEngine implements MetaEngine {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.unlisten?.();
+    await this.heardQueue;
     await this.db.close();
   }
 
@@ -528,9 +562,14 @@ export class SqlMetaEngine implements MetaEngine {
       await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
       for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
       event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
+      if (this.db.shared && this.db.notify) {
+        const text = JSON.stringify(event);
+        // NOTIFY payloads stay under 8000 bytes: a big commit announces only its CSN.
+        await this.db.notify(tx, COMMIT_CHANNEL, text.length < 7000 ? text : JSON.stringify({ csn: event.csn, timeMs: event.timeMs, inos: [], more: true }));
+      }
       return value;
     });
-    for (const l of this.listeners) l(event!);
+    if (!this.db.shared) for (const l of this.listeners) l(event!);
     return result;
   }
 }

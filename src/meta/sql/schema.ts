@@ -35,4 +35,9 @@ CREATE TABLE IF NOT EXISTS xattrs (
 CREATE INDEX IF NOT EXISTS xattrs_live ON xattrs (ino, csn_to, hash);
 CREATE TABLE IF NOT EXISTS commits (csn {int} PRIMARY KEY, time_ms {int} NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (csn {int} NOT NULL, ino {int} NOT NULL, PRIMARY KEY (csn, ino));
+CREATE TABLE IF NOT EXISTS locks (
+  ino {int} NOT NULL, owner TEXT NOT NULL, kind TEXT NOT NULL, type TEXT NOT NULL,
+  start_b {int} NOT NULL, end_b {int} NOT NULL, pid {int} NOT NULL);
+CREATE INDEX IF NOT EXISTS locks_ino ON locks (ino);
+CREATE TABLE IF NOT EXISTS lock_leases (client TEXT PRIMARY KEY, expires_ms {int} NOT NULL);
 `;

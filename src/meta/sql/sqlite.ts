@@ -11,6 +11,7 @@ import type { Row, SqlDriver, SqlRunner, SqlValue } from './driver.js';
 
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
+  readonly shared = false;
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private queue: Promise<unknown> = Promise.resolve();

@@ -1,0 +1,114 @@
+/**
+ * Lock calls and two service instances over one database:
+ * - malformed lock calls get a clean 4xx and take nothing;
+ * - on SQLite (one instance) and on PostgreSQL (two instances over one database): a commit
+ *   made through one instance reaches a feed subscriber of the other (LISTEN/NOTIFY), a
+ *   lock taken through one conflicts through the other, its release is pushed to the
+ *   other's subscribers, and a client that stops renewing loses its locks within the lease.
+ */
+import t from 'tap';
+import path from 'node:path';
+import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
+import { PostgresDriver } from '../../src/meta/sql/postgres.js';
+import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
+import { startService, type RunningService } from '../../src/meta/service.js';
+import { MetaClient, type LockEvent } from '../../src/meta/client.js';
+import { serviceVerifierOf } from '../../src/crypto/keys.js';
+import { ROOT_INO, S_IFREG, type Commit } from '../../src/meta/types.js';
+import { startPostgres, tempDir } from '../helpers/servers.js';
+import { BLOCK, nm } from './conformance.js';
+
+const TOKEN = 'ef'.repeat(32);
+const FILESPACE = 'b'.repeat(32);
+const CLIENT_A = 'a1'.repeat(16);
+const CLIENT_B = 'b2'.repeat(16);
+const range = (type: string, start: number, end: number) => ({ kind: 'posix', type, start, end, pid: 1 });
+
+async function until(check: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
+}
+
+interface Pair { one: RunningService; two: RunningService; close(): Promise<void> }
+
+async function pairOver(open: () => Promise<SqlMetaEngine>, shared: boolean): Promise<Pair> {
+  const e1 = await open();
+  const e2 = shared ? await open() : e1;
+  const one = await startService({ engine: e1, verifiers: [serviceVerifierOf(TOKEN)], lockLeaseMs: 1000 });
+  const two = shared ? await startService({ engine: e2, verifiers: [serviceVerifierOf(TOKEN)], lockLeaseMs: 1000 }) : one;
+  return {
+    one, two,
+    close: async () => {
+      await one.close();
+      if (shared) await two.close();
+      await e1.close();
+      if (shared) await e2.close();
+    },
+  };
+}
+
+function suite(name: string, make: () => Promise<Pair>): void {
+  t.test(name, async (t) => {
+    const pair = await make();
+    t.teardown(() => pair.close());
+    const c1 = new MetaClient(pair.one.url, TOKEN);
+    const c2 = new MetaClient(pair.two.url, TOKEN);
+    t.teardown(async () => { await c1.close(); await c2.close(); });
+
+    const commits: Commit[] = [];
+    const lockEvents: LockEvent[] = [];
+    let ready = false;
+    const feed = c2.subscribe((await c2.info()).csn, (c) => commits.push(c), () => { ready = true; }, (e) => lockEvents.push(e));
+    t.teardown(() => feed.close());
+    t.ok(await until(() => ready), 'the feed on instance two is up');
+
+    const made = await c1.create(ROOT_INO, nm('shared.txt'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
+    t.ok(await until(() => commits.some((c) => c.inos.includes(made.ino))), 'a commit through instance one reaches the feed of instance two');
+
+    t.same(await c1.lockCall('set', { client: CLIENT_A, ino: made.ino, owner: 'p1', range: range('write', 0, 99) }), { conflict: null }, 'A locks 0-99 through one');
+    t.ok(await until(() => lockEvents.some((e) => 'ino' in e && e.ino === made.ino && e.locked)), 'the lock is pushed to two’s subscribers');
+    const refused = await c2.lockCall<{ conflict: { start: number; end: number; type: string } | null }>('set', { client: CLIENT_B, ino: made.ino, owner: 'p9', range: range('read', 50, 60) });
+    t.match(refused.conflict, { start: 0, end: 99, type: 'write' }, 'B is refused through two');
+    t.same(await c2.lockCall('set', { client: CLIENT_B, ino: made.ino, owner: 'p9', range: range('write', 100, 199) }), { conflict: null }, 'a disjoint range is granted');
+    await c1.lockCall('release', { client: CLIENT_A, ino: made.ino, owner: 'p1', kind: 'posix' });
+    t.same(await c2.lockCall('set', { client: CLIENT_B, ino: made.ino, owner: 'p9', range: range('write', 0, 99) }), { conflict: null }, 'after the release B gets it');
+
+    // B stops renewing: within the lease (1 s) and a sweep, its locks are gone.
+    lockEvents.length = 0;
+    t.ok(await until(() => lockEvents.some((e) => 'ino' in e && e.ino === made.ino && !e.locked), 4000), 'B’s locks expire with its lease, and the release is pushed');
+    t.same(await c1.lockCall('set', { client: CLIENT_A, ino: made.ino, owner: 'p1', range: range('write', 0, -1) }), { conflict: null }, 'so A can lock the whole file');
+
+    for (const bad of [
+      { client: 'nothex', ino: made.ino, owner: 'x', range: range('write', 0, 1) },
+      { client: CLIENT_A, ino: -1, owner: 'x', range: range('write', 0, 1) },
+      { client: CLIENT_A, ino: made.ino, owner: 'x', range: range('write', 5, 1) },
+      { client: CLIENT_A, ino: made.ino, owner: 'x', range: { kind: 'weird', type: 'write', start: 0, end: 1, pid: 1 } },
+      { client: CLIENT_A, ino: made.ino, owner: '', range: range('write', 0, 1) },
+    ]) {
+      const res = await fetch(`${pair.one.url}/v1/locks/set`, { method: 'POST', body: JSON.stringify(bad), headers: { authorization: `Bearer ${TOKEN}` } });
+      t.equal(res.status, 400, `malformed lock call refused: ${JSON.stringify(bad).slice(0, 60)}`);
+    }
+    for (const body of ['not json', '[1,2]', '"x"']) {
+      const res = await fetch(`${pair.one.url}/v1/locks/set`, { method: 'POST', body, headers: { authorization: `Bearer ${TOKEN}` } });
+      t.equal(res.status, 400, `body ${body} refused`);
+    }
+    t.equal((await fetch(`${pair.one.url}/v1/locks/set`, { method: 'POST', body: '{}' })).status, 401, 'lock calls need the token');
+  });
+}
+
+suite('one instance over SQLite', async () => {
+  const tmp = tempDir();
+  const pair = await pairOver(async () => SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'meta.sqlite')), { filespaceId: FILESPACE, blockSize: BLOCK }), false);
+  return { ...pair, close: async () => { await pair.close(); tmp.remove(); } };
+});
+
+suite('two instances over one PostgreSQL database', async () => {
+  const pg = await startPostgres();
+  const url = await pg.createDatabase();
+  const pair = await pairOver(async () => SqlMetaEngine.open(await PostgresDriver.open(url), { filespaceId: FILESPACE, blockSize: BLOCK }), true);
+  return { ...pair, close: async () => { await pair.close(); await pg.close(); } };
+});
