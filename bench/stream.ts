@@ -282,6 +282,8 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     };
   } finally {
     await run(['unmount', mp, '--force'], env);
+    // BENCH_KEEP_LOGS=dir keeps the agents' logs (with LUCID_TRACE=1: every read and GET timed).
+    if (process.env.BENCH_KEEP_LOGS) await fs.cp(path.join(root.dir, 'home', 'logs'), process.env.BENCH_KEEP_LOGS, { recursive: true }).catch(() => {});
     for (const m of peerMounts) await m.unmount().catch(() => {});
     noop?.kill('SIGTERM');
     serve?.kill('SIGTERM');

@@ -109,6 +109,13 @@ t.test(`on ${engine}`, { timeout: 300_000 }, async (t) => {
     t.ok(replaced >= 0, `B's cached copy was replaced (after ${replaced} ms)`);
     const ls = await within(3000, async () => (await sh(`mkdir -p ${fx.a}/newdir 2>/dev/null; ls ${fx.b}`)).stdout.includes('newdir'));
     t.ok(ls >= 0, 'a folder made on A shows in a listing on B');
+    await sh(`stat ${fx.b}/newdir ${fx.b}/shared.bin > /dev/null`);
+    await sh(`mv ${fx.a}/shared.bin ${fx.a}/newdir/moved.bin && rmdir ${fx.a}/newdir 2>/dev/null; true`);
+    const moved = await within(3000, async () => (await sh(`test ! -e ${fx.b}/shared.bin && cmp -s ${fx.b}/newdir/moved.bin ${fx.work}/v2 && echo y`)).stdout.trim() === 'y');
+    t.ok(moved >= 0, `a rename on A: B's kernel forgets the old name and finds the new one (after ${moved} ms)`);
+    await sh(`rm ${fx.a}/newdir/moved.bin`);
+    const gone = await within(3000, async () => (await sh(`test ! -e ${fx.b}/newdir/moved.bin && echo y`)).stdout.trim() === 'y');
+    t.ok(gone >= 0, `a delete on A is gone on B (after ${gone} ms)`);
   });
 
   t.test('flock and fcntl locks hold across mounts', async (t) => {

@@ -141,11 +141,12 @@ export class Agent {
       vfs = new Vfs(filespace, cache, writeback, {
         log: config.log, locks: remote?.locks, attrTtlMs: config.staleMs,
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
+        invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
       if (remote) {
         // The change feed: other clients' commits drop what this mount (and its kernel) cached.
         const v = vfs;
-        const feed = remote.client.subscribe(remote.csn, (c) => v.onRemoteCommit(c), undefined, (e) => remote!.locks.onEvent(e));
+        const feed = remote.client.subscribe(remote.csn, (c) => v.onRemoteCommit(c), () => v.setFeed(true), (e) => remote!.locks.onEvent(e), () => v.setFeed(false));
         cleanups.push(async () => feed.close());
       }
       for (const r of cache.lost) config.log(`LOST: dirty block ${r.idx} of inode ${r.ino} (${r.length} bytes) is missing from the cache directory`);
@@ -153,8 +154,10 @@ export class Agent {
       if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
       let fuse: FuseMount;
       try {
+        const trace = process.env.LUCID_TRACE ? config.log : undefined;
+        metrics.trace = trace;
         fuse = FuseMount.mount(vfs, config.mountpoint, {
-          allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}`,
+          allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}`, trace,
           attrTimeout: (config.staleMs ?? 1000) / 1000, entryTimeout: (config.staleMs ?? 1000) / 1000,
         });
         fuseRef = fuse;

@@ -90,10 +90,17 @@ export interface VfsOptions {
    * stale another client's change can look. This mount's own changes update them at once.
    */
   attrTtlMs?: number;
+  /**
+   * How long attributes and names are trusted while the change feed is connected (ms,
+   * default 60 s): every change is then pushed, so the TTL only bounds memory.
+   */
+  feedTtlMs?: number;
   /** Where locks are held: this machine only by default, the service for shared filespaces. */
   locks?: LockManager;
   /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
   invalidate?: (ino: number) => void;
+  /** Tells the kernel to forget one name in a directory. */
+  invalidateEntry?: (parent: number, name: string) => void;
   log?: (line: string) => void;
 }
 
@@ -122,6 +129,11 @@ export class Vfs {
   private readonly dentries: LRUCache<string, { ino: number; gen: number }>;
   /** Bumped when another client changes a directory: its cached names are then stale. */
   private readonly dirGen = new Map<number, number>();
+  /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
+  private readonly announced = new LRUCache<number, number>({ max: 100_000 });
+  private feedUp = false;
+  /** Names handed to the kernel per directory, so a change pushed for it can make the kernel forget them. */
+  private readonly kernelNames = new Map<number, Set<string>>();
   private readonly fetching = new Map<string, Promise<Buffer>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
   readonly prefetcher: Prefetcher;
@@ -155,6 +167,10 @@ export class Vfs {
       list: async (parent) => (await this.list(parent)).map((e) => ({
         name: e.name, ino: e.ino, size: e.attr?.size ?? 0, regular: (e.mode & S_IFMT) === S_IFREG,
       })),
+      prepare: async (ino) => {
+        const a = this.attrs.get(ino);
+        if (a) await this.ref(ino, 0, a.version);
+      },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs: Math.max(500, (options.attrTtlMs ?? 1000) / 2) });
     this.plain = new LRUCache<string, Buffer>({
       maxSize: Math.max(options.memoryCacheBytes ?? 32 * 1024 * 1024, this.blockSize),
@@ -171,8 +187,32 @@ export class Vfs {
   private remember(a: Attr): Attr {
     const known = this.attrs.get(a.ino);
     // Answers can arrive out of order: never replace newer attributes with older ones.
-    if (!known || known.version <= a.version) this.attrs.set(a.ino, a);
+    // An answer older than a change the feed already announced is not kept (it raced the push).
+    if ((!known || known.version <= a.version) && a.version >= (this.announced.get(a.ino) ?? 0)) this.attrs.set(a.ino, a, { ttl: this.ttl() });
     return a;
+  }
+
+  /** How long what is fetched now may be trusted. */
+  private ttl(): number {
+    return this.feedUp ? this.options.feedTtlMs ?? 60_000 : this.options.attrTtlMs ?? 1000;
+  }
+
+  /** Seconds the kernel may cache attributes (names stay at the staleness bound: see SEMANTICS). */
+  attrTimeoutSec(): number {
+    return this.ttl() / 1000;
+  }
+
+  /**
+   * The change feed is connected (and caught up) or lost. While it is up, cached attributes
+   * and names are trusted until a push says otherwise; when it drops, everything cached is
+   * forgotten and the staleness bound applies again until it is back.
+   */
+  setFeed(up: boolean): void {
+    if (this.feedUp && !up) {
+      this.attrs.clear();
+      this.dentries.clear();
+    }
+    this.feedUp = up;
   }
 
   private forget(...inos: number[]): void {
@@ -207,17 +247,26 @@ export class Vfs {
     const key = `${parent}/${name}`;
     const known = this.dentries.get(key);
     const hit = known !== undefined && known.gen === (this.dirGen.get(parent) ?? 0) ? this.attrs.get(known.ino) : undefined;
+    this.gaveName(parent, name);
     if (hit) {
       this.lastName.set(hit.ino, { parent, name });
       return this.overlay(hit);
     }
+    const gen = this.dirGen.get(parent) ?? 0;
     // The first block refs come with the answer: opening and reading then needs no map round trip.
     const { blocks, ...attr } = await this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 });
     const a = this.remember(attr);
     if (blocks) this.primeRefs(a, blocks);
-    this.dentries.set(key, { ino: a.ino, gen: this.dirGen.get(parent) ?? 0 });
+    if ((this.dirGen.get(parent) ?? 0) === gen) this.dentries.set(key, { ino: a.ino, gen }, { ttl: this.ttl() });
     this.lastName.set(a.ino, { parent, name });
     return this.overlay(a);
+  }
+
+  private gaveName(parent: number, name: string): void {
+    if (!this.options.invalidateEntry) return;
+    let set = this.kernelNames.get(parent);
+    if (!set) this.kernelNames.set(parent, (set = new Set()));
+    if (set.size < 100_000) set.add(name);
   }
 
   private forgetName(parent: number, name: string): void {
@@ -641,6 +690,7 @@ export class Vfs {
    */
   onRemoteCommit(c: { csn: number; inos: number[] }): void {
     for (const ino of c.inos) {
+      this.announced.set(ino, Math.max(c.csn, this.announced.get(ino) ?? 0));
       const known = this.attrs.get(ino);
       if (known && known.version >= c.csn) continue;
       this.revalidate(ino);
@@ -650,6 +700,11 @@ export class Vfs {
   /** Forgets cached metadata of an inode (another client changed it) and tells the kernel. */
   revalidate(ino: number): void {
     this.dirGen.set(ino, (this.dirGen.get(ino) ?? 0) + 1);
+    const names = this.kernelNames.get(ino);
+    if (names) {
+      this.kernelNames.delete(ino);
+      for (const n of names) this.options.invalidateEntry?.(ino, n);
+    }
     this.forget(ino);
     this.refs.delete(ino);
     this.seenVersion.delete(ino);
@@ -678,15 +733,17 @@ export class Vfs {
     const d = this.dirs.get(fh);
     if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
     while (!d.complete && d.entries.length < offset + max) {
+      const listGen = this.dirGen.get(d.ino) ?? 0;
       const page = await this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true });
       for (const e of page.entries) {
         const name = this.names.open(d.ino, e.hash, e.enc);
         if (e.attr) {
           this.remember(e.attr);
-          this.dentries.set(`${d.ino}/${name}`, { ino: e.ino, gen: this.dirGen.get(d.ino) ?? 0 });
+          if ((this.dirGen.get(d.ino) ?? 0) === listGen) this.dentries.set(`${d.ino}/${name}`, { ino: e.ino, gen: listGen }, { ttl: this.ttl() });
           this.lastName.set(e.ino, { parent: d.ino, name });
         }
         d.entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
+        this.gaveName(d.ino, name);
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;

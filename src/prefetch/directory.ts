@@ -21,6 +21,8 @@ export interface ListedFile {
 
 export interface DirectoryLister {
   list(parent: number): Promise<ListedFile[]>;
+  /** Loads what a fetch of the file's blocks needs first (its block map), outside the fetch budget. */
+  prepare?(ino: number): Promise<void>;
 }
 
 export interface DirectoryPredictorOptions {
@@ -88,7 +90,13 @@ export class DirectoryPredictor {
       if (d.predicted.has(f.ino)) continue;
       d.predicted.add(f.ino);
       const blocks = Math.ceil(Math.min(f.size, this.budget) / this.options.blockSize);
-      if (this.prefetcher.prefetchFile(f.ino, blocks) > 0) this.predictedFiles++;
+      // The block map first (no fetch slot waits on metadata), then the blocks, unless the
+      // guess was dropped meanwhile.
+      const queue = () => {
+        if (d.predicted.has(f.ino) && this.prefetcher.prefetchFile(f.ino, blocks) > 0) this.predictedFiles++;
+      };
+      if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
+      else queue();
     }
   }
 

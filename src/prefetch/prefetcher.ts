@@ -42,6 +42,9 @@ interface HandleState {
   lastEnd: number;
   /** Distance between the starts of the last two reads (strided detection). */
   stride: number;
+  /** The block the last read ended in, and how many block boundaries the pattern has crossed. */
+  block: number;
+  steps: number;
   /** Blocks this handle asked to prefetch that have not started yet. */
   queued: Set<number>;
 }
@@ -80,7 +83,7 @@ export class Prefetcher {
     const bs = this.options.blockSize;
     let h = this.handles.get(fh);
     if (!h) {
-      h = { ino, pattern: 'none', window: 0, lastStart: offset, lastEnd: offset, stride: 0, queued: new Set() };
+      h = { ino, pattern: 'none', window: 0, lastStart: offset, lastEnd: offset, stride: 0, block: Math.floor(offset / bs), steps: 0, queued: new Set() };
       this.handles.set(fh, h);
       // A read from the start of a file is most often the first of a sequential stream.
       if (offset === 0) { h.pattern = 'sequential'; h.window = this.initial; }
@@ -93,11 +96,24 @@ export class Prefetcher {
       const strided = !sequential && !reverse && stride !== 0 && stride === h.stride && Math.abs(stride) > length;
       h.stride = stride;
       const next: Pattern = sequential ? 'sequential' : reverse ? 'reverse' : strided ? 'strided' : 'random';
-      if (next !== 'random' && next === h.pattern) h.window = Math.min(this.max, Math.max(this.initial, h.window * 2));
-      else if (next !== 'random') h.window = this.initial;
-      else h.window = 0;
+      // The kernel splits one read() into several requests: the window grows per block
+      // boundary crossed, not per request, and a stream that began mid-file must cross two
+      // boundaries before it is fetched ahead (one unaligned random read crosses one).
+      const block = Math.floor((end - 1) / bs);
+      const crossed = next === 'sequential' ? block > h.block : next === 'reverse' ? Math.floor(offset / bs) < h.block : true;
+      if (next === 'random') {
+        h.window = 0;
+        h.steps = 0;
+      } else if (next !== h.pattern && !(h.pattern === 'none' && next === 'sequential')) {
+        h.steps = 1;
+        h.window = next === 'strided' ? this.initial : 0;
+      } else if (crossed) {
+        h.steps++;
+        h.window = h.window === 0 ? (h.steps >= 2 ? this.initial : 0) : Math.min(this.max, h.window * 2);
+      }
       if (next !== h.pattern) this.cancel(fh, h);
       h.pattern = next;
+      h.block = next === 'reverse' ? Math.floor(offset / bs) : block;
     }
     for (let i = Math.floor(offset / bs); i <= Math.floor((offset + Math.max(length, 1) - 1) / bs); i++) {
       if (this.prefetched.delete(`${ino}:${i}`)) this.stats_.used++;
@@ -132,7 +148,7 @@ export class Prefetcher {
   prefetchFile(ino: number, blocks: number): number {
     let h = this.handles.get(-ino);
     if (!h) {
-      h = { ino, pattern: 'none', window: 0, lastStart: 0, lastEnd: 0, stride: 0, queued: new Set() };
+      h = { ino, pattern: 'none', window: 0, lastStart: 0, lastEnd: 0, stride: 0, block: 0, steps: 0, queued: new Set() };
       this.handles.set(-ino, h);
     }
     const before = h.queued.size;

@@ -21,6 +21,8 @@ const BUCKETS = 20;
 export class MeteredStore implements ObjectStore {
   readonly url: string;
   readonly stats: Record<StoreOp, OpStats>;
+  /** When set (LUCID_TRACE=1 in an agent), every call is logged with its timing. */
+  trace?: (line: string) => void;
 
   constructor(private readonly inner: ObjectStore) {
     this.url = inner.url;
@@ -56,6 +58,7 @@ export class MeteredStore implements ObjectStore {
     try {
       const result = await fn();
       s.bytes += size(result);
+      this.trace?.(`trace store ${op} ${size(result)} B at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`);
       return result;
     } catch (e) {
       s.errors++;
