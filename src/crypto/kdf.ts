@@ -3,9 +3,16 @@
  * Strength presets follow libsodium's: interactive ≈ 0.1 s, moderate ≈ 1.2 s (the default),
  * sensitive ≈ several seconds. The parameters are stored in the descriptor per user.
  */
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import sodium from 'libsodium-wrappers-sumo';
-import { UsageError } from '../errors.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { InternalError, UsageError } from '../errors.js';
+
+/** libsodium (sumo: it has crypto_pwhash), loaded only where it is used: its WASM heap stays out of the agent. */
+async function loadSodium() {
+  const sodium = (await import('libsodium-wrappers-sumo')).default;
+  await sodium.ready;
+  return sodium;
+}
 
 export interface KdfParams {
   alg: 'argon2id13';
@@ -18,7 +25,7 @@ export interface KdfParams {
 export type KdfStrength = 'interactive' | 'moderate' | 'sensitive';
 
 export async function kdfParams(strength: KdfStrength, salt: Buffer): Promise<KdfParams> {
-  await sodium.ready;
+  const sodium = await loadSodium();
   const presets: Record<KdfStrength, [number, number]> = {
     interactive: [sodium.crypto_pwhash_OPSLIMIT_INTERACTIVE, sodium.crypto_pwhash_MEMLIMIT_INTERACTIVE],
     moderate: [sodium.crypto_pwhash_OPSLIMIT_MODERATE, sodium.crypto_pwhash_MEMLIMIT_MODERATE],
@@ -30,30 +37,40 @@ export async function kdfParams(strength: KdfStrength, salt: Buffer): Promise<Kd
 }
 
 /**
- * Derives the key-encryption key. Argon2id runs in a short-lived worker thread: its WASM
- * heap grows to the memory limit (256 MiB at "moderate") and never shrinks, so it must not
- * live in the long-running agent.
+ * Derives the key-encryption key. Argon2id runs in a short-lived child process: its WASM heap
+ * grows to the memory limit (256 MiB at "moderate") and never shrinks, and a worker thread
+ * would still count in the agent's memory (its peak RSS); a process gives it all back. The
+ * password goes over a pipe, never the command line.
  */
 export async function deriveKek(password: string, params: KdfParams): Promise<Buffer> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { password, params } });
-  try {
-    return await new Promise<Buffer>((resolve, reject) => {
-      worker.once('message', (key: Uint8Array) => resolve(Buffer.from(key)));
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`the key derivation worker exited (${code})`)));
-    });
-  } finally {
-    await worker.terminate();
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), KDF_FLAG], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  child.stdin.end(JSON.stringify({ password, params }));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const hex = Buffer.concat(out).toString('utf8').trim();
+  if (code !== 0 || !/^[0-9a-f]{64}$/.test(hex)) {
+    throw new InternalError(`the key derivation process failed (exit ${code}): ${Buffer.concat(err).toString('utf8').trim().split('\n')[0] ?? ''}`);
   }
+  return Buffer.from(hex, 'hex');
 }
 
-async function deriveInThisThread(password: string, params: KdfParams): Promise<Uint8Array> {
-  await sodium.ready;
+const KDF_FLAG = '--lucid-derive-kek';
+
+async function deriveHere(password: string, params: KdfParams): Promise<Uint8Array> {
+  const sodium = await loadSodium();
   return sodium.crypto_pwhash(32, Buffer.from(password, 'utf8'), Buffer.from(params.salt, 'base64'),
     params.opsLimit, params.memLimit, sodium.crypto_pwhash_ALG_ARGON2ID13);
 }
 
-if (!isMainThread && parentPort && (workerData as { params?: KdfParams })?.params) {
-  const { password, params } = workerData as { password: string; params: KdfParams };
-  parentPort.postMessage(await deriveInThisThread(password, params));
+if (process.argv[2] === KDF_FLAG && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const { password, params } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { password: string; params: KdfParams };
+  process.stdout.write(`${Buffer.from(await deriveHere(password, params)).toString('hex')}\n`);
 }

@@ -189,6 +189,10 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       t.equal(after.size, 4 * BLOCK);
       t.same(await e.getBlocks(a.ino, 0, 10), refs);
       t.same(await e.getBlocks(a.ino, 1, 2), refs.slice(1, 3));
+      t.same((await e.lookup(d, h('data'), { blocks: 2 })).blocks, refs.slice(0, 2), 'a lookup can bring the first block refs');
+      t.equal((await e.lookup(d, h('data'))).blocks, undefined, '… only when asked');
+      await e.create(d, nm('sub'), dir);
+      t.equal((await e.lookup(d, h('sub'), { blocks: 2 })).blocks, undefined, 'never for a folder');
       await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: oid(), length: 1 }], { expectVersion: a.version }), VersionConflictError);
       await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: 'nothex', length: 1 }]), InvalidArgumentError);
       await t.rejects(e.commitBlocks(a.ino, [{ index: 0, objectId: oid(), length: BLOCK + 1 }]), InvalidArgumentError);
