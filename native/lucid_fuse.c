@@ -672,24 +672,49 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* readdir: (req, size, names[], inos Float64Array, modes Float64Array, offs Float64Array)
- * Adds entries until the buffer is full; returns how many were added. */
-static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
-  ARGS(6);
-  size_t size = (size_t) get_num(env, argv[1]);
-  uint32_t count = 0;
-  napi_get_array_length(env, argv[2], &count);
-  double *inos, *modes, *offs;
-  size_t l1, l2, l3, o;
-  napi_typedarray_type t;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, argv[3], &t, &l1, (void **) &inos, &ab, &o) != napi_ok ||
-      napi_get_typedarray_info(env, argv[4], &t, &l2, (void **) &modes, &ab, &o) != napi_ok ||
-      napi_get_typedarray_info(env, argv[5], &t, &l3, (void **) &offs, &ab, &o) != napi_ok ||
-      l1 < count || l2 < count || l3 < count) {
-    fuse_reply_err(req, EIO);
-    return NULL;
+/* One directory entry into `buf` (or, with buf NULL, its size): plain or with attributes. */
+typedef size_t (*add_entry_fn)(fuse_req_t req, char *buf, size_t room, const char *name, uint32_t i, off_t off, void *ctx);
+
+typedef struct { double *inos, *modes; } plain_ctx;
+
+static size_t add_plain(fuse_req_t req, char *buf, size_t room, const char *name, uint32_t i, off_t off, void *ctx) {
+  plain_ctx *c = ctx;
+  struct stat st;
+  memset(&st, 0, sizeof(st));
+  st.st_ino = (ino_t) c->inos[i];
+  st.st_mode = (mode_t) c->modes[i];
+  return fuse_add_direntry(req, buf, room, name, buf ? &st : NULL, off);
+}
+
+/* Attributes per entry in the shared layout (15 doubles); nlink 0 ("." and "..") means none
+ * and no lookup count. */
+static size_t add_plus(fuse_req_t req, char *buf, size_t room, const char *name, uint32_t i, off_t off, void *ctx) {
+  double *a = (double *) ctx + (size_t) i * 15;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  e.attr.st_ino = (ino_t) a[0];
+  e.attr.st_mode = (mode_t) a[1];
+  if (a[2] > 0) {
+    e.attr.st_nlink = (nlink_t) a[2];
+    e.attr.st_uid = (uid_t) a[3];
+    e.attr.st_gid = (gid_t) a[4];
+    e.attr.st_rdev = (dev_t) a[5];
+    e.attr.st_size = (off_t) a[6];
+    e.attr.st_blocks = (blkcnt_t) a[7];
+    ms_to_timespec(a[8], &e.attr.st_atim);
+    ms_to_timespec(a[9], &e.attr.st_mtim);
+    ms_to_timespec(a[10], &e.attr.st_ctim);
+    e.attr.st_blksize = (blksize_t) a[14];
+    e.attr_timeout = a[11];
+    e.entry_timeout = a[12];
+    e.generation = (uint64_t) a[13];
+    e.ino = e.attr.st_ino;
   }
+  return fuse_add_direntry_plus(req, buf, room, name, buf ? &e : NULL, off);
+}
+
+/* Adds entries until the buffer of `size` is full, replies, and returns how many were added. */
+static napi_value reply_dir(napi_env env, fuse_req_t req, size_t size, napi_value names, uint32_t count, double *offs, add_entry_fn add, void *ctx) {
   char *buf = malloc(size ? size : 1);
   if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
   size_t used = 0;
@@ -698,15 +723,11 @@ static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < count; i++) {
     napi_value v;
     size_t nlen = 0;
-    napi_get_element(env, argv[2], i, &v);
+    napi_get_element(env, names, i, &v);
     napi_get_value_string_utf8(env, v, name, sizeof(name), &nlen);
-    struct stat st;
-    memset(&st, 0, sizeof(st));
-    st.st_ino = (ino_t) inos[i];
-    st.st_mode = (mode_t) modes[i];
-    size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+    size_t need = add(req, NULL, 0, name, i, 0, ctx);
     if (used + need > size) break;
-    fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t) offs[i]);
+    add(req, buf + used, size - used, name, i, (off_t) offs[i], ctx);
     used += need;
     added++;
   }
@@ -717,12 +738,29 @@ static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* readdirplus: (req, size, names[], entries Float64Array (15 per entry, the attribute layout),
- * offs Float64Array). An entry whose nlink is 0 ("." and "..") carries no attributes and no
- * lookup count. Adds entries until the buffer is full; returns how many were added. */
+/* readdir: (req, size, names[], inos Float64Array, modes Float64Array, offs Float64Array) */
+static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  uint32_t count = 0;
+  napi_get_array_length(env, argv[2], &count);
+  plain_ctx c;
+  double *offs;
+  size_t l1, l2, l3, o;
+  napi_typedarray_type t;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[3], &t, &l1, (void **) &c.inos, &ab, &o) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &t, &l2, (void **) &c.modes, &ab, &o) != napi_ok ||
+      napi_get_typedarray_info(env, argv[5], &t, &l3, (void **) &offs, &ab, &o) != napi_ok ||
+      l1 < count || l2 < count || l3 < count) {
+    fuse_reply_err(req, EIO);
+    return NULL;
+  }
+  return reply_dir(env, req, (size_t) get_num(env, argv[1]), argv[2], count, offs, add_plain, &c);
+}
+
+/* readdirplus: (req, size, names[], entries Float64Array (15 per entry), offs Float64Array) */
 static napi_value js_reply_readdirplus(napi_env env, napi_callback_info info) {
   ARGS(5);
-  size_t size = (size_t) get_num(env, argv[1]);
   uint32_t count = 0;
   napi_get_array_length(env, argv[2], &count);
   double *attrs, *offs;
@@ -735,48 +773,7 @@ static napi_value js_reply_readdirplus(napi_env env, napi_callback_info info) {
     fuse_reply_err(req, EIO);
     return NULL;
   }
-  char *buf = malloc(size ? size : 1);
-  if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
-  size_t used = 0;
-  uint32_t added = 0;
-  char name[1024];
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value v;
-    size_t nlen = 0;
-    napi_get_element(env, argv[2], i, &v);
-    napi_get_value_string_utf8(env, v, name, sizeof(name), &nlen);
-    double *a = attrs + (size_t) i * 15;
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.attr.st_ino = (ino_t) a[0];
-    e.attr.st_mode = (mode_t) a[1];
-    if (a[2] > 0) {
-      e.attr.st_nlink = (nlink_t) a[2];
-      e.attr.st_uid = (uid_t) a[3];
-      e.attr.st_gid = (gid_t) a[4];
-      e.attr.st_rdev = (dev_t) a[5];
-      e.attr.st_size = (off_t) a[6];
-      e.attr.st_blocks = (blkcnt_t) a[7];
-      ms_to_timespec(a[8], &e.attr.st_atim);
-      ms_to_timespec(a[9], &e.attr.st_mtim);
-      ms_to_timespec(a[10], &e.attr.st_ctim);
-      e.attr.st_blksize = (blksize_t) a[14];
-      e.attr_timeout = a[11];
-      e.entry_timeout = a[12];
-      e.generation = (uint64_t) a[13];
-      e.ino = e.attr.st_ino;
-    }
-    size_t need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
-    if (used + need > size) break;
-    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t) offs[i]);
-    used += need;
-    added++;
-  }
-  fuse_reply_buf(req, buf, used);
-  free(buf);
-  napi_value result;
-  napi_create_uint32(env, added, &result);
-  return result;
+  return reply_dir(env, req, (size_t) get_num(env, argv[1]), argv[2], count, offs, add_plus, attrs);
 }
 
 /* lock: (req, type "read"|"write"|"unlock", start, end (-1 = EOF), pid) answers getlk. */

@@ -41,14 +41,7 @@ export async function startS3rver(buckets = ['lucid-test']): Promise<S3Server> {
     endpoint: `http://127.0.0.1:${port}`,
     bucket: buckets[0],
     close: async () => {
-      // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGINT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopChild(child);
       tmp.remove();
     },
   };
@@ -70,11 +63,11 @@ async function waitForOutput(child: ChildProcess, pattern: RegExp, what: string,
   }
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }
@@ -111,14 +104,7 @@ export async function startAzurite(container = 'lucid-test'): Promise<AzuriteSer
     connectionString,
     container,
     close: async () => {
-      // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGINT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopChild(child);
       tmp.remove();
     },
   };
@@ -181,13 +167,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     close: async () => {
       // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGINT');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      await stopChild(child, 'SIGINT', 10_000);
       tmp.remove();
     },
   };
