@@ -15,7 +15,7 @@ import { BlockCache } from '../cache/block-cache.js';
 import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
-import { isDir, type Attr, type MetaEngine } from '../meta/types.js';
+import { isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
@@ -244,6 +244,41 @@ export class Agent {
     };
     await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker));
     return p;
+  }
+
+  // ---- snapshots (metadata only; see MetaEngine) ----------------------------------------
+
+  createSnapshot(name?: string): Promise<Snapshot> {
+    return this.meta.createSnapshot(name);
+  }
+
+  listSnapshots(): Promise<Snapshot[]> {
+    return this.meta.listSnapshots();
+  }
+
+  deleteSnapshot(id: number): Promise<void> {
+    return this.meta.deleteSnapshot(id);
+  }
+
+  /**
+   * Restores `rel` (a path inside the mount; "" for everything) as it was in snapshot `id`,
+   * in place, in one commit. This mount's uploads of the files concerned are finished first
+   * (a restore must not be overwritten by an older upload), and what it cached of the
+   * restored inodes is dropped at once (other mounts hear it from the change feed).
+   */
+  async restore(id: number, rel: string): Promise<RestoreResult> {
+    const parts = rel.split('/').filter((p) => p && p !== '.');
+    await this.writeback.flushAll();
+    let result: RestoreResult;
+    if (parts.length === 0) {
+      result = await this.meta.restore(id, 0, Buffer.alloc(32));
+    } else {
+      const parent = await this.vfs.resolve(parts.slice(0, -1).join('/'));
+      if (!isDir(parent.mode)) throw new UsageError(`${parts.slice(0, -1).join('/')} is not a folder`);
+      result = await this.meta.restore(id, parent.ino, this.vfs.fs.names.hash(parent.ino, parts[parts.length - 1]));
+    }
+    for (const ino of result.inos) this.vfs.revalidate(ino);
+    return result;
   }
 
   /** Uploads everything, unmounts, and closes every part. */

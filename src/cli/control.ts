@@ -95,6 +95,16 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
       const body = await readJson(req);
       return send(await agent.pin(String(body.path ?? ''), body.pin !== false));
     }
+    case 'POST /snapshot': {
+      const body = await readJson(req);
+      switch (body.op) {
+        case 'create': return send(await agent.createSnapshot(typeof body.name === 'string' ? body.name : undefined));
+        case 'list': return send(await agent.listSnapshots());
+        case 'delete': await agent.deleteSnapshot(Number(body.id)); return send({ ok: true });
+        case 'restore': return send(await agent.restore(Number(body.id), String(body.path ?? '')));
+        default: throw new UsageError(`unknown snapshot call ${String(body.op)}`);
+      }
+    }
     case 'POST /warm': {
       // A stream of JSON lines: progress (at most five a second), then the result or an error.
       const body = await readJson(req);

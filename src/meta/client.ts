@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
   Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
-  LookupOptions, MutateOptions, NewNode, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+  LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
 } from './types.js';
 import { decodeWire, encodeWire } from './wire.js';
 
@@ -64,6 +64,10 @@ export class MetaClient implements MetaEngine {
   async setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void> { await this.call('setXattr', [ino, entry, flags]); }
   async removeXattr(ino: number, hash: Buffer): Promise<void> { await this.call('removeXattr', [ino, hash]); }
   changesSince(csn: number, limit?: number): Promise<ChangesPage> { return this.call('changesSince', [csn, limit]); }
+  createSnapshot(name?: string): Promise<Snapshot> { return this.call('createSnapshot', [name]); }
+  listSnapshots(): Promise<Snapshot[]> { return this.call('listSnapshots', []); }
+  async deleteSnapshot(id: number): Promise<void> { await this.call('deleteSnapshot', [id]); }
+  restore(id: number, parent: number, hash: Buffer): Promise<RestoreResult> { return this.call('restore', [id, parent, hash]); }
 
   async close(): Promise<void> {
     this.agent.destroy();

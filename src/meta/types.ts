@@ -144,6 +144,22 @@ export interface ChangesPage {
   csn: number;
 }
 
+export interface Snapshot {
+  id: number;
+  name: string;
+  /** The commit the snapshot shows the filespace at. */
+  csn: number;
+  createdMs: number;
+}
+
+export interface RestoreResult {
+  csn: number;
+  /** Inodes restored (the entry's tree as it was). */
+  restored: number;
+  /** Entries and inodes that changed: every client drops what it cached of them. */
+  inos: number[];
+}
+
 export interface MetaInfo {
   filespaceId: string;
   blockSize: number;
@@ -177,6 +193,18 @@ export interface MetaEngine {
   setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void>;
   removeXattr(ino: number, hash: Buffer): Promise<void>;
   changesSince(csn: number, limit?: number): Promise<ChangesPage>;
+  /** A named view of the filespace as of the last commit: metadata only, instant. */
+  createSnapshot(name?: string): Promise<Snapshot>;
+  listSnapshots(): Promise<Snapshot[]>;
+  deleteSnapshot(id: number): Promise<void>;
+  /**
+   * Puts the entry `hash` of directory `parent` back as it was at snapshot `id`, in one
+   * commit: a file's contents and attributes, or a folder's whole tree (deleted entries come
+   * back, entries created since go away, inodes moved away since move back). No data is
+   * copied: the restored block refs point at the same objects. `parent` 0 restores the
+   * whole filespace.
+   */
+  restore(id: number, parent: number, hash: Buffer): Promise<RestoreResult>;
   close(): Promise<void>;
 }
 
@@ -184,7 +212,7 @@ export interface MetaEngine {
 export const META_METHODS = [
   'info', 'getAttr', 'lookup', 'readdir', 'create', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
   'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr',
-  'changesSince',
+  'changesSince', 'createSnapshot', 'listSnapshots', 'deleteSnapshot', 'restore',
 ] as const satisfies readonly (keyof MetaEngine)[];
 
 export type MetaMethod = (typeof META_METHODS)[number];

@@ -261,6 +261,63 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       t.equal((await e.listXattr(f.ino)).length, 1);
     });
 
+    t.test('snapshots: create, list, delete; restore a file and a folder in place', async (t) => {
+      const d = await scratch();
+      const f = await e.create(d, nm('cut.edl'), file);
+      const v1 = [{ index: 0, objectId: oid(), length: 100 }];
+      await e.commitBlocks(f.ino, v1, { minSize: 100 });
+      const folder = await e.create(d, nm('shots'), dir);
+      const inner = await e.create(folder.ino, nm('a.mov'), file);
+      const innerRefs = [{ index: 0, objectId: oid(), length: 7 }];
+      await e.commitBlocks(inner.ino, innerRefs, { minSize: 7 });
+      await e.setXattr(inner.ino, { hash: h('user.tag'), nameEnc: Buffer.from('n'), valueEnc: Buffer.from('keep') });
+      const snap = await e.createSnapshot('before the mistake');
+      t.match(snap, { name: 'before the mistake' });
+      t.ok(snap.id >= 1 && snap.csn >= 1);
+      t.ok((await e.listSnapshots()).some((s) => s.id === snap.id && s.csn === snap.csn), 'listed');
+
+      // The mistakes: an overwrite and a truncate of the file, the folder renamed away and
+      // changed, an entry created since.
+      await e.commitBlocks(f.ino, [{ index: 0, objectId: oid(), length: 50 }, { index: 1, objectId: oid(), length: 10 }], { minSize: BLOCK + 10 });
+      await e.setAttr(f.ino, { mode: 0o600 });
+      const elsewhere = await e.create(d, nm('elsewhere'), dir);
+      await e.rename(d, h('shots'), elsewhere.ino, nm('moved'));
+      await e.unlink(folder.ino, h('a.mov'));
+      await e.reclaim(inner.ino);
+      await e.create(folder.ino, nm('new since'), file);
+
+      const rf = await e.restore(snap.id, d, h('cut.edl'));
+      t.equal(rf.restored, 1, 'one inode restored');
+      t.ok(rf.inos.includes(f.ino), 'the feed names it');
+      t.same(await e.getBlocks(f.ino, 0, 10), v1, 'the file’s block map is back');
+      t.match(await e.getAttr(f.ino), { size: 100, mode: S_IFREG | 0o644 }, 'and its attributes');
+
+      const rd = await e.restore(snap.id, d, h('shots'));
+      t.equal(rd.restored, 2, 'the folder and its file');
+      t.equal((await e.lookup(d, h('shots'))).ino, folder.ino, 'the folder is back under its name');
+      await t.rejects(e.lookup(elsewhere.ino, h('moved')), NoEntryError, 'and no longer where it was moved');
+      const names = (await e.readdir(folder.ino)).entries.map((x) => x.enc.toString());
+      t.same(names, ['enc:a.mov'], 'the deleted entry is back, the one created since is gone');
+      t.same(await e.getBlocks(inner.ino, 0, 10), innerRefs, 'the deleted file’s blocks are back');
+      t.equal((await e.getXattr(inner.ino, h('user.tag'))).valueEnc.toString(), 'keep', 'and its xattrs');
+      t.equal((await e.getAttr(inner.ino)).nlink, 1);
+
+      await t.rejects(e.restore(snap.id, d, h('elsewhere')), NoEntryError, 'an entry the snapshot does not have');
+      await t.rejects(e.restore(9999, d, h('shots')), NoEntryError, 'a snapshot that does not exist');
+      await e.deleteSnapshot(snap.id);
+      t.notOk((await e.listSnapshots()).some((s) => s.id === snap.id), 'deleted');
+      await t.rejects(e.deleteSnapshot(snap.id), NoEntryError);
+      const next = await e.createSnapshot();
+      t.ok(next.id > snap.id, 'ids are never reused');
+      await e.create(d, nm('late'), file);
+      await e.unlink(d, h('cut.edl'));
+      const all = await e.restore(next.id, 0, Buffer.alloc(32));
+      t.ok(all.restored > 3, 'the whole filespace (parent 0)');
+      await t.rejects(e.lookup(d, h('late')), NoEntryError, 'what came since is gone');
+      t.equal((await e.lookup(d, h('cut.edl'))).ino, f.ino, 'what went since is back');
+      await e.deleteSnapshot(next.id);
+    });
+
     t.test('every mutation gets the next CSN, and the feed names what changed', async (t) => {
       const d = await scratch();
       const start = (await e.info()).csn;

@@ -12,7 +12,7 @@ import {
 import {
   ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
-  type LookupOptions, type NewNode, type ReadOptions, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
+  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from '../../locks/store.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
@@ -506,6 +506,116 @@ export class SqlMetaEngine implements MetaEngine {
       await m.end('xattrs', 'ino = ? AND hash = ?', [ino, hash]);
       await m.update(ino, () => ({}));
     });
+  }
+
+  // ---- snapshots ----------------------------------------------------------------------
+
+  async createSnapshot(name?: string): Promise<Snapshot> {
+    if (name !== undefined && (typeof name !== 'string' || name.length > 200 || /[\0\n]/.test(name))) throw new InvalidArgumentError('a snapshot name is up to 200 characters, one line');
+    return this.db.transaction(async (tx) => {
+      const csn = Number((await tx.get("SELECT value FROM counters WHERE name = 'csn'"))!.value);
+      // Ids are never reused, so a deleted snapshot's id can never name another.
+      await tx.run(`INSERT INTO counters (name, value) VALUES ('snapshot_id', 1)
+        ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`);
+      const id = Number((await tx.get("SELECT value FROM counters WHERE name = 'snapshot_id'"))!.value);
+      const snap = { id, name: name ?? `snapshot-${id}`, csn, createdMs: Date.now() };
+      await tx.run('INSERT INTO snapshots (id, name, csn, created_ms) VALUES (?, ?, ?, ?)', [id, snap.name, csn, snap.createdMs]);
+      return snap;
+    });
+  }
+
+  async listSnapshots(): Promise<Snapshot[]> {
+    return (await this.db.all('SELECT id, name, csn, created_ms FROM snapshots ORDER BY id')).map((r) => ({
+      id: Number(r.id), name: String(r.name), csn: Number(r.csn), createdMs: Number(r.created_ms),
+    }));
+  }
+
+  async deleteSnapshot(id: number): Promise<void> {
+    if ((await this.db.run('DELETE FROM snapshots WHERE id = ?', [checkInt(id, 'snapshot id', 1)])) === 0) throw new NoEntryError(`no snapshot ${id}`);
+  }
+
+  private async snapshotCsn(id: number): Promise<number> {
+    const r = await this.db.get('SELECT csn FROM snapshots WHERE id = ?', [checkInt(id, 'snapshot id', 1)]);
+    if (!r) throw new NoEntryError(`no snapshot ${id}`);
+    return Number(r.csn);
+  }
+
+  async restore(id: number, parent: number, hash: Buffer): Promise<RestoreResult> {
+    const at = await this.snapshotCsn(id);
+    // parent 0: the whole filespace (the root has no entry of its own).
+    const wholeTree = parent === 0;
+    if (!wholeTree) {
+      checkInt(parent, 'parent', 1);
+      checkHash(hash);
+    }
+    const asOf = (p = '') => `${p}csn_from <= ? AND ${p}csn_to > ?`;
+    return this.mutate(async (m) => {
+      const old = wholeTree
+        ? { ino: ROOT_INO, mode: S_IFDIR, name_enc: null }
+        : await m.tx.get(`SELECT ino, mode, name_enc FROM dentries WHERE parent = ? AND hash = ? AND ${asOf()}`, [parent, hash, at, at]);
+      if (!old) throw new NoEntryError('that entry did not exist in the snapshot');
+      if (!wholeTree) await m.dir(parent);
+      // The tree at the snapshot, and the tree under the name now.
+      const then = await this.treeOf(m.tx, Number(old.ino), `${asOf()}`, [at, at]);
+      const live = wholeTree ? { ino: ROOT_INO, mode: S_IFDIR } : await m.entry(parent, hash);
+      // Live now: the tree under the name, and the restored root's own tree if it moved away.
+      const now = new Map<number, number>();
+      for (const root of new Set([...(live ? [live.ino] : []), Number(old.ino)])) {
+        if (!(await m.tx.get('SELECT 1 AS x FROM inodes WHERE ino = ? AND csn_to = ?', [root, LIVE]))) continue;
+        for (const [ino, mode] of await this.treeOf(m.tx, root, 'csn_to = ?', [LIVE])) now.set(ino, mode);
+      }
+      // Every live name under the live tree goes, and every live name of a restored inode
+      // (it moved away since): the snapshot's names come back below.
+      for (const [ino, mode] of now) if (isDir(mode)) {
+        for (const r of await m.tx.all('SELECT hash FROM dentries WHERE parent = ? AND csn_to = ?', [ino, LIVE])) await m.removeEntry(ino, r.hash as Buffer);
+      }
+      for (const ino of then.keys()) {
+        for (const r of await m.tx.all('SELECT parent, hash FROM dentries WHERE ino = ? AND csn_to = ?', [ino, LIVE])) await m.removeEntry(Number(r.parent), r.hash as Buffer);
+      }
+      if (!wholeTree) {
+        if (live) await m.removeEntry(parent, hash);
+        await m.addEntry(parent, { hash, enc: old.name_enc as Buffer }, Number(old.ino), Number(old.mode));
+      }
+      for (const ino of then.keys()) {
+        for (const table of ['inodes', 'blocks', 'xattrs']) {
+          await m.end(table, 'ino = ?', [ino]);
+          const rows = await m.tx.all(`SELECT * FROM ${table} WHERE ino = ? AND ${asOf()}`, [ino, at, at]);
+          for (const r of rows) {
+            const { csn_from: _f, csn_to: _t, ...row } = r;
+            await m.insert(table, row);
+          }
+        }
+        for (const r of await m.tx.all(`SELECT hash, name_enc, ino, mode FROM dentries WHERE parent = ? AND ${asOf()}`, [ino, at, at])) {
+          await m.addEntry(ino, { hash: r.hash as Buffer, enc: r.name_enc as Buffer }, Number(r.ino), Number(r.mode));
+        }
+        m.touched.add(ino);
+      }
+      // Inodes created since (or no longer named anywhere) go, as an unlink of their last name would.
+      for (const ino of now.keys()) {
+        m.touched.add(ino);
+        if (then.has(ino)) continue;
+        if (!(await m.tx.get('SELECT 1 AS x FROM dentries WHERE ino = ? AND csn_to = ? LIMIT 1', [ino, LIVE]))) await m.dropInode(ino);
+      }
+      if (!wholeTree) await m.touchDir(parent);
+      return { csn: m.csn, restored: then.size, inos: [...m.touched].sort((a, b) => a - b) };
+    });
+  }
+
+  /** Every inode (→ mode) in the tree under `root` among the dentries matching `visibleSql`. */
+  private async treeOf(tx: SqlRunner, root: number, visibleSql: string, params: SqlValue[]): Promise<Map<number, number>> {
+    const rootRow = await tx.get(`SELECT mode FROM inodes WHERE ino = ? AND ${visibleSql}`, [root, ...params]);
+    const tree = new Map<number, number>([[root, Number(rootRow?.mode ?? 0)]]);
+    const queue = isDir(Number(rootRow?.mode ?? 0)) ? [root] : [];
+    while (queue.length) {
+      const dir = queue.shift()!;
+      for (const r of await tx.all(`SELECT ino, mode FROM dentries WHERE parent = ? AND ${visibleSql}`, [dir, ...params])) {
+        const ino = Number(r.ino);
+        if (tree.has(ino)) continue;
+        tree.set(ino, Number(r.mode));
+        if (isDir(Number(r.mode))) queue.push(ino);
+      }
+    }
+    return tree;
   }
 
   async changesSince(csn: number, limit = 1000): Promise<ChangesPage> {

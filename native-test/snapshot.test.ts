@@ -1,0 +1,58 @@
+/**
+ * Snapshots through a real mount, as an admin would use them after a mistake:
+ * - a snapshot taken before an overwrite, a truncate and a folder delete restores the file
+ *   and the folder in place, byte for byte; entries created since go away;
+ * - a folder renamed away since comes back under its old name;
+ * - restoring the mountpoint puts everything back; bad ids and paths are one-line errors
+ *   with exit code 2.
+ */
+import t from 'tap';
+import { sh, withMount } from './helpers.js';
+
+t.test('restore in place after an overwrite, a truncate, a folder delete and a rename', async (t) => {
+  const fx = await withMount(t);
+  const w = await sh(`cd ${fx.mp} && mkdir -p proj/shots proj/audio && head -c 3M /dev/urandom > proj/cut.edl && head -c 5M /dev/urandom > proj/shots/a.mov \\
+    && head -c 100K /dev/urandom > proj/audio/mix.wav && cp -r ${fx.mp}/proj ${fx.work}/ref && sync && echo ok`);
+  t.equal(w.stdout.trim(), 'ok', w.stderr);
+  const snap = await fx.lucid(['snapshot', 'create', 'before the mistake']);
+  t.equal(snap.code, 0, snap.stderr);
+  const id = snap.stdout.trim();
+  t.match(id, /^\d+$/, 'prints the new id');
+  const list = await fx.lucid(['snapshot', 'list', '--json']);
+  t.match(JSON.parse(list.stdout), [{ id: Number(id), name: 'before the mistake' }]);
+
+  const m = await sh(`cd ${fx.mp}/proj && head -c 1M /dev/urandom | dd of=cut.edl bs=1M seek=1 conv=notrunc status=none && truncate -s 2M cut.edl \\
+    && rm -rf shots && mv audio audio-old && touch created-since && sync && echo ok`);
+  t.equal(m.stdout.trim(), 'ok', m.stderr);
+
+  const rf = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/cut.edl`]);
+  t.equal(rf.code, 0, rf.stderr);
+  t.equal((await sh(`cmp ${fx.mp}/proj/cut.edl ${fx.work}/ref/cut.edl && echo same`)).stdout.trim(), 'same', 'the file is back, byte for byte');
+  const rd = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/shots`]);
+  t.equal(rd.code, 0, rd.stderr);
+  t.equal((await sh(`cmp ${fx.mp}/proj/shots/a.mov ${fx.work}/ref/shots/a.mov && echo same`)).stdout.trim(), 'same', 'the deleted folder is back');
+  const ra = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/audio`]);
+  t.equal(ra.code, 0, ra.stderr);
+  t.equal((await sh(`cmp ${fx.mp}/proj/audio/mix.wav ${fx.work}/ref/audio/mix.wav && test ! -e ${fx.mp}/proj/audio-old && echo same`)).stdout.trim(), 'same', 'the folder renamed away is back under its name');
+
+  await sh(`echo later > ${fx.mp}/proj/later.txt && rm ${fx.mp}/proj/cut.edl`);
+  const all = await fx.lucid(['snapshot', 'restore', id, fx.mp]);
+  t.equal(all.code, 0, all.stderr);
+  const tree = await sh(`cd ${fx.mp} && find . | sort && diff -r ${fx.mp}/proj ${fx.work}/ref && echo identical`);
+  t.match(tree.stdout, /identical/, 'restoring the mountpoint restores everything');
+  t.notMatch(tree.stdout, /later\.txt|created-since/, 'and removes what came since');
+
+  // Survives a remount with an empty cache: the restore is committed metadata.
+  t.equal((await fx.unmount()).code, 0);
+  await sh(`rm -rf ${fx.cacheDir}`);
+  t.equal((await fx.mount()).code, 0);
+  t.equal((await sh(`diff -r ${fx.mp}/proj ${fx.work}/ref && echo identical`)).stdout.trim(), 'identical', 'identical after a remount with an empty cache');
+
+  for (const args of [['snapshot', 'restore', '999', `${fx.mp}/proj`], ['snapshot', 'restore', 'abc', `${fx.mp}/proj`], ['snapshot', 'restore', id, `${fx.mp}/no/such/dir/x`], ['snapshot', 'delete', '999']]) {
+    const r = await fx.lucid(args);
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+  t.equal((await fx.lucid(['snapshot', 'delete', id])).code, 0);
+  t.equal((await fx.lucid(['snapshot', 'list'])).stdout.trim(), 'no snapshots');
+});

@@ -1,0 +1,92 @@
+/**
+ * `lucid snapshot create|list|delete|restore`: instant snapshots of a mounted filespace and
+ * in-place restores, through the mount's agent (which holds the keys to hash names).
+ * create/list/delete take `--mount MP` (or the only running mount); restore finds the mount
+ * from PATH.
+ */
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { LucidError, UsageError } from '../../errors.js';
+import type { RestoreResult, Snapshot } from '../../meta/types.js';
+import { callAgent as callAgentRaw, listMounts, mountOf, type MountRecord } from '../control.js';
+
+/** A snapshot or entry that does not exist is the caller's input: exit code 2. */
+async function callAgent<T>(rec: MountRecord, method: string, route: string, body: unknown): Promise<T> {
+  try {
+    return await callAgentRaw<T>(rec, method, route, body);
+  } catch (e) {
+    if (e instanceof LucidError && e.code === 'NoEntry') throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+function pickMount(mount: string | undefined): MountRecord {
+  if (mount) return mountOf(mount);
+  const all = listMounts();
+  if (all.length === 1) return all[0];
+  throw new UsageError(all.length === 0 ? 'no Lucid mount is running: mount the filespace first' : 'several mounts are running: say which with --mount MOUNTPOINT');
+}
+
+function checkId(id: unknown): number {
+  const n = Number(id);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`"${String(id)}" is not a snapshot id (lucid snapshot list shows them)`);
+  return n;
+}
+
+const mountOption = (y: Argv) => y.option('mount', { type: 'string', describe: 'The mount whose filespace to use (default: the only running mount)' });
+
+export const snapshotCommand = {
+  command: 'snapshot <command>',
+  describe: 'Instant snapshots and in-place restores',
+  builder: (y: Argv) => y
+    .command({
+      command: 'create [name]',
+      describe: 'Take a snapshot now (metadata only, instant); prints its id',
+      builder: (a: Argv) => mountOption(a).positional('name', { type: 'string' }),
+      handler: async (args: { name?: string; mount?: string }) => {
+        const s = await callAgent<Snapshot>(pickMount(args.mount), 'POST', '/snapshot', { op: 'create', name: args.name });
+        process.stdout.write(`${s.id}\n`);
+      },
+    } as never)
+    .command({
+      command: 'list',
+      describe: 'Snapshots: id, name, time taken',
+      builder: (a: Argv) => mountOption(a).option('json', { type: 'boolean' }),
+      handler: async (args: { mount?: string; json?: boolean }) => {
+        const list = await callAgent<Snapshot[]>(pickMount(args.mount), 'POST', '/snapshot', { op: 'list' });
+        if (args.json) {
+          process.stdout.write(`${JSON.stringify(list.map((s) => ({ ...s, created: new Date(s.createdMs).toISOString(), state: 'ready', schedule: null })), null, 2)}\n`);
+          return;
+        }
+        if (list.length === 0) {
+          process.stdout.write('no snapshots\n');
+          return;
+        }
+        process.stdout.write(`${'ID'.padEnd(6)}${'CREATED'.padEnd(22)}NAME\n`);
+        for (const s of list) process.stdout.write(`${String(s.id).padEnd(6)}${new Date(s.createdMs).toISOString().slice(0, 19).replace('T', ' ').padEnd(22)}${s.name}\n`);
+      },
+    } as never)
+    .command({
+      command: 'delete <id>',
+      describe: 'Delete a snapshot',
+      builder: (a: Argv) => mountOption(a).positional('id', { type: 'string' }),
+      handler: async (args: { id: string; mount?: string }) => {
+        await callAgent(pickMount(args.mount), 'POST', '/snapshot', { op: 'delete', id: checkId(args.id) });
+        process.stdout.write(`Deleted snapshot ${args.id}\n`);
+      },
+    } as never)
+    .command({
+      command: 'restore <id> <path>',
+      describe: 'Put a file or folder (or the mountpoint: everything) back as it was, in place, without copying data',
+      builder: (a: Argv) => a.positional('id', { type: 'string' }).positional('path', { type: 'string' }),
+      handler: async (args: { id: string; path: string }) => {
+        const abs = path.resolve(args.path);
+        const rec = mountOf(abs);
+        const rel = path.relative(rec.mountpoint, abs);
+        const r = await callAgent<RestoreResult>(rec, 'POST', '/snapshot', { op: 'restore', id: checkId(args.id), path: rel });
+        process.stdout.write(`Restored ${rel || rec.mountpoint} from snapshot ${args.id}: ${r.restored} item(s)\n`);
+      },
+    } as never)
+    .demandCommand(1, 'say which: create, list, delete or restore'),
+  handler: () => {},
+};
