@@ -3,6 +3,7 @@
  * - a snapshot taken before an overwrite, a truncate and a folder delete restores the file
  *   and the folder in place, byte for byte; entries created since go away;
  * - a folder renamed away since comes back under its old name;
+ * - `lucid snapshot mount` shows the tree as it was, read-only (EROFS);
  * - restoring the mountpoint puts everything back; bad ids and paths are one-line errors
  *   with exit code 2.
  */
@@ -24,6 +25,17 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
   const m = await sh(`cd ${fx.mp}/proj && head -c 1M /dev/urandom | dd of=cut.edl bs=1M seek=1 conv=notrunc status=none && truncate -s 2M cut.edl \\
     && rm -rf shots && mv audio audio-old && touch created-since && sync && echo ok`);
   t.equal(m.stdout.trim(), 'ok', m.stderr);
+
+  // A read-only view of the snapshot, beside the live mount.
+  const view = `${fx.work}/view`;
+  await sh(`mkdir -p ${view}`);
+  const sm = await fx.lucid(['snapshot', 'mount', id, view, '--store', `file://${fx.store}`, '--cache-dir', `${fx.work}/view-cache`]);
+  t.equal(sm.code, 0, sm.stderr);
+  t.equal((await sh(`diff -r ${view}/proj ${fx.work}/ref && echo identical`)).stdout.trim(), 'identical', 'the snapshot mount shows the tree as it was');
+  const ro = await sh(`echo x > ${view}/proj/cut.edl; echo "exit $?"; touch ${view}/new 2>&1; true`);
+  t.match(ro.stdout, /exit 1/);
+  t.match(ro.stderr + ro.stdout, /Read-only file system/, 'and refuses changes (EROFS)');
+  t.equal((await fx.lucid(['unmount', view])).code, 0);
 
   const rf = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/cut.edl`]);
   t.equal(rf.code, 0, rf.stderr);

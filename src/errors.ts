@@ -11,7 +11,7 @@ export type ErrorCode =
   | 'AlreadyInitialized' | 'VersionConflict' | 'NoEntry' | 'EntryExists' | 'NotDirectory'
   | 'IsDirectory' | 'NotEmpty' | 'InvalidArgument' | 'NameTooLong' | 'NoAttribute'
   | 'NotPermitted' | 'NotSupported' | 'OutOfRange' | 'TooBig' | 'Unauthorized' | 'ServiceUnavailable' | 'Internal'
-  | 'LockConflict' | 'Interrupted';
+  | 'LockConflict' | 'Interrupted' | 'ReadOnly';
 
 export class LucidError extends Error {
   readonly code: ErrorCode;
@@ -73,6 +73,8 @@ export class InternalError extends define('Internal', 1) {}
 export class LockConflictError extends define('LockConflict', 1) {}
 /** A wait (for a lock) was given up by the caller. */
 export class InterruptedError extends define('Interrupted', 1) {}
+/** A change to something read-only (a snapshot). */
+export class ReadOnlyError extends define('ReadOnly', 1) {}
 
 const byCode: Record<ErrorCode, new (message: string) => LucidError> = {
   Usage: UsageError, BadStoreUrl: BadStoreUrlError, NotFound: NotFoundError,
@@ -85,7 +87,7 @@ const byCode: Record<ErrorCode, new (message: string) => LucidError> = {
   NameTooLong: NameTooLongError, NoAttribute: NoAttributeError, NotPermitted: NotPermittedError,
   NotSupported: NotSupportedError, OutOfRange: OutOfRangeError, TooBig: TooBigError, Unauthorized: UnauthorizedError,
   ServiceUnavailable: ServiceUnavailableError, Internal: InternalError,
-  LockConflict: LockConflictError, Interrupted: InterruptedError,
+  LockConflict: LockConflictError, Interrupted: InterruptedError, ReadOnly: ReadOnlyError,
 };
 
 /** Rebuilds an error that crossed a process boundary (the service's wire format). */

@@ -15,6 +15,7 @@ import { BlockCache } from '../cache/block-cache.js';
 import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
+import { AsOfMeta } from '../meta/as-of.js';
 import { isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
@@ -36,6 +37,8 @@ export interface AgentConfig {
    * attributes and names it has without asking. The change feed usually updates them sooner.
    */
   staleMs?: number;
+  /** Mount this snapshot (by id) read-only instead of the live filespace. */
+  snapshotId?: number;
   log: (line: string) => void;
 }
 
@@ -127,7 +130,15 @@ export class Agent {
         cleanups.push(() => engine.close());
         meta = engine;
       }
-      const cacheDir = path.resolve(config.cacheDir ?? path.join(lucidHome(), 'cache', id));
+      if (config.snapshotId !== undefined) {
+        // A snapshot: the engine as of its commit, read-only; no locks, no feed (it never changes).
+        const snap = (await meta.listSnapshots()).find((x) => x.id === config.snapshotId);
+        if (!snap) throw new UsageError(`filespace ${id} has no snapshot ${config.snapshotId} (lucid snapshot list shows them)`);
+        meta = new AsOfMeta(meta, snap.csn);
+        if (remote) await remote.locks.close();
+        remote = undefined;
+      }
+      const cacheDir = path.resolve(config.cacheDir ?? path.join(lucidHome(), 'cache', id, ...(config.snapshotId !== undefined ? [`snapshot-${config.snapshotId}`] : [])));
       await fs.mkdir(cacheDir, { recursive: true, mode: 0o700 });
       const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
       if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
@@ -159,6 +170,7 @@ export class Agent {
         fuse = FuseMount.mount(vfs, config.mountpoint, {
           allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}`, trace,
           attrTimeout: (config.staleMs ?? 1000) / 1000, entryTimeout: (config.staleMs ?? 1000) / 1000,
+          readOnly: config.snapshotId !== undefined,
         });
         fuseRef = fuse;
       } catch (e) {

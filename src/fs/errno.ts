@@ -39,6 +39,7 @@ const ERRNO: Record<ErrorCode, number> = {
   AlreadyExists: E.EEXIST,
   LockConflict: E.EAGAIN,
   Interrupted: E.EINTR,
+  ReadOnly: E.EROFS,
 };
 
 export function errnoOf(e: unknown): number {

@@ -28,15 +28,14 @@ export interface MountArgs {
   allowOther?: boolean;
   staleness?: string;
   ipc?: boolean;
+  /** Set by `lucid snapshot mount ID MOUNTPOINT`. */
+  snapshot?: number;
 }
 
 type IpcMessage = { type: 'password'; password: string } | { type: 'ready'; mountpoint: string } | { type: 'error'; message: string; exitCode: number };
 
-export const mountCommand = {
-  command: 'mount <mountpoint>',
-  describe: 'Mount a filespace at an empty directory',
-  builder: (y: Argv) => y
-    .positional('mountpoint', { type: 'string', describe: 'An empty directory' })
+/** The options `lucid mount` and `lucid snapshot mount` share. */
+export const mountOptions = (y: Argv) => y
     .option('store', { type: 'string', describe: 'Store URL (default: the embedded default under ~/.lucid, created on first use)' })
     .option('service', { type: 'string', describe: 'URL of a lucid serve (default: the service runs in this agent)' })
     .option('cache-dir', { type: 'string', describe: 'Cache directory (default: ~/.lucid/cache/<filespace id>)' })
@@ -45,7 +44,12 @@ export const mountCommand = {
     .option('foreground', { type: 'boolean', describe: 'Stay attached; Ctrl-C unmounts' })
     .option('allow-other', { type: 'boolean', describe: 'Let other users use the mount (FUSE allow_other)' })
     .option('staleness', { type: 'string', describe: 'Longest time another client\'s change may go unseen in eventual mode (e.g. 500ms, 1s; default 1s)' })
-    .option('ipc', { type: 'boolean', hidden: true }),
+    .option('ipc', { type: 'boolean', hidden: true });
+
+export const mountCommand = {
+  command: 'mount <mountpoint>',
+  describe: 'Mount a filespace at an empty directory',
+  builder: (y: Argv) => mountOptions(y.positional('mountpoint', { type: 'string', describe: 'An empty directory' })),
   handler: async (args: MountArgs) => {
     const mountpoint = await checkMountpoint(args.mountpoint);
     const cacheSize = args.cacheSize ? parseSize(args.cacheSize, '--cache-size') : undefined;
@@ -78,7 +82,7 @@ function parseStaleness(v: string | undefined): number | undefined {
 function agentConfig(args: MountArgs, mountpoint: string, storeUrl: string, cacheSize: number | undefined, password: string) {
   return {
     mountpoint, storeUrl, serviceUrl: args.service, cacheDir: args.cacheDir, cacheSize, password,
-    allowOther: args.allowOther, staleMs: parseStaleness(args.staleness), log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
+    allowOther: args.allowOther, staleMs: parseStaleness(args.staleness), snapshotId: args.snapshot, log: (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * `lucid snapshot create|list|delete|restore`: instant snapshots of a mounted filespace and
- * in-place restores, through the mount's agent (which holds the keys to hash names).
+ * `lucid snapshot create|list|delete|restore|mount`: instant snapshots of a mounted filespace,
+ * in-place restores through the mount's agent (which holds the keys to hash names), and
+ * read-only mounts of a snapshot (an agent of its own, like `lucid mount`).
  * create/list/delete take `--mount MP` (or the only running mount); restore finds the mount
  * from PATH.
  */
@@ -8,6 +9,7 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
 import type { RestoreResult, Snapshot } from '../../meta/types.js';
+import { mountCommand, mountOptions, type MountArgs } from './mount.js';
 import { callAgent as callAgentRaw, listMounts, mountOf, type MountRecord } from '../control.js';
 
 /** A snapshot or entry that does not exist is the caller's input: exit code 2. */
@@ -87,6 +89,12 @@ export const snapshotCommand = {
         process.stdout.write(`Restored ${rel || rec.mountpoint} from snapshot ${args.id}: ${r.restored} item(s)\n`);
       },
     } as never)
-    .demandCommand(1, 'say which: create, list, delete or restore'),
+    .command({
+      command: 'mount <id> <mountpoint>',
+      describe: 'Mount a read-only view of the filespace as it was (same options as lucid mount)',
+      builder: (a: Argv) => mountOptions(a.positional('id', { type: 'string' }).positional('mountpoint', { type: 'string' })),
+      handler: async (args: MountArgs & { id: string }) => mountCommand.handler({ ...args, snapshot: checkId(args.id) }),
+    } as never)
+    .demandCommand(1, 'say which: create, list, delete, restore or mount'),
   handler: () => {},
 };

@@ -20,6 +20,8 @@ export interface FuseOptions {
   fsname?: string;
   maxWrite?: number;
   log?: (line: string) => void;
+  /** Mount read-only (a snapshot): the kernel refuses every change with EROFS. */
+  readOnly?: boolean;
   /** Kernel read-ahead for the mount in KiB (default 2048: an unaligned 1 MiB read spans 257 pages; needs root, else the kernel's 128). */
   readaheadKb?: number;
   /** When set (LUCID_TRACE=1), every read request is logged with its timing. */
@@ -50,6 +52,7 @@ export class FuseMount {
     const m = new FuseMount(vfs, mountpoint, options);
     const opts = ['default_permissions', `fsname=${options.fsname ?? 'lucid'}`, 'subtype=lucid', 'noatime'];
     if (options.allowOther) opts.push('allow_other');
+    if (options.readOnly) opts.push('ro');
     let onExit!: (code: number) => void;
     m.exited = new Promise((r) => { onExit = r; });
     m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, 1 << 20);
