@@ -3,7 +3,8 @@
  * - a snapshot taken before an overwrite, a truncate and a folder delete restores the file
  *   and the folder in place, byte for byte; entries created since go away;
  * - a folder renamed away since comes back under its old name;
- * - `lucid snapshot mount` shows the tree as it was, read-only (EROFS);
+ * - `lucid snapshot mount` shows the tree as it was, read-only (EROFS); `restore --to` copies
+ *   the old version out, byte for byte, with times;
  * - restoring the mountpoint puts everything back; bad ids and paths are one-line errors
  *   with exit code 2.
  */
@@ -13,7 +14,7 @@ import { sh, withMount } from './helpers.js';
 t.test('restore in place after an overwrite, a truncate, a folder delete and a rename', async (t) => {
   const fx = await withMount(t);
   const w = await sh(`cd ${fx.mp} && mkdir -p proj/shots proj/audio && head -c 3M /dev/urandom > proj/cut.edl && head -c 5M /dev/urandom > proj/shots/a.mov \\
-    && head -c 100K /dev/urandom > proj/audio/mix.wav && cp -r ${fx.mp}/proj ${fx.work}/ref && sync && echo ok`);
+    && head -c 100K /dev/urandom > proj/audio/mix.wav && cp -a ${fx.mp}/proj ${fx.work}/ref && sync && echo ok`);
   t.equal(w.stdout.trim(), 'ok', w.stderr);
   const snap = await fx.lucid(['snapshot', 'create', 'before the mistake']);
   t.equal(snap.code, 0, snap.stderr);
@@ -36,6 +37,17 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
   t.match(ro.stdout, /exit 1/);
   t.match(ro.stderr + ro.stdout, /Read-only file system/, 'and refuses changes (EROFS)');
   t.equal((await fx.lucid(['unmount', view])).code, 0);
+
+  // --to copies the snapshot's version out, leaving the live tree as it is.
+  await sh(`mkdir -p ${fx.work}/out`);
+  const cp = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj`, '--to', `${fx.work}/out`]);
+  t.equal(cp.code, 0, cp.stderr);
+  t.match(cp.stdout, /Copied proj from snapshot \d+ into .*: 3 file\(s\)/);
+  t.equal((await sh(`diff -r ${fx.work}/out/proj ${fx.work}/ref && test -e ${fx.mp}/proj/created-since && echo identical`)).stdout.trim(), 'identical', '--to copies the old version out; the live tree is untouched');
+  t.equal((await sh(`stat -c %Y ${fx.work}/out/proj/cut.edl ${fx.work}/ref/cut.edl | uniq | wc -l`)).stdout.trim(), '1', 'with its modification time');
+  const bad = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/created-since`, '--to', `${fx.work}/out`]);
+  t.equal(bad.code, 2, 'a path the snapshot does not have: exit 2');
+  t.match(bad.stderr, /not in snapshot/);
 
   const rf = await fx.lucid(['snapshot', 'restore', id, `${fx.mp}/proj/cut.edl`]);
   t.equal(rf.code, 0, rf.stderr);

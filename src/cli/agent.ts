@@ -7,7 +7,7 @@
 import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
-import { InvalidArgumentError, UsageError } from '../errors.js';
+import { InvalidArgumentError, NoEntryError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { Vfs } from '../fs/vfs.js';
 import { FuseMount } from '../fs/fuse/adapter.js';
@@ -16,7 +16,7 @@ import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
 import { AsOfMeta } from '../meta/as-of.js';
-import { isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
+import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
@@ -291,6 +291,65 @@ export class Agent {
     }
     for (const ino of result.inos) this.vfs.revalidate(ino);
     return result;
+  }
+
+  /**
+   * Copies `rel` as it was in snapshot `id` out to the local directory `to` (into
+   * `to/<name>`, or `to` itself for the whole filespace): files, folders, symlinks, modes and
+   * times. Reads straight from the store through a view of the snapshot, never through this
+   * mount's cache of live data.
+   */
+  async copyOut(id: number, rel: string, to: string, progress: (p: WarmProgress) => void): Promise<WarmProgress> {
+    const snap = (await this.meta.listSnapshots()).find((x) => x.id === id);
+    if (!snap) throw new UsageError(`no snapshot ${id} (lucid snapshot list shows them)`);
+    if (!path.isAbsolute(to)) throw new UsageError('--to needs an absolute directory');
+    const st = await fs.stat(to).catch(() => undefined);
+    if (!st?.isDirectory()) throw new UsageError(`--to ${to} is not a directory`);
+    const view = new Filespace(this.vfs.fs.unlocked, this.store, new AsOfMeta(this.meta, snap.csn));
+    const parts = rel.split('/').filter((p) => p && p !== '.');
+    const root = await view.resolve(parts.join('/')).catch((e) => {
+      if (e instanceof NoEntryError) throw new UsageError(`${rel || '/'} is not in snapshot ${id}`);
+      throw e;
+    });
+    // First the list (for totals), then the copy.
+    const items: { rel: string; attr: Attr }[] = [];
+    const walk = async (p: string, attr: Attr): Promise<void> => {
+      items.push({ rel: p, attr });
+      if (isDir(attr.mode)) for (const e of await view.readdir(p)) await walk(p ? `${p}/${e.name}` : e.name, e.attr);
+    };
+    await walk(parts.join('/'), root);
+    const files = items.filter((i) => (i.attr.mode & S_IFMT) === S_IFREG);
+    const p: WarmProgress = { files: 0, filesTotal: files.length, bytes: 0, bytesTotal: files.reduce((n, f) => n + f.attr.size, 0), fetchedBytes: 0 };
+    progress(p);
+    const base = parts.length ? path.join(to, parts[parts.length - 1]) : to;
+    const dest = (r: string) => path.join(base, path.relative(parts.join('/'), r));
+    for (const item of items) {
+      const out = dest(item.rel);
+      const type = item.attr.mode & S_IFMT;
+      if (isDir(item.attr.mode)) await fs.mkdir(out, { recursive: true, mode: item.attr.mode & 0o7777 });
+      else if (type === S_IFLNK) await fs.symlink(await view.readlink(item.rel), out);
+      else if (type === S_IFREG) {
+        const fh = await fs.open(out, 'w', item.attr.mode & 0o7777);
+        try {
+          const chunk = 8 * view.blockSize;
+          for (let off = 0; off < item.attr.size; off += chunk) {
+            const data = await view.read(item.attr.ino, off, Math.min(chunk, item.attr.size - off));
+            await fh.write(data, 0, data.length, off);
+            p.bytes += data.length;
+            p.fetchedBytes += data.length;
+            progress(p);
+          }
+        } finally {
+          await fh.close();
+        }
+        p.files++;
+        progress(p);
+      }
+      if (type !== S_IFLNK) await fs.utimes(out, item.attr.atimeMs / 1000, item.attr.mtimeMs / 1000);
+    }
+    // Folders' times last: copying into them moved them.
+    for (const item of items.filter((i) => isDir(i.attr.mode)).reverse()) await fs.utimes(dest(item.rel), item.attr.atimeMs / 1000, item.attr.mtimeMs / 1000);
+    return p;
   }
 
   /** Uploads everything, unmounts, and closes every part. */

@@ -106,27 +106,34 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
       }
     }
     case 'POST /warm': {
-      // A stream of JSON lines: progress (at most five a second), then the result or an error.
       const body = await readJson(req);
-      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      let last = 0;
-      try {
-        const result = await agent.warm(String(body.path ?? ''), body.recursive === true, (p) => {
-          const now = Date.now();
-          if (now - last < 200) return;
-          last = now;
-          res.write(`${JSON.stringify({ progress: p })}\n`);
-        });
-        res.end(`${JSON.stringify({ result })}\n`);
-      } catch (e) {
-        const err = e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
-        res.end(`${JSON.stringify({ error: err })}\n`);
-      }
-      return;
+      return streamProgress(res, (progress) => agent.warm(String(body.path ?? ''), body.recursive === true, progress));
+    }
+    case 'POST /snapshot-copy': {
+      const body = await readJson(req);
+      return streamProgress(res, (progress) => agent.copyOut(Number(body.id), String(body.path ?? ''), String(body.to ?? ''), progress));
     }
     default:
       res.writeHead(404, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'Usage', message: `no such control call ${url.pathname}`, exitCode: 2 } }));
+  }
+}
+
+/** Answers with a stream of JSON lines: progress (at most five a second), then the result or an error. */
+async function streamProgress<P, R>(res: http.ServerResponse, run: (progress: (p: P) => void) => Promise<R>): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  let last = 0;
+  try {
+    const result = await run((p) => {
+      const now = Date.now();
+      if (now - last < 200) return;
+      last = now;
+      res.write(`${JSON.stringify({ progress: p })}\n`);
+    });
+    res.end(`${JSON.stringify({ result })}\n`);
+  } catch (e) {
+    const err = e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
+    res.end(`${JSON.stringify({ error: err })}\n`);
   }
 }
 

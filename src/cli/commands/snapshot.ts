@@ -10,7 +10,10 @@ import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
 import type { RestoreResult, Snapshot } from '../../meta/types.js';
 import { mountCommand, mountOptions, type MountArgs } from './mount.js';
-import { callAgent as callAgentRaw, listMounts, mountOf, type MountRecord } from '../control.js';
+import { callAgent as callAgentRaw, listMounts, mountOf, streamAgent, type MountRecord } from '../control.js';
+import { ProgressBar } from '../progress.js';
+import type { WarmProgress } from '../agent.js';
+import { formatSize } from '../../util/size.js';
 
 /** A snapshot or entry that does not exist is the caller's input: exit code 2. */
 async function callAgent<T>(rec: MountRecord, method: string, route: string, body: unknown): Promise<T> {
@@ -80,11 +83,23 @@ export const snapshotCommand = {
     .command({
       command: 'restore <id> <path>',
       describe: 'Put a file or folder (or the mountpoint: everything) back as it was, in place, without copying data',
-      builder: (a: Argv) => a.positional('id', { type: 'string' }).positional('path', { type: 'string' }),
-      handler: async (args: { id: string; path: string }) => {
+      builder: (a: Argv) => a.positional('id', { type: 'string' }).positional('path', { type: 'string' })
+        .option('to', { type: 'string', describe: 'Copy the snapshot\'s version out into this local directory instead (with a progress bar)' }),
+      handler: async (args: { id: string; path: string; to?: string }) => {
         const abs = path.resolve(args.path);
         const rec = mountOf(abs);
         const rel = path.relative(rec.mountpoint, abs);
+        if (args.to !== undefined) {
+          const to = path.resolve(args.to);
+          const bar = new ProgressBar(process.stderr);
+          const started = Date.now();
+          const r = await streamAgent<WarmProgress>(rec, '/snapshot-copy', { id: checkId(args.id), path: rel, to }, (line) => {
+            const p = line.progress as WarmProgress | undefined;
+            if (p) bar.update(p.bytes, p.bytesTotal, `${p.files}/${p.filesTotal} files`);
+          }).finally(() => bar.done());
+          process.stdout.write(`Copied ${rel || '/'} from snapshot ${args.id} into ${to}: ${r.filesTotal} file(s), ${formatSize(r.bytesTotal)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+          return;
+        }
         const r = await callAgent<RestoreResult>(rec, 'POST', '/snapshot', { op: 'restore', id: checkId(args.id), path: rel });
         process.stdout.write(`Restored ${rel || rec.mountpoint} from snapshot ${args.id}: ${r.restored} item(s)\n`);
       },
