@@ -27,6 +27,13 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
     && rm -rf shots && mv audio audio-old && touch created-since && sync && echo ok`);
   t.equal(m.stdout.trim(), 'ok', m.stderr);
 
+  const diff = await fx.lucid(['snapshot', 'diff', id]);
+  t.equal(diff.code, 0, diff.stderr);
+  t.same(diff.stdout.trim().split('\n'), [
+    '- proj/audio', '+ proj/audio-old', '+ proj/audio-old/mix.wav', '- proj/audio/mix.wav', '+ proj/created-since',
+    'M proj/cut.edl', '- proj/shots', '- proj/shots/a.mov',
+  ], 'diff against the live tree names what changed');
+
   // A read-only view of the snapshot, beside the live mount.
   const view = `${fx.work}/view`;
   await sh(`mkdir -p ${view}`);
@@ -65,6 +72,7 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
   const tree = await sh(`cd ${fx.mp} && find . | sort && diff -r ${fx.mp}/proj ${fx.work}/ref && echo identical`);
   t.match(tree.stdout, /identical/, 'restoring the mountpoint restores everything');
   t.notMatch(tree.stdout, /later\.txt|created-since/, 'and removes what came since');
+  t.equal((await fx.lucid(['snapshot', 'diff', id])).stdout.trim(), '', 'nothing differs from the snapshot now');
 
   // Survives a remount with an empty cache: the restore is committed metadata.
   t.equal((await fx.unmount()).code, 0);

@@ -352,6 +352,43 @@ export class Agent {
     return p;
   }
 
+  /**
+   * What changed between snapshot `from` and snapshot `to` (or the live tree): paths added,
+   * removed, and modified (another inode under the name, or a file whose size, mode or
+   * times differ: a restored file equals its snapshot). Both trees are walked by name.
+   */
+  async diff(from: number, to?: number): Promise<{ change: '+' | '-' | 'M'; path: string }[]> {
+    const snaps = await this.meta.listSnapshots();
+    const csnOf = (id: number) => {
+      const s = snaps.find((x) => x.id === id);
+      if (!s) throw new UsageError(`no snapshot ${id} (lucid snapshot list shows them)`);
+      return s.csn;
+    };
+    if (to === undefined) await this.writeback.flushAll();
+    const view = (id?: number) => new Filespace(this.vfs.fs.unlocked, this.store, id === undefined ? this.meta : new AsOfMeta(this.meta, csnOf(id)));
+    const tree = async (fsv: Filespace) => {
+      const out = new Map<string, Attr>();
+      const walk = async (p: string): Promise<void> => {
+        for (const e of await fsv.readdir(p)) {
+          const child = p ? `${p}/${e.name}` : e.name;
+          out.set(child, e.attr);
+          if (isDir(e.attr.mode)) await walk(child);
+        }
+      };
+      await walk('');
+      return out;
+    };
+    const [a, b] = await Promise.all([tree(view(from)), tree(view(to))]);
+    const changes: { change: '+' | '-' | 'M'; path: string }[] = [];
+    for (const [p, x] of a) {
+      const y = b.get(p);
+      if (!y) changes.push({ change: '-', path: p });
+      else if (y.ino !== x.ino || y.mode !== x.mode || (!isDir(x.mode) && (y.size !== x.size || y.mtimeMs !== x.mtimeMs || y.ctimeMs !== x.ctimeMs))) changes.push({ change: 'M', path: p });
+    }
+    for (const p of b.keys()) if (!a.has(p)) changes.push({ change: '+', path: p });
+    return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  }
+
   /** Uploads everything, unmounts, and closes every part. */
   stop(options: { force?: boolean; external?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {

@@ -102,6 +102,7 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
         case 'list': return send(await agent.listSnapshots());
         case 'delete': await agent.deleteSnapshot(Number(body.id)); return send({ ok: true });
         case 'restore': return send(await agent.restore(Number(body.id), String(body.path ?? '')));
+        case 'diff': return send(await agent.diff(Number(body.id), body.to === undefined ? undefined : Number(body.to)));
         default: throw new UsageError(`unknown snapshot call ${String(body.op)}`);
       }
     }

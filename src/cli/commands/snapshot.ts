@@ -105,11 +105,22 @@ export const snapshotCommand = {
       },
     } as never)
     .command({
+      command: 'diff <id> [id2]',
+      describe: 'What changed between a snapshot and another (or the live tree): + added, - removed, M modified',
+      builder: (a: Argv) => mountOption(a).positional('id', { type: 'string' }).positional('id2', { type: 'string' }).option('json', { type: 'boolean' }),
+      handler: async (args: { id: string; id2?: string; mount?: string; json?: boolean }) => {
+        const changes = await callAgent<{ change: string; path: string }[]>(pickMount(args.mount), 'POST', '/snapshot',
+          { op: 'diff', id: checkId(args.id), to: args.id2 === undefined ? undefined : checkId(args.id2) });
+        if (args.json) process.stdout.write(`${JSON.stringify(changes, null, 2)}\n`);
+        else for (const c of changes) process.stdout.write(`${c.change} ${c.path}\n`);
+      },
+    } as never)
+    .command({
       command: 'mount <id> <mountpoint>',
       describe: 'Mount a read-only view of the filespace as it was (same options as lucid mount)',
       builder: (a: Argv) => mountOptions(a.positional('id', { type: 'string' }).positional('mountpoint', { type: 'string' })),
       handler: async (args: MountArgs & { id: string }) => mountCommand.handler({ ...args, snapshot: checkId(args.id) }),
     } as never)
-    .demandCommand(1, 'say which: create, list, delete, restore or mount'),
+    .demandCommand(1, 'say which: create, list, delete, restore, diff or mount'),
   handler: () => {},
 };
