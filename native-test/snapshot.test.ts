@@ -5,6 +5,7 @@
  * - a folder renamed away since comes back under its old name;
  * - `lucid snapshot mount` shows the tree as it was, read-only (EROFS); `restore --to` copies
  *   the old version out, byte for byte, with times;
+ * - schedules: the defaults, create, list, delete;
  * - restoring the mountpoint puts everything back; bad ids and paths are one-line errors
  *   with exit code 2.
  */
@@ -85,6 +86,15 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
     t.equal(r.code, 2, `${args.join(' ')}: exit 2`);
     t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   }
+  const sl = await fx.lucid(['snapshot', 'schedule', 'list']);
+  t.same(sl.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]), ['every-15m', 'hourly', 'daily', 'weekly'], 'a new filespace has the default schedules');
+  t.equal((await fx.lucid(['snapshot', 'schedule', 'delete', 'weekly'])).code, 0, 'removable');
+  const sc = await fx.lucid(['snapshot', 'schedule', 'create', 'renders', '--every', '1h', '--keep', '12']);
+  t.equal(sc.stdout.trim(), 'Schedule renders: every 1h, keep 12');
+  t.match((await fx.lucid(['snapshot', 'schedule', 'list'])).stdout, /renders\s+every 1h\s+keep 12/);
+  const badEvery = await fx.lucid(['snapshot', 'schedule', 'create', 'x', '--every', 'often', '--keep', '1']);
+  t.equal(badEvery.code, 2, 'a bad --every is a usage error');
+
   t.equal((await fx.lucid(['snapshot', 'delete', id])).code, 0);
   t.equal((await fx.lucid(['snapshot', 'list'])).stdout.trim(), 'no snapshots');
 });

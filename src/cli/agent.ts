@@ -16,6 +16,7 @@ import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
 import { AsOfMeta } from '../meta/as-of.js';
+import { startScheduler } from '../meta/scheduler.js';
 import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
@@ -129,6 +130,11 @@ export class Agent {
         const engine = await openEngine(`sqlite:${defaultDbPath(config.storeUrl, id)}`, { filespaceId: id, blockSize: descriptor.blockSize });
         cleanups.push(() => engine.close());
         meta = engine;
+        // No service: this agent runs the snapshot schedules while it is mounted.
+        if (config.snapshotId === undefined) {
+          const scheduler = startScheduler(engine, { log: config.log });
+          cleanups.push(async () => scheduler.stop());
+        }
       }
       if (config.snapshotId !== undefined) {
         // A snapshot: the engine as of its commit, read-only; no locks, no feed (it never changes).
@@ -270,6 +276,10 @@ export class Agent {
 
   deleteSnapshot(id: number): Promise<void> {
     return this.meta.deleteSnapshot(id);
+  }
+
+  get snapshots(): Pick<MetaEngine, 'createSchedule' | 'listSchedules' | 'deleteSchedule'> {
+    return this.meta;
   }
 
   /**

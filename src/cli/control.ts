@@ -102,6 +102,9 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
         case 'list': return send(await agent.listSnapshots());
         case 'delete': await agent.deleteSnapshot(Number(body.id)); return send({ ok: true });
         case 'restore': return send(await agent.restore(Number(body.id), String(body.path ?? '')));
+        case 'schedule-create': return send(await agent.snapshots.createSchedule(String(body.name), Number(body.everyMs), Number(body.keep)));
+        case 'schedule-list': return send(await agent.snapshots.listSchedules());
+        case 'schedule-delete': await agent.snapshots.deleteSchedule(String(body.name)); return send({ ok: true });
         case 'diff': return send(await agent.diff(Number(body.id), body.to === undefined ? undefined : Number(body.to)));
         default: throw new UsageError(`unknown snapshot call ${String(body.op)}`);
       }

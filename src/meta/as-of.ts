@@ -5,7 +5,7 @@
  */
 import { ReadOnlyError } from '../errors.js';
 import type {
-  Attr, BlockRef, ChangesPage, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, XattrEntry,
+  Attr, BlockRef, ChangesPage, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, SnapshotSchedule, XattrEntry,
 } from './types.js';
 
 const refuse = async (): Promise<never> => { throw new ReadOnlyError('a snapshot is read-only: restore it with lucid snapshot restore, or copy files out'); };
@@ -25,6 +25,7 @@ export class AsOfMeta implements MetaEngine {
   listXattr(ino: number): Promise<XattrEntry[]> { return this.inner.listXattr(ino, { asOf: this.csn }); }
   changesSince(csn: number, limit?: number): Promise<ChangesPage> { return this.inner.changesSince(csn, limit); }
   listSnapshots(): Promise<Snapshot[]> { return this.inner.listSnapshots(); }
+  listSchedules(): Promise<SnapshotSchedule[]> { return this.inner.listSchedules(); }
 
   create = refuse;
   link = refuse;
@@ -38,6 +39,9 @@ export class AsOfMeta implements MetaEngine {
   removeXattr = refuse;
   createSnapshot = refuse;
   deleteSnapshot = refuse;
+  createSchedule = refuse;
+  deleteSchedule = refuse;
+  runSchedules = refuse;
   restore: (id: number, parent: number, hash: Buffer) => Promise<RestoreResult> = refuse;
 
   close(): Promise<void> { return this.inner.close(); }

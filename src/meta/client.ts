@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
   Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
-  LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+  LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
 } from './types.js';
 import { decodeWire, encodeWire } from './wire.js';
 
@@ -68,6 +68,10 @@ export class MetaClient implements MetaEngine {
   listSnapshots(): Promise<Snapshot[]> { return this.call('listSnapshots', []); }
   async deleteSnapshot(id: number): Promise<void> { await this.call('deleteSnapshot', [id]); }
   restore(id: number, parent: number, hash: Buffer): Promise<RestoreResult> { return this.call('restore', [id, parent, hash]); }
+  createSchedule(name: string, everyMs: number, keep: number): Promise<SnapshotSchedule> { return this.call('createSchedule', [name, everyMs, keep]); }
+  listSchedules(): Promise<SnapshotSchedule[]> { return this.call('listSchedules', []); }
+  async deleteSchedule(name: string): Promise<void> { await this.call('deleteSchedule', [name]); }
+  runSchedules(nowMs: number): Promise<Snapshot[]> { return this.call('runSchedules', [nowMs]); }
 
   async close(): Promise<void> {
     this.agent.destroy();

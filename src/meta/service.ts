@@ -21,6 +21,7 @@ import { META_METHODS, type MetaEngine, type MetaMethod } from './types.js';
 import type { CommitEvent } from './sql/engine.js';
 import { decodeWire, encodeWire, statusOf } from './wire.js';
 import { LockService } from '../locks/service.js';
+import { startScheduler } from './scheduler.js';
 import type { SqlLockStore } from '../locks/store.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -33,6 +34,8 @@ export interface ServiceOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** How long a silent client keeps its locks (ms; default 15 s). */
   lockLeaseMs?: number;
+  /** How often snapshot schedules are checked (ms; default 10 s; 0: not run here). */
+  scheduleTickMs?: number;
   log?: (line: string) => void;
 }
 
@@ -53,6 +56,7 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
   };
 
   const lockStore = await options.engine.lockStore();
+  const scheduler = options.scheduleTickMs === 0 ? undefined : startScheduler(options.engine, { tickMs: options.scheduleTickMs, log: options.log });
   const locks = new LockService(lockStore, options.lockLeaseMs, options.log);
   const LOCK_CALLS = new Set(['test', 'set', 'release', 'renew', 'drop']);
 
@@ -195,6 +199,7 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     locks,
     url: `${options.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: async () => {
+      scheduler?.stop();
       locks.close();
       lockStore.close();
       for (const ws of sockets) ws.terminate();

@@ -150,6 +150,17 @@ export interface Snapshot {
   /** The commit the snapshot shows the filespace at. */
   csn: number;
   createdMs: number;
+  /** The schedule that made it, if one did. */
+  schedule?: string;
+}
+
+export interface SnapshotSchedule {
+  name: string;
+  everyMs: number;
+  /** How many of this schedule's snapshots are kept (older ones are deleted). */
+  keep: number;
+  /** When it last made a snapshot (ms since the epoch; 0 never). */
+  lastMs: number;
 }
 
 export interface RestoreResult {
@@ -197,6 +208,15 @@ export interface MetaEngine {
   createSnapshot(name?: string): Promise<Snapshot>;
   listSnapshots(): Promise<Snapshot[]>;
   deleteSnapshot(id: number): Promise<void>;
+  createSchedule(name: string, everyMs: number, keep: number): Promise<SnapshotSchedule>;
+  listSchedules(): Promise<SnapshotSchedule[]>;
+  deleteSchedule(name: string): Promise<void>;
+  /**
+   * Takes the snapshots that are due at `nowMs` and deletes the ones past each schedule's
+   * `keep`; safe to call from several service instances at once (each due snapshot is taken
+   * once). Returns the snapshots taken.
+   */
+  runSchedules(nowMs: number): Promise<Snapshot[]>;
   /**
    * Puts the entry `hash` of directory `parent` back as it was at snapshot `id`, in one
    * commit: a file's contents and attributes, or a folder's whole tree (deleted entries come
@@ -213,6 +233,7 @@ export const META_METHODS = [
   'info', 'getAttr', 'lookup', 'readdir', 'create', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
   'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr',
   'changesSince', 'createSnapshot', 'listSnapshots', 'deleteSnapshot', 'restore',
+  'createSchedule', 'listSchedules', 'deleteSchedule', 'runSchedules',
 ] as const satisfies readonly (keyof MetaEngine)[];
 
 export type MetaMethod = (typeof META_METHODS)[number];

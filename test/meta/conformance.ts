@@ -318,6 +318,32 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await e.deleteSnapshot(next.id);
     });
 
+    t.test('snapshot schedules: defaults, due times, keep, one taker among racers', async (t) => {
+      const defaults = await e.listSchedules();
+      t.same(defaults.map((s) => [s.name, s.keep]), [['every-15m', 4], ['hourly', 6], ['daily', 7], ['weekly', 4]], 'a new filespace has the default schedules');
+      await e.deleteSchedule('weekly');
+      t.notOk((await e.listSchedules()).some((s) => s.name === 'weekly'), 'defaults can be removed');
+      await t.rejects(e.deleteSchedule('weekly'), NoEntryError);
+      await e.createSchedule('test', 1000, 2);
+      await t.rejects(e.createSchedule('test', 1000, 2), EntryExistsError);
+      await t.rejects(e.createSchedule('bad name!', 1000, 2), InvalidArgumentError);
+      await t.rejects(e.createSchedule('fast', 10, 2), InvalidArgumentError, 'at least a second apart');
+      const t0 = Date.now();
+      const mine = async () => (await e.listSnapshots()).filter((s) => s.schedule === 'test');
+      t.equal((await e.runSchedules(t0)).filter((s) => s.schedule === 'test').length, 1, 'due at once (never ran)');
+      t.equal((await e.runSchedules(t0 + 500)).filter((s) => s.schedule === 'test').length, 0, 'not due again within its interval');
+      await e.runSchedules(t0 + 1000);
+      await e.runSchedules(t0 + 2000);
+      const kept = await mine();
+      t.equal(kept.length, 2, 'only the newest `keep` are kept');
+      t.ok(kept.every((s) => s.name.startsWith('test ')), 'named after the schedule');
+      const racing = await Promise.all([e.runSchedules(t0 + 3000), e.runSchedules(t0 + 3000), e.runSchedules(t0 + 3000)]);
+      t.equal(racing.flat().filter((s) => s.schedule === 'test').length, 1, 'three racers, one snapshot');
+      await e.deleteSchedule('test');
+      for (const s of await mine()) await e.deleteSnapshot(s.id);
+      for (const s of (await e.listSnapshots()).filter((x) => x.schedule)) await e.deleteSnapshot(s.id);
+    });
+
     t.test('every mutation gets the next CSN, and the feed names what changed', async (t) => {
       const d = await scratch();
       const start = (await e.info()).csn;

@@ -22,7 +22,7 @@ metaConformance(t, 'service over HTTP (sqlite)', async () => {
   const tmp = tempDir();
   const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'meta.sqlite')), { filespaceId: FILESPACE, blockSize: BLOCK });
   const token = 'ab'.repeat(32);
-  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)] });
+  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)], scheduleTickMs: 0 });
   const client = new MetaClient(service.url, token);
   return { engine: client, close: async () => { await client.close(); await service.close(); await engine.close(); tmp.remove(); } };
 });
@@ -41,7 +41,7 @@ metaConformance(t, 'service over HTTP (postgres)', async () => {
   const url = await (await pgServer).createDatabase();
   const engine = await SqlMetaEngine.open(await PostgresDriver.open(url), { filespaceId: FILESPACE, blockSize: BLOCK });
   const token = 'cd'.repeat(32);
-  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)] });
+  const service = await startService({ engine, verifiers: [serviceVerifierOf(token)], scheduleTickMs: 0 });
   const client = new MetaClient(service.url, token);
   return { engine: client, close: async () => { await client.close(); await service.close(); await engine.close(); } };
 });

@@ -112,3 +112,17 @@ suite('two instances over one PostgreSQL database', async () => {
   const pair = await pairOver(async () => SqlMetaEngine.open(await PostgresDriver.open(url), { filespaceId: FILESPACE, blockSize: BLOCK }), true);
   return { ...pair, close: async () => { await pair.close(); await pg.close(); } };
 });
+
+t.test('the service runs snapshot schedules with no client connected', async (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'meta.sqlite')), { filespaceId: FILESPACE, blockSize: BLOCK });
+  await engine.createSchedule('often', 1000, 3);
+  const service = await startService({ engine, verifiers: [serviceVerifierOf(TOKEN)], scheduleTickMs: 200 });
+  t.teardown(async () => { await service.close(); await engine.close(); });
+  await new Promise((r) => setTimeout(r, 4500));
+  const made = (await engine.listSnapshots()).filter((s) => s.schedule === 'often');
+  t.ok(made.length >= 3, `snapshots were taken (${made.length} kept)`);
+  t.ok(made.length <= 3, 'no more than `keep`');
+  t.ok(made[made.length - 1].id >= 4, 'older ones were deleted as new ones came');
+});

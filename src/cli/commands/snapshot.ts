@@ -8,7 +8,7 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
-import type { RestoreResult, Snapshot } from '../../meta/types.js';
+import type { RestoreResult, Snapshot, SnapshotSchedule } from '../../meta/types.js';
 import { mountCommand, mountOptions, type MountArgs } from './mount.js';
 import { callAgent as callAgentRaw, listMounts, mountOf, streamAgent, type MountRecord } from '../control.js';
 import { ProgressBar } from '../progress.js';
@@ -30,6 +30,20 @@ function pickMount(mount: string | undefined): MountRecord {
   const all = listMounts();
   if (all.length === 1) return all[0];
   throw new UsageError(all.length === 0 ? 'no Lucid mount is running: mount the filespace first' : 'several mounts are running: say which with --mount MOUNTPOINT');
+}
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** "15m", "1h", "1d", "1w" (or seconds, "30s") → ms. */
+function parseEvery(v: string): number {
+  const m = /^(\d+)\s*([smhdw])$/.exec(v.trim());
+  if (!m || Number(m[1]) < 1) throw new UsageError(`--every must be like 15m, 1h, 1d or 1w (got "${v}")`);
+  return Number(m[1]) * UNITS[m[2]];
+}
+
+function formatEvery(ms: number): string {
+  for (const u of ['w', 'd', 'h', 'm', 's']) if (ms % UNITS[u] === 0) return `${ms / UNITS[u]}${u}`;
+  return `${ms}ms`;
 }
 
 function checkId(id: unknown): number {
@@ -60,15 +74,15 @@ export const snapshotCommand = {
       handler: async (args: { mount?: string; json?: boolean }) => {
         const list = await callAgent<Snapshot[]>(pickMount(args.mount), 'POST', '/snapshot', { op: 'list' });
         if (args.json) {
-          process.stdout.write(`${JSON.stringify(list.map((s) => ({ ...s, created: new Date(s.createdMs).toISOString(), state: 'ready', schedule: null })), null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(list.map((s) => ({ ...s, created: new Date(s.createdMs).toISOString(), state: 'ready', schedule: s.schedule ?? null })), null, 2)}\n`);
           return;
         }
         if (list.length === 0) {
           process.stdout.write('no snapshots\n');
           return;
         }
-        process.stdout.write(`${'ID'.padEnd(6)}${'CREATED'.padEnd(22)}NAME\n`);
-        for (const s of list) process.stdout.write(`${String(s.id).padEnd(6)}${new Date(s.createdMs).toISOString().slice(0, 19).replace('T', ' ').padEnd(22)}${s.name}\n`);
+        process.stdout.write(`${'ID'.padEnd(6)}${'CREATED'.padEnd(22)}${'SCHEDULE'.padEnd(12)}NAME\n`);
+        for (const s of list) process.stdout.write(`${String(s.id).padEnd(6)}${new Date(s.createdMs).toISOString().slice(0, 19).replace('T', ' ').padEnd(22)}${(s.schedule ?? '-').padEnd(12)}${s.name}\n`);
       },
     } as never)
     .command({
@@ -105,6 +119,32 @@ export const snapshotCommand = {
       },
     } as never)
     .command({
+      command: 'schedule <action> [name]',
+      describe: 'Snapshot schedules run by the service: create NAME --every 15m|1h|1d|1w --keep N, list, delete NAME',
+      builder: (a: Argv) => mountOption(a).positional('action', { choices: ['create', 'list', 'delete'] }).positional('name', { type: 'string' })
+        .option('every', { type: 'string', describe: 'How often: 30s, 15m, 1h, 1d, 1w' })
+        .option('keep', { type: 'number', describe: 'How many of its snapshots to keep' })
+        .option('json', { type: 'boolean' }),
+      handler: async (args: { action: string; name?: string; every?: string; keep?: number; mount?: string; json?: boolean }) => {
+        const rec = pickMount(args.mount);
+        if (args.action === 'list') {
+          const list = await callAgent<SnapshotSchedule[]>(rec, 'POST', '/snapshot', { op: 'schedule-list' });
+          if (args.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+          else for (const s of list) process.stdout.write(`${s.name.padEnd(16)}every ${formatEvery(s.everyMs).padEnd(6)} keep ${s.keep}\n`);
+          return;
+        }
+        if (!args.name) throw new UsageError(`lucid snapshot schedule ${args.action} needs a NAME`);
+        if (args.action === 'delete') {
+          await callAgent(rec, 'POST', '/snapshot', { op: 'schedule-delete', name: args.name });
+          process.stdout.write(`Deleted schedule ${args.name}\n`);
+          return;
+        }
+        if (!args.every || !args.keep) throw new UsageError('lucid snapshot schedule create NAME needs --every (e.g. 15m, 1h, 1d, 1w) and --keep N');
+        const s = await callAgent<SnapshotSchedule>(rec, 'POST', '/snapshot', { op: 'schedule-create', name: args.name, everyMs: parseEvery(args.every), keep: args.keep });
+        process.stdout.write(`Schedule ${s.name}: every ${formatEvery(s.everyMs)}, keep ${s.keep}\n`);
+      },
+    } as never)
+    .command({
       command: 'diff <id> [id2]',
       describe: 'What changed between a snapshot and another (or the live tree): + added, - removed, M modified',
       builder: (a: Argv) => mountOption(a).positional('id', { type: 'string' }).positional('id2', { type: 'string' }).option('json', { type: 'boolean' }),
@@ -121,6 +161,6 @@ export const snapshotCommand = {
       builder: (a: Argv) => mountOptions(a.positional('id', { type: 'string' }).positional('mountpoint', { type: 'string' })),
       handler: async (args: MountArgs & { id: string }) => mountCommand.handler({ ...args, snapshot: checkId(args.id) }),
     } as never)
-    .demandCommand(1, 'say which: create, list, delete, restore, diff or mount'),
+    .demandCommand(1, 'say which: create, list, delete, restore, diff, mount or schedule'),
   handler: () => {},
 };

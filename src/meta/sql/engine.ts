@@ -12,7 +12,7 @@ import {
 import {
   ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
-  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
+  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from '../../locks/store.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
@@ -151,6 +151,11 @@ class Mutation {
   }
 }
 
+const MIN = 60_000;
+const DEFAULT_SCHEDULES: [string, number, number][] = [
+  ['every-15m', 15 * MIN, 4], ['hourly', 60 * MIN, 6], ['daily', 24 * 60 * MIN, 7], ['weekly', 7 * 24 * 60 * MIN, 4],
+];
+
 /** The NOTIFY channel on which every instance over one database announces commits. */
 const COMMIT_CHANNEL = 'lucid_commits';
 
@@ -191,6 +196,10 @@ export class SqlMetaEngine implements MetaEngine {
         VALUES (?, 1, ?, ?, ?, ?, 0, 2, 0, ?, ?, ?, ?, NULL)`,
       [ROOT_INO, LIVE, S_IFDIR | 0o755, init.rootUid ?? 0, init.rootGid ?? 0, now, now, now, now]);
       await tx.run('INSERT INTO changes (csn, ino) VALUES (1, ?)', [ROOT_INO]);
+      // Default schedules of a new filespace (removable): 4 × 15 min, 6 hourly, 7 daily, 4 weekly.
+      for (const [name, every, keep] of DEFAULT_SCHEDULES) {
+        await tx.run('INSERT INTO snapshot_schedules (name, every_ms, keep, last_ms) VALUES (?, ?, ?, ?)', [name, every, keep, now]);
+      }
     });
     const row = await db.get("SELECT value FROM settings WHERE name = 'block_size'");
     const engine = new SqlMetaEngine(db, init.filespaceId, Number(row!.value));
@@ -512,21 +521,66 @@ export class SqlMetaEngine implements MetaEngine {
 
   async createSnapshot(name?: string): Promise<Snapshot> {
     if (name !== undefined && (typeof name !== 'string' || name.length > 200 || /[\0\n]/.test(name))) throw new InvalidArgumentError('a snapshot name is up to 200 characters, one line');
-    return this.db.transaction(async (tx) => {
-      const csn = Number((await tx.get("SELECT value FROM counters WHERE name = 'csn'"))!.value);
-      // Ids are never reused, so a deleted snapshot's id can never name another.
-      await tx.run(`INSERT INTO counters (name, value) VALUES ('snapshot_id', 1)
-        ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`);
-      const id = Number((await tx.get("SELECT value FROM counters WHERE name = 'snapshot_id'"))!.value);
-      const snap = { id, name: name ?? `snapshot-${id}`, csn, createdMs: Date.now() };
-      await tx.run('INSERT INTO snapshots (id, name, csn, created_ms) VALUES (?, ?, ?, ?)', [id, snap.name, csn, snap.createdMs]);
-      return snap;
-    });
+    return this.db.transaction((tx) => this.snapshotIn(tx, name));
+  }
+
+  /** Takes a snapshot inside transaction `tx` (of a schedule, if named). */
+  private async snapshotIn(tx: SqlRunner, name: string | undefined, schedule?: string): Promise<Snapshot> {
+    const csn = Number((await tx.get("SELECT value FROM counters WHERE name = 'csn'"))!.value);
+    // Ids are never reused, so a deleted snapshot's id can never name another.
+    await tx.run(`INSERT INTO counters (name, value) VALUES ('snapshot_id', 1)
+      ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`);
+    const id = Number((await tx.get("SELECT value FROM counters WHERE name = 'snapshot_id'"))!.value);
+    const snap: Snapshot = { id, name: name ?? `snapshot-${id}`, csn, createdMs: Date.now(), ...(schedule ? { schedule } : {}) };
+    await tx.run('INSERT INTO snapshots (id, name, csn, created_ms, schedule) VALUES (?, ?, ?, ?, ?)', [id, snap.name, csn, snap.createdMs, schedule ?? null]);
+    return snap;
+  }
+
+  async createSchedule(name: string, everyMs: number, keep: number): Promise<SnapshotSchedule> {
+    if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new InvalidArgumentError('a schedule name is 1-64 letters, digits, ".", "_" or "-"');
+    checkInt(everyMs, 'every', 1000);
+    checkInt(keep, 'keep', 1);
+    try {
+      await this.db.run('INSERT INTO snapshot_schedules (name, every_ms, keep, last_ms) VALUES (?, ?, ?, 0)', [name, everyMs, keep]);
+    } catch (e) {
+      if (await this.db.get('SELECT 1 AS x FROM snapshot_schedules WHERE name = ?', [name])) throw new EntryExistsError(`a schedule named ${name} exists`);
+      throw e;
+    }
+    return { name, everyMs, keep, lastMs: 0 };
+  }
+
+  async listSchedules(): Promise<SnapshotSchedule[]> {
+    return (await this.db.all('SELECT name, every_ms, keep, last_ms FROM snapshot_schedules ORDER BY every_ms, name')).map((r) => ({
+      name: String(r.name), everyMs: Number(r.every_ms), keep: Number(r.keep), lastMs: Number(r.last_ms),
+    }));
+  }
+
+  async deleteSchedule(name: string): Promise<void> {
+    if ((await this.db.run('DELETE FROM snapshot_schedules WHERE name = ?', [String(name)])) === 0) throw new NoEntryError(`no schedule ${name}`);
+  }
+
+  async runSchedules(nowMs: number): Promise<Snapshot[]> {
+    checkInt(nowMs, 'now');
+    const taken: Snapshot[] = [];
+    for (const s of await this.listSchedules()) {
+      if (nowMs - s.lastMs < s.everyMs) continue;
+      const snap = await this.db.transaction(async (tx) => {
+        // Compare-and-set: of several instances running the same schedule, one takes it.
+        if ((await tx.run('UPDATE snapshot_schedules SET last_ms = ? WHERE name = ? AND last_ms = ?', [nowMs, s.name, s.lastMs])) === 0) return undefined;
+        const made = await this.snapshotIn(tx, `${s.name} ${new Date(nowMs).toISOString().slice(0, 16).replace('T', ' ')}`, s.name);
+        const old = await tx.all('SELECT id FROM snapshots WHERE schedule = ? ORDER BY id DESC', [s.name]);
+        for (const r of old.slice(s.keep)) await tx.run('DELETE FROM snapshots WHERE id = ?', [r.id]);
+        return made;
+      });
+      if (snap) taken.push(snap);
+    }
+    return taken;
   }
 
   async listSnapshots(): Promise<Snapshot[]> {
-    return (await this.db.all('SELECT id, name, csn, created_ms FROM snapshots ORDER BY id')).map((r) => ({
+    return (await this.db.all('SELECT id, name, csn, created_ms, schedule FROM snapshots ORDER BY id')).map((r) => ({
       id: Number(r.id), name: String(r.name), csn: Number(r.csn), createdMs: Number(r.created_ms),
+      ...(r.schedule ? { schedule: String(r.schedule) } : {}),
     }));
   }
 

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS locks (
   ino {int} NOT NULL, owner TEXT NOT NULL, kind TEXT NOT NULL, type TEXT NOT NULL,
   start_b {int} NOT NULL, end_b {int} NOT NULL, pid {int} NOT NULL);
 CREATE INDEX IF NOT EXISTS locks_ino ON locks (ino);
-CREATE TABLE IF NOT EXISTS snapshots (id {int} PRIMARY KEY, name TEXT NOT NULL, csn {int} NOT NULL, created_ms {int} NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (id {int} PRIMARY KEY, name TEXT NOT NULL, csn {int} NOT NULL, created_ms {int} NOT NULL, schedule TEXT);
+CREATE TABLE IF NOT EXISTS snapshot_schedules (name TEXT PRIMARY KEY, every_ms {int} NOT NULL, keep {int} NOT NULL, last_ms {int} NOT NULL);
 CREATE TABLE IF NOT EXISTS lock_leases (client TEXT PRIMARY KEY, expires_ms {int} NOT NULL);
 `;
