@@ -41,31 +41,28 @@ async function umount(mp: string): Promise<void> {
   });
 }
 
-export async function mountRclone(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; cacheDir: string; keyId: string; secret: string }): Promise<PeerMount> {
-  const child = spawn('rclone', ['mount', `:s3:${o.bucket}/${o.prefix}`, o.mountpoint, '--vfs-cache-mode', 'full', '--cache-dir', o.cacheDir,
-    '--s3-provider', 'Other', '--s3-endpoint', o.endpoint, '--s3-access-key-id', o.keyId, '--s3-secret-access-key', o.secret,
-    '--s3-force-path-style', '--read-only', '--log-level', 'ERROR'], { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
-  await waitMounted(o.mountpoint, 20_000).catch((e) => { child.kill('SIGKILL'); throw e; });
+/** Starts a peer in the foreground as a child, waits for its mount, and knows how to stop it. */
+async function runPeer(name: string, mountpoint: string, cmd: string, args: string[]): Promise<PeerMount> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
+  await waitMounted(mountpoint, 20_000).catch((e) => { child.kill('SIGKILL'); throw e; });
   return {
-    name: 'rclone mount --vfs-cache-mode full', mountpoint: o.mountpoint,
+    name, mountpoint,
     unmount: async () => {
-      await umount(o.mountpoint);
+      await umount(mountpoint);
       child.kill('SIGTERM');
     },
   };
 }
 
+export async function mountRclone(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; cacheDir: string; keyId: string; secret: string }): Promise<PeerMount> {
+  return runPeer('rclone mount --vfs-cache-mode full', o.mountpoint, 'rclone', ['mount', `:s3:${o.bucket}/${o.prefix}`, o.mountpoint, '--vfs-cache-mode', 'full', '--cache-dir', o.cacheDir,
+    '--s3-provider', 'Other', '--s3-endpoint', o.endpoint, '--s3-access-key-id', o.keyId, '--s3-secret-access-key', o.secret,
+    '--s3-force-path-style', '--read-only', '--log-level', 'ERROR']);
+}
+
 export async function mountS3fs(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; workDir: string; keyId: string; secret: string }): Promise<PeerMount> {
   const passwd = path.join(o.workDir, 's3fs-passwd');
   await fs.writeFile(passwd, `${o.keyId}:${o.secret}\n`, { mode: 0o600 });
-  const child = spawn('s3fs', [`${o.bucket}:/${o.prefix}`, o.mountpoint, '-f', '-o', `url=${o.endpoint}`, '-o', 'use_path_request_style',
-    '-o', `passwd_file=${passwd}`, '-o', 'parallel_count=8', '-o', 'ro', '-o', 'nosuid'], { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
-  await waitMounted(o.mountpoint, 20_000).catch((e) => { child.kill('SIGKILL'); throw e; });
-  return {
-    name: 's3fs (parallel_count=8)', mountpoint: o.mountpoint,
-    unmount: async () => {
-      await umount(o.mountpoint);
-      child.kill('SIGTERM');
-    },
-  };
+  return runPeer('s3fs (parallel_count=8)', o.mountpoint, 's3fs', [`${o.bucket}:/${o.prefix}`, o.mountpoint, '-f', '-o', `url=${o.endpoint}`, '-o', 'use_path_request_style',
+    '-o', `passwd_file=${passwd}`, '-o', 'parallel_count=8', '-o', 'ro', '-o', 'nosuid']);
 }

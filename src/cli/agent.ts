@@ -21,6 +21,7 @@ import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type Resto
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
+import { mapLimit } from '../util/concurrency.js';
 import { defaultDbPath, lucidHome } from './home.js';
 import { openEngine, openStore } from './open.js';
 import { ControlServer, mountId } from './control.js';
@@ -84,6 +85,13 @@ export function defaultCacheSize(dir: string): number {
   }
 }
 
+/** The commit snapshot `id` shows; a UsageError when there is no such snapshot. */
+async function snapshotCsn(meta: MetaEngine, id: number, missing = `no snapshot ${id}`): Promise<number> {
+  const snap = (await meta.listSnapshots()).find((x) => x.id === id);
+  if (!snap) throw new UsageError(`${missing} (lucid snapshot list shows them)`);
+  return snap.csn;
+}
+
 export class Agent {
   private stopping?: Promise<void>;
   private control?: ControlServer;
@@ -138,9 +146,7 @@ export class Agent {
       }
       if (config.snapshotId !== undefined) {
         // A snapshot: the engine as of its commit, read-only; no locks, no feed (it never changes).
-        const snap = (await meta.listSnapshots()).find((x) => x.id === config.snapshotId);
-        if (!snap) throw new UsageError(`filespace ${id} has no snapshot ${config.snapshotId} (lucid snapshot list shows them)`);
-        meta = new AsOfMeta(meta, snap.csn);
+        meta = new AsOfMeta(meta, await snapshotCsn(meta, config.snapshotId, `filespace ${id} has no snapshot ${config.snapshotId}`));
         if (remote) await remote.locks.close();
         remote = undefined;
       }
@@ -247,20 +253,15 @@ export class Agent {
     for await (const f of this.vfs.filesUnder(root.ino)) files.push(f);
     const p: WarmProgress = { files: 0, filesTotal: files.length, bytes: 0, bytesTotal: files.reduce((n, f) => n + f.size, 0), fetchedBytes: 0 };
     progress(p);
-    let next = 0;
-    const worker = async () => {
-      while (next < files.length) {
-        const f = files[next++];
-        await this.vfs.hydrate(f.ino, (bytes, fetched) => {
-          p.bytes += bytes;
-          if (fetched) p.fetchedBytes += bytes;
-          progress(p);
-        }, 4);
-        p.files++;
+    await mapLimit(files, 4, async (f) => {
+      await this.vfs.hydrate(f.ino, (bytes, fetched) => {
+        p.bytes += bytes;
+        if (fetched) p.fetchedBytes += bytes;
         progress(p);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(4, files.length) }, worker));
+      }, 4);
+      p.files++;
+      progress(p);
+    });
     return p;
   }
 
@@ -310,12 +311,10 @@ export class Agent {
    * mount's cache of live data.
    */
   async copyOut(id: number, rel: string, to: string, progress: (p: WarmProgress) => void): Promise<WarmProgress> {
-    const snap = (await this.meta.listSnapshots()).find((x) => x.id === id);
-    if (!snap) throw new UsageError(`no snapshot ${id} (lucid snapshot list shows them)`);
+    const view = await this.snapshotView(id);
     if (!path.isAbsolute(to)) throw new UsageError('--to needs an absolute directory');
     const st = await fs.stat(to).catch(() => undefined);
     if (!st?.isDirectory()) throw new UsageError(`--to ${to} is not a directory`);
-    const view = new Filespace(this.vfs.fs.unlocked, this.store, new AsOfMeta(this.meta, snap.csn));
     const parts = rel.split('/').filter((p) => p && p !== '.');
     const root = await view.resolve(parts.join('/')).catch((e) => {
       if (e instanceof NoEntryError) throw new UsageError(`${rel || '/'} is not in snapshot ${id}`);
@@ -368,14 +367,8 @@ export class Agent {
    * times differ: a restored file equals its snapshot). Both trees are walked by name.
    */
   async diff(from: number, to?: number): Promise<{ change: '+' | '-' | 'M'; path: string }[]> {
-    const snaps = await this.meta.listSnapshots();
-    const csnOf = (id: number) => {
-      const s = snaps.find((x) => x.id === id);
-      if (!s) throw new UsageError(`no snapshot ${id} (lucid snapshot list shows them)`);
-      return s.csn;
-    };
+    const views = await Promise.all([this.snapshotView(from), this.snapshotView(to)]);
     if (to === undefined) await this.writeback.flushAll();
-    const view = (id?: number) => new Filespace(this.vfs.fs.unlocked, this.store, id === undefined ? this.meta : new AsOfMeta(this.meta, csnOf(id)));
     const tree = async (fsv: Filespace) => {
       const out = new Map<string, Attr>();
       const walk = async (p: string): Promise<void> => {
@@ -388,7 +381,7 @@ export class Agent {
       await walk('');
       return out;
     };
-    const [a, b] = await Promise.all([tree(view(from)), tree(view(to))]);
+    const [a, b] = await Promise.all(views.map(tree));
     const changes: { change: '+' | '-' | 'M'; path: string }[] = [];
     for (const [p, x] of a) {
       const y = b.get(p);
@@ -397,6 +390,12 @@ export class Agent {
     }
     for (const p of b.keys()) if (!a.has(p)) changes.push({ change: '+', path: p });
     return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  }
+
+  /** The filespace as of snapshot `id` (read-only), or live without an id, at the path level. */
+  private async snapshotView(id?: number): Promise<Filespace> {
+    const meta = id === undefined ? this.meta : new AsOfMeta(this.meta, await snapshotCsn(this.meta, id));
+    return new Filespace(this.vfs.fs.unlocked, this.store, meta);
   }
 
   /** Uploads everything, unmounts, and closes every part. */

@@ -8,7 +8,7 @@ import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { InternalError, LucidError, UsageError, errorFromCode } from '../errors.js';
+import { InternalError, LucidError, UsageError, type ErrorCode } from '../errors.js';
 import { lucidHome } from './home.js';
 import type { Agent } from './agent.js';
 
@@ -42,7 +42,7 @@ export class ControlServer {
     await fs.rm(sock, { force: true });
     const server = http.createServer((req, res) => {
       void handle(agent, req, res).catch((e: unknown) => {
-        const err = e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
+        const err = wireError(e);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: err }));
       });
@@ -136,7 +136,7 @@ async function streamProgress<P, R>(res: http.ServerResponse, run: (progress: (p
     });
     res.end(`${JSON.stringify({ result })}\n`);
   } catch (e) {
-    const err = e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
+    const err = wireError(e);
     res.end(`${JSON.stringify({ error: err })}\n`);
   }
 }
@@ -172,6 +172,22 @@ export function mountOf(p: string): MountRecord {
   return hit;
 }
 
+interface WireError { code: string; message: string; exitCode: 1 | 2 }
+
+/** An error as the agent sends it: code, one-line message, exit code. */
+function wireError(e: unknown): WireError {
+  return e instanceof LucidError ? { code: e.code, message: e.message, exitCode: e.exitCode } : { code: 'Internal', message: String((e as Error)?.message ?? e), exitCode: 1 };
+}
+
+/** The error an agent sent, rebuilt on the CLI's side. */
+function fromWire(e: Partial<WireError>): LucidError {
+  return new LucidError((e.code ?? 'Internal') as ErrorCode, String(e.message), e.exitCode === 2 ? 2 : 1);
+}
+
+function unreachable(rec: MountRecord, e: Error): UsageError {
+  return new UsageError(`the agent for ${rec.mountpoint} does not answer (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+}
+
 /** One call to a running agent; its errors come back as one-line errors with their exit code. */
 export function callAgent<T>(rec: MountRecord, method: string, route: string, body?: unknown, timeoutMs = 0): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -181,17 +197,14 @@ export function callAgent<T>(rec: MountRecord, method: string, route: string, bo
       res.on('end', () => {
         try {
           const payload = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if (payload.error) {
-            const e = new LucidError(payload.error.code ?? 'Internal', payload.error.message, payload.error.exitCode === 2 ? 2 : 1);
-            return reject(e);
-          }
+          if (payload.error) return reject(fromWire(payload.error));
           resolve(payload as T);
         } catch (e) {
           reject(e);
         }
       });
     });
-    req.on('error', (e) => reject(new UsageError(`the agent for ${rec.mountpoint} does not answer (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    req.on('error', (e) => reject(unreachable(rec, e)));
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
@@ -209,17 +222,15 @@ export function streamAgent<T>(rec: MountRecord, route: string, body: unknown, o
         for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
           const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
           buf = buf.slice(nl + 1);
-          if (line.error) {
-            const e = line.error as { code: string; message: string };
-            failure = errorFromCode(e.code, e.message);
-          } else if ('result' in line) result = line.result as T;
+          if (line.error) failure = fromWire(line.error as WireError);
+          else if ('result' in line) result = line.result as T;
           else onLine(line);
         }
       });
       res.on('end', () => (failure ? reject(failure) : result !== undefined ? resolve(result) : reject(new InternalError('the agent ended the call without an answer'))));
       res.on('error', reject);
     });
-    req.on('error', (e) => reject(new UsageError(`cannot reach the mount agent (${(e as Error).message})`)));
+    req.on('error', (e) => reject(unreachable(rec, e)));
     req.end(JSON.stringify(body));
   });
 }

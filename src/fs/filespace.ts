@@ -15,6 +15,7 @@ import { assembleRange, spans } from '../chunker/layout.js';
 import { blockKey } from '../store/keys.js';
 import type { ObjectStore } from '../store/types.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir, type Attr, type BlockRef, type MetaEngine } from '../meta/types.js';
+import { mapLimit } from '../util/concurrency.js';
 
 export interface DirListing {
   name: string;
@@ -22,19 +23,6 @@ export interface DirListing {
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}
-
 export class Filespace {
   readonly names: NameCipher;
   readonly codec: BlockCodec;

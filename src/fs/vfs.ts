@@ -20,6 +20,7 @@ import { blockKey } from '../store/keys.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
+import { mapLimit } from '../util/concurrency.js';
 import { Prefetcher } from '../prefetch/prefetcher.js';
 import { DirectoryPredictor } from '../prefetch/directory.js';
 import { LocalLocks } from '../locks/local.js';
@@ -156,12 +157,7 @@ export class Vfs {
     this.dentries = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
     this.prefetcher = new Prefetcher({
       isCached: (ino, idx) => this.isCached(ino, idx),
-      load: async (ino, idx) => {
-        if (this.cache.dirtyRow(ino, idx)) return;
-        const attr = await this.committedAttr(ino);
-        const ref = await this.ref(ino, idx, attr.version);
-        if (ref) await this.plaintext(ref, ino);
-      },
+      load: async (ino, idx) => this.fetchBlock(ino, idx, (await this.committedAttr(ino)).version),
     }, { blockSize: this.blockSize, maxInflight: 16 });
     this.predictor = new DirectoryPredictor({
       list: async (parent) => (await this.list(parent)).map((e) => ({
@@ -492,10 +488,11 @@ export class Vfs {
     const parts = spans(this.blockSize, offset, length, size);
     const total = parts.reduce((n, s) => n + s.length, 0);
     if (parts.length === 1 && !this.cache.dirtyRow(ino, parts[0].index)) {
-      // One clean block: hand out a view of its plaintext, no copy (plaintexts are never changed).
+      // One clean block: hand out a view of its plaintext, no copy (plaintexts are never
+      // changed). A write landing meanwhile makes it dirty: checked again once it is here.
       const s = parts[0];
       const ref = await this.ref(ino, s.index, version);
-      if (ref && s.start + s.length <= ref.length && !this.cache.dirtyRow(ino, s.index)) {
+      if (ref && s.start + s.length <= ref.length) {
         const plain = await this.plaintext(ref, ino);
         if (plain.length >= s.start + s.length && !this.cache.dirtyRow(ino, s.index)) {
           this.bytesRead += total;
@@ -669,6 +666,13 @@ export class Vfs {
         await this.cache.dropClean(objectId);
       }
     }
+    const plain = await this.fetchObject(objectId, ino);
+    this.plain.set(objectId, plain);
+    return plain;
+  }
+
+  /** Fetches a block object from the store, authenticates it, and keeps the sealed copy on disk. */
+  private async fetchObject(objectId: string, ino: number): Promise<Buffer> {
     const sealed = await this.fs.store.get(blockKey(objectId));
     let plain: Buffer;
     try {
@@ -678,7 +682,6 @@ export class Vfs {
       throw e;
     }
     await this.cache.putClean(objectId, sealed, ino);
-    this.plain.set(objectId, plain);
     return plain;
   }
 
@@ -868,24 +871,15 @@ export class Vfs {
     let bytes = 0;
     let fetched = 0;
     for (let first = 0; first < count; first += 256) {
-      const refs = await this.fs.meta.getBlocks(ino, first, 256);
-      let next = 0;
-      const worker = async () => {
-        while (next < refs.length) {
-          const r = refs[next++];
-          let got = false;
-          if (!this.cache.hasClean(r.objectId)) {
-            const sealed = await this.fs.store.get(blockKey(r.objectId));
-            this.fs.codec.open(r.objectId, sealed);
-            await this.cache.putClean(r.objectId, sealed, ino);
-            got = true;
-            fetched += r.length;
-          }
-          bytes += r.length;
-          onBytes?.(r.length, got);
+      await mapLimit(await this.fs.meta.getBlocks(ino, first, 256), parallel, async (r) => {
+        const got = !this.cache.hasClean(r.objectId);
+        if (got) {
+          await this.fetchObject(r.objectId, ino);
+          fetched += r.length;
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(parallel, refs.length) }, worker));
+        bytes += r.length;
+        onBytes?.(r.length, got);
+      });
     }
     return { bytes, fetched };
   }

@@ -5,11 +5,12 @@
  */
 import { InterruptedError, LockConflictError } from '../errors.js';
 import { LockTable } from './table.js';
+import { KeyedWaiters } from '../util/waiters.js';
 import type { HeldLock, LockKind, LockManager, LockRange } from './types.js';
 
 export class LocalLocks implements LockManager {
   readonly table = new LockTable();
-  private readonly waiters = new Map<number, Set<() => void>>();
+  private readonly waiters = new KeyedWaiters<number>();
 
   async test(ino: number, owner: string, want: LockRange): Promise<HeldLock | undefined> {
     return this.table.conflict(ino, owner, want);
@@ -44,28 +45,11 @@ export class LocalLocks implements LockManager {
 
   /** Resolves at the next change of locks on `ino` (or rejects when `signal` aborts). */
   waitForChange(ino: number, signal?: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(new InterruptedError('lock wait interrupted'));
-      let set = this.waiters.get(ino);
-      if (!set) this.waiters.set(ino, (set = new Set()));
-      const done = () => {
-        set!.delete(done);
-        if (set!.size === 0) this.waiters.delete(ino);
-        signal?.removeEventListener('abort', aborted);
-        resolve();
-      };
-      const aborted = () => {
-        set!.delete(done);
-        if (set!.size === 0) this.waiters.delete(ino);
-        reject(new InterruptedError('lock wait interrupted'));
-      };
-      set.add(done);
-      signal?.addEventListener('abort', aborted, { once: true });
-    });
+    return this.waiters.wait(ino, { signal, aborted: () => new InterruptedError('lock wait interrupted') }).promise;
   }
 
   wake(ino: number): void {
-    for (const w of [...(this.waiters.get(ino) ?? [])]) w();
+    this.waiters.wake(ino);
   }
 
   async close(): Promise<void> {}

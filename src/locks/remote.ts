@@ -11,11 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { InterruptedError, LockConflictError } from '../errors.js';
 import type { LockEvent, MetaClient } from '../meta/client.js';
 import type { HeldLock, LockKind, LockManager, LockRange } from './types.js';
+import { KeyedWaiters, type Wait } from '../util/waiters.js';
 
 export class RemoteLocks implements LockManager {
   readonly clientId = randomBytes(16).toString('hex');
   private readonly locked = new Set<number>();
-  private readonly waiters = new Map<number, Set<() => void>>();
+  private readonly waiters = new KeyedWaiters<number>();
   private heartbeat?: NodeJS.Timeout;
   private leaseMs = 15_000;
 
@@ -35,12 +36,12 @@ export class RemoteLocks implements LockManager {
     if ('all' in e) {
       this.locked.clear();
       for (const ino of e.all) this.locked.add(ino);
-      for (const ino of [...this.waiters.keys()]) this.wake(ino);
+      this.waiters.wakeAll();
       return;
     }
     if (e.locked) this.locked.add(e.ino);
     else this.locked.delete(e.ino);
-    this.wake(e.ino);
+    this.waiters.wake(e.ino);
   }
 
   async test(ino: number, owner: string, want: LockRange): Promise<HeldLock | undefined> {
@@ -88,30 +89,7 @@ export class RemoteLocks implements LockManager {
   }
 
   /** Resolves at the next push about `ino` (or after a fallback delay); rejects on abort. */
-  private nextChange(ino: number, signal?: AbortSignal): { promise: Promise<void>; cancel(): void } {
-    let done!: () => void;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const promise = new Promise<void>((resolve, reject) => {
-      let set = this.waiters.get(ino);
-      if (!set) this.waiters.set(ino, (set = new Set()));
-      const cleanup = () => {
-        set!.delete(done);
-        if (set!.size === 0) this.waiters.delete(ino);
-        clearTimeout(timer);
-        if (onAbort) signal?.removeEventListener('abort', onAbort);
-      };
-      done = () => { cleanup(); resolve(); };
-      onAbort = () => { cleanup(); reject(new InterruptedError('lock wait interrupted')); };
-      set.add(done);
-      timer = setTimeout(done, Math.max(1000, this.leaseMs / 3));
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-    promise.catch(() => {});
-    return { promise, cancel: () => done() };
-  }
-
-  private wake(ino: number): void {
-    for (const w of [...(this.waiters.get(ino) ?? [])]) w();
+  private nextChange(ino: number, signal?: AbortSignal): Wait {
+    return this.waiters.wait(ino, { signal, timeoutMs: Math.max(1000, this.leaseMs / 3), aborted: () => new InterruptedError('lock wait interrupted') });
   }
 }

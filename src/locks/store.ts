@@ -39,7 +39,7 @@ export class SqlLockStore {
   async withInode<T>(ino: number, fn: (table: LockTable) => { result: T; changed: boolean }): Promise<T> {
     const changes: LockChange[] = [];
     const result = await this.db.transaction(async (tx) => {
-      if (this.db.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(7411, ?)', [ino % 2 ** 31]);
+      await this.holdInode(tx, ino);
       const table = new LockTable();
       table.load(ino, await this.rows(tx, ino));
       const r = fn(table);
@@ -72,7 +72,7 @@ export class SqlLockStore {
       await tx.run('DELETE FROM lock_leases WHERE client = ?', [client]);
       const inos = (await tx.all('SELECT DISTINCT ino FROM locks WHERE owner LIKE ?', [`${client}:%`])).map((r) => Number(r.ino));
       for (const ino of inos) {
-        if (this.db.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(7411, ?)', [ino % 2 ** 31]);
+        await this.holdInode(tx, ino);
         const kept = (await this.rows(tx, ino)).filter((l) => !l.owner.startsWith(`${client}:`));
         changes.push(await this.save(tx, ino, kept));
       }
@@ -88,6 +88,11 @@ export class SqlLockStore {
   close(): void {
     this.unlisten?.();
     this.listeners.clear();
+  }
+
+  /** Holds `ino`'s locks exclusively until the transaction ends (SQLite: its write lock already does). */
+  private async holdInode(tx: SqlRunner, ino: number): Promise<void> {
+    if (this.db.dialect === 'postgres') await tx.get('SELECT pg_advisory_xact_lock(7411, ?)', [ino % 2 ** 31]);
   }
 
   private async rows(tx: SqlRunner, ino: number): Promise<HeldLock[]> {

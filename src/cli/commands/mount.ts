@@ -9,6 +9,7 @@ import { openSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
+import { parseDuration } from '../../util/duration.js';
 import { parseSize } from '../../util/size.js';
 import { Agent } from '../agent.js';
 import { mountId } from '../control.js';
@@ -73,8 +74,7 @@ function keepAlive(log: (l: string) => void): void {
 /** "500ms", "2s" or a number of ms → ms, within 0–60 s. */
 function parseStaleness(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s)?$/.exec(v.trim());
-  const ms = m ? Number(m[1]) * (m[2] === 's' ? 1000 : 1) : NaN;
+  const ms = parseDuration(v, ['ms', 's'], 'ms');
   if (!(ms >= 0 && ms <= 60_000)) throw new UsageError(`--staleness must be a time up to 60s, like 500ms or 1s (got "${v}")`);
   return ms;
 }

@@ -2,6 +2,7 @@
 import { promises as fs } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
+import { parseDuration } from '../../util/duration.js';
 import { loadDescriptor } from '../../crypto/descriptor.js';
 import { startService } from '../../meta/service.js';
 import { defaultDbPath, defaultStoreUrl } from '../home.js';
@@ -9,8 +10,7 @@ import { openEngine, openStore } from '../open.js';
 
 /** "15s", "500ms" → ms (1 s to 1 h). */
 function parseLease(v: string | undefined): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(String(v ?? '15s').trim());
-  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+  const ms = parseDuration(String(v ?? '15s'), ['ms', 's', 'm'], 's');
   if (!(ms >= 1000 && ms <= 3_600_000)) throw new UsageError(`--lock-lease must be between 1s and 60m, like 15s (got "${v}")`);
   return ms;
 }

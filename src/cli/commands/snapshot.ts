@@ -14,6 +14,7 @@ import { callAgent as callAgentRaw, listMounts, mountOf, streamAgent, type Mount
 import { ProgressBar } from '../progress.js';
 import type { WarmProgress } from '../agent.js';
 import { formatSize } from '../../util/size.js';
+import { formatDuration, parseDuration } from '../../util/duration.js';
 
 /** A snapshot or entry that does not exist is the caller's input: exit code 2. */
 async function callAgent<T>(rec: MountRecord, method: string, route: string, body: unknown): Promise<T> {
@@ -32,18 +33,11 @@ function pickMount(mount: string | undefined): MountRecord {
   throw new UsageError(all.length === 0 ? 'no Lucid mount is running: mount the filespace first' : 'several mounts are running: say which with --mount MOUNTPOINT');
 }
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
 /** "15m", "1h", "1d", "1w" (or seconds, "30s") → ms. */
 function parseEvery(v: string): number {
-  const m = /^(\d+)\s*([smhdw])$/.exec(v.trim());
-  if (!m || Number(m[1]) < 1) throw new UsageError(`--every must be like 15m, 1h, 1d or 1w (got "${v}")`);
-  return Number(m[1]) * UNITS[m[2]];
-}
-
-function formatEvery(ms: number): string {
-  for (const u of ['w', 'd', 'h', 'm', 's']) if (ms % UNITS[u] === 0) return `${ms / UNITS[u]}${u}`;
-  return `${ms}ms`;
+  const ms = parseDuration(v, ['s', 'm', 'h', 'd', 'w']);
+  if (!(ms >= 1000)) throw new UsageError(`--every must be like 15m, 1h, 1d or 1w (got "${v}")`);
+  return ms;
 }
 
 function checkId(id: unknown): number {
@@ -130,7 +124,7 @@ export const snapshotCommand = {
         if (args.action === 'list') {
           const list = await callAgent<SnapshotSchedule[]>(rec, 'POST', '/snapshot', { op: 'schedule-list' });
           if (args.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-          else for (const s of list) process.stdout.write(`${s.name.padEnd(16)}every ${formatEvery(s.everyMs).padEnd(6)} keep ${s.keep}\n`);
+          else for (const s of list) process.stdout.write(`${s.name.padEnd(16)}every ${formatDuration(s.everyMs).padEnd(6)} keep ${s.keep}\n`);
           return;
         }
         if (!args.name) throw new UsageError(`lucid snapshot schedule ${args.action} needs a NAME`);
@@ -141,7 +135,7 @@ export const snapshotCommand = {
         }
         if (!args.every || !args.keep) throw new UsageError('lucid snapshot schedule create NAME needs --every (e.g. 15m, 1h, 1d, 1w) and --keep N');
         const s = await callAgent<SnapshotSchedule>(rec, 'POST', '/snapshot', { op: 'schedule-create', name: args.name, everyMs: parseEvery(args.every), keep: args.keep });
-        process.stdout.write(`Schedule ${s.name}: every ${formatEvery(s.everyMs)}, keep ${s.keep}\n`);
+        process.stdout.write(`Schedule ${s.name}: every ${formatDuration(s.everyMs)}, keep ${s.keep}\n`);
       },
     } as never)
     .command({

@@ -25,6 +25,8 @@ export interface CommitEvent {
 }
 
 const INODE_COLS = 'ino, csn_from, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms';
+/** The same columns of the inodes table aliased `i`. */
+const INODE_COLS_I = INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ');
 const MAX_SEALED_NAME = 1024;
 const MAX_SEALED_BLOB = 70 * 1024;
 
@@ -246,7 +248,7 @@ export class SqlMetaEngine implements MetaEngine {
   async getAttr(ino: number, options?: ReadOptions): Promise<Attr> {
     const v = visible(options);
     const x = xattrFlag(options);
-    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql} FROM inodes i WHERE i.ino = ? AND ${visible(options, 'i.').sql}`,
+    const r = await this.db.get(`SELECT ${INODE_COLS_I}, ${x.sql} FROM inodes i WHERE i.ino = ? AND ${visible(options, 'i.').sql}`,
       [...x.params, checkInt(ino, 'ino', 1), ...v.params]);
     if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
     return toAttr(r);
@@ -256,7 +258,7 @@ export class SqlMetaEngine implements MetaEngine {
     const v = visible(options, 'd.');
     const vi = visible(options, 'i.');
     const x = xattrFlag(options);
-    const r = await this.db.get(`SELECT ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql}
+    const r = await this.db.get(`SELECT ${INODE_COLS_I}, ${x.sql}
       FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
       WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...x.params, ...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
     if (r) {
@@ -280,7 +282,7 @@ export class SqlMetaEngine implements MetaEngine {
     if (options.plus) {
       const vi = visible(options, 'i.');
       const x = xattrFlag(options);
-      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ')}, ${x.sql}
+      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}
         FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
         WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, parent, ...v.params, after, limit + 1]);
     } else {
