@@ -96,5 +96,11 @@ t.test('restore in place after an overwrite, a truncate, a folder delete and a r
   t.equal(badEvery.code, 2, 'a bad --every is a usage error');
 
   t.equal((await fx.lucid(['snapshot', 'delete', id])).code, 0);
+  // A new schedule is due at once: the agent may already have taken its first snapshot.
+  // Once the schedule is gone it takes no more (the engine's compare-and-set finds no row).
+  t.equal((await fx.lucid(['snapshot', 'schedule', 'delete', 'renders'])).code, 0);
+  const left = JSON.parse((await fx.lucid(['snapshot', 'list', '--json'])).stdout) as { id: number; schedule: string | null }[];
+  t.ok(left.every((s) => s.schedule === 'renders'), 'only the new schedule’s snapshot, if any, is left');
+  for (const s of left) await fx.lucid(['snapshot', 'delete', String(s.id)]);
   t.equal((await fx.lucid(['snapshot', 'list'])).stdout.trim(), 'no snapshots');
 });
