@@ -120,6 +120,8 @@ export class Vfs {
    */
   private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
+  /** Bytes of opened block plaintexts kept in memory (the `plain` LRU's size). */
+  private readonly plainBudget: number;
   private readonly attrs: LRUCache<number, Attr>;
   /**
    * Names seen in listings and lookups ("parent/name" → inode), trusted for the attribute TTL
@@ -168,8 +170,9 @@ export class Vfs {
         if (a) await this.ref(ino, 0, a.version);
       },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs: Math.max(500, (options.attrTtlMs ?? 1000) / 2) });
+    this.plainBudget = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize);
     this.plain = new LRUCache<string, Buffer>({
-      maxSize: Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize),
+      maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
     });
   }
@@ -443,7 +446,7 @@ export class Vfs {
       if (next * this.blockSize < size && !this.isCached(ino, next)) void this.fetchBlock(ino, next, committed.version).catch(() => {});
     }
     this.prefetcher.onRead(fh, ino, offset, length, size, data);
-    if (this.prefetcher.patternOf(fh) === 'sequential') void data.then(() => this.readAheadFromDisk(ino, offset + length, size)).catch(() => {});
+    if (this.prefetcher.patternOf(fh) === 'sequential') this.readAheadFromDisk(ino, offset + length, size);
     return data;
   }
 
@@ -456,7 +459,8 @@ export class Vfs {
     const c = this.refs.get(ino);
     if (!c) return;
     const first = Math.floor(from / this.blockSize);
-    const last = Math.min(first + 8, Math.floor((size - 1) / this.blockSize));
+    const ahead = Math.max(1, Math.floor(this.plainBudget / 2 / this.blockSize));
+    const last = Math.min(first + ahead, Math.floor((size - 1) / this.blockSize));
     for (let i = first; i <= last; i++) {
       const ref = c.map.get(i);
       if (ref && !this.plain.has(ref.objectId) && !this.fetching.has(ref.objectId) && this.cache.hasClean(ref.objectId)) void this.plaintext(ref, ino).catch(() => {});
@@ -658,6 +662,7 @@ export class Vfs {
     if (cached) {
       try {
         const plain = this.fs.codec.open(objectId, cached);
+        this.cache.recycle(cached);
         this.plain.set(objectId, plain);
         return plain;
       } catch (e) {

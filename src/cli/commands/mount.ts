@@ -169,7 +169,7 @@ async function detach(args: MountArgs, mountpoint: string, password: string): Pr
   const log = openSync(logFile, 'a', 0o600);
   const argv = process.argv.slice(1).filter((a) => a !== '--password-stdin');
   const child = spawn(process.execPath, [...process.execArgv, ...argv, '--ipc'], {
-    detached: true, stdio: ['ignore', log, log, 'ipc'], env: { ...process.env, LUCID_PASSWORD: '' },
+    detached: true, stdio: ['ignore', log, log, 'ipc'], env: { UV_THREADPOOL_SIZE: '16', ...process.env, LUCID_PASSWORD: '' },
   });
   const result = await new Promise<IpcMessage>((resolve) => {
     child.on('message', (m: IpcMessage) => resolve(m));
