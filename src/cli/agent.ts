@@ -17,6 +17,8 @@ import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
 import { AsOfMeta } from '../meta/as-of.js';
 import { startScheduler } from '../meta/scheduler.js';
+import { collectGarbage, DEFAULT_GRACE_MS, type GcProgress, type GcReport } from '../gc/collector.js';
+import { startPeriodicGc } from '../gc/periodic.js';
 import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
@@ -142,6 +144,8 @@ export class Agent {
         if (config.snapshotId === undefined) {
           const scheduler = startScheduler(engine, { log: config.log });
           cleanups.push(async () => scheduler.stop());
+          const gc = startPeriodicGc(engine, store, { everyMs: DEFAULT_GRACE_MS, graceMs: DEFAULT_GRACE_MS, log: config.log });
+          cleanups.push(async () => gc.stop());
         }
       }
       if (config.snapshotId !== undefined) {
@@ -302,6 +306,17 @@ export class Agent {
     }
     for (const ino of result.inos) this.vfs.revalidate(ino);
     return result;
+  }
+
+  /**
+   * Garbage collection of the filespace (see src/gc/collector.ts). This mount's own uploads
+   * are committed first, so even a zero grace period never takes an object it is about to
+   * commit (other writers are covered by the grace period).
+   */
+  async gc(options: { dryRun: boolean; graceMs: number }, progress: (p: GcProgress) => void): Promise<GcReport> {
+    if (this.config.snapshotId !== undefined) throw new UsageError('this is a snapshot mount: run lucid gc on the live mount');
+    if (!options.dryRun) await this.writeback.flushAll();
+    return collectGarbage(this.meta, this.store, { ...options, onProgress: progress });
   }
 
   /**

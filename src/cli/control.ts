@@ -113,6 +113,10 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
       const body = await readJson(req);
       return streamProgress(res, (progress) => agent.warm(String(body.path ?? ''), body.recursive === true, progress));
     }
+    case 'POST /gc': {
+      const body = await readJson(req);
+      return streamProgress(res, (progress) => agent.gc({ dryRun: body.dryRun === true, graceMs: Number(body.graceMs) }, progress));
+    }
     case 'POST /snapshot-copy': {
       const body = await readJson(req);
       return streamProgress(res, (progress) => agent.copyOut(Number(body.id), String(body.path ?? ''), String(body.to ?? ''), progress));
@@ -189,6 +193,14 @@ function unreachable(rec: MountRecord, e: Error): UsageError {
 }
 
 /** One call to a running agent; its errors come back as one-line errors with their exit code. */
+/** The mount named by `--mount`, or the only running one. */
+export function pickMount(mount: string | undefined): MountRecord {
+  if (mount) return mountOf(mount);
+  const all = listMounts();
+  if (all.length === 1) return all[0];
+  throw new UsageError(all.length === 0 ? 'no Lucid mount is running: mount the filespace first' : 'several mounts are running: say which with --mount MOUNTPOINT');
+}
+
 export function callAgent<T>(rec: MountRecord, method: string, route: string, body?: unknown, timeoutMs = 0): Promise<T> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: rec.socket, path: route, method, headers: { 'content-type': 'application/json' }, timeout: timeoutMs || undefined }, (res) => {

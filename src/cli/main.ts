@@ -12,6 +12,7 @@ import { serveCommand } from './commands/serve.js';
 import { mountCommand } from './commands/mount.js';
 import { cacheCommand, pinCommands, statusCommand, unmountCommand, warmCommand } from './commands/manage.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { gcCommand } from './commands/gc.js';
 
 // Keep library warnings (the AWS SDK's Node version notice, experimental flags) out of the
 // output people and scripts read.
@@ -39,6 +40,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(pinCommands[1] as never)
     .command(warmCommand as never)
     .command(snapshotCommand as never)
+    .command(gcCommand as never)
     .option('debug', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
     .demandCommand(1, 'name a command: lucid --help lists them')
     .strict()

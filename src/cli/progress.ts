@@ -7,6 +7,7 @@ import { formatSize } from '../util/size.js';
 
 export class ProgressBar {
   private bar?: cliProgress.SingleBar;
+  private statusShown = false;
 
   constructor(private readonly out: NodeJS.WriteStream) {}
 
@@ -26,8 +27,17 @@ export class ProgressBar {
     }
   }
 
+  /** A running count for work whose total is not known in advance (GC's listing). */
+  status(text: string): void {
+    if (!this.out.isTTY) return;
+    this.out.write(`\r\x1b[K${text}`);
+    this.statusShown = true;
+  }
+
   done(): void {
     this.bar?.stop();
     this.bar = undefined;
+    if (this.statusShown) this.out.write('\r\x1b[K');
+    this.statusShown = false;
   }
 }

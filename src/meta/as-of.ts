@@ -26,6 +26,7 @@ export class AsOfMeta implements MetaEngine {
   changesSince(csn: number, limit?: number): Promise<ChangesPage> { return this.inner.changesSince(csn, limit); }
   listSnapshots(): Promise<Snapshot[]> { return this.inner.listSnapshots(); }
   listSchedules(): Promise<SnapshotSchedule[]> { return this.inner.listSchedules(); }
+  retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> { return this.inner.retainedObjects(objectIds, beforeMs); }
 
   create = refuse;
   link = refuse;
@@ -42,6 +43,7 @@ export class AsOfMeta implements MetaEngine {
   createSchedule = refuse;
   deleteSchedule = refuse;
   runSchedules = refuse;
+  pruneVersions = refuse;
   restore: (id: number, parent: number, hash: Buffer) => Promise<RestoreResult> = refuse;
 
   close(): Promise<void> { return this.inner.close(); }

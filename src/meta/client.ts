@@ -10,6 +10,7 @@ import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors
 import type {
   Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
   LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+  PruneResult,
 } from './types.js';
 import { decodeWire, encodeWire } from './wire.js';
 
@@ -72,6 +73,8 @@ export class MetaClient implements MetaEngine {
   listSchedules(): Promise<SnapshotSchedule[]> { return this.call('listSchedules', []); }
   async deleteSchedule(name: string): Promise<void> { await this.call('deleteSchedule', [name]); }
   runSchedules(nowMs: number): Promise<Snapshot[]> { return this.call('runSchedules', [nowMs]); }
+  pruneVersions(beforeMs: number, options?: { dryRun?: boolean }): Promise<PruneResult> { return this.call('pruneVersions', [beforeMs, options]); }
+  retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> { return this.call('retainedObjects', [objectIds, beforeMs]); }
 
   async close(): Promise<void> {
     this.agent.destroy();

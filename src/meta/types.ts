@@ -171,6 +171,14 @@ export interface RestoreResult {
   inos: number[];
 }
 
+/** What one pass of `pruneVersions` did (or, dry, would do). */
+export interface PruneResult {
+  /** Row versions removed (or removable): attributes, names, block refs, xattrs. */
+  rows: number;
+  /** The newest commit whose replaced rows were considered (commits after the cut-off stay). */
+  upToCsn: number;
+}
+
 export interface MetaInfo {
   filespaceId: string;
   blockSize: number;
@@ -225,6 +233,18 @@ export interface MetaEngine {
    * whole filespace.
    */
   restore(id: number, parent: number, hash: Buffer): Promise<RestoreResult>;
+  /**
+   * Garbage collection of metadata: removes row versions that neither the live tree nor any
+   * snapshot shows, among those replaced by commits made at or before `beforeMs` (later ones
+   * stay, so readers a little behind still find what they were reading). `dryRun` counts
+   * without removing.
+   */
+  pruneVersions(beforeMs: number, options?: { dryRun?: boolean }): Promise<PruneResult>;
+  /**
+   * Of `objectIds`, those a retained block ref still points at: the live tree's, a
+   * snapshot's, or one replaced after `beforeMs`. Every other block object is garbage.
+   */
+  retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -233,7 +253,7 @@ export const META_METHODS = [
   'info', 'getAttr', 'lookup', 'readdir', 'create', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
   'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr',
   'changesSince', 'createSnapshot', 'listSnapshots', 'deleteSnapshot', 'restore',
-  'createSchedule', 'listSchedules', 'deleteSchedule', 'runSchedules',
+  'createSchedule', 'listSchedules', 'deleteSchedule', 'runSchedules', 'pruneVersions', 'retainedObjects',
 ] as const satisfies readonly (keyof MetaEngine)[];
 
 export type MetaMethod = (typeof META_METHODS)[number];

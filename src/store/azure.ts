@@ -87,7 +87,7 @@ export class AzureStore implements ObjectStore {
     assertValidKey(key);
     try {
       const props = await this.containerClient.getBlobClient(this.prefix + key).getProperties();
-      return { key, size: props.contentLength ?? 0 };
+      return { key, size: props.contentLength ?? 0, modifiedMs: props.lastModified?.getTime() ?? Date.now() };
     } catch (e) {
       const mapped = this.mapError(e, key);
       if (mapped instanceof NotFoundError) {
@@ -105,7 +105,7 @@ export class AzureStore implements ObjectStore {
         .byPage({ continuationToken: options.cursor, maxPageSize: options.limit ?? DEFAULT_LIST_LIMIT });
       const { value } = await pages.next();
       if (!value) return { items: [] };
-      const items = value.segment.blobItems.map((b: { name: string; properties: { contentLength?: number } }) => ({ key: b.name.slice(this.prefix.length), size: b.properties.contentLength ?? 0 }));
+      const items = value.segment.blobItems.map((b: { name: string; properties: { contentLength?: number; lastModified?: Date } }) => ({ key: b.name.slice(this.prefix.length), size: b.properties.contentLength ?? 0, modifiedMs: b.properties.lastModified?.getTime() ?? Date.now() }));
       return { items, cursor: value.continuationToken ? value.continuationToken : undefined };
     } catch (e) {
       throw this.mapError(e, '');

@@ -102,7 +102,7 @@ export class FileStore implements ObjectStore {
     assertValidKey(key);
     try {
       const st = await fs.stat(this.pathOf(key));
-      return st.isFile() ? { key, size: st.size } : undefined;
+      return st.isFile() ? { key, size: st.size, modifiedMs: st.mtimeMs } : undefined;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') {
         await this.ensureRoot();
@@ -144,7 +144,7 @@ export class FileStore implements ObjectStore {
           if (options.cursor !== undefined && compareKeys(key, options.cursor) <= 0) continue;
           if (items.length === limit) return false;
           const st = await fs.stat(path.join(this.root, key)).catch(() => undefined);
-          if (st) items.push({ key, size: st.size });
+          if (st) items.push({ key, size: st.size, modifiedMs: st.mtimeMs });
         }
       }
       return true;

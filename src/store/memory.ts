@@ -10,6 +10,7 @@ import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, ty
 export class MemoryStore implements ObjectStore {
   readonly url: string;
   private readonly objects = new Map<string, Buffer>();
+  private readonly written = new Map<string, number>();
 
   constructor(name = 'test') {
     this.url = `memory://${name}`;
@@ -21,6 +22,7 @@ export class MemoryStore implements ObjectStore {
     assertValidKey(key);
     if (options.ifAbsent && this.objects.has(key)) throw new AlreadyExistsError(`object ${key} already exists in ${this.url}`);
     this.objects.set(key, Buffer.from(body));
+    this.written.set(key, Date.now());
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -34,7 +36,7 @@ export class MemoryStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key);
     const body = this.objects.get(key);
-    return body ? { key, size: body.length } : undefined;
+    return body ? { key, size: body.length, modifiedMs: this.written.get(key)! } : undefined;
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
@@ -44,7 +46,7 @@ export class MemoryStore implements ObjectStore {
       .sort(compareKeys);
     const page = keys.slice(0, limit);
     return {
-      items: page.map((key) => ({ key, size: this.objects.get(key)!.length })),
+      items: page.map((key) => ({ key, size: this.objects.get(key)!.length, modifiedMs: this.written.get(key)! })),
       cursor: keys.length > limit ? page[page.length - 1] : undefined,
     };
   }
@@ -52,6 +54,7 @@ export class MemoryStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     assertValidKey(key);
     this.objects.delete(key);
+    this.written.delete(key);
   }
 
   async close(): Promise<void> {}

@@ -98,7 +98,7 @@ export class S3Store implements ObjectStore {
     assertValidKey(key);
     try {
       const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
-      return { key, size: res.ContentLength ?? 0 };
+      return { key, size: res.ContentLength ?? 0, modifiedMs: res.LastModified?.getTime() ?? Date.now() };
     } catch (e) {
       const mapped = this.mapError(e, key);
       if (mapped instanceof NotFoundError) {
@@ -117,7 +117,7 @@ export class S3Store implements ObjectStore {
         MaxKeys: options.limit ?? DEFAULT_LIST_LIMIT,
         StartAfter: options.cursor !== undefined ? this.prefix + options.cursor : undefined,
       }));
-      const items = (res.Contents ?? []).map((o) => ({ key: o.Key!.slice(this.prefix.length), size: o.Size ?? 0 }));
+      const items = (res.Contents ?? []).map((o) => ({ key: o.Key!.slice(this.prefix.length), size: o.Size ?? 0, modifiedMs: o.LastModified?.getTime() ?? Date.now() }));
       return { items, cursor: res.IsTruncated && items.length > 0 ? items[items.length - 1].key : undefined };
     } catch (e) {
       throw this.mapError(e, '');

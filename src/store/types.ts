@@ -14,6 +14,8 @@
 export interface ObjectInfo {
   key: string;
   size: number;
+  /** When the object was last written, by the store's clock (garbage collection's grace period). */
+  modifiedMs: number;
 }
 
 export interface ByteRange {

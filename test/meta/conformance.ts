@@ -367,5 +367,41 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       const racers = await Promise.allSettled(Array.from({ length: 8 }, () => e.create(d, nm('same'), file)));
       t.equal(racers.filter((r) => r.status === 'fulfilled').length, 1, 'one wins a name race');
     });
+
+    t.test('garbage collection: replaced refs go unless a snapshot shows them or they were replaced after the cut-off', async (t) => {
+      const pause = () => new Promise((r) => setTimeout(r, 5));
+      const d = await scratch();
+      const f = await e.create(d, nm('gc'), file);
+      const [a, b, c] = [oid(), oid(), oid()];
+      await e.commitBlocks(f.ino, [{ index: 0, objectId: a, length: 10 }]);
+      const snap = await e.createSnapshot('gc');
+      await e.commitBlocks(f.ino, [{ index: 0, objectId: b, length: 10 }]);
+      await pause();
+      const between = Date.now();
+      await pause();
+      await e.commitBlocks(f.ino, [{ index: 0, objectId: c, length: 10 }]);
+      await pause();
+      const now = Date.now();
+      t.same(await e.retainedObjects([a, b, c, oid()], now), [a, c], 'a is in the snapshot, c is live, b is in neither');
+      t.same(await e.retainedObjects([a, b, c], between), [a, b, c], 'b was replaced after that cut-off: kept');
+      const dry = await e.pruneVersions(now, { dryRun: true });
+      t.ok(dry.rows >= 1, `a dry run finds versions to prune (${dry.rows})`);
+      t.equal((await e.pruneVersions(now)).rows, dry.rows, 'the real run removes what the dry run counted');
+      t.equal((await e.pruneVersions(now, { dryRun: true })).rows, 0, 'nothing is left to prune');
+      t.same(await e.getBlocks(f.ino, 0, 1, { asOf: snap.csn }), [{ index: 0, objectId: a, length: 10 }], 'the snapshot still reads as it was');
+      t.same(await e.getBlocks(f.ino, 0, 1), [{ index: 0, objectId: c, length: 10 }], 'the live tree too');
+      t.same(await e.retainedObjects([a, b, c], now), [a, c], 'pruning changed nothing that is retained');
+      await e.deleteSnapshot(snap.id);
+      t.same(await e.retainedObjects([a, b, c], Date.now()), [c], 'with the snapshot gone, only the live ref');
+      await e.unlink(d, h('gc'));
+      await e.reclaim(f.ino);
+      await pause();
+      t.same(await e.retainedObjects([c], Date.now()), [], 'a deleted file keeps nothing');
+      t.same(await e.retainedObjects([c], between), [c], 'unless it was deleted after the cut-off');
+      await e.pruneVersions(Date.now());
+      await t.rejects(e.getAttr(f.ino), NoEntryError, 'the deleted inode stays deleted after its versions are pruned');
+      await t.rejects(e.retainedObjects(['not an id'], 0), InvalidArgumentError);
+      await t.rejects(e.retainedObjects(Array.from({ length: 10_001 }, () => oid()), 0), InvalidArgumentError);
+    });
   });
 }

@@ -58,12 +58,20 @@ export function storeConformance(t: Test, name: string, open: () => Promise<Stor
     t.test('empty objects', async (t) => {
       await store.put('conf/empty', Buffer.alloc(0));
       t.equal((await store.get('conf/empty')).length, 0);
-      t.same(await store.head('conf/empty'), { key: 'conf/empty', size: 0 });
+      t.match(await store.head('conf/empty'), { key: 'conf/empty', size: 0 });
     });
 
     t.test('head gives size or undefined', async (t) => {
+      const before = Date.now();
       await store.put('conf/head', Buffer.alloc(1234, 7));
-      t.same(await store.head('conf/head'), { key: 'conf/head', size: 1234 });
+      const after = Date.now();
+      const info = await store.head('conf/head');
+      t.same({ key: info?.key, size: info?.size }, { key: 'conf/head', size: 1234 });
+      // Stores keep whole seconds: the write time lies within the put, give or take one.
+      t.ok(info!.modifiedMs >= before - 1000 && info!.modifiedMs <= after + 1000, `modified time ${info!.modifiedMs} within the put (${before}…${after})`);
+      const listed = (await store.list('conf/head')).items;
+      t.equal(listed.length, 1);
+      t.ok(Math.abs(listed[0].modifiedMs - info!.modifiedMs) <= 1000, 'list gives the same modified time as head');
       t.equal(await store.head('conf/nothing-here'), undefined);
     });
 

@@ -7,6 +7,7 @@ import { loadDescriptor } from '../../crypto/descriptor.js';
 import { startService } from '../../meta/service.js';
 import { defaultDbPath, defaultStoreUrl } from '../home.js';
 import { openEngine, openStore } from '../open.js';
+import { startPeriodicGc } from '../../gc/periodic.js';
 
 /** "15s", "500ms" → ms (1 s to 1 h). */
 function parseLease(v: string | undefined): number {
@@ -15,7 +16,24 @@ function parseLease(v: string | undefined): number {
   return ms;
 }
 
+/** "1h", "30m", "0" (off) → ms. */
+export function parseGcEvery(v: string | undefined): number {
+  if (v === 'off' || v === '0') return 0;
+  const ms = parseDuration(String(v ?? '1h'), ['s', 'm', 'h', 'd'], 's');
+  if (!(ms >= 1000)) throw new UsageError(`--gc-every must be like 1h, 30m or off (got "${v}")`);
+  return ms;
+}
+
+/** "1h", "10m", "0s" → ms: how long new objects and replaced refs are kept whatever refers to them. */
+export function parseGrace(v: string | undefined, flag = '--gc-grace'): number {
+  const ms = parseDuration(String(v ?? '1h'), ['ms', 's', 'm', 'h', 'd'], 's');
+  if (!(ms >= 0)) throw new UsageError(`${flag} must be like 1h, 10m or 0s (got "${v}")`);
+  return ms;
+}
+
 export interface ServeArgs {
+  gcEvery?: string;
+  gcGrace?: string;
   lockLease?: string;
   store?: string;
   db?: string;
@@ -40,14 +58,23 @@ export const serveCommand = {
     .option('listen', { type: 'string', default: '127.0.0.1:7410', describe: 'HOST:PORT to listen on (port 0 picks a free one)' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve HTTPS' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
-    .option('lock-lease', { type: 'string', default: '15s', describe: 'How long a silent client keeps its locks (e.g. 15s)' }),
+    .option('lock-lease', { type: 'string', default: '15s', describe: 'How long a silent client keeps its locks (e.g. 15s)' })
+    .option('gc-every', { type: 'string', default: '1h', describe: 'Run garbage collection this often (off: never; lucid gc runs it by hand)' })
+    .option('gc-grace', { type: 'string', default: '1h', describe: 'Keep objects written and refs replaced within this long' }),
   handler: async (args: ServeArgs) => {
     if (!!args.tlsCert !== !!args.tlsKey) throw new UsageError('--tls-cert and --tls-key go together');
     const { host, port } = parseListen(args.listen);
     const url = args.store ?? defaultStoreUrl();
+    const gcEveryMs = parseGcEvery(args.gcEvery);
+    const gcGraceMs = parseGrace(args.gcGrace);
     const { store } = openStore(url);
-    const descriptor = await loadDescriptor(store);
-    await store.close();
+    let descriptor;
+    try {
+      descriptor = await loadDescriptor(store);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     const db = args.db ?? `sqlite:${defaultDbPath(url, descriptor.filespaceId)}`;
     const engine = await openEngine(db, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
     const readPem = async (file: string, what: string) => fs.readFile(file).catch(() => {
@@ -59,18 +86,22 @@ export const serveCommand = {
       service = await startService({ engine, verifiers: [descriptor.serviceVerifier], tls, lockLeaseMs: parseLease(args.lockLease), log: (l) => process.stderr.write(`${l}\n`) }, host, port);
     } catch (e) {
       await engine.close();
+      await store.close();
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') throw new UsageError(`${args.listen} is already in use: pick another --listen`);
       if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new UsageError(`cannot listen on ${args.listen}: no such local address`);
       throw e;
     }
+    const gc = gcEveryMs > 0 ? startPeriodicGc(engine, store, { everyMs: gcEveryMs, graceMs: gcGraceMs, log: (l) => process.stderr.write(`${l}\n`) }) : undefined;
     process.stdout.write(`lucid serve: filespace ${descriptor.filespaceId} listening on ${service.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+    gc?.stop();
     await service.close();
     await engine.close();
+    await store.close();
   },
 };

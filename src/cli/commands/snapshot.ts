@@ -10,7 +10,7 @@ import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
 import type { RestoreResult, Snapshot, SnapshotSchedule } from '../../meta/types.js';
 import { mountCommand, mountOptions, type MountArgs } from './mount.js';
-import { callAgent as callAgentRaw, listMounts, mountOf, streamAgent, type MountRecord } from '../control.js';
+import { callAgent as callAgentRaw, mountOf, pickMount, streamAgent, type MountRecord } from '../control.js';
 import { ProgressBar } from '../progress.js';
 import type { WarmProgress } from '../agent.js';
 import { formatSize } from '../../util/size.js';
@@ -24,13 +24,6 @@ async function callAgent<T>(rec: MountRecord, method: string, route: string, bod
     if (e instanceof LucidError && e.code === 'NoEntry') throw new UsageError(e.message);
     throw e;
   }
-}
-
-function pickMount(mount: string | undefined): MountRecord {
-  if (mount) return mountOf(mount);
-  const all = listMounts();
-  if (all.length === 1) return all[0];
-  throw new UsageError(all.length === 0 ? 'no Lucid mount is running: mount the filespace first' : 'several mounts are running: say which with --mount MOUNTPOINT');
 }
 
 /** "15m", "1h", "1d", "1w" (or seconds, "30s") → ms. */

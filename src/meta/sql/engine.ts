@@ -11,7 +11,7 @@ import {
 } from '../../errors.js';
 import {
   ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
-  type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions,
+  type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
   type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from '../../locks/store.js';
@@ -50,6 +50,14 @@ function visible(options: ReadOptions | undefined, p = ''): { sql: string; param
   if (options?.asOf === undefined) return { sql: `${p}csn_to = ?`, params: [LIVE] };
   const csn = checkInt(options.asOf, 'asOf');
   return { sql: `${p}csn_from <= ? AND ${p}csn_to > ?`, params: [csn, csn] };
+}
+
+/** Tables whose rows carry a [csn_from, csn_to) lifetime. */
+const VERSIONED_TABLES = ['inodes', 'dentries', 'blocks', 'xattrs'] as const;
+
+/** SQL: some snapshot shows this row of `table` (its CSN lies in the row's lifetime). */
+function retainedBySnapshot(table: string): string {
+  return `EXISTS (SELECT 1 FROM snapshots WHERE snapshots.csn >= ${table}.csn_from AND snapshots.csn < ${table}.csn_to)`;
 }
 
 function checkInt(v: unknown, what: string, min = 0): number {
@@ -655,6 +663,39 @@ export class SqlMetaEngine implements MetaEngine {
       if (!wholeTree) await m.touchDir(parent);
       return { csn: m.csn, restored: then.size, inos: [...m.touched].sort((a, b) => a - b) };
     });
+  }
+
+  async pruneVersions(beforeMs: number, options: { dryRun?: boolean } = {}): Promise<PruneResult> {
+    const upToCsn = await this.cutOff(beforeMs);
+    let rows = 0;
+    for (const table of VERSIONED_TABLES) {
+      const where = `${table}.csn_to <= ? AND NOT ${retainedBySnapshot(table)}`;
+      if (options.dryRun) rows += Number((await this.db.get(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, [upToCsn]))!.n);
+      else rows += await this.db.transaction((tx) => tx.run(`DELETE FROM ${table} WHERE ${where}`, [upToCsn]));
+    }
+    return { rows, upToCsn };
+  }
+
+  async retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> {
+    if (!Array.isArray(objectIds) || objectIds.length > 10_000 || objectIds.some((id) => typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id))) {
+      throw new InvalidArgumentError('object ids must be up to 10 000 strings of 32 hex digits');
+    }
+    if (objectIds.length === 0) return [];
+    const upToCsn = await this.cutOff(beforeMs);
+    const kept = new Set<string>();
+    for (let i = 0; i < objectIds.length; i += 500) {
+      const ids = objectIds.slice(i, i + 500);
+      const rows = await this.db.all(`SELECT DISTINCT object_id FROM blocks WHERE object_id IN (${ids.map(() => '?').join(', ')})
+        AND (blocks.csn_to > ? OR ${retainedBySnapshot('blocks')})`, [...ids, upToCsn]);
+      for (const r of rows) kept.add(String(r.object_id));
+    }
+    return objectIds.filter((id) => kept.has(id));
+  }
+
+  /** The newest commit made at or before `beforeMs` (0 when none): rows it or older commits replaced may go. */
+  private async cutOff(beforeMs: number): Promise<number> {
+    checkInt(beforeMs, 'before');
+    return Number((await this.db.get('SELECT COALESCE(MAX(csn), 0) AS csn FROM commits WHERE time_ms <= ?', [beforeMs]))!.csn);
   }
 
   /** Every inode (→ mode) in the tree under `root` among the dentries matching `visibleSql`. */

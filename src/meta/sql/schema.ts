@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS blocks (
   object_id TEXT NOT NULL, length {int} NOT NULL,
   PRIMARY KEY (ino, idx, csn_from));
 CREATE INDEX IF NOT EXISTS blocks_live ON blocks (ino, csn_to, idx);
+CREATE INDEX IF NOT EXISTS blocks_object ON blocks (object_id);
 CREATE TABLE IF NOT EXISTS xattrs (
   ino {int} NOT NULL, hash {blob} NOT NULL, csn_from {int} NOT NULL, csn_to {int} NOT NULL,
   name_enc {blob} NOT NULL, value_enc {blob} NOT NULL,
