@@ -1,9 +1,10 @@
-/** Builds a real Filespace for tests: a store, a new descriptor, and a SQLite engine (direct or behind the service). */
+/** Builds a real Filespace for tests: a store, a new descriptor, and a SQL engine (SQLite unless a driver is given; direct or behind the service). */
 import path from 'node:path';
 import { createDescriptor, saveNewDescriptor, loadDescriptor, unlockDescriptor } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
+import type { SqlDriver } from '../../src/meta/sql/driver.js';
 import { startService } from '../../src/meta/service.js';
 import { MetaClient } from '../../src/meta/client.js';
 import type { ObjectStore } from '../../src/store/types.js';
@@ -15,12 +16,12 @@ export interface FilespaceFixture {
   close(): Promise<void>;
 }
 
-export async function makeFilespace(store: ObjectStore, dbFile: string, options: { password?: string; blockSize?: number; viaService?: boolean } = {}): Promise<FilespaceFixture> {
+export async function makeFilespace(store: ObjectStore, dbFile: string, options: { password?: string; blockSize?: number; viaService?: boolean; driver?: () => Promise<SqlDriver> } = {}): Promise<FilespaceFixture> {
   const password = options.password ?? 'test password';
   const created = await createDescriptor({ password, blockSize: options.blockSize ?? 65536, kdf: 'interactive' });
   await saveNewDescriptor(store, created.descriptor);
   const unlocked = await unlockDescriptor(await loadDescriptor(store), password);
-  const engine = await SqlMetaEngine.open(await SqliteDriver.open(dbFile), { filespaceId: unlocked.descriptor.filespaceId, blockSize: unlocked.descriptor.blockSize });
+  const engine = await SqlMetaEngine.open(await (options.driver ?? (() => SqliteDriver.open(dbFile)))(), { filespaceId: unlocked.descriptor.filespaceId, blockSize: unlocked.descriptor.blockSize });
   let meta: MetaEngine = engine;
   let stopService = async () => {};
   if (options.viaService) {
