@@ -8,7 +8,8 @@
  *   waiter gets the lock when the holder lets go, and a kill -9'd holder's locks are free
  *   within the lease;
  * - a file growing on A is seen growing on B, and ends identical;
- * - two mounts writing one file without locks: last committer wins per block, metadata intact.
+ * - two mounts writing one file without locks: last committer wins per block, metadata intact;
+ * - `lucid serve --gc-every` collects replaced versions with no client asking.
  */
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +24,8 @@ interface Team {
   b: string;
   work: string;
   env: Record<string, string>;
+  /** The file store's directory. */
+  store: string;
   mount(mp: string, cache: string): Promise<void>;
   agentPid(mp: string): Promise<number>;
 }
@@ -30,8 +33,8 @@ interface Team {
 type Engine = 'sqlite' | 'postgres';
 let pgServer: Promise<PostgresServer> | undefined;
 
-async function startServe(store: string, db: string, env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--store', store, '--db', db, '--listen', '127.0.0.1:0', '--lock-lease', '3s'],
+async function startServe(store: string, db: string, env: Record<string, string>, extra: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--store', store, '--db', db, '--listen', '127.0.0.1:0', '--lock-lease', '3s', ...extra],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
@@ -41,7 +44,7 @@ async function startServe(store: string, db: string, env: Record<string, string>
   return { url, child };
 }
 
-async function team(t: Test, engine: Engine): Promise<Team> {
+async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<Team> {
   const root = tempDir('lucid-collab-');
   const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
   const store = `file://${dir('store')}`;
@@ -52,14 +55,14 @@ async function team(t: Test, engine: Engine): Promise<Team> {
   const serves: ChildProcess[] = [];
   let services: string[];
   if (engine === 'sqlite') {
-    const one = await startServe(store, `sqlite:${root.dir}/meta.sqlite`, env);
+    const one = await startServe(store, `sqlite:${root.dir}/meta.sqlite`, env, serveArgs);
     serves.push(one.child);
     services = [one.url, one.url];
   } else {
     pgServer ??= startPostgres();
     const db = await (await pgServer).createDatabase();
-    const one = await startServe(store, db, env);
-    const two = await startServe(store, db, env);
+    const one = await startServe(store, db, env, serveArgs);
+    const two = await startServe(store, db, env, serveArgs);
     serves.push(one.child, two.child);
     services = [one.url, two.url];
   }
@@ -71,7 +74,7 @@ async function team(t: Test, engine: Engine): Promise<Team> {
     root.remove();
   });
   const fx: Team = {
-    a: dir('a'), b: dir('b'), work: dir('work'), env,
+    store: dir('store'), a: dir('a'), b: dir('b'), work: dir('work'), env,
     mount: async (mp, cache) => {
       const service = services[mounted.length % 2];
       const r = await run(['mount', mp, '--store', store, '--service', service, '--cache-dir', path.join(root.dir, cache)]);
@@ -97,6 +100,17 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<number
 
 for (const engine of ['sqlite', 'postgres'] as const) {
 t.test(`on ${engine}`, { timeout: 300_000 }, async (t) => {
+  t.test('the service collects garbage on its own (every instance at once on PostgreSQL)', async (t) => {
+    const fx = await team(t, engine, ['--gc-every', '1s', '--gc-grace', '0s']);
+    const objects = async () => Number((await sh(`find ${fx.store}/blocks -type f 2>/dev/null | wc -l`)).stdout.trim());
+    const w = await sh(`head -c 3M /dev/urandom > ${fx.work}/v1 && head -c 3M /dev/urandom > ${fx.work}/v2 && dd if=${fx.work}/v1 of=${fx.a}/take.mov bs=1M conv=fsync status=none \
+      && dd if=${fx.work}/v2 of=${fx.a}/take.mov bs=1M conv=fsync,notrunc status=none && echo ok`);
+    t.equal(w.stdout.trim(), 'ok', w.stderr);
+    const collected = await within(15_000, async () => (await objects()) === 3);
+    t.ok(collected >= 0, `the first version's 3 objects went without anyone running lucid gc (after ${collected} ms; ${await objects()} objects now)`);
+    t.equal((await sh(`cmp ${fx.b}/take.mov ${fx.work}/v2 && cmp ${fx.a}/take.mov ${fx.work}/v2 && echo same`)).stdout.trim(), 'same', 'the live version reads identical on both mounts');
+  });
+
   t.test('a write+fsync on A reads identical on B within 3 s; an overwrite replaces B’s copy', async (t) => {
     const fx = await team(t, engine);
     const w = await sh(`head -c 3M /dev/urandom > ${fx.work}/v1 && head -c 3M /dev/urandom > ${fx.work}/v2 && dd if=${fx.work}/v1 of=${fx.a}/shared.bin bs=1M conv=fsync status=none && echo ok`);

@@ -7,7 +7,7 @@
 import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
-import { InvalidArgumentError, NoEntryError, UsageError } from '../errors.js';
+import { InvalidArgumentError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { Vfs } from '../fs/vfs.js';
 import { FuseMount } from '../fs/fuse/adapter.js';
@@ -17,15 +17,16 @@ import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
 import { AsOfMeta } from '../meta/as-of.js';
 import { startScheduler } from '../meta/scheduler.js';
-import { collectGarbage, DEFAULT_GRACE_MS, type GcProgress, type GcReport } from '../gc/collector.js';
+import { DEFAULT_GRACE_MS } from '../gc/collector.js';
+import { FilespaceAdmin, snapshotCsn, type CopyProgress } from './admin.js';
 import { startPeriodicGc } from '../gc/periodic.js';
-import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot } from '../meta/types.js';
+import { isDir, type Attr, type MetaEngine } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
 import { mapLimit } from '../util/concurrency.js';
-import { defaultDbPath, lucidHome } from './home.js';
-import { openEngine, openStore } from './open.js';
+import { lucidHome } from './home.js';
+import { connectMeta, openStore } from './open.js';
 import { ControlServer, mountId } from './control.js';
 
 export interface AgentConfig {
@@ -46,15 +47,7 @@ export interface AgentConfig {
   log: (line: string) => void;
 }
 
-export interface WarmProgress {
-  files: number;
-  filesTotal: number;
-  /** Bytes now in the cache, of `bytesTotal`. */
-  bytes: number;
-  bytesTotal: number;
-  /** Of `bytes`, those fetched now (the rest were cached already). */
-  fetchedBytes: number;
-}
+export type WarmProgress = CopyProgress;
 
 export interface AgentStatus {
   mountpoint: string;
@@ -88,12 +81,6 @@ export function defaultCacheSize(dir: string): number {
 }
 
 /** The commit snapshot `id` shows; a UsageError when there is no such snapshot. */
-async function snapshotCsn(meta: MetaEngine, id: number, missing = `no snapshot ${id}`): Promise<number> {
-  const snap = (await meta.listSnapshots()).find((x) => x.id === id);
-  if (!snap) throw new UsageError(`${missing} (lucid snapshot list shows them)`);
-  return snap.csn;
-}
-
 export class Agent {
   private stopping?: Promise<void>;
   private control?: ControlServer;
@@ -113,6 +100,8 @@ export class Agent {
     readonly vfs: Vfs,
     private readonly fuse: FuseMount,
     private readonly cacheDir: string,
+    /** Snapshots, restores, copies out, diffs and GC for the control socket. */
+    readonly admin: FilespaceAdmin,
   ) {}
 
   static async start(config: AgentConfig): Promise<Agent> {
@@ -124,29 +113,21 @@ export class Agent {
       const descriptor = await loadDescriptor(store);
       const unlocked = await unlockDescriptor(descriptor, config.password);
       const id = descriptor.filespaceId;
-      let meta: MetaEngine;
+      const connected = await connectMeta(config.storeUrl, unlocked, config.serviceUrl);
+      cleanups.push(() => connected.meta.close());
+      let meta: MetaEngine = connected.meta;
       let remote: { client: MetaClient; locks: RemoteLocks; csn: number } | undefined;
-      if (config.serviceUrl) {
-        const client = new MetaClient(config.serviceUrl, unlocked.keys.serviceToken.toString('hex'));
-        cleanups.push(() => client.close());
-        const info = await client.info();
-        if (info.filespaceId !== id) throw new UsageError(`the service at ${config.serviceUrl} serves filespace ${info.filespaceId}, not ${id}`);
-        meta = client;
-        const locks = new RemoteLocks(client, config.log);
+      if (connected.client) {
+        const locks = new RemoteLocks(connected.client, config.log);
         await locks.start();
         cleanups.push(() => locks.close());
-        remote = { client, locks, csn: info.csn };
-      } else {
-        const engine = await openEngine(`sqlite:${defaultDbPath(config.storeUrl, id)}`, { filespaceId: id, blockSize: descriptor.blockSize });
-        cleanups.push(() => engine.close());
-        meta = engine;
-        // No service: this agent runs the snapshot schedules while it is mounted.
-        if (config.snapshotId === undefined) {
-          const scheduler = startScheduler(engine, { log: config.log });
-          cleanups.push(async () => scheduler.stop());
-          const gc = startPeriodicGc(engine, store, { everyMs: DEFAULT_GRACE_MS, graceMs: DEFAULT_GRACE_MS, log: config.log });
-          cleanups.push(async () => gc.stop());
-        }
+        remote = { client: connected.client, locks, csn: connected.csn };
+      } else if (connected.engine && config.snapshotId === undefined) {
+        // No service: this agent runs the snapshot schedules and GC while it is mounted.
+        const scheduler = startScheduler(connected.engine, { log: config.log });
+        cleanups.push(async () => scheduler.stop());
+        const gc = startPeriodicGc(connected.engine, store, { everyMs: DEFAULT_GRACE_MS, graceMs: DEFAULT_GRACE_MS, log: config.log });
+        cleanups.push(async () => gc.stop());
       }
       if (config.snapshotId !== undefined) {
         // A snapshot: the engine as of its commit, read-only; no locks, no feed (it never changes).
@@ -192,7 +173,12 @@ export class Agent {
       } catch (e) {
         throw new InvalidArgumentError(`cannot mount FUSE at ${config.mountpoint}: ${(e as Error).message} (is /dev/fuse there and fuse3 installed?)`);
       }
-      const agent = new Agent(config, id, store, metrics, meta, cache, writeback, vfs, fuse, cacheDir);
+      const v = vfs;
+      const admin = new FilespaceAdmin(filespace, {
+        settle: () => writeback.flushAll(),
+        restored: (inos) => { for (const ino of inos) v.revalidate(ino); },
+      });
+      const agent = new Agent(config, id, store, metrics, meta, cache, writeback, vfs, fuse, cacheDir, admin);
       try {
         agent.control = await ControlServer.start(config.mountpoint, agent);
       } catch (e) {
@@ -267,150 +253,6 @@ export class Agent {
       progress(p);
     });
     return p;
-  }
-
-  // ---- snapshots (metadata only; see MetaEngine) ----------------------------------------
-
-  createSnapshot(name?: string): Promise<Snapshot> {
-    return this.meta.createSnapshot(name);
-  }
-
-  listSnapshots(): Promise<Snapshot[]> {
-    return this.meta.listSnapshots();
-  }
-
-  deleteSnapshot(id: number): Promise<void> {
-    return this.meta.deleteSnapshot(id);
-  }
-
-  get snapshots(): Pick<MetaEngine, 'createSchedule' | 'listSchedules' | 'deleteSchedule'> {
-    return this.meta;
-  }
-
-  /**
-   * Restores `rel` (a path inside the mount; "" for everything) as it was in snapshot `id`,
-   * in place, in one commit. This mount's uploads of the files concerned are finished first
-   * (a restore must not be overwritten by an older upload), and what it cached of the
-   * restored inodes is dropped at once (other mounts hear it from the change feed).
-   */
-  async restore(id: number, rel: string): Promise<RestoreResult> {
-    const parts = rel.split('/').filter((p) => p && p !== '.');
-    await this.writeback.flushAll();
-    let result: RestoreResult;
-    if (parts.length === 0) {
-      result = await this.meta.restore(id, 0, Buffer.alloc(32));
-    } else {
-      const parent = await this.vfs.resolve(parts.slice(0, -1).join('/'));
-      if (!isDir(parent.mode)) throw new UsageError(`${parts.slice(0, -1).join('/')} is not a folder`);
-      result = await this.meta.restore(id, parent.ino, this.vfs.fs.names.hash(parent.ino, parts[parts.length - 1]));
-    }
-    for (const ino of result.inos) this.vfs.revalidate(ino);
-    return result;
-  }
-
-  /**
-   * Garbage collection of the filespace (see src/gc/collector.ts). This mount's own uploads
-   * are committed first, so even a zero grace period never takes an object it is about to
-   * commit (other writers are covered by the grace period).
-   */
-  async gc(options: { dryRun: boolean; graceMs: number }, progress: (p: GcProgress) => void): Promise<GcReport> {
-    if (this.config.snapshotId !== undefined) throw new UsageError('this is a snapshot mount: run lucid gc on the live mount');
-    if (!options.dryRun) await this.writeback.flushAll();
-    return collectGarbage(this.meta, this.store, { ...options, onProgress: progress });
-  }
-
-  /**
-   * Copies `rel` as it was in snapshot `id` out to the local directory `to` (into
-   * `to/<name>`, or `to` itself for the whole filespace): files, folders, symlinks, modes and
-   * times. Reads straight from the store through a view of the snapshot, never through this
-   * mount's cache of live data.
-   */
-  async copyOut(id: number, rel: string, to: string, progress: (p: WarmProgress) => void): Promise<WarmProgress> {
-    const view = await this.snapshotView(id);
-    if (!path.isAbsolute(to)) throw new UsageError('--to needs an absolute directory');
-    const st = await fs.stat(to).catch(() => undefined);
-    if (!st?.isDirectory()) throw new UsageError(`--to ${to} is not a directory`);
-    const parts = rel.split('/').filter((p) => p && p !== '.');
-    const root = await view.resolve(parts.join('/')).catch((e) => {
-      if (e instanceof NoEntryError) throw new UsageError(`${rel || '/'} is not in snapshot ${id}`);
-      throw e;
-    });
-    // First the list (for totals), then the copy.
-    const items: { rel: string; attr: Attr }[] = [];
-    const walk = async (p: string, attr: Attr): Promise<void> => {
-      items.push({ rel: p, attr });
-      if (isDir(attr.mode)) for (const e of await view.readdir(p)) await walk(p ? `${p}/${e.name}` : e.name, e.attr);
-    };
-    await walk(parts.join('/'), root);
-    const files = items.filter((i) => (i.attr.mode & S_IFMT) === S_IFREG);
-    const p: WarmProgress = { files: 0, filesTotal: files.length, bytes: 0, bytesTotal: files.reduce((n, f) => n + f.attr.size, 0), fetchedBytes: 0 };
-    progress(p);
-    const base = parts.length ? path.join(to, parts[parts.length - 1]) : to;
-    const dest = (r: string) => path.join(base, path.relative(parts.join('/'), r));
-    for (const item of items) {
-      const out = dest(item.rel);
-      const type = item.attr.mode & S_IFMT;
-      if (isDir(item.attr.mode)) await fs.mkdir(out, { recursive: true, mode: item.attr.mode & 0o7777 });
-      else if (type === S_IFLNK) await fs.symlink(await view.readlink(item.rel), out);
-      else if (type === S_IFREG) {
-        const fh = await fs.open(out, 'w', item.attr.mode & 0o7777);
-        try {
-          const chunk = 8 * view.blockSize;
-          for (let off = 0; off < item.attr.size; off += chunk) {
-            const data = await view.read(item.attr.ino, off, Math.min(chunk, item.attr.size - off));
-            await fh.write(data, 0, data.length, off);
-            p.bytes += data.length;
-            p.fetchedBytes += data.length;
-            progress(p);
-          }
-        } finally {
-          await fh.close();
-        }
-        p.files++;
-        progress(p);
-      }
-      if (type !== S_IFLNK) await fs.utimes(out, item.attr.atimeMs / 1000, item.attr.mtimeMs / 1000);
-    }
-    // Folders' times last: copying into them moved them.
-    for (const item of items.filter((i) => isDir(i.attr.mode)).reverse()) await fs.utimes(dest(item.rel), item.attr.atimeMs / 1000, item.attr.mtimeMs / 1000);
-    return p;
-  }
-
-  /**
-   * What changed between snapshot `from` and snapshot `to` (or the live tree): paths added,
-   * removed, and modified (another inode under the name, or a file whose size, mode or
-   * times differ: a restored file equals its snapshot). Both trees are walked by name.
-   */
-  async diff(from: number, to?: number): Promise<{ change: '+' | '-' | 'M'; path: string }[]> {
-    const views = await Promise.all([this.snapshotView(from), this.snapshotView(to)]);
-    if (to === undefined) await this.writeback.flushAll();
-    const tree = async (fsv: Filespace) => {
-      const out = new Map<string, Attr>();
-      const walk = async (p: string): Promise<void> => {
-        for (const e of await fsv.readdir(p)) {
-          const child = p ? `${p}/${e.name}` : e.name;
-          out.set(child, e.attr);
-          if (isDir(e.attr.mode)) await walk(child);
-        }
-      };
-      await walk('');
-      return out;
-    };
-    const [a, b] = await Promise.all(views.map(tree));
-    const changes: { change: '+' | '-' | 'M'; path: string }[] = [];
-    for (const [p, x] of a) {
-      const y = b.get(p);
-      if (!y) changes.push({ change: '-', path: p });
-      else if (y.ino !== x.ino || y.mode !== x.mode || (!isDir(x.mode) && (y.size !== x.size || y.mtimeMs !== x.mtimeMs || y.ctimeMs !== x.ctimeMs))) changes.push({ change: 'M', path: p });
-    }
-    for (const p of b.keys()) if (!a.has(p)) changes.push({ change: '+', path: p });
-    return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
-  }
-
-  /** The filespace as of snapshot `id` (read-only), or live without an id, at the path level. */
-  private async snapshotView(id?: number): Promise<Filespace> {
-    const meta = id === undefined ? this.meta : new AsOfMeta(this.meta, await snapshotCsn(this.meta, id));
-    return new Filespace(this.vfs.fs.unlocked, this.store, meta);
   }
 
   /** Uploads everything, unmounts, and closes every part. */

@@ -98,14 +98,14 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
     case 'POST /snapshot': {
       const body = await readJson(req);
       switch (body.op) {
-        case 'create': return send(await agent.createSnapshot(typeof body.name === 'string' ? body.name : undefined));
-        case 'list': return send(await agent.listSnapshots());
-        case 'delete': await agent.deleteSnapshot(Number(body.id)); return send({ ok: true });
-        case 'restore': return send(await agent.restore(Number(body.id), String(body.path ?? '')));
-        case 'schedule-create': return send(await agent.snapshots.createSchedule(String(body.name), Number(body.everyMs), Number(body.keep)));
-        case 'schedule-list': return send(await agent.snapshots.listSchedules());
-        case 'schedule-delete': await agent.snapshots.deleteSchedule(String(body.name)); return send({ ok: true });
-        case 'diff': return send(await agent.diff(Number(body.id), body.to === undefined ? undefined : Number(body.to)));
+        case 'create': return send(await agent.admin.createSnapshot(typeof body.name === 'string' ? body.name : undefined));
+        case 'list': return send(await agent.admin.listSnapshots());
+        case 'delete': await agent.admin.deleteSnapshot(Number(body.id)); return send({ ok: true });
+        case 'restore': return send(await agent.admin.restore(Number(body.id), String(body.path ?? '')));
+        case 'schedule-create': return send(await agent.admin.createSchedule(String(body.name), Number(body.everyMs), Number(body.keep)));
+        case 'schedule-list': return send(await agent.admin.listSchedules());
+        case 'schedule-delete': await agent.admin.deleteSchedule(String(body.name)); return send({ ok: true });
+        case 'diff': return send(await agent.admin.diff(Number(body.id), body.to === undefined ? undefined : Number(body.to)));
         default: throw new UsageError(`unknown snapshot call ${String(body.op)}`);
       }
     }
@@ -115,11 +115,11 @@ async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerR
     }
     case 'POST /gc': {
       const body = await readJson(req);
-      return streamProgress(res, (progress) => agent.gc({ dryRun: body.dryRun === true, graceMs: Number(body.graceMs) }, progress));
+      return streamProgress(res, (progress) => agent.admin.gc({ dryRun: body.dryRun === true, graceMs: Number(body.graceMs) }, progress));
     }
     case 'POST /snapshot-copy': {
       const body = await readJson(req);
-      return streamProgress(res, (progress) => agent.copyOut(Number(body.id), String(body.path ?? ''), String(body.to ?? ''), progress));
+      return streamProgress(res, (progress) => agent.admin.copyOut(Number(body.id), String(body.path ?? ''), String(body.to ?? ''), progress));
     }
     default:
       res.writeHead(404, { 'content-type': 'application/json' });

@@ -6,6 +6,10 @@ import { SqliteDriver } from '../meta/sql/sqlite.js';
 import { PostgresDriver } from '../meta/sql/postgres.js';
 import { SqlMetaEngine } from '../meta/sql/engine.js';
 import { UsageError } from '../errors.js';
+import type { UnlockedFilespace } from '../crypto/descriptor.js';
+import { MetaClient } from '../meta/client.js';
+import type { MetaEngine } from '../meta/types.js';
+import { defaultDbPath } from './home.js';
 import { MeteredStore } from '../store/metrics.js';
 import { openStore as openBackend } from '../store/registry.js';
 import { RetryingStore } from '../store/retry.js';
@@ -32,4 +36,25 @@ export async function openEngine(db: string, init: { filespaceId: string; blockS
     }
   }
   throw new UsageError(`--db "${db}" is not understood: use sqlite:PATH or postgres://USER@HOST/DATABASE`);
+}
+
+/**
+ * The filespace's metadata engine as a client uses it: the service at `serviceUrl` (checked
+ * to serve this filespace), else the embedded engine on the store's default database.
+ */
+export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {
+  const id = unlocked.descriptor.filespaceId;
+  if (serviceUrl) {
+    const client = new MetaClient(serviceUrl, unlocked.keys.serviceToken.toString('hex'));
+    try {
+      const info = await client.info();
+      if (info.filespaceId !== id) throw new UsageError(`the service at ${serviceUrl} serves filespace ${info.filespaceId}, not ${id}`);
+      return { meta: client, client, csn: info.csn };
+    } catch (e) {
+      await client.close();
+      throw e;
+    }
+  }
+  const engine = await openEngine(`sqlite:${defaultDbPath(storeUrl, id)}`, { filespaceId: id, blockSize: unlocked.descriptor.blockSize });
+  return { meta: engine, engine, csn: 0 };
 }
