@@ -15,9 +15,9 @@ import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { CLI, lucid } from '../test/helpers/cli.js';
+import { lucid } from '../test/helpers/cli.js';
 import { startPostgres, tempDir, type PostgresServer } from '../test/helpers/servers.js';
-import { PASSWORD, sh } from './helpers.js';
+import { PASSWORD, sh, startServe } from './helpers.js';
 
 interface Team {
   a: string;
@@ -33,17 +33,6 @@ interface Team {
 type Engine = 'sqlite' | 'postgres';
 let pgServer: Promise<PostgresServer> | undefined;
 
-async function startServe(store: string, db: string, env: Record<string, string>, extra: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--store', store, '--db', db, '--listen', '127.0.0.1:0', '--lock-lease', '3s', ...extra],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  for (let i = 0; i < 400 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
-  const url = /listening on (\S+)/.exec(out)?.[1];
-  if (!url) throw new Error(`lucid serve did not start: ${out}`);
-  return { url, child };
-}
-
 async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<Team> {
   const root = tempDir('lucid-collab-');
   const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
@@ -55,14 +44,14 @@ async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<
   const serves: ChildProcess[] = [];
   let services: string[];
   if (engine === 'sqlite') {
-    const one = await startServe(store, `sqlite:${root.dir}/meta.sqlite`, env, serveArgs);
+    const one = await startServe(store, `sqlite:${root.dir}/meta.sqlite`, env, ['--lock-lease', '3s', ...serveArgs]);
     serves.push(one.child);
     services = [one.url, one.url];
   } else {
     pgServer ??= startPostgres();
     const db = await (await pgServer).createDatabase();
-    const one = await startServe(store, db, env, serveArgs);
-    const two = await startServe(store, db, env, serveArgs);
+    const one = await startServe(store, db, env, ['--lock-lease', '3s', ...serveArgs]);
+    const two = await startServe(store, db, env, ['--lock-lease', '3s', ...serveArgs]);
     serves.push(one.child, two.child);
     services = [one.url, two.url];
   }

@@ -4,7 +4,7 @@
  * mount with real tools through bash, and always unmounts. Nothing here blocks this
  * process's event loop, so nothing can deadlock against the mount.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
@@ -94,3 +94,19 @@ export async function withMount(t: Test, options: { embedded?: boolean; cacheSiz
 }
 
 export { CLI };
+
+/**
+ * Starts `lucid serve` for a store on `db` (port 0 picks one; pass `--listen` in `extra` to
+ * choose) and resolves once it listens, with its URL.
+ */
+export async function startServe(store: string, db: string, env: Record<string, string>, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--store', store, '--db', db, ...listen, ...extra],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  for (let i = 0; i < 400 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
+  const url = /listening on (\S+)/.exec(out)?.[1];
+  if (!url) throw new Error(`lucid serve did not start: ${out}`);
+  return { url, child };
+}

@@ -51,6 +51,8 @@ export class Writeback {
   private readonly frozen = new Map<number, number>();
   private readonly idleTimers = new Map<number, NodeJS.Timeout>();
   private readonly errors = new Map<number, Error>();
+  /** The last upload or commit failure, until one succeeds again (lucid status: offline). */
+  lastFailure?: { message: string; code?: string; sinceMs: number };
   private waiters: (() => void)[] = [];
   private active = 0;
   private closed = false;
@@ -213,6 +215,7 @@ export class Writeback {
           continue;
         }
         this.commits++;
+        this.lastFailure = undefined;
         // Readers must learn the new block map before the dirty copies they read now go.
         this.options.onCommitted?.(ino, batch.map((b) => b.ref), attr);
         for (const b of batch) {
@@ -258,7 +261,9 @@ export class Writeback {
       return;
     }
     this.errors.set(ino, e);
-    this.options.log?.(`upload of inode ${ino} block ${idx} failed, will retry: ${e.message}`);
+    // One line per outage, not one per block per retry.
+    if (this.lastFailure?.message !== e.message) this.options.log?.(`upload of inode ${ino} block ${idx} failed, will retry every ${this.retryMs / 1000} s: ${e.message}`);
+    this.lastFailure = { message: e.message, code: (e as { code?: string }).code, sinceMs: this.lastFailure?.sinceMs ?? Date.now() };
     const t = setTimeout(() => this.enqueue(ino, idx), this.retryMs);
     t.unref();
   }

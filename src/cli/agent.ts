@@ -52,7 +52,9 @@ export type WarmProgress = CopyProgress;
 export interface AgentStatus {
   mountpoint: string;
   pid: number;
-  state: 'mounted' | 'uploading' | 'stopping';
+  state: 'mounted' | 'uploading' | 'stopping' | 'offline';
+  /** Present while the service or the store cannot be reached: cached data is served, writes wait in the cache. */
+  offline?: { since: string; reason: string };
   filespaceId: string;
   store: string;
   service: string;
@@ -200,9 +202,11 @@ export class Agent {
   status(): AgentStatus {
     const c = this.cache.stats();
     const s = this.metrics.stats;
+    const offline = this.offline();
     return {
       mountpoint: this.config.mountpoint, pid: process.pid,
-      state: this.stopping ? 'stopping' : c.uploadBytes > 0 ? 'uploading' : 'mounted',
+      state: this.stopping ? 'stopping' : offline ? 'offline' : c.uploadBytes > 0 ? 'uploading' : 'mounted',
+      ...(offline ? { offline } : {}),
       filespaceId: this.filespaceId, store: this.store.url,
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
       uploadBytes: c.uploadBytes, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
@@ -212,6 +216,15 @@ export class Agent {
       bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
       startedAt: this.startedAt.toISOString(),
     };
+  }
+
+  /** Whether the service or the store is out of reach now, since when and why. */
+  private offline(): AgentStatus['offline'] {
+    const failure = this.writeback.lastFailure;
+    const serviceSince = this.vfs.lastKnown.offlineSinceMs || (failure?.code === 'ServiceUnavailable' ? failure.sinceMs : 0);
+    if (serviceSince) return { since: new Date(serviceSince).toISOString(), reason: 'the metadata service cannot be reached' };
+    if (failure?.code === 'Transient') return { since: new Date(failure.sinceMs).toISOString(), reason: `the store cannot be reached (${failure.message})` };
+    return undefined;
   }
 
   /** Pins (or unpins) every file at or under `rel` (a path inside the mount). */

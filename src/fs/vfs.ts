@@ -11,13 +11,14 @@
  * group and mode this layer reports; new inodes belong to the calling process's user.
  */
 import { LRUCache } from 'lru-cache';
+import { LastKnown, type ListedEntry } from './offline.js';
 import { IntegrityError, InvalidArgumentError, NoAttributeError, IsDirectoryError, NameTooLongError, NoEntryError, NotSupportedError, OutOfRangeError, TooBigError } from '../errors.js';
 import { NameCipher } from '../crypto/names.js';
 import { spans } from '../chunker/layout.js';
 import type { Writeback } from '../chunker/writeback.js';
 import type { BlockCache } from '../cache/block-cache.js';
 import { blockKey } from '../store/keys.js';
-import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef } from '../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ReaddirPage } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
@@ -41,13 +42,8 @@ export interface SetAttrRequest {
   mtimeMs?: number | 'now';
 }
 
-export interface DirEntryOut {
-  name: string;
-  ino: number;
-  mode: number;
-  /** The entry's attributes as listed (absent for "." and ".."). */
-  attr?: Attr;
-}
+/** A directory entry as listed (attributes absent for "." and ".."). */
+export type DirEntryOut = ListedEntry;
 
 export interface StatFs {
   blockSize: number;
@@ -147,6 +143,8 @@ export class Vfs {
   readonly lockManager: LockManager;
   /** The committed version each inode had when this mount last opened or wrote it: unchanged → the kernel keeps its pages. */
   private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
+  /** What was last known of the metadata: served while the service cannot be reached. */
+  readonly lastKnown = new LastKnown();
   private nextFh = 1;
   bytesRead = 0;
   bytesWritten = 0;
@@ -180,14 +178,17 @@ export class Vfs {
   /** The inode's committed attributes: from the attribute cache unless `fresh` or expired. */
   private async committedAttr(ino: number, fresh = false): Promise<Attr> {
     const hit = fresh ? undefined : this.attrs.get(ino);
-    return hit ?? this.remember(await this.fs.meta.getAttr(ino));
+    return hit ?? this.lastKnown.orStale(async () => this.remember(await this.fs.meta.getAttr(ino)), () => this.lastKnown.attr(ino));
   }
 
   private remember(a: Attr): Attr {
     const known = this.attrs.get(a.ino);
     // Answers can arrive out of order: never replace newer attributes with older ones.
     // An answer older than a change the feed already announced is not kept (it raced the push).
-    if ((!known || known.version <= a.version) && a.version >= (this.announced.get(a.ino) ?? 0)) this.attrs.set(a.ino, a, { ttl: this.ttl() });
+    if ((!known || known.version <= a.version) && a.version >= (this.announced.get(a.ino) ?? 0)) {
+      this.attrs.set(a.ino, a, { ttl: this.ttl() });
+      this.lastKnown.keepAttr(a);
+    }
     return a;
   }
 
@@ -207,6 +208,7 @@ export class Vfs {
    * forgotten and the staleness bound applies again until it is back.
    */
   setFeed(up: boolean): void {
+    if (up) this.lastKnown.noteSuccess();
     if (this.feedUp && !up) {
       this.attrs.clear();
       this.dentries.clear();
@@ -215,7 +217,10 @@ export class Vfs {
   }
 
   private forget(...inos: number[]): void {
-    for (const ino of inos) this.attrs.delete(ino);
+    for (const ino of inos) {
+      this.attrs.delete(ino);
+      this.lastKnown.forget(ino);
+    }
   }
 
   /** The writeback uploader calls this after each commit. */
@@ -253,10 +258,14 @@ export class Vfs {
     }
     const gen = this.dirGen.get(parent) ?? 0;
     // The first block refs come with the answer: opening and reading then needs no map round trip.
-    const { blocks, ...attr } = await this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 });
+    const { blocks, ...attr } = await this.lastKnown.orStale<Attr & { blocks?: BlockRef[] }>(
+      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 }), () => this.lastKnown.lookup(parent, name, gen));
     const a = this.remember(attr);
     if (blocks) this.primeRefs(a, blocks);
-    if ((this.dirGen.get(parent) ?? 0) === gen) this.dentries.set(key, { ino: a.ino, gen }, { ttl: this.ttl() });
+    if ((this.dirGen.get(parent) ?? 0) === gen) {
+      this.dentries.set(key, { ino: a.ino, gen }, { ttl: this.ttl() });
+      this.lastKnown.keepName(parent, name, a.ino, gen);
+    }
     this.lastName.set(a.ino, { parent, name });
     return this.overlay(a);
   }
@@ -270,6 +279,7 @@ export class Vfs {
 
   private forgetName(parent: number, name: string): void {
     this.dentries.delete(`${parent}/${name}`);
+    this.lastKnown.forgetName(parent, name);
   }
 
   async setattr(ino: number, req: SetAttrRequest): Promise<Attr> {
@@ -769,12 +779,22 @@ export class Vfs {
     if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
     while (!d.complete && d.entries.length < offset + max) {
       const listGen = this.dirGen.get(d.ino) ?? 0;
-      const page = await this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true });
+      const first = d.cursor === undefined;
+      // Offline, a listing starts from the last full one (a listing cut off midway cannot be).
+      const page = await this.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true }), () => (first ? this.lastKnown.listing(d.ino) : undefined));
+      if (Array.isArray(page)) {
+        d.entries.push(...page);
+        d.complete = true;
+        break;
+      }
       for (const e of page.entries) {
         const name = this.names.open(d.ino, e.hash, e.enc);
         if (e.attr) {
           this.remember(e.attr);
-          if ((this.dirGen.get(d.ino) ?? 0) === listGen) this.dentries.set(`${d.ino}/${name}`, { ino: e.ino, gen: listGen }, { ttl: this.ttl() });
+          if ((this.dirGen.get(d.ino) ?? 0) === listGen) {
+            this.dentries.set(`${d.ino}/${name}`, { ino: e.ino, gen: listGen }, { ttl: this.ttl() });
+            this.lastKnown.keepName(d.ino, name, e.ino, listGen);
+          }
           this.lastName.set(e.ino, { parent: d.ino, name });
         }
         d.entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
@@ -782,6 +802,7 @@ export class Vfs {
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
+      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) this.lastKnown.keepListing(d.ino, d.entries.slice(2));
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && this.overlay(this.attrs.get(e.ino) ?? e.attr), next: offset + i + 1 }));
   }
@@ -801,7 +822,11 @@ export class Vfs {
   }
 
   async statfs(): Promise<StatFs> {
-    const info = await this.fs.meta.info();
+    const info = await this.lastKnown.orStale(async () => {
+      const fresh = await this.fs.meta.info();
+      this.lastKnown.keepInfo(fresh);
+      return fresh;
+    }, () => this.lastKnown.lastInfo());
     const unit = 4096;
     const total = Math.max(VIRTUAL_CAPACITY, info.bytes * 2);
     return {

@@ -63,7 +63,9 @@ export const unmountCommand = {
 function describe(s: AgentStatus): string {
   const c = s.cache;
   return [
-    `${s.mountpoint}: ${s.state} (agent pid ${s.pid}), filespace ${s.filespaceId}`,
+    s.offline
+      ? `${s.mountpoint}: offline, ${formatSize(s.uploadBytes)} waiting (agent pid ${s.pid}), filespace ${s.filespaceId}: ${s.offline.reason} since ${s.offline.since}; cached files are served, writes wait in the cache`
+      : `${s.mountpoint}: ${s.state} (agent pid ${s.pid}), filespace ${s.filespaceId}`,
     `  store      ${s.store}`,
     `  service    ${s.service}`,
     `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}`,

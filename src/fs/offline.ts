@@ -1,0 +1,99 @@
+/**
+ * What a mount last knew of the metadata, kept for when the service cannot be reached: the
+ * last attributes of each inode, the last inode under each name, the last full listing of
+ * each directory, the last filespace totals. While the service is up these are never read
+ * (fresh answers and the TTL-bound caches serve); while it is down, lookups, stat, listings
+ * and reads of cached files are served from here, so work on cached files goes on.
+ *
+ * Promises: an entry another client's change was announced for (or this mount changed) is
+ * dropped, so nothing older than the last announced change is served; the mount says it is
+ * offline from the first failed call until the next successful one.
+ */
+import { LRUCache } from 'lru-cache';
+import { ServiceUnavailableError } from '../errors.js';
+import type { Attr, MetaInfo } from '../meta/types.js';
+
+export interface ListedEntry {
+  name: string;
+  ino: number;
+  mode: number;
+  /** The entry's attributes as listed (absent for "." and ".."). */
+  attr?: Attr;
+}
+
+export class LastKnown {
+  private readonly attrs = new LRUCache<number, Attr>({ max: 100_000 });
+  private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000 });
+  private readonly listings = new LRUCache<number, ListedEntry[]>({ max: 1_000 });
+  private info?: MetaInfo;
+  /** When the service was first found unreachable (0: it answers). */
+  offlineSinceMs = 0;
+
+  keepAttr(a: Attr): void {
+    const known = this.attrs.get(a.ino);
+    if (!known || known.version <= a.version) this.attrs.set(a.ino, a);
+  }
+
+  keepName(parent: number, name: string, ino: number, gen: number): void {
+    this.names.set(`${parent}/${name}`, { ino, gen });
+  }
+
+  keepListing(dir: number, entries: ListedEntry[]): void {
+    this.listings.set(dir, entries);
+  }
+
+  keepInfo(info: MetaInfo): void {
+    this.info = info;
+  }
+
+  /** An inode changed (here or elsewhere): what was known of it, and of its listing, is old. */
+  forget(ino: number): void {
+    this.attrs.delete(ino);
+    this.listings.delete(ino);
+  }
+
+  forgetName(parent: number, name: string): void {
+    this.names.delete(`${parent}/${name}`);
+    this.listings.delete(parent);
+  }
+
+  /**
+   * Runs a call to the service; when the service cannot be reached and `stale()` has an
+   * answer, that answer instead (and the mount is offline). Any other error goes through.
+   */
+  async orStale<T>(call: () => Promise<T>, stale: () => T | undefined): Promise<T> {
+    try {
+      const v = await call();
+      this.offlineSinceMs = 0;
+      return v;
+    } catch (e) {
+      if (!(e instanceof ServiceUnavailableError)) throw e;
+      this.offlineSinceMs ||= Date.now();
+      const v = stale();
+      if (v === undefined) throw e;
+      return v;
+    }
+  }
+
+  attr(ino: number): Attr | undefined {
+    return this.attrs.get(ino);
+  }
+
+  /** The inode last seen under a name, if its directory has not changed since (`gen`). */
+  lookup(parent: number, name: string, gen: number): Attr | undefined {
+    const n = this.names.get(`${parent}/${name}`);
+    return n && n.gen === gen ? this.attrs.get(n.ino) : undefined;
+  }
+
+  listing(dir: number): ListedEntry[] | undefined {
+    return this.listings.get(dir);
+  }
+
+  lastInfo(): MetaInfo | undefined {
+    return this.info;
+  }
+
+  noteSuccess(): void {
+    this.offlineSinceMs = 0;
+  }
+}
