@@ -14,7 +14,6 @@ import { LIVE } from '../src/meta/sql/schema.js';
 import { blockKey } from '../src/store/keys.js';
 import { sh, withMount, type MountFixture } from './helpers.js';
 
-const MiB = 1048576;
 
 /** The live block objects of a file, by the inode number `stat` shows. */
 async function objectsOf(fx: MountFixture, file: string): Promise<string[]> {

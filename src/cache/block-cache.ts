@@ -24,6 +24,8 @@ import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { sealedSize } from '../chunker/format.js';
+import { NoSpaceError } from '../errors.js';
+import { formatSize } from '../util/size.js';
 
 /** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
 export interface BlockSealer {
@@ -333,10 +335,42 @@ export class BlockCache {
     const growth = current ? allocated(Math.max(current.length, end)) - bytesOf(current) : allocated(Math.max(baseLength, end));
     if (growth > 0) await this.reserve(growth);
     try {
-      await this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength));
+      await this.whenDiskFull(() => this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength)), Math.max(growth, data.length));
     } finally {
       if (growth > 0) this.release(growth);
     }
+  }
+
+  /**
+   * Runs a dirty write; if the cache's disk is full (the limit is larger than what the disk
+   * has left), evicts clean blocks for room and tries once more, then gives up with
+   * NoSpaceError (ENOSPC to the writer). What was written before stays intact.
+   */
+  private async whenDiskFull<T>(write: () => Promise<T>, bytes: number): Promise<T> {
+    try {
+      return await write();
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      if (await this.evictForDisk(4 * Math.max(bytes, SECTOR))) {
+        try {
+          return await write();
+        } catch (again) {
+          if (!isDiskFull(again)) throw again;
+        }
+      }
+      throw new NoSpaceError(`the cache disk (${this.dir}) is full: ${formatSize(this.dirtyBytes)} waits to be uploaded; free space there or lower --cache-size`);
+    }
+  }
+
+  /** Evicts least recently used clean blocks, at least `bytes` of them, deleting their files now. */
+  private async evictForDisk(bytes: number): Promise<boolean> {
+    let freed = 0;
+    while (freed < bytes && this.lru.size > 0) {
+      const victim = this.evictOldest();
+      await victim.removed;
+      freed += victim.size;
+    }
+    return freed > 0;
   }
 
   private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
@@ -603,16 +637,19 @@ export class BlockCache {
 
   /** Evicts least recently used clean blocks until `bytes` more fit; false if they cannot. */
   private makeRoom(bytes: number): boolean {
-    while (this.usedBytes + this.reservedBytes + bytes > this.limit && this.lru.size > 0) {
-      const victim = this.lru.rkeys().next().value as string;
-      const entry = this.lru.get(victim, { updateAgeOnGet: false })!;
-      this.lru.delete(victim);
-      this.cleanBytes -= entry.size;
-      this.evictions++;
-      this.index.deleteClean(victim);
-      void fs.rm(this.objectPath(victim), { force: true });
-    }
+    while (this.usedBytes + this.reservedBytes + bytes > this.limit && this.lru.size > 0) void this.evictOldest().removed;
     return this.usedBytes + this.reservedBytes + bytes <= this.limit;
+  }
+
+  /** Evicts the least recently used clean block: its size, and the removal of its file. */
+  private evictOldest(): { size: number; removed: Promise<void> } {
+    const victim = this.lru.rkeys().next().value as string;
+    const entry = this.lru.get(victim, { updateAgeOnGet: false })!;
+    this.lru.delete(victim);
+    this.cleanBytes -= entry.size;
+    this.evictions++;
+    this.index.deleteClean(victim);
+    return { size: entry.size, removed: fs.rm(this.objectPath(victim), { force: true }).catch(() => {}) };
   }
 
   private wake(): void {
@@ -651,4 +688,10 @@ export class BlockCache {
   private dirtyPath(fileId: string): string {
     return path.join(this.dir, 'dirty', fileId);
   }
+}
+
+/** ENOSPC from the file system, or SQLite's "database or disk is full". */
+function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: string })?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
 }

@@ -45,6 +45,6 @@ const ERRNO: Record<ErrorCode, number> = {
 export function errnoOf(e: unknown): number {
   if (e instanceof LucidError) return ERRNO[e.code] ?? E.EIO;
   const code = (e as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return E.ENOSPC;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') return E.ENOSPC;
   return E.EIO;
 }
