@@ -16,6 +16,8 @@ export interface AzureStoreOptions {
   container: string;
   prefix: string;
   connectionString?: string;
+  /** Longest a single request may take before it fails as transient (default 60 s). */
+  requestTimeoutMs?: number;
 }
 
 export class AzureStore implements ObjectStore {
@@ -28,14 +30,21 @@ export class AzureStore implements ObjectStore {
     if (!conn) throw new BadStoreUrlError('azure:// stores need AZURE_STORAGE_CONNECTION_STRING in the environment');
     this.prefix = options.prefix;
     this.url = `azure://${options.container}/${options.prefix}`;
+    // One try per call: RetryingStore retries. Each call is bounded by `signal()` (the SDK's
+    // own tryTimeoutInMs only asks the server; a stalled connection would wait forever).
     const service = BlobServiceClient.fromConnectionString(conn, { retryOptions: { maxTries: 1 } });
     this.containerClient = service.getContainerClient(options.container);
+  }
+
+  /** An abort signal for one call: it fails as transient when the call outlasts the timeout. */
+  private signal(): AbortSignal {
+    return AbortSignal.timeout(this.options.requestTimeoutMs ?? 60_000);
   }
 
   async probe(): Promise<void> {
     let exists: boolean;
     try {
-      exists = await this.containerClient.exists();
+      exists = await this.containerClient.exists({ abortSignal: this.signal() });
     } catch (e) {
       throw this.mapError(e, '');
     }
@@ -46,7 +55,7 @@ export class AzureStore implements ObjectStore {
     assertValidKey(key);
     try {
       await this.containerClient.getBlockBlobClient(this.prefix + key).upload(body, body.byteLength, {
-        conditions: options.ifAbsent ? { ifNoneMatch: '*' } : undefined,
+        conditions: options.ifAbsent ? { ifNoneMatch: '*' } : undefined, abortSignal: this.signal(),
       });
     } catch (e) {
       throw this.mapError(e, key);
@@ -61,7 +70,7 @@ export class AzureStore implements ObjectStore {
       if (range) {
         let res;
         try {
-          res = await blob.download(range.offset, range.length);
+          res = await blob.download(range.offset, range.length, { abortSignal: this.signal() });
         } catch (e) {
           if (e instanceof RestError && e.statusCode === 416) return Buffer.alloc(0);
           throw e;
@@ -74,7 +83,7 @@ export class AzureStore implements ObjectStore {
         }
         return body;
       }
-      return await blob.downloadToBuffer();
+      return await blob.downloadToBuffer(undefined, undefined, { abortSignal: this.signal() });
     } catch (e) {
       const mapped = this.mapError(e, key);
       // A download's 404 may carry no error code: tell a missing container apart.
@@ -86,7 +95,7 @@ export class AzureStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key);
     try {
-      const props = await this.containerClient.getBlobClient(this.prefix + key).getProperties();
+      const props = await this.containerClient.getBlobClient(this.prefix + key).getProperties({ abortSignal: this.signal() });
       return { key, size: props.contentLength ?? 0, modifiedMs: props.lastModified?.getTime() ?? Date.now() };
     } catch (e) {
       const mapped = this.mapError(e, key);
@@ -101,7 +110,7 @@ export class AzureStore implements ObjectStore {
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     try {
       const pages = this.containerClient
-        .listBlobsFlat({ prefix: this.prefix + prefix })
+        .listBlobsFlat({ prefix: this.prefix + prefix, abortSignal: this.signal() })
         .byPage({ continuationToken: options.cursor, maxPageSize: options.limit ?? DEFAULT_LIST_LIMIT });
       const { value } = await pages.next();
       if (!value) return { items: [] };
@@ -115,7 +124,7 @@ export class AzureStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     assertValidKey(key);
     try {
-      await this.containerClient.getBlobClient(this.prefix + key).deleteIfExists();
+      await this.containerClient.getBlobClient(this.prefix + key).deleteIfExists({ abortSignal: this.signal() });
     } catch (e) {
       throw this.mapError(e, key);
     }
@@ -130,6 +139,9 @@ export class AzureStore implements ObjectStore {
   private mapError(e: unknown, key: string): Error {
     if (e instanceof LucidError) return e;
     const where = key ? `object ${key} in ${this.url}` : `container ${this.options.container}`;
+    if ((e as Error)?.name === 'AbortError') {
+      return new TransientError(`${where}: no answer within ${(this.options.requestTimeoutMs ?? 60_000) / 1000} s`, { cause: e });
+    }
     if (e instanceof RestError) {
       const status = e.statusCode ?? 0;
       const code = e.code ?? '';

@@ -47,7 +47,8 @@ export class S3Store implements ObjectStore {
       maxAttempts: 1,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { requestTimeout: options.requestTimeoutMs ?? 60_000, connectionTimeout: 10_000 } as never,
+      // Without throwOnRequestTimeout the SDK only warns about a stalled request and waits on forever.
+      requestHandler: { requestTimeout: options.requestTimeoutMs ?? 60_000, connectionTimeout: 10_000, throwOnRequestTimeout: true } as never,
     });
   }
 

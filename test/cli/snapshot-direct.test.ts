@@ -76,7 +76,13 @@ async function scenario(t: Test, dir: string, where: string[], env: Record<strin
   t.equal(missing.stderr.trim().split('\n').length, 1, 'in one line');
   t.equal((await run(['snapshot', 'schedule', 'create', 'nightly', '--every', '1d', '--keep', '3'])).code, 0);
   t.match((await run(['snapshot', 'schedule', 'list'])).stdout, /nightly\s+every 1d\s+keep 3/);
+  // A new schedule is due at once (a running service may take its first snapshot now): once
+  // it is deleted, no more come.
+  t.equal((await run(['snapshot', 'schedule', 'delete', 'nightly'])).code, 0);
   t.equal((await run(['snapshot', 'delete', id])).code, 0);
+  const left = JSON.parse((await run(['snapshot', 'list', '--json'])).stdout) as { id: number; schedule: string | null }[];
+  t.ok(left.every((s) => s.schedule === 'nightly'), 'only the new schedule’s snapshot, if any, is left');
+  for (const s of left) t.equal((await run(['snapshot', 'delete', String(s.id)])).code, 0);
   t.equal((await run(['snapshot', 'list'])).stdout.trim(), 'no snapshots');
 }
 
