@@ -17,7 +17,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { InternalError, InvalidArgumentError, LucidError, UnauthorizedError } from '../errors.js';
 import { serviceVerifierOf } from '../crypto/keys.js';
-import { META_METHODS, type MetaEngine, type MetaMethod } from './types.js';
+import { META_METHODS, META_PARAMS, fitsParam, type MetaEngine, type MetaMethod } from './types.js';
 import type { CommitEvent } from './sql/engine.js';
 import { decodeWire, encodeWire, statusOf } from './wire.js';
 import { LockService } from '../locks/service.js';
@@ -119,7 +119,13 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     } catch {
       return reply(res, new InvalidArgumentError('request body is not valid JSON'));
     }
-    if (!Array.isArray(args) || args.length > 6) return reply(res, new InvalidArgumentError('request body must be {"args": [...]}'));
+    if (!Array.isArray(args)) return reply(res, new InvalidArgumentError('request body must be {"args": [...]}'));
+    const params = META_PARAMS[method as MetaMethod];
+    if (args.length > params.length) return reply(res, new InvalidArgumentError(`${method} takes ${params.length} argument(s), got ${args.length}`));
+    for (let i = 0; i < params.length; i++) {
+      if (!fitsParam(params[i], args[i])) return reply(res, new InvalidArgumentError(`argument ${i + 1} of ${method} must be ${params[i].replace('?', '')}`));
+      if (args[i] === null) args[i] = undefined;
+    }
     const fn = options.engine[method as MetaMethod] as (...a: unknown[]) => Promise<unknown>;
     let result: unknown;
     try {

@@ -52,6 +52,12 @@ function visible(options: ReadOptions | undefined, p = ''): { sql: string; param
   return { sql: `${p}csn_from <= ? AND ${p}csn_to > ?`, params: [csn, csn] };
 }
 
+/** What setAttr may change. */
+const ATTR_FIELDS = new Set(['mode', 'uid', 'gid', 'size', 'atimeMs', 'mtimeMs', 'ctimeMs']);
+
+/** The file types an inode may have (the S_IFMT bits). */
+const FILE_TYPES = new Set([0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000]);
+
 /** Tables whose rows carry a [csn_from, csn_to) lifetime. */
 const VERSIONED_TABLES = ['inodes', 'dentries', 'blocks', 'xattrs'] as const;
 
@@ -284,6 +290,7 @@ export class SqlMetaEngine implements MetaEngine {
     const dir = await this.getAttr(checkInt(parent, 'parent', 1), options);
     if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
     const limit = Math.min(checkInt(options.limit ?? 1000, 'limit', 1), 10_000);
+    if (options.cursor !== undefined && !/^[0-9a-f]{64}$/.test(String(options.cursor))) throw new InvalidArgumentError('cursor is not one readdir gave');
     const after = options.cursor !== undefined ? Buffer.from(String(options.cursor), 'hex') : Buffer.alloc(0);
     const v = visible(options, 'd.');
     let rows: Row[];
@@ -308,7 +315,7 @@ export class SqlMetaEngine implements MetaEngine {
   async create(parent: number, name: EntryName, node: NewNode): Promise<Attr> {
     const n = checkName(name);
     const mode = checkInt(node?.mode, 'mode');
-    if ((mode & S_IFMT) === 0) throw new InvalidArgumentError('mode must carry a file type');
+    if (!FILE_TYPES.has(mode & S_IFMT) || mode > 0o177777) throw new InvalidArgumentError('mode must carry one file type (regular, folder, symlink, fifo, socket, device) and permission bits');
     const target = node.target === undefined ? null : checkBytes(node.target, 'symlink target', 1, MAX_SEALED_BLOB);
     return this.mutate(async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
@@ -410,7 +417,10 @@ export class SqlMetaEngine implements MetaEngine {
 
   async setAttr(ino: number, changes: AttrChanges, options: MutateOptions = {}): Promise<Attr> {
     checkInt(ino, 'ino', 1);
-    for (const [k, v] of Object.entries(changes ?? {})) if (v !== undefined) checkInt(v, k);
+    for (const [k, v] of Object.entries(changes ?? {})) {
+      if (!ATTR_FIELDS.has(k)) throw new InvalidArgumentError(`${k} is not an attribute that can be set`);
+      if (v !== undefined) checkInt(v, k);
+    }
     return this.mutate(async (m) => {
       const cur = await m.inode(ino);
       this.checkVersion(cur, options);
@@ -475,6 +485,12 @@ export class SqlMetaEngine implements MetaEngine {
 
   async reclaim(ino: number): Promise<void> {
     checkInt(ino, 'ino', 1);
+    // Still linked (or gone): nothing to do, and no commit for nothing.
+    const r = await this.db.get('SELECT nlink FROM inodes WHERE ino = ? AND csn_to = ?', [ino, LIVE]);
+    if (!r || Number(r.nlink) > 0) {
+      if (!r) throw new NoEntryError(`no inode ${ino}`);
+      return;
+    }
     await this.mutate(async (m) => {
       const cur = await m.inode(ino);
       if (cur.nlink === 0) await m.dropInode(ino);
