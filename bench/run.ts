@@ -1,13 +1,14 @@
 /**
  * Benchmark runner: `npm run bench -- NAME [--seconds N]`. Prints a table and writes JSON
  * under bench/results/. Benchmarks: aead, stream (`--size MiB --rtt ms --mbps Mbit --random N
- * --frames N --frame-mib MiB --entries N --no-peers`).
+ * --frames N --frame-mib MiB --entries N --no-peers`), load (`--clients N --seconds S`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchAead } from './aead.js';
 import { benchStream } from './stream.js';
+import { runLoad } from './load.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -64,7 +65,17 @@ if (name === 'aead') {
     if (s3fs) console.log(`  target cold sequential ≥ 1.2 x s3fs: ${(r.coldSeqMBps / s3fs.coldSeqMBps).toFixed(2)}x ${r.coldSeqMBps >= 1.2 * s3fs.coldSeqMBps ? 'met' : 'MISSED'}`);
   }
   console.log(`results: ${save(r)}`);
+} else if (name === 'load') {
+  const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
+  const r = await runLoad({ clients: num('--clients', 16), seconds: num('--seconds', 300), log: (l) => console.error(l) });
+  console.log(`Load: ${r.clients} client processes, ${r.seconds} s, one lucid serve (SQLite)`);
+  console.log(`  operations            ${r.ops} (${r.opsPerSecond.toFixed(0)}/s)`);
+  console.log(`  metadata operations   ${r.metadataOps} (${r.metadataOpsPerSecond.toFixed(0)}/s), median ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`);
+  console.log(`  errors                ${r.errors.length}${r.errors.length ? `: ${r.errors.slice(0, 5).join('; ')}` : ''}`);
+  console.log(`  lost writes           ${r.lostWrites.length} of ${r.filesChecked} files checked${r.lostWrites.length ? `: ${r.lostWrites.slice(0, 5).join('; ')}` : ''}`);
+  console.log(`  service RSS           ${r.serviceRssMiB.first.toFixed(0)} MiB at start, peak ${r.serviceRssMiB.peak.toFixed(0)}, ${r.serviceRssMiB.last.toFixed(0)} at the end`);
+  console.log(`results: ${save(r)}`);
 } else {
-  console.error(`unknown benchmark "${name}": available: aead, stream`);
+  console.error(`unknown benchmark "${name}": available: aead, stream, load`);
   process.exit(2);
 }
