@@ -13,6 +13,7 @@ import { mountCommand } from './commands/mount.js';
 import { cacheCommand, pinCommands, statusCommand, unmountCommand, warmCommand } from './commands/manage.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { gcCommand } from './commands/gc.js';
+import { passwdCommand, userCommand } from './commands/user.js';
 
 // Keep library warnings (the AWS SDK's Node version notice, experimental flags) out of the
 // output people and scripts read.
@@ -41,6 +42,8 @@ export async function main(argv: string[]): Promise<void> {
     .command(warmCommand as never)
     .command(snapshotCommand as never)
     .command(gcCommand as never)
+    .command(userCommand as never)
+    .command(passwdCommand as never)
     .option('debug', { type: 'boolean', describe: 'Show stack traces on errors', global: true })
     .demandCommand(1, 'name a command: lucid --help lists them')
     .strict()

@@ -4,10 +4,38 @@
  */
 import { UsageError } from '../errors.js';
 
+let stdinLines: Promise<string[]> | undefined;
+
+/** Standard input's lines (read once, kept: the first is a password, the second a new one). */
+function readStdinLines(): Promise<string[]> {
+  stdinLines ??= (async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8').split(/\r?\n/);
+  })();
+  return stdinLines;
+}
+
 export async function readStdinLine(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0];
+  return (await readStdinLines())[0];
+}
+
+/**
+ * A new password (lucid user add, lucid passwd): the second line of standard input with
+ * --password-stdin, else LUCID_NEW_PASSWORD, else asked twice on a terminal.
+ */
+export async function getNewPassword(src: { passwordStdin?: boolean; who: string }): Promise<string> {
+  let password: string | undefined;
+  if (src.passwordStdin) password = (await readStdinLines())[1];
+  else if (process.env.LUCID_NEW_PASSWORD) password = process.env.LUCID_NEW_PASSWORD;
+  else if (process.stdin.isTTY) {
+    password = await prompt(`New password for ${src.who}: `);
+    if ((await prompt('Repeat it: ')) !== password) throw new UsageError('the two passwords differ');
+  } else {
+    throw new UsageError(`no new password for ${src.who}: give it as the second line of --password-stdin, or in LUCID_NEW_PASSWORD`);
+  }
+  if (!password) throw new UsageError(`the new password for ${src.who} is empty`);
+  return password;
 }
 
 async function prompt(question: string): Promise<string> {

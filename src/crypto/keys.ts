@@ -5,10 +5,15 @@
  *   data/<keyId>  → per-object block keys (HMAC of the object id), so a nonce can never repeat
  *   name-enc      → file names (AEAD)          name-hash → directory lookup hashes (HMAC)
  *   meta          → symlink targets, xattrs     descriptor-mac → descriptor authentication
- *   service-token → bearer token for the metadata service
+ *   service-token → bearer token for the metadata service (filespaces from before per-user
+ *                   tokens; a user with keys of their own has a token derived from them)
  *   cache         → the local cache at rest
+ * Data keys after a rotation (`lucid user remove`) are random, not derived: they are sealed
+ * to each remaining user's public key in the descriptor, so a removed user who kept the
+ * master key cannot compute them.
  */
 import { createHash } from 'node:crypto';
+import { IntegrityError } from '../errors.js';
 import { hkdf, hmac } from './aead.js';
 
 export class FilespaceKeys {
@@ -16,7 +21,7 @@ export class FilespaceKeys {
   readonly nameHash: Buffer;
   readonly meta: Buffer;
   readonly descriptorMac: Buffer;
-  readonly serviceToken: Buffer;
+  serviceToken: Buffer;
   readonly cache: Buffer;
   private readonly dataKeys = new Map<number, Buffer>();
 
@@ -29,14 +34,25 @@ export class FilespaceKeys {
     this.cache = this.derive('cache');
   }
 
+  /** A data key that is not derived from the master key (after a rotation). */
+  setDataKey(keyId: number, key: Buffer): void {
+    this.dataKeys.set(keyId, key);
+  }
+
   /** The key that seals one block object: unique per (data key, object id). */
   blockKey(keyId: number, objectId: Buffer): Buffer {
+    return hmac(this.blockDataKey(keyId), Buffer.from('block\0'), objectId);
+  }
+
+  /** Data key `keyId`: key 1 is derived from the master key; later ones come sealed in the descriptor. */
+  blockDataKey(keyId: number): Buffer {
     let dataKey = this.dataKeys.get(keyId);
     if (!dataKey) {
+      if (keyId !== 1) throw new IntegrityError(`data key ${keyId} is not available to this user (it was rotated after they were removed, or the descriptor is damaged)`);
       dataKey = this.derive(`data/${keyId}`);
       this.dataKeys.set(keyId, dataKey);
     }
-    return hmac(dataKey, Buffer.from('block\0'), objectId);
+    return dataKey;
   }
 
   /** What the service stores to check bearer tokens without being able to mint them. */

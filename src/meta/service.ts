@@ -29,8 +29,8 @@ const METHODS = new Set<string>(META_METHODS);
 
 export interface ServiceOptions {
   engine: MetaEngine & { onCommit(listener: (e: CommitEvent) => void): () => void; lockStore(): Promise<SqlLockStore> };
-  /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf). */
-  verifiers: string[];
+  /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf); a function is asked on every request (users added and removed while running). */
+  verifiers: string[] | (() => string[]);
   tls?: { cert: Buffer; key: Buffer };
   /** How long a silent client keeps its locks (ms; default 15 s). */
   lockLeaseMs?: number;
@@ -47,12 +47,12 @@ export interface RunningService {
 }
 
 export async function startService(options: ServiceOptions, host = '127.0.0.1', port = 0): Promise<RunningService> {
-  const verifiers = options.verifiers.map((v) => Buffer.from(v, 'hex'));
+  const verifiers = () => (typeof options.verifiers === 'function' ? options.verifiers() : options.verifiers).map((v) => Buffer.from(v, 'hex'));
   const authorized = (req: IncomingMessage): boolean => {
     const m = /^Bearer ([0-9a-f]{64})$/.exec(req.headers.authorization ?? '');
     if (!m) return false;
     const v = Buffer.from(serviceVerifierOf(m[1]), 'hex');
-    return verifiers.some((x) => x.length === v.length && timingSafeEqual(x, v));
+    return verifiers().some((x) => x.length === v.length && timingSafeEqual(x, v));
   };
 
   const lockStore = await options.engine.lockStore();

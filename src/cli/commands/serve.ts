@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { parseDuration } from '../../util/duration.js';
-import { loadDescriptor } from '../../crypto/descriptor.js';
+import { acceptedVerifiers, loadDescriptor } from '../../crypto/descriptor.js';
 import { startService } from '../../meta/service.js';
 import { defaultDbPath, defaultStoreUrl } from '../home.js';
 import { openEngine, openStore } from '../open.js';
@@ -75,6 +75,12 @@ export const serveCommand = {
       await store.close();
       throw e;
     }
+    // Users added or removed (lucid user add/remove) are heard by rereading the descriptor.
+    let verifiers = acceptedVerifiers(descriptor);
+    const reread = setInterval(() => {
+      loadDescriptor(store).then((d) => { verifiers = acceptedVerifiers(d); }, (e: Error) => process.stderr.write(`rereading the filespace descriptor: ${e.message}\n`));
+    }, 5000);
+    reread.unref();
     const db = args.db ?? `sqlite:${defaultDbPath(url, descriptor.filespaceId)}`;
     const engine = await openEngine(db, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
     const readPem = async (file: string, what: string) => fs.readFile(file).catch(() => {
@@ -83,7 +89,7 @@ export const serveCommand = {
     const tls = args.tlsCert ? { cert: await readPem(args.tlsCert, '--tls-cert'), key: await readPem(args.tlsKey!, '--tls-key') } : undefined;
     let service;
     try {
-      service = await startService({ engine, verifiers: [descriptor.serviceVerifier], tls, lockLeaseMs: parseLease(args.lockLease), log: (l) => process.stderr.write(`${l}\n`) }, host, port);
+      service = await startService({ engine, verifiers: () => verifiers, tls, lockLeaseMs: parseLease(args.lockLease), log: (l) => process.stderr.write(`${l}\n`) }, host, port);
     } catch (e) {
       await engine.close();
       await store.close();
