@@ -1,7 +1,9 @@
 /** The descriptor: create, unlock, wrong password, and every kind of damage detected. */
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { IntegrityError, WrongPasswordError } from '../../src/errors.js';
 import {
+  acceptedVerifiers,
   createDescriptor, parseDescriptor, serializeDescriptor, unlockDescriptor,
 } from '../../src/crypto/descriptor.js';
 import { hmac } from '../../src/crypto/aead.js';
@@ -15,14 +17,17 @@ t.test('create and unlock with the right password gives the same keys', async (t
   t.equal(opened.user, 'admin');
   t.ok(opened.keys.nameEnc.equals(made.keys.nameEnc), 'same name key');
   t.ok(opened.keys.blockKey(1, Buffer.alloc(16, 3)).equals(made.keys.blockKey(1, Buffer.alloc(16, 3))), 'same block keys');
-  t.equal(opened.keys.serviceVerifier(), parsed.serviceVerifier);
+  t.equal(opened.keys.serviceVerifier(), parsed.users[0].serviceVerifier, 'the user\'s own token');
+  t.same(acceptedVerifiers(parsed), [parsed.users[0].serviceVerifier], 'the service accepts only per-user tokens when every user has one');
 });
 
 t.test('the derived keys are distinct per purpose and per object', async (t) => {
   const { keys } = await createDescriptor({ password: 'pw', blockSize: 1 << 20, kdf: 'interactive' });
+  keys.setDataKey(2, randomBytes(32));
   const all = [keys.nameEnc, keys.nameHash, keys.meta, keys.descriptorMac, keys.serviceToken, keys.cache,
     keys.blockKey(1, Buffer.alloc(16, 1)), keys.blockKey(1, Buffer.alloc(16, 2)), keys.blockKey(2, Buffer.alloc(16, 1))];
   t.equal(new Set(all.map((k) => k.toString('hex'))).size, all.length);
+  t.throws(() => keys.blockKey(3, Buffer.alloc(16, 1)), IntegrityError, 'a rotated data key this user was not given cannot be made up');
 });
 
 t.test('a wrong password is WrongPasswordError', async (t) => {

@@ -1,6 +1,6 @@
 /** Builds a real Filespace for tests: a store, a new descriptor, and a SQL engine (SQLite unless a driver is given; direct or behind the service). */
 import path from 'node:path';
-import { createDescriptor, saveNewDescriptor, loadDescriptor, unlockDescriptor } from '../../src/crypto/descriptor.js';
+import { acceptedVerifiers, createDescriptor, saveNewDescriptor, loadDescriptor, unlockDescriptor } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
@@ -25,7 +25,7 @@ export async function makeFilespace(store: ObjectStore, dbFile: string, options:
   let meta: MetaEngine = engine;
   let stopService = async () => {};
   if (options.viaService) {
-    const service = await startService({ engine, verifiers: [unlocked.descriptor.serviceVerifier] });
+    const service = await startService({ engine, verifiers: acceptedVerifiers(unlocked.descriptor) });
     const client = new MetaClient(service.url, unlocked.keys.serviceToken.toString('hex'));
     meta = client;
     stopService = async () => { await client.close(); await service.close(); };
