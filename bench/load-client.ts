@@ -14,16 +14,11 @@ import { NoEntryError } from '../src/errors.js';
 import { Filespace } from '../src/fs/filespace.js';
 import { MetaClient } from '../src/meta/client.js';
 import { FileStore } from '../src/store/file.js';
+import { seededRandom } from '../test/helpers/random.js';
 
 const [storeDir, serviceUrl, password, clientArg, secondsArg, seedArg] = process.argv.slice(2);
 const me = Number(clientArg);
-let seed = Number(seedArg) >>> 0;
-const rand = () => {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-  return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-};
+const rand = seededRandom(Number(seedArg));
 const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
 const bytes = (n: number) => randomBytes(n);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

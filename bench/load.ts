@@ -15,7 +15,7 @@ import { Filespace } from '../src/fs/filespace.js';
 import { MetaClient } from '../src/meta/client.js';
 import { FileStore } from '../src/store/file.js';
 import { tempDir } from '../test/helpers/servers.js';
-import { CLI, ROOT } from '../test/helpers/cli.js';
+import { ROOT, serveLucid } from '../test/helpers/cli.js';
 
 export interface LoadOptions {
   clients: number;
@@ -67,13 +67,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   try {
     const created = await createDescriptor({ password: PASSWORD, blockSize: 65536, kdf: 'interactive' });
     await saveNewDescriptor(store, created.descriptor);
-    serve = spawn(process.execPath, [CLI, 'serve', '--store', `file://${storeDir}`, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0', '--gc-every', 'off'],
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LUCID_HOME: path.join(root.dir, 'home') } });
-    let banner = '';
-    serve.stdout!.on('data', (d) => { banner += d; });
-    for (let i = 0; i < 400 && !/listening on/.test(banner); i++) await new Promise((r) => setTimeout(r, 25));
-    const url = /listening on (\S+)/.exec(banner)?.[1];
-    if (!url) throw new Error(`lucid serve did not start: ${banner}`);
+    const started = await serveLucid(['--store', `file://${storeDir}`, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0', '--gc-every', 'off'],
+      { LUCID_HOME: path.join(root.dir, 'home') }, 'inherit');
+    serve = started.child;
+    const url = started.url;
     const unlocked = await unlockDescriptor(await loadDescriptor(store), PASSWORD);
     const admin = new MetaClient(url, unlocked.keys.serviceToken.toString('hex'));
     const fs = new Filespace(unlocked, store, admin);

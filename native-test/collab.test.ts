@@ -17,7 +17,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { lucid } from '../test/helpers/cli.js';
 import { startPostgres, tempDir, type PostgresServer } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe } from './helpers.js';
+import { PASSWORD, sh, startServe, within } from './helpers.js';
 
 interface Team {
   a: string;
@@ -77,15 +77,6 @@ async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<
   return fx;
 }
 
-/** Runs `check` every 100 ms until it passes or `ms` elapse; resolves with the time it took (or -1). */
-async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if (await check()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return -1;
-}
 
 for (const engine of ['sqlite', 'postgres'] as const) {
 t.test(`on ${engine}`, { timeout: 300_000 }, async (t) => {

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { CLI, lucid, type CliResult } from '../test/helpers/cli.js';
+import { CLI, lucid, serveLucid, type CliResult } from '../test/helpers/cli.js';
 import { tempDir } from '../test/helpers/servers.js';
 
 export interface ShResult {
@@ -95,18 +95,17 @@ export async function withMount(t: Test, options: { embedded?: boolean; cacheSiz
 
 export { CLI };
 
-/**
- * Starts `lucid serve` for a store on `db` (port 0 picks one; pass `--listen` in `extra` to
- * choose) and resolves once it listens, with its URL.
- */
-export async function startServe(store: string, db: string, env: Record<string, string>, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
-  const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--store', store, '--db', db, ...listen, ...extra],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  for (let i = 0; i < 400 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
-  const url = /listening on (\S+)/.exec(out)?.[1];
-  if (!url) throw new Error(`lucid serve did not start: ${out}`);
-  return { url, child };
+/** Starts `lucid serve` for a store on `db` (a free port unless `extra` has `--listen`). */
+export function startServe(store: string, db: string, env: Record<string, string>, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  return serveLucid(['--store', store, '--db', db, ...(extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...extra], env, 'inherit');
+}
+
+/** Runs `check` every 100 ms until it passes or `ms` elapse; resolves with the time it took (or -1). */
+export async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    if (await check()) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return -1;
 }

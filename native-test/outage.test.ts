@@ -11,16 +11,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { lucid } from '../test/helpers/cli.js';
 import { freePort, tempDir } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe } from './helpers.js';
+import { PASSWORD, sh, startServe, within } from './helpers.js';
 
-async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    if (await check()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return -1;
-}
 
 t.test('service outage: cached work goes on, writes wait, then arrive', { timeout: 300_000 }, async (t) => {
   const root = tempDir('lucid-outage-');

@@ -3,8 +3,7 @@
  * (its embedded engine) and with `--store --service` (a running `lucid serve`). The files
  * are written and read back with the library, byte for byte.
  */
-import t from 'tap';
-import type { Test } from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -15,7 +14,7 @@ import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import type { MetaEngine } from '../../src/meta/types.js';
 import { FileStore } from '../../src/store/file.js';
-import { lucid, spawnLucid } from '../helpers/cli.js';
+import { lucid, serveLucid } from '../helpers/cli.js';
 import { dbPathIn } from '../helpers/filespace.js';
 import { tempDir } from '../helpers/servers.js';
 
@@ -86,13 +85,19 @@ async function scenario(t: Test, dir: string, where: string[], env: Record<strin
   t.equal((await run(['snapshot', 'list'])).stdout.trim(), 'no snapshots');
 }
 
-t.test('on --store (the embedded engine), then lucid gc --store', async (t) => {
+/** A new filespace in a file store of its own, and the environment to use it. */
+async function newFilespace(t: Test): Promise<{ dir: string; env: Record<string, string> }> {
   const tmp = tempDir();
   t.teardown(() => tmp.remove());
   const dir = path.join(tmp.dir, 'store');
   await fs.mkdir(dir);
   const env = { LUCID_HOME: path.join(tmp.dir, 'home'), LUCID_PASSWORD: PASSWORD };
   t.equal((await lucid(['init', '--store', `file://${dir}`, '--kdf', 'interactive'], { env })).code, 0);
+  return { dir, env };
+}
+
+t.test('on --store (the embedded engine), then lucid gc --store', async (t) => {
+  const { dir, env } = await newFilespace(t);
   await scenario(t, dir, ['--store', `file://${dir}`], env);
   const objects = async () => (await fs.readdir(path.join(dir, 'blocks'), { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).length;
   const before = await objects();
@@ -107,21 +112,11 @@ t.test('on --store (the embedded engine), then lucid gc --store', async (t) => {
 });
 
 t.test('on --store --service (a running lucid serve)', async (t) => {
-  const tmp = tempDir();
-  t.teardown(() => tmp.remove());
-  const dir = path.join(tmp.dir, 'store');
-  await fs.mkdir(dir);
-  const env = { LUCID_HOME: path.join(tmp.dir, 'home'), LUCID_PASSWORD: PASSWORD };
-  t.equal((await lucid(['init', '--store', `file://${dir}`, '--kdf', 'interactive'], { env })).code, 0);
-  const child = spawnLucid(['serve', '--store', `file://${dir}`, '--listen', '127.0.0.1:0'], env);
+  const { dir, env } = await newFilespace(t);
+  const { url, child } = await serveLucid(['--store', `file://${dir}`, '--listen', '127.0.0.1:0'], env);
   t.teardown(() => { child.kill('SIGTERM'); });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  for (let i = 0; i < 400 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
-  const url = /listening on (\S+)/.exec(out)?.[1];
-  t.ok(url, 'lucid serve started');
-  await scenario(t, dir, ['--store', `file://${dir}`, '--service', url!], env, url);
-  const wrong = await lucid(['snapshot', 'list', '--store', `file://${dir}`, '--service', url!], { env: { ...env, LUCID_PASSWORD: 'not it' } });
+  await scenario(t, dir, ['--store', `file://${dir}`, '--service', url], env, url);
+  const wrong = await lucid(['snapshot', 'list', '--store', `file://${dir}`, '--service', url], { env: { ...env, LUCID_PASSWORD: 'not it' } });
   t.equal(wrong.code, 2, 'a wrong password is a usage error');
   t.match(wrong.stderr, /password/i);
 });

@@ -15,7 +15,7 @@ import { Filespace } from '../../src/fs/filespace.js';
 import { MetaClient } from '../../src/meta/client.js';
 import { ROOT_INO } from '../../src/meta/types.js';
 import { FileStore } from '../../src/store/file.js';
-import { lucid, spawnLucid } from '../helpers/cli.js';
+import { lucid, serveLucid } from '../helpers/cli.js';
 import { tempDir } from '../helpers/servers.js';
 
 t.test('add, remove (revoke + rotate), passwd', async (t) => {
@@ -27,12 +27,8 @@ t.test('add, remove (revoke + rotate), passwd', async (t) => {
   const home = { LUCID_HOME: path.join(tmp.dir, 'home') };
   const as = (password: string, extra: Record<string, string> = {}) => ({ ...home, LUCID_PASSWORD: password, ...extra });
   t.equal((await lucid(['init', '--store', url, '--kdf', 'interactive', '--user', 'alice'], { env: as('alice pw') })).code, 0);
-  const serve = spawnLucid(['serve', '--store', url, '--listen', '127.0.0.1:0'], home);
+  const { url: service, child: serve } = await serveLucid(['--store', url, '--listen', '127.0.0.1:0'], home);
   t.teardown(() => { serve.kill('SIGTERM'); });
-  let out = '';
-  serve.stdout!.on('data', (d) => { out += d; });
-  for (let i = 0; i < 400 && !/listening on/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
-  const service = /listening on (\S+)/.exec(out)![1];
 
   const store = new FileStore(dir);
   t.teardown(() => store.close());

@@ -23,21 +23,12 @@ import { S3Store } from '../../src/store/s3.js';
 import { listAll, type ObjectStore } from '../../src/store/types.js';
 import { dbPathIn, makeFilespace } from '../helpers/filespace.js';
 import { startPostgres, startS3rver, tempDir } from '../helpers/servers.js';
+import { seededRandom } from '../helpers/random.js';
 
 const BLOCK = 65536;
 const FAR_FUTURE = Date.now() + 10 * 365 * 86_400_000;
 const PATHS = ['f0', 'f1', 'f2', 'a/f3', 'a/f4', 'b/f5', 'b/f6'];
 
-/** A small seeded generator (mulberry32): a failing seed replays exactly. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Tree = Map<string, Buffer>;
 
@@ -68,7 +59,7 @@ async function blockIds(store: ObjectStore): Promise<string[]> {
 }
 
 async function gcProperty(t: Test, store: ObjectStore, fs: Filespace, seed: number, steps: number): Promise<void> {
-  const rand = rng(seed);
+  const rand = seededRandom(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
   const meta = fs.meta;

@@ -33,3 +33,25 @@ export function spawnLucid(args: string[], env: Record<string, string> = {}): Ch
     stdio: ['pipe', 'pipe', 'pipe'],
   });
 }
+
+/**
+ * Starts `lucid serve` with `args` (add `--listen 127.0.0.1:0` for a free port) and resolves
+ * once it listens, with its URL; the child is the caller's to stop. Its stderr is drained
+ * (and shown with `stderr: 'inherit'`), so a chatty service never blocks on a full pipe.
+ */
+export async function serveLucid(args: string[], env: Record<string, string> = {}, stderr: 'pipe' | 'inherit' = 'pipe'): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawnLucid(['serve', ...args], env);
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => {
+    if (stderr === 'inherit') process.stderr.write(d);
+    else if (out.length < 10_000) out += d;
+  });
+  for (let i = 0; i < 400 && !/listening on/.test(out) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+  const url = /listening on (\S+)/.exec(out)?.[1];
+  if (!url) {
+    child.kill('SIGKILL');
+    throw new Error(`lucid serve did not start: ${out}`);
+  }
+  return { url, child };
+}

@@ -16,6 +16,7 @@ import { MetaClient } from '../../src/meta/client.js';
 import { META_METHODS, META_PARAMS, ROOT_INO, S_IFDIR, S_IFREG } from '../../src/meta/types.js';
 import { encodeWire } from '../../src/meta/wire.js';
 import { tempDir } from '../helpers/servers.js';
+import { seededRandom } from '../helpers/random.js';
 
 const tmp = tempDir();
 t.teardown(() => tmp.remove());
@@ -112,17 +113,6 @@ t.test('the hostile corpus: every request is a clean 4xx and changes nothing', a
   t.equal(await state(), before, 'the metadata is exactly as before');
 });
 
-/** A seeded generator (mulberry32): a failing seed replays exactly. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Values that are certainly wrong for each kind of parameter. */
 const WRONG: Record<string, unknown[]> = {
   int: [true, -1, 0.5, 2 ** 62, 'x', [], {}],
@@ -134,7 +124,7 @@ const WRONG: Record<string, unknown[]> = {
 };
 
 t.test('random wrong-shaped calls of every method: never a 5xx, nothing changes', async (t) => {
-  const rand = rng(20261121);
+  const rand = seededRandom(20261121);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const pool: unknown[] = [null, true, -1, 0.5, 2 ** 62, '', 'x'.repeat(300), '../..', 'a\0b', [], [[[]]], {}, { $b: '!!!' }, b64(Buffer.alloc(3)),
     { __proto__: { x: 1 } }, 1, ROOT_INO, dir.ino, file.ino, b64(Buffer.alloc(32, 1)), { mode: S_IFREG | 0o644, uid: 0, gid: 0 }, 'name', 60_000];
