@@ -21,10 +21,15 @@ export interface ListedEntry {
   attr?: Attr;
 }
 
+/** Bounds: what is kept for outages costs memory all the time (the agent stays ≤ 256 MiB). */
+const KEPT_INODES = 20_000;
+const KEPT_LISTINGS = 256;
+const KEPT_LISTING_ENTRIES = 5_000;
+
 export class LastKnown {
-  private readonly attrs = new LRUCache<number, Attr>({ max: 100_000 });
-  private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000 });
-  private readonly listings = new LRUCache<number, ListedEntry[]>({ max: 1_000 });
+  private readonly attrs = new LRUCache<number, Attr>({ max: KEPT_INODES });
+  private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: KEPT_INODES });
+  private readonly listings = new LRUCache<number, ListedEntry[]>({ max: KEPT_LISTINGS });
   private info?: MetaInfo;
   /** When the service was first found unreachable (0: it answers). */
   offlineSinceMs = 0;
@@ -38,8 +43,10 @@ export class LastKnown {
     this.names.set(`${parent}/${name}`, { ino, gen });
   }
 
+  /** A folder's full listing (not kept past 5 000 entries: offline, such a folder does not list). */
   keepListing(dir: number, entries: ListedEntry[]): void {
-    this.listings.set(dir, entries);
+    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, entries);
+    else this.listings.delete(dir);
   }
 
   keepInfo(info: MetaInfo): void {
