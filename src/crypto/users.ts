@@ -47,8 +47,12 @@ async function userEntry(u: UnlockedFilespace, name: string, password: string, k
   return { entry: { name, kdf: params, wrappedMasterKey: seal(kek, u.master, wrapAad(u.descriptor.filespaceId, name)).toString('base64'), ...own.entry }, publicKey: own.entry.publicKey };
 }
 
-export async function addUser(u: UnlockedFilespace, name: string, password: string, kdf: KdfStrength = 'moderate'): Promise<Descriptor> {
+export function checkUserName(name: string): void {
   if (!USER_NAME.test(name)) throw new UsageError('a user name is 1-64 letters, digits, ".", "_", "@" or "-"');
+}
+
+export async function addUser(u: UnlockedFilespace, name: string, password: string, kdf: KdfStrength = 'moderate'): Promise<Descriptor> {
+  checkUserName(name);
   if (u.descriptor.users.some((x) => x.name === name)) throw new AlreadyExistsError(`the filespace already has a user "${name}"`);
   if (!password) throw new InvalidArgumentError('the new user\'s password is empty');
   const { entry, publicKey } = await userEntry(u, name, password, kdf);

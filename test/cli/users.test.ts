@@ -77,6 +77,10 @@ t.test('add, remove (revoke + rotate), passwd', async (t) => {
   t.equal(sealed.readUInt32BE(6), 2, 'the new block is sealed with data key 2');
   t.throws(() => bobFs.codec.open(ref.objectId, sealed), IntegrityError, 'a removed user cannot open blocks written after the rotation');
 
+  for (const [args, extra] of [[['user', 'add', 'alice'], { LUCID_NEW_PASSWORD: 'x' }], [['user', 'remove', 'nobody'], {}], [['user', 'add', 'bad/name'], {}]] as const) {
+    const r = await lucid([...args, '--store', url], { env: as('alice pw', extra) });
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim()})`);
+  }
   const self = await lucid(['user', 'remove', 'alice', '--store', url], { env: as('alice pw') });
   t.equal(self.code, 2, 'you cannot remove yourself');
   t.equal(self.stderr.trim().split('\n').length, 1);

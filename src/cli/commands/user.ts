@@ -8,7 +8,8 @@
 import type { Argv } from 'yargs';
 import { loadDescriptor, unlockDescriptor } from '../../crypto/descriptor.js';
 import type { KdfStrength } from '../../crypto/kdf.js';
-import { addUser, changePassword, removeUser, saveDescriptor } from '../../crypto/users.js';
+import { addUser, changePassword, checkUserName, removeUser, saveDescriptor } from '../../crypto/users.js';
+import { LucidError, UsageError } from '../../errors.js';
 import { defaultStorePassword, defaultStoreUrl, isDefaultStore } from '../home.js';
 import { openStore } from '../open.js';
 import { getNewPassword, getPassword } from '../password.js';
@@ -35,6 +36,10 @@ async function asUser<T>(args: UserArgs, fn: (ctx: { unlocked: Awaited<ReturnTyp
     const password = await getPassword({ passwordStdin: args.passwordStdin, fallback: isDefaultStore(url) ? () => defaultStorePassword(false) : undefined });
     const unlocked = await unlockDescriptor(descriptor, password, args.user);
     return await fn({ unlocked, save: (d) => saveDescriptor(store, d) });
+  } catch (e) {
+    // A user that exists already, or does not exist: the caller's input (exit 2).
+    if (e instanceof LucidError && (e.code === 'AlreadyExists' || e.code === 'NoEntry')) throw new UsageError(e.message);
+    throw e;
   } finally {
     await store.close();
   }
@@ -49,6 +54,7 @@ export const userCommand = {
       describe: 'Give NAME their own password, keys and service token',
       builder: (a: Argv) => common(a).positional('name', { type: 'string' }),
       handler: async (args: UserArgs & { name: string }) => {
+        checkUserName(args.name);
         await asUser(args, async ({ unlocked, save }) => {
           const password = await getNewPassword({ passwordStdin: args.passwordStdin, who: args.name });
           await save(await addUser(unlocked, args.name, password, args.kdf));
