@@ -6,10 +6,11 @@ import { SqliteDriver } from '../meta/sql/sqlite.js';
 import { PostgresDriver } from '../meta/sql/postgres.js';
 import { SqlMetaEngine } from '../meta/sql/engine.js';
 import { UsageError } from '../errors.js';
-import type { UnlockedFilespace } from '../crypto/descriptor.js';
+import { loadDescriptor, unlockDescriptor, type Descriptor, type UnlockedFilespace } from '../crypto/descriptor.js';
 import { MetaClient } from '../meta/client.js';
 import type { MetaEngine } from '../meta/types.js';
-import { defaultDbPath } from './home.js';
+import { defaultDbPath, defaultStorePassword, isDefaultStore } from './home.js';
+import { getPassword } from './password.js';
 import { MeteredStore } from '../store/metrics.js';
 import { openStore as openBackend } from '../store/registry.js';
 import { RetryingStore } from '../store/retry.js';
@@ -38,11 +39,32 @@ export async function openEngine(db: string, init: { filespaceId: string; blockS
   throw new UsageError(`--db "${db}" is not understood: use sqlite:PATH or postgres://USER@HOST/DATABASE`);
 }
 
+/** The filespace's own metadata database: `db` if given, else its default (see home.ts). */
+export function openFilespaceEngine(storeUrl: string, descriptor: Descriptor, db?: string): Promise<SqlMetaEngine> {
+  return openEngine(db ?? `sqlite:${defaultDbPath(storeUrl, descriptor.filespaceId)}`, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
+}
+
+/**
+ * Opens the store at `storeUrl` and unlocks its filespace with the caller's password (the
+ * embedded default's own password when that is the store). The store is the caller's to close.
+ */
+export async function openUnlocked(storeUrl: string, options: { passwordStdin?: boolean; user?: string }): Promise<{ store: ObjectStore; unlocked: UnlockedFilespace }> {
+  const { store } = openStore(storeUrl);
+  try {
+    const descriptor = await loadDescriptor(store);
+    const password = await getPassword({ passwordStdin: options.passwordStdin, fallback: isDefaultStore(storeUrl) ? () => defaultStorePassword(false) : undefined });
+    return { store, unlocked: await unlockDescriptor(descriptor, password, options.user) };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
 /**
  * The filespace's metadata engine as a client uses it: the service at `serviceUrl` (checked
- * to serve this filespace), else the embedded engine on the store's default database.
+ * to serve this filespace), else the embedded engine on `db` or the store's default database.
  */
-export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {
+export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string, db?: string): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {
   const id = unlocked.descriptor.filespaceId;
   if (serviceUrl) {
     const client = new MetaClient(serviceUrl, unlocked.keys.serviceToken.toString('hex'));
@@ -55,6 +77,6 @@ export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace,
       throw e;
     }
   }
-  const engine = await openEngine(`sqlite:${defaultDbPath(storeUrl, id)}`, { filespaceId: id, blockSize: unlocked.descriptor.blockSize });
+  const engine = await openFilespaceEngine(storeUrl, unlocked.descriptor, db);
   return { meta: engine, engine, csn: 0 };
 }

@@ -47,7 +47,17 @@ export interface RunningService {
 }
 
 export async function startService(options: ServiceOptions, host = '127.0.0.1', port = 0): Promise<RunningService> {
-  const verifiers = () => (typeof options.verifiers === 'function' ? options.verifiers() : options.verifiers).map((v) => Buffer.from(v, 'hex'));
+  // Decoded once per list: a function's answer is decoded again only when it changes.
+  let decodedFrom: string[] | undefined;
+  let decoded: Buffer[] = [];
+  const verifiers = () => {
+    const list = typeof options.verifiers === 'function' ? options.verifiers() : options.verifiers;
+    if (list !== decodedFrom) {
+      decoded = list.map((v) => Buffer.from(v, 'hex'));
+      decodedFrom = list;
+    }
+    return decoded;
+  };
   const authorized = (req: IncomingMessage): boolean => {
     const m = /^Bearer ([0-9a-f]{64})$/.exec(req.headers.authorization ?? '');
     if (!m) return false;

@@ -10,8 +10,8 @@ import { collectGarbage, type GcProgress, type GcReport } from '../../gc/collect
 import { formatDuration } from '../../util/duration.js';
 import { formatSize } from '../../util/size.js';
 import { pickMount, streamAgent } from '../control.js';
-import { defaultDbPath, defaultStoreUrl } from '../home.js';
-import { openEngine, openStore } from '../open.js';
+import { defaultStoreUrl } from '../home.js';
+import { openFilespaceEngine, openStore } from '../open.js';
 import { ProgressBar } from '../progress.js';
 import { parseGrace } from './serve.js';
 
@@ -39,7 +39,7 @@ async function direct(args: GcArgs, graceMs: number, progress: (p: GcProgress) =
   const { store } = openStore(args.store!);
   try {
     const descriptor = await loadDescriptor(store);
-    const engine = await openEngine(args.db ?? `sqlite:${defaultDbPath(args.store!, descriptor.filespaceId)}`, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
+    const engine = await openFilespaceEngine(args.store!, descriptor, args.db);
     try {
       return await collectGarbage(engine, store, { graceMs, dryRun: !!args.dryRun, onProgress: progress });
     } finally {

@@ -5,8 +5,8 @@ import { UsageError } from '../../errors.js';
 import { parseDuration } from '../../util/duration.js';
 import { acceptedVerifiers, loadDescriptor } from '../../crypto/descriptor.js';
 import { startService } from '../../meta/service.js';
-import { defaultDbPath, defaultStoreUrl } from '../home.js';
-import { openEngine, openStore } from '../open.js';
+import { defaultStoreUrl } from '../home.js';
+import { openFilespaceEngine, openStore } from '../open.js';
 import { startPeriodicGc } from '../../gc/periodic.js';
 
 /** "15s", "500ms" → ms (1 s to 1 h). */
@@ -81,8 +81,7 @@ export const serveCommand = {
       loadDescriptor(store).then((d) => { verifiers = acceptedVerifiers(d); }, (e: Error) => process.stderr.write(`rereading the filespace descriptor: ${e.message}\n`));
     }, 5000);
     reread.unref();
-    const db = args.db ?? `sqlite:${defaultDbPath(url, descriptor.filespaceId)}`;
-    const engine = await openEngine(db, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize });
+    const engine = await openFilespaceEngine(url, descriptor, args.db);
     const readPem = async (file: string, what: string) => fs.readFile(file).catch(() => {
       throw new UsageError(`cannot read ${what} ${file}`);
     });

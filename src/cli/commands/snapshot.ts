@@ -11,15 +11,13 @@
 import path from 'node:path';
 import type { Argv } from 'yargs';
 import { LucidError, UsageError } from '../../errors.js';
-import { loadDescriptor, unlockDescriptor } from '../../crypto/descriptor.js';
 import { Filespace } from '../../fs/filespace.js';
 import type { RestoreResult, SnapshotSchedule } from '../../meta/types.js';
 import { mountCommand, mountOptions, type MountArgs } from './mount.js';
 import { callAgent, mountOf, pickMount, streamAgent, type MountRecord } from '../control.js';
 import { FilespaceAdmin, type CopyProgress, type DiffLine } from '../admin.js';
-import { defaultStorePassword, defaultStoreUrl, isDefaultStore } from '../home.js';
-import { connectMeta, openEngine, openStore } from '../open.js';
-import { getPassword } from '../password.js';
+import { defaultStoreUrl } from '../home.js';
+import { connectMeta, openUnlocked } from '../open.js';
 import { ProgressBar } from '../progress.js';
 import { formatSize } from '../../util/size.js';
 import { formatDuration, parseDuration } from '../../util/duration.js';
@@ -73,16 +71,11 @@ const isDirect = (a: DirectArgs) => a.store !== undefined || a.service !== undef
 /** The filespace itself, unlocked in this process: no mount needed. */
 async function directTarget(args: DirectArgs): Promise<Target> {
   const storeUrl = args.store ?? defaultStoreUrl();
-  const { store } = openStore(storeUrl);
+  const { store, unlocked } = await openUnlocked(storeUrl, { passwordStdin: args.passwordStdin });
   const closers: (() => Promise<unknown>)[] = [() => store.close()];
   const close = async () => { for (const c of closers.reverse()) await c().catch(() => {}); };
   try {
-    const descriptor = await loadDescriptor(store);
-    const password = await getPassword({ passwordStdin: args.passwordStdin, fallback: isDefaultStore(storeUrl) ? () => defaultStorePassword(false) : undefined });
-    const unlocked = await unlockDescriptor(descriptor, password);
-    const meta = args.db && !args.service
-      ? await openEngine(args.db, { filespaceId: descriptor.filespaceId, blockSize: descriptor.blockSize })
-      : (await connectMeta(storeUrl, unlocked, args.service)).meta;
+    const { meta } = await connectMeta(storeUrl, unlocked, args.service, args.db);
     closers.push(() => meta.close());
     return Object.assign(new FilespaceAdmin(new Filespace(unlocked, store, meta)), { close });
   } catch (e) {

@@ -6,13 +6,13 @@
  * is the one place users live.
  */
 import type { Argv } from 'yargs';
-import { loadDescriptor, unlockDescriptor } from '../../crypto/descriptor.js';
+import { loadDescriptor, type UnlockedFilespace } from '../../crypto/descriptor.js';
 import type { KdfStrength } from '../../crypto/kdf.js';
 import { addUser, changePassword, checkUserName, removeUser, saveDescriptor } from '../../crypto/users.js';
 import { LucidError, UsageError } from '../../errors.js';
-import { defaultStorePassword, defaultStoreUrl, isDefaultStore } from '../home.js';
-import { openStore } from '../open.js';
-import { getNewPassword, getPassword } from '../password.js';
+import { defaultStoreUrl } from '../home.js';
+import { openStore, openUnlocked } from '../open.js';
+import { getNewPassword } from '../password.js';
 
 interface UserArgs {
   store?: string;
@@ -28,20 +28,18 @@ const common = (y: Argv) => y
   .option('kdf', { type: 'string', default: 'moderate', choices: ['interactive', 'moderate', 'sensitive'], describe: 'Argon2id strength for a new password' });
 
 /** Opens the store and unlocks the descriptor as the calling user; runs `fn`; closes. */
-async function asUser<T>(args: UserArgs, fn: (ctx: { unlocked: Awaited<ReturnType<typeof unlockDescriptor>>; save: (d: Parameters<typeof saveDescriptor>[1]) => Promise<void> }) => Promise<T>): Promise<T> {
-  const url = args.store ?? defaultStoreUrl();
-  const { store } = openStore(url);
+async function asUser<T>(args: UserArgs, fn: (ctx: { unlocked: UnlockedFilespace; save: (d: Parameters<typeof saveDescriptor>[1]) => Promise<void> }) => Promise<T>): Promise<T> {
+  let opened: Awaited<ReturnType<typeof openUnlocked>> | undefined;
   try {
-    const descriptor = await loadDescriptor(store);
-    const password = await getPassword({ passwordStdin: args.passwordStdin, fallback: isDefaultStore(url) ? () => defaultStorePassword(false) : undefined });
-    const unlocked = await unlockDescriptor(descriptor, password, args.user);
+    opened = await openUnlocked(args.store ?? defaultStoreUrl(), { passwordStdin: args.passwordStdin, user: args.user });
+    const { store, unlocked } = opened;
     return await fn({ unlocked, save: (d) => saveDescriptor(store, d) });
   } catch (e) {
     // A user that exists already, or does not exist: the caller's input (exit 2).
     if (e instanceof LucidError && (e.code === 'AlreadyExists' || e.code === 'NoEntry')) throw new UsageError(e.message);
     throw e;
   } finally {
-    await store.close();
+    await opened?.store.close();
   }
 }
 
