@@ -260,6 +260,11 @@ export class BlockCache {
     await fs.rm(this.objectPath(objectId), { force: true });
   }
 
+  /** Where the metadata journal is kept (src/fs/journal.ts): beside the dirty blocks, so both survive a restart. */
+  get journalStore(): Pick<CacheIndex, 'journalAppend' | 'journalEntries' | 'journalRemove'> {
+    return this.index;
+  }
+
   // ---- pins -----------------------------------------------------------------------------
 
   isPinned(ino: number): boolean {

@@ -41,6 +41,7 @@ export class CacheIndex {
       CREATE TABLE IF NOT EXISTS dirty (ino INTEGER NOT NULL, idx INTEGER NOT NULL, file_id TEXT NOT NULL, length INTEGER NOT NULL, gen INTEGER NOT NULL, sealed_id TEXT, PRIMARY KEY (ino, idx));
       CREATE TABLE IF NOT EXISTS pending (ino INTEGER PRIMARY KEY, size INTEGER NOT NULL, mtime_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS pins (ino INTEGER PRIMARY KEY);
+      CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL);
     `);
     const columns = this.db.prepare('PRAGMA table_info(dirty)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'sealed_id')) this.db.exec('ALTER TABLE dirty ADD COLUMN sealed_id TEXT');
@@ -68,6 +69,9 @@ export class CacheIndex {
       pinAdd: p('INSERT OR IGNORE INTO pins (ino) VALUES (?)'),
       pinDel: p('DELETE FROM pins WHERE ino = ?'),
       pinAll: p('SELECT ino FROM pins'),
+      journalAdd: p('INSERT INTO journal (op) VALUES (?)'),
+      journalAll: p('SELECT seq, op FROM journal ORDER BY seq'),
+      journalDel: p('DELETE FROM journal WHERE seq = ?'),
     };
   }
 
@@ -95,6 +99,11 @@ export class CacheIndex {
   pin(ino: number): void { this.st.pinAdd.run(ino); }
   unpin(ino: number): void { this.st.pinDel.run(ino); }
   pins(): number[] { return (this.st.pinAll.all() as { ino: number }[]).map((r) => r.ino); }
+
+  /** The metadata journal (src/fs/journal.ts): changes made while the service was away, in order. */
+  journalAppend(op: string): number { return Number(this.st.journalAdd.run(op).lastInsertRowid); }
+  journalEntries(): { seq: number; op: string }[] { return this.st.journalAll.all() as { seq: number; op: string }[]; }
+  journalRemove(seq: number): void { this.st.journalDel.run(seq); }
 
   close(): void {
     this.db.close();

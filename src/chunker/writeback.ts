@@ -16,6 +16,7 @@
 import type { BlockCache } from '../cache/block-cache.js';
 import type { Filespace } from '../fs/filespace.js';
 import type { Attr, BlockRef } from '../meta/types.js';
+import { ServiceUnavailableError } from '../errors.js';
 import { blockKey } from '../store/keys.js';
 import { newObjectId } from './format.js';
 
@@ -58,6 +59,12 @@ export class Writeback {
   private closed = false;
   uploadedBytes = 0;
   commits = 0;
+  /**
+   * Inodes whose blocks wait (the VFS: those with metadata changes journaled offline — a file
+   * made offline cannot take a commit before the service has its creation). `resume()` once
+   * that changes.
+   */
+  held: (ino: number) => boolean = () => false;
 
   constructor(private readonly fs: Filespace, private readonly cache: BlockCache, private readonly options: WritebackOptions = {}) {
     this.slots = options.slots ?? 8;
@@ -98,6 +105,7 @@ export class Writeback {
     for (;;) {
       const err = this.errors.get(ino);
       if (err) throw err;
+      if (this.held(ino) && this.cache.dirtyRowsOf(ino).length > 0) throw new ServiceUnavailableError(`inode ${ino} was changed offline: its data waits in the cache until the metadata service has the change`);
       if (this.idle(ino)) return;
       await this.changed();
     }
@@ -127,6 +135,11 @@ export class Writeback {
     };
   }
 
+  /** Held inodes may have become free: start what waits. */
+  resume(): void {
+    this.pump();
+  }
+
   pendingUploads(): number {
     return this.queue.length + this.inflight.size;
   }
@@ -152,7 +165,10 @@ export class Writeback {
 
   private pump(): void {
     while (this.active < this.slots) {
-      const i = this.queue.findIndex((k) => !this.inflight.has(k) && !this.frozen.has(Number(k.split(':')[0])));
+      const i = this.queue.findIndex((k) => {
+        const ino = Number(k.split(':')[0]);
+        return !this.inflight.has(k) && !this.frozen.has(ino) && !this.held(ino);
+      });
       if (i < 0) return;
       const [k] = this.queue.splice(i, 1);
       this.queued.delete(k);

@@ -59,6 +59,8 @@ export interface AgentStatus {
   store: string;
   service: string;
   uploadBytes: number;
+  /** Changes to names and attributes made offline, waiting for the metadata service. */
+  changesWaiting: number;
   uploadBlocks: number;
   uploadsInFlight: number;
   cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };
@@ -153,6 +155,10 @@ export class Agent {
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
         invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
+      const made = vfs;
+      cleanups.push(async () => made.journal.stop());
+      // Inode numbers set aside now let files be made while the service cannot be reached.
+      if (config.snapshotId === undefined) void made.reserveInodes().catch((e: Error) => config.log(`could not reserve inode numbers for offline use: ${e.message}`));
       if (remote) {
         // The change feed: other clients' commits drop what this mount (and its kernel) cached.
         const v = vfs;
@@ -205,11 +211,11 @@ export class Agent {
     const offline = this.offline();
     return {
       mountpoint: this.config.mountpoint, pid: process.pid,
-      state: this.stopping ? 'stopping' : offline ? 'offline' : c.uploadBytes > 0 ? 'uploading' : 'mounted',
+      state: this.stopping ? 'stopping' : offline ? 'offline' : c.uploadBytes > 0 || this.vfs.journal.size > 0 ? 'uploading' : 'mounted',
       ...(offline ? { offline } : {}),
       filespaceId: this.filespaceId, store: this.store.url,
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
-      uploadBytes: c.uploadBytes, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
+      uploadBytes: c.uploadBytes, changesWaiting: this.vfs.journal.size, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
       prefetch: (() => { const p = this.vfs.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
@@ -273,6 +279,11 @@ export class Agent {
     this.stopping ??= (async () => {
       if (!options.external) {
         if (!options.force) {
+          await this.vfs.journal.replay();
+          if (this.vfs.journal.size > 0) {
+            this.stopping = undefined;
+            throw new InvalidArgumentError(`${this.vfs.journal.size} change(s) made offline have not reached the metadata service yet: wait for it, or unmount with --force (they stay in the cache and are replayed at the next mount)`);
+          }
           try {
             await this.writeback.flushAll();
           } catch (e) {

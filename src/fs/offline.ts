@@ -5,13 +5,17 @@
  * (fresh answers and the TTL-bound caches serve); while it is down, lookups, stat, listings
  * and reads of cached files are served from here, so work on cached files goes on.
  *
+ * Changes this mount makes while offline (journaled: src/fs/journal.ts) are applied here
+ * too — a new entry joins its folder's listing, a removed one leaves it — so the mount shows
+ * its own offline changes until they are replayed.
+ *
  * Promises: an entry another client's change was announced for (or this mount changed) is
  * dropped, so nothing older than the last announced change is served; the mount says it is
  * offline from the first failed call until the next successful one.
  */
 import { LRUCache } from 'lru-cache';
 import { ServiceUnavailableError } from '../errors.js';
-import type { Attr, MetaInfo } from '../meta/types.js';
+import { isDir, type Attr, type MetaInfo } from '../meta/types.js';
 
 export interface ListedEntry {
   name: string;
@@ -53,12 +57,13 @@ export class LastKnown {
     this.info = info;
   }
 
-  /** An inode changed (here or elsewhere): what was known of it, and of its listing, is old. */
+  /** Another client changed an inode: what was known of it, and of its listing, is old. */
   forget(ino: number): void {
     this.attrs.delete(ino);
     this.listings.delete(ino);
   }
 
+  /** A name changed in a way this mount cannot follow exactly: the folder's listing is old. */
   forgetName(parent: number, name: string): void {
     this.names.delete(`${parent}/${name}`);
     this.listings.delete(parent);
@@ -80,6 +85,51 @@ export class LastKnown {
       if (v === undefined) throw e;
       return v;
     }
+  }
+
+  /**
+   * What is known of a name: its attributes; null when its folder's full listing is known
+   * and does not have it; undefined when nothing is known.
+   */
+  entry(parent: number, name: string, gen: number): Attr | null | undefined {
+    const n = this.names.get(`${parent}/${name}`);
+    const a = n && n.gen === gen ? this.attrs.get(n.ino) : undefined;
+    if (a) return a;
+    const listing = this.listings.get(parent);
+    if (!listing) return undefined;
+    const e = listing.find((x) => x.name === name);
+    return e ? this.attrs.get(e.ino) ?? e.attr ?? undefined : null;
+  }
+
+  /**
+   * An entry this mount made (or moved, or linked) here: known under its name and in its
+   * folder's listing; a `fresh` folder (just made) is known empty.
+   */
+  addEntry(parent: number, name: string, attr: Attr, gen: number, fresh: boolean): void {
+    this.attrs.set(attr.ino, attr);
+    this.names.set(`${parent}/${name}`, { ino: attr.ino, gen });
+    const listing = this.listings.get(parent);
+    if (listing) {
+      // Listings are copied out when read, so they change in place.
+      const at = listing.findIndex((e) => e.name === name);
+      if (at >= 0) listing.splice(at, 1);
+      if (listing.length < KEPT_LISTING_ENTRIES) listing.push({ name, ino: attr.ino, mode: attr.mode, attr });
+      else this.listings.delete(parent);
+    }
+    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, []);
+  }
+
+  /** An entry this mount removed (or moved away): gone from its folder's listing and from the names. */
+  removeEntry(parent: number, name: string): void {
+    this.names.delete(`${parent}/${name}`);
+    const listing = this.listings.get(parent);
+    const at = listing ? listing.findIndex((e) => e.name === name) : -1;
+    if (at >= 0) listing!.splice(at, 1);
+  }
+
+  /** Attributes changed offline (same version: the service has not seen them yet). */
+  setAttr(a: Attr): void {
+    this.attrs.set(a.ino, a);
   }
 
   attr(ino: number): Attr | undefined {

@@ -12,13 +12,17 @@
  */
 import { LRUCache } from 'lru-cache';
 import { LastKnown, type ListedEntry } from './offline.js';
-import { IntegrityError, InvalidArgumentError, NoAttributeError, IsDirectoryError, NameTooLongError, NoEntryError, NotSupportedError, OutOfRangeError, TooBigError } from '../errors.js';
+import {
+  EntryExistsError, IntegrityError, InvalidArgumentError, NoAttributeError, IsDirectoryError, NameTooLongError, NoEntryError, NotDirectoryError,
+  NotEmptyError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
+} from '../errors.js';
+import { MetaJournal, type JournalOp } from './journal.js';
 import { NameCipher } from '../crypto/names.js';
 import { spans } from '../chunker/layout.js';
 import type { Writeback } from '../chunker/writeback.js';
 import type { BlockCache } from '../cache/block-cache.js';
 import { blockKey } from '../store/keys.js';
-import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ReaddirPage } from '../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type NewNode, type ReaddirPage } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
@@ -126,6 +130,8 @@ export class Vfs {
    * name drop it at once.
    */
   private readonly dentries: LRUCache<string, { ino: number; gen: number }>;
+  /** The commit of this mount's last change to each folder's entries: the feed's word of it is no news. */
+  private readonly ownCommits = new LRUCache<number, number>({ max: 10_000 });
   /** Bumped when another client changes a directory: its cached names are then stale. */
   private readonly dirGen = new Map<number, number>();
   /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
@@ -145,6 +151,11 @@ export class Vfs {
   private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
   /** What was last known of the metadata: served while the service cannot be reached. */
   readonly lastKnown = new LastKnown();
+  /** Changes to names and attributes made while the service could not be reached, until replayed. */
+  readonly journal: MetaJournal;
+  /** Inode numbers reserved at the service for new entries (so creating works offline too). */
+  private readonly reservedInos: number[] = [];
+  private reserving?: Promise<void>;
   private nextFh = 1;
   bytesRead = 0;
   bytesWritten = 0;
@@ -173,15 +184,113 @@ export class Vfs {
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
     });
+    this.journal = new MetaJournal(cache.journalStore, {
+      conflictName: (parent, name, n, newParent) => {
+        const plain = this.names.open(parent, name.hash, name.enc);
+        const dot = plain.lastIndexOf('.');
+        const [stem, ext] = dot > 0 ? [plain.slice(0, dot), plain.slice(dot)] : [plain, ''];
+        return this.names.seal(newParent, `${stem.slice(0, 200)} (offline copy${n > 1 ? ` ${n}` : ''})${ext.slice(0, 30)}`);
+      },
+      replayed: (inos, asJournaled) => {
+        this.lastKnown.noteSuccess();
+        for (const ino of inos) {
+          if (this.journal.affects(ino)) continue;
+          // As journaled, what this mount shows is what the service now has: only attributes
+          // (versions, times) are fetched again. Otherwise what it knows of them is old.
+          if (asJournaled) {
+            this.forget(ino);
+            this.options.invalidate?.(ino);
+          } else {
+            this.revalidate(ino);
+          }
+        }
+        this.writeback.resume();
+      },
+      log: (line) => this.options.log?.(line),
+    });
+    if (this.journal.size > 0) this.options.log?.(`${this.journal.size} change(s) made offline wait for the metadata service`);
+    this.writeback.held = (ino) => this.journal.affects(ino);
+    this.journal.start(fs.meta);
+  }
+
+  /**
+   * Sets aside inode numbers for new entries while the service answers, so that files and
+   * folders can be made while it does not (the agent calls this at mount).
+   */
+  async reserveInodes(): Promise<void> {
+    this.reserving ??= (async () => {
+      const r = await this.fs.meta.reserveInodes(256);
+      for (let i = 0; i < r.count; i++) this.reservedInos.push(r.first + i);
+    })().finally(() => { this.reserving = undefined; });
+    return this.reserving;
+  }
+
+  private async newIno(): Promise<number> {
+    if (this.reservedInos.length < 64) void this.reserveInodes().catch(() => {});
+    if (this.reservedInos.length === 0) await this.reserveInodes();
+    return this.reservedInos.shift()!;
+  }
+
+  /**
+   * Makes a change to names or attributes: at the service, or — while it cannot be reached,
+   * or while earlier offline changes still wait — into the journal, applied to what this
+   * mount knows (`offline`, which throws when it knows too little to decide).
+   */
+  private async change<T>(online: () => Promise<T>, offline: () => T | Promise<T>): Promise<T> {
+    if (this.journal.size === 0) {
+      try {
+        const v = await online();
+        this.lastKnown.noteSuccess();
+        return v;
+      } catch (e) {
+        if (!(e instanceof ServiceUnavailableError)) throw e;
+        this.lastKnown.offlineSinceMs ||= Date.now();
+      }
+    } else {
+      void this.journal.replay();
+    }
+    return offline();
+  }
+
+  private unknownOffline(what: string): ServiceUnavailableError {
+    return new ServiceUnavailableError(`the metadata service cannot be reached and this mount has not seen ${what}`);
+  }
+
+  /** What this mount knows of a name while its folder has offline changes or the service is away. */
+  private localEntry(parent: number, name: string): Attr | null | undefined {
+    return this.lastKnown.entry(parent, name, this.dirGen.get(parent) ?? 0);
+  }
+
+  /** Attributes changed by this mount offline: kept until the service has them. */
+  private localAttr(a: Attr): Attr {
+    this.attrs.set(a.ino, a, { ttl: 24 * 3600_000 });
+    this.lastKnown.setAttr(a);
+    return a;
+  }
+
+  /** A folder's attributes after an offline change to its entries. */
+  private touchLocalDir(dir: number, nlinkDelta: number, now: number): void {
+    const d = this.lastKnown.attr(dir);
+    if (d) this.localAttr({ ...d, nlink: d.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
+  }
+
+  private journaled(op: JournalOp): void {
+    this.journal.append(op);
   }
 
   /** The inode's committed attributes: from the attribute cache unless `fresh` or expired. */
   private async committedAttr(ino: number, fresh = false): Promise<Attr> {
+    if (this.journal.affects(ino)) {
+      const local = this.lastKnown.attr(ino);
+      if (local) return local;
+    }
     const hit = fresh ? undefined : this.attrs.get(ino);
     return hit ?? this.lastKnown.orStale(async () => this.remember(await this.fs.meta.getAttr(ino)), () => this.lastKnown.attr(ino));
   }
 
   private remember(a: Attr): Attr {
+    // Changed offline and not yet replayed: the local attributes are what this mount shows.
+    if (this.journal.affects(a.ino)) return a;
     const known = this.attrs.get(a.ino);
     // Answers can arrive out of order: never replace newer attributes with older ones.
     // An answer older than a change the feed already announced is not kept (it raced the push).
@@ -218,8 +327,11 @@ export class Vfs {
 
   private forget(...inos: number[]): void {
     for (const ino of inos) {
+      // What this mount changed offline stays known until the service has it.
+      if (this.journal.affects(ino)) continue;
+      // What was last known stays for outages: a little old (times) after this mount's own
+      // change, it still says what the inode is; another client's change drops it (revalidate).
       this.attrs.delete(ino);
-      this.lastKnown.forget(ino);
     }
   }
 
@@ -257,9 +369,22 @@ export class Vfs {
       return this.overlay(hit);
     }
     const gen = this.dirGen.get(parent) ?? 0;
+    if (this.journal.affects(parent)) {
+      const local = this.localEntry(parent, name);
+      if (local === null) throw new NoEntryError(`no entry ${name}`);
+      if (local) {
+        this.lastName.set(local.ino, { parent, name });
+        return this.overlay(local);
+      }
+    }
     // The first block refs come with the answer: opening and reading then needs no map round trip.
     const { blocks, ...attr } = await this.lastKnown.orStale<Attr & { blocks?: BlockRef[] }>(
-      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 }), () => this.lastKnown.lookup(parent, name, gen));
+      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 }), () => this.lastKnown.lookup(parent, name, gen),
+    ).catch((e: Error) => {
+      // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
+      if (e instanceof ServiceUnavailableError && this.localEntry(parent, name) === null) throw new NoEntryError(`no entry ${name}`);
+      throw e;
+    });
     const a = this.remember(attr);
     if (blocks) this.primeRefs(a, blocks);
     if ((this.dirGen.get(parent) ?? 0) === gen) {
@@ -277,9 +402,22 @@ export class Vfs {
     if (set.size < 100_000) set.add(name);
   }
 
+  /** This mount changes a name: what it knew of it is old (offline, the change itself says what is new). */
   private forgetName(parent: number, name: string): void {
     this.dentries.delete(`${parent}/${name}`);
-    this.lastKnown.forgetName(parent, name);
+  }
+
+  /**
+   * This mount's change to a name reached the service: what it knows for outages follows it
+   * exactly (`attr` is what the name holds now, or undefined if it holds nothing or this mount
+   * does not know), so a folder listed before stays listed. `csn` is the change's commit: the
+   * change feed's word of it is then not taken for another client's change.
+   */
+  private changedName(parent: number, name: string, attr: Attr | undefined, options: { csn?: number; fresh?: boolean; removed?: boolean } = {}): void {
+    if (attr) this.lastKnown.addEntry(parent, name, attr, this.dirGen.get(parent) ?? 0, options.fresh ?? false);
+    else if (options.removed) this.lastKnown.removeEntry(parent, name);
+    else this.lastKnown.forgetName(parent, name);
+    if (options.csn !== undefined) this.ownCommits.set(parent, options.csn);
   }
 
   async setattr(ino: number, req: SetAttrRequest): Promise<Attr> {
@@ -296,7 +434,18 @@ export class Vfs {
       if (p) this.cache.setPending({ ...p, mtimeMs: changes.mtimeMs });
     }
     if (Object.keys(changes).length === 0) return this.getattr(ino);
-    return this.overlay(this.remember(await this.fs.meta.setAttr(ino, changes)));
+    return this.overlay(await this.setAttrOrJournal(ino, changes));
+  }
+
+  /** Changes attributes at the service, or offline into the journal. */
+  private setAttrOrJournal(ino: number, changes: AttrChanges): Promise<Attr> {
+    return this.change(async () => this.remember(await this.fs.meta.setAttr(ino, changes)), () => {
+      const a = this.lastKnown.attr(ino) ?? this.attrs.get(ino);
+      if (!a) throw this.unknownOffline(`inode ${ino}`);
+      this.journaled({ kind: 'setAttr', ino, changes });
+      const { mode, ...rest } = changes;
+      return this.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
+    });
   }
 
   // ---- creating and removing names ------------------------------------------------------
@@ -308,16 +457,42 @@ export class Vfs {
   }
 
   async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
-    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
-    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid }));
+    return this.makeNode(parent, name, { mode: owner.mode, uid: caller.uid, gid: owner.gid });
   }
 
   async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
     if ((mode & S_IFMT) === 0) mode |= S_IFREG;
-    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, mode);
-    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev }));
+    return this.makeNode(parent, name, { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev });
+  }
+
+  /** Makes a new entry under a reserved inode number: at the service, or offline into the journal. */
+  private async makeNode(parent: number, name: string, node: NewNode): Promise<Attr> {
+    this.forgetName(parent, name);
+    const sealed = this.names.seal(parent, name);
+    const ino = await this.newIno();
+    return this.change(async () => {
+      const a = await this.fs.meta.create(parent, sealed, { ...node, ino });
+      this.forget(parent);
+      this.changedName(parent, name, this.remember(a), { csn: a.version, fresh: true });
+      return a;
+    }, () => {
+      const there = this.localEntry(parent, name);
+      if (there) throw new EntryExistsError('an entry with that name already exists');
+      if (there === undefined) throw this.unknownOffline(`the folder's entries`);
+      const now = Date.now();
+      this.journaled({ kind: 'create', parent, name: sealed, node: { ...node, ino, timeMs: now } });
+      const attr: Attr = {
+        ino, mode: node.mode, uid: node.uid, gid: node.gid, size: node.size ?? 0, nlink: isDir(node.mode) ? 2 : 1, rdev: node.rdev ?? 0,
+        atimeMs: now, mtimeMs: now, ctimeMs: now, crtimeMs: now, version: 0, hasXattrs: false,
+      };
+      this.localAttr(attr);
+      this.lastKnown.addEntry(parent, name, attr, this.dirGen.get(parent) ?? 0, true);
+      this.touchLocalDir(parent, isDir(node.mode) ? 1 : 0, now);
+      this.lastName.set(ino, { parent, name });
+      return attr;
+    });
   }
 
   async create(parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ attr: Attr; fh: number }> {
@@ -328,51 +503,118 @@ export class Vfs {
   async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
     if (Buffer.byteLength(target) > 4095) throw new NameTooLongError('symlink target is longer than 4095 bytes');
     if (target.length === 0) throw new NoEntryError('empty symlink target');
-    this.forgetName(parent, name);
     const owner = await this.newOwner(parent, caller, S_IFLNK | 0o777);
-    return this.created(parent, await this.fs.meta.create(parent, this.names.seal(parent, name), {
+    return this.makeNode(parent, name, {
       mode: S_IFLNK | 0o777, uid: caller.uid, gid: owner.gid, size: Buffer.byteLength(target),
       target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
-    }));
-  }
-
-  /** A new inode in `parent`: remember it; the parent's times and links changed. */
-  private created(parent: number, attr: Attr): Attr {
-    this.forget(parent);
-    return this.remember(attr);
+    });
   }
 
   async readlink(ino: number): Promise<string> {
-    return this.names.openBlob(0, 'symlink', await this.fs.meta.readlink(ino)).toString('utf8');
+    const made = this.journal.pendingCreate(ino)?.node.target;
+    return this.names.openBlob(0, 'symlink', made ?? await this.fs.meta.readlink(ino)).toString('utf8');
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    if (this.journal.size > 0) void this.journal.replay();
     this.forget(newParent);
     this.forgetName(newParent, newName);
-    return this.overlay(this.remember(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName))));
+    const a = this.remember(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName)));
+    this.changedName(newParent, newName, a, { csn: a.version });
+    return this.overlay(a);
   }
 
   async unlink(parent: number, name: string): Promise<void> {
     this.forgetName(parent, name);
-    const after = await this.fs.meta.unlink(parent, this.names.hash(parent, name));
-    this.forget(parent);
-    this.remember(after);
+    const hash = this.names.hash(parent, name);
+    const after = await this.change(async () => {
+      const a = await this.fs.meta.unlink(parent, hash);
+      this.changedName(parent, name, undefined, { removed: true, csn: a.version });
+      this.forget(parent);
+      return this.remember(a);
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      if (isDir(a.mode)) throw new IsDirectoryError('is a directory');
+      this.journaled({ kind: 'unlink', parent, hash, ino: a.ino });
+      return this.removedLocally(parent, name, a);
+    });
     if (after.nlink === 0) await this.dropOrOrphan(after.ino);
+  }
+
+  /** The entry under a name as this mount knows it offline (ENOENT if known absent). */
+  private knownOffline(parent: number, name: string): Attr {
+    const a = this.localEntry(parent, name);
+    if (a === null) throw new NoEntryError(`no entry ${name}`);
+    if (!a) throw this.unknownOffline(`the folder's entries`);
+    return a;
+  }
+
+  /** A name removed offline: gone from its folder; the inode has one link less. */
+  private removedLocally(parent: number, name: string, a: Attr): Attr {
+    const now = Date.now();
+    this.lastKnown.removeEntry(parent, name);
+    this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
+    return this.localAttr({ ...a, nlink: isDir(a.mode) ? 0 : a.nlink - 1, ctimeMs: now });
+  }
+
+  /** Offline, a folder may go only if this mount knows it is empty. */
+  private emptyOffline(dir: Attr): void {
+    if (!isDir(dir.mode)) throw new NotDirectoryError('not a directory');
+    const listing = this.lastKnown.listing(dir.ino);
+    if (!listing) throw this.unknownOffline(`the folder's entries`);
+    if (listing.length > 0) throw new NotEmptyError('directory not empty');
   }
 
   async rmdir(parent: number, name: string): Promise<void> {
     this.forgetName(parent, name);
-    await this.fs.meta.rmdir(parent, this.names.hash(parent, name));
-    this.forget(parent);
+    const hash = this.names.hash(parent, name);
+    await this.change(async () => {
+      await this.fs.meta.rmdir(parent, hash);
+      this.changedName(parent, name, undefined, { removed: true });
+      this.forget(parent);
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      this.emptyOffline(a);
+      this.journaled({ kind: 'rmdir', parent, hash, ino: a.ino });
+      this.removedLocally(parent, name, a);
+    });
   }
 
   async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<void> {
     if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
     this.forgetName(parent, name);
     this.forgetName(newParent, newName);
-    const replaced = await this.fs.meta.rename(parent, this.names.hash(parent, name), newParent, this.names.seal(newParent, newName), { noReplace: flags.noReplace });
-    this.forget(parent, newParent);
-    if (replaced) this.forget(replaced.ino);
+    const hash = this.names.hash(parent, name);
+    const sealed = this.names.seal(newParent, newName);
+    const moving = this.localEntry(parent, name);
+    const replaced = await this.change(async () => {
+      const r = await this.fs.meta.rename(parent, hash, newParent, sealed, { noReplace: flags.noReplace });
+      this.changedName(parent, name, undefined, { removed: true });
+      this.changedName(newParent, newName, moving ?? undefined);
+      this.forget(parent, newParent);
+      if (r) this.forget(r.ino);
+      return r;
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      const target = this.localEntry(newParent, newName);
+      if (target === undefined) throw this.unknownOffline(`the folder's entries`);
+      if (target?.ino === a.ino) return undefined;
+      if (target) {
+        if (flags.noReplace) throw new EntryExistsError('an entry with that name already exists');
+        if (isDir(target.mode) && !isDir(a.mode)) throw new IsDirectoryError('is a directory');
+        if (isDir(target.mode)) this.emptyOffline(target);
+        else if (isDir(a.mode)) throw new NotDirectoryError('not a directory');
+      }
+      this.journaled({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, ...(target ? { replaces: target.ino } : {}) });
+      const gone = target ? this.removedLocally(newParent, newName, target) : undefined;
+      const now = Date.now();
+      this.lastKnown.removeEntry(parent, name);
+      this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
+      this.lastKnown.addEntry(newParent, newName, this.localAttr({ ...a, ctimeMs: now }), this.dirGen.get(newParent) ?? 0, false);
+      this.touchLocalDir(newParent, isDir(a.mode) ? 1 : 0, now);
+      this.lastName.set(a.ino, { parent: newParent, name: newName });
+      return gone;
+    });
     if (replaced && replaced.nlink === 0 && !isDir(replaced.mode)) await this.dropOrOrphan(replaced.ino);
   }
 
@@ -393,7 +635,8 @@ export class Vfs {
         this.cache.clearPending(ino);
         this.refs.delete(ino);
         this.forget(ino);
-        await this.fs.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; });
+        await this.change(() => this.fs.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; }),
+          () => this.journaled({ kind: 'reclaim', ino }));
       } finally {
         release();
       }
@@ -558,10 +801,14 @@ export class Vfs {
 
   /** Waits until the inode's data and size are in the store and committed. */
   async fsync(fh: number): Promise<void> {
-    await this.writeback.flush(this.handle(fh).ino);
+    await this.fsyncInode(this.handle(fh).ino);
   }
 
   async fsyncInode(ino: number): Promise<void> {
+    if (this.journal.affects(ino)) {
+      await this.journal.replay();
+      if (this.journal.affects(ino)) throw new ServiceUnavailableError('the metadata service cannot be reached: the file is kept in the cache and its changes are journaled until it is back');
+    }
     await this.writeback.flush(ino);
   }
 
@@ -594,14 +841,27 @@ export class Vfs {
           else if (r.idx === cut - 1 && size % this.blockSize !== 0) await this.cache.truncateDirty(ino, r.idx, size % this.blockSize);
         }
         const now = Date.now();
-        this.remember(await this.fs.meta.setAttr(ino, { size, mtimeMs: now }));
-        this.refs.delete(ino);
+        await this.setAttrOrJournal(ino, { size, mtimeMs: now });
+        if (this.journal.affects(ino)) this.trimRefs(ino, size);
+        else this.refs.delete(ino);
         if (this.cache.dirtyRowsOf(ino).length > 0) this.cache.setPending({ ino, size, mtimeMs: now });
         else this.cache.clearPending(ino);
       } finally {
         release();
       }
     });
+  }
+
+  /** A truncate made offline: the block map this mount knows ends at `size` (the service's is cut on replay). */
+  private trimRefs(ino: number, size: number): void {
+    const c = this.refs.get(ino);
+    if (!c) return;
+    const cut = Math.ceil(size / this.blockSize);
+    c.gen++;
+    for (const [idx, r] of c.map) {
+      if (idx >= cut) c.map.set(idx, null);
+      else if (r && idx === cut - 1 && size % this.blockSize !== 0) c.map.set(idx, { ...r, length: Math.min(r.length, size % this.blockSize) });
+    }
   }
 
   /** Block refs that came with a lookup: the first `blocks.length`-or-more indexes are now known. */
@@ -616,6 +876,8 @@ export class Vfs {
   }
 
   private async ref(ino: number, idx: number, version: number): Promise<BlockRef | undefined> {
+    // Made offline: nothing of it is committed yet (its data is all dirty, the rest holes).
+    if (this.journal.pendingCreate(ino)) return undefined;
     const window = 1024;
     for (;;) {
       let c = this.refs.get(ino);
@@ -738,12 +1000,23 @@ export class Vfs {
       this.announced.set(ino, Math.max(c.csn, this.announced.get(ino) ?? 0));
       const known = this.attrs.get(ino);
       if (known && known.version >= c.csn) continue;
+      if (this.ownCommits.get(ino) === c.csn) {
+        // This mount's own change to the folder: its names and listing already follow it.
+        this.forget(ino);
+        this.options.invalidate?.(ino);
+        continue;
+      }
       this.revalidate(ino);
     }
   }
 
   /** Forgets cached metadata of an inode (another client changed it) and tells the kernel. */
   revalidate(ino: number): void {
+    if (this.journal.affects(ino)) {
+      // This mount's offline changes to it are not at the service yet: they stay what it shows.
+      this.options.invalidate?.(ino);
+      return;
+    }
     this.dirGen.set(ino, (this.dirGen.get(ino) ?? 0) + 1);
     const names = this.kernelNames.get(ino);
     if (names) {
@@ -751,6 +1024,7 @@ export class Vfs {
       for (const n of names) this.options.invalidateEntry?.(ino, n);
     }
     this.forget(ino);
+    this.lastKnown.forget(ino);
     this.refs.delete(ino);
     this.seenVersion.delete(ino);
     this.options.invalidate?.(ino);
@@ -781,7 +1055,8 @@ export class Vfs {
       const listGen = this.dirGen.get(d.ino) ?? 0;
       const first = d.cursor === undefined;
       // Offline, a listing starts from the last full one (a listing cut off midway cannot be).
-      const page = await this.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true }), () => (first ? this.lastKnown.listing(d.ino) : undefined));
+      const local = first && this.journal.affects(d.ino) ? this.lastKnown.listing(d.ino) : undefined;
+      const page = local ?? await this.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.fs.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true }), () => (first ? this.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
         d.entries.push(...page);
         d.complete = true;

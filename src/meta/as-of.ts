@@ -29,6 +29,7 @@ export class AsOfMeta implements MetaEngine {
   retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> { return this.inner.retainedObjects(objectIds, beforeMs); }
 
   create = refuse;
+  reserveInodes = refuse;
   link = refuse;
   unlink = refuse;
   rmdir = refuse;

@@ -45,6 +45,7 @@ export class MetaClient implements MetaEngine {
   lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }> { return this.call('lookup', [parent, hash, options]); }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.call('readdir', [parent, options]); }
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr> { return this.call('create', [parent, name, node]); }
+  reserveInodes(count: number): Promise<{ first: number; count: number }> { return this.call('reserveInodes', [count]); }
   link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }
   unlink(parent: number, hash: Buffer): Promise<Attr> { return this.call('unlink', [parent, hash]); }
   async rmdir(parent: number, hash: Buffer): Promise<void> { await this.call('rmdir', [parent, hash]); }

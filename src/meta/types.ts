@@ -66,6 +66,12 @@ export interface NewNode {
   /** Initial size: a symlink's is its target's length in bytes. */
   size?: number;
   timeMs?: number;
+  /**
+   * An inode number this client reserved with `reserveInodes`: the create is then
+   * idempotent (a retry that finds its own inode under the name returns it), so a mount can
+   * make files while the service is away and replay the creates when it is back.
+   */
+  ino?: number;
 }
 
 export interface BlockRef {
@@ -195,6 +201,8 @@ export interface MetaEngine {
   lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }>;
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage>;
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr>;
+  /** Sets aside `count` (1–1000) inode numbers no one else will get, for `create` with `ino`. */
+  reserveInodes(count: number): Promise<{ first: number; count: number }>;
   link(ino: number, parent: number, name: EntryName): Promise<Attr>;
   /** Removes a non-directory entry; returns the inode after (nlink 0: an orphan until `reclaim`). */
   unlink(parent: number, hash: Buffer): Promise<Attr>;
@@ -250,7 +258,7 @@ export interface MetaEngine {
 
 /** Method names callable over the service's RPC endpoint (everything but close). */
 export const META_METHODS = [
-  'info', 'getAttr', 'lookup', 'readdir', 'create', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
+  'info', 'getAttr', 'lookup', 'readdir', 'create', 'reserveInodes', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
   'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr',
   'changesSince', 'createSnapshot', 'listSnapshots', 'deleteSnapshot', 'restore',
   'createSchedule', 'listSchedules', 'deleteSchedule', 'runSchedules', 'pruneVersions', 'retainedObjects',
@@ -267,7 +275,7 @@ export type MetaMethod = (typeof META_METHODS)[number];
 export type ParamKind = 'int' | 'int?' | 'bytes' | 'name' | 'object' | 'object?' | 'array' | 'string' | 'string?';
 export const META_PARAMS: Record<MetaMethod, readonly ParamKind[]> = {
   info: [], getAttr: ['int', 'object?'], lookup: ['int', 'bytes', 'object?'], readdir: ['int', 'object?'],
-  create: ['int', 'name', 'object'], link: ['int', 'int', 'name'], unlink: ['int', 'bytes'], rmdir: ['int', 'bytes'],
+  create: ['int', 'name', 'object'], reserveInodes: ['int'], link: ['int', 'int', 'name'], unlink: ['int', 'bytes'], rmdir: ['int', 'bytes'],
   rename: ['int', 'bytes', 'int', 'name', 'object?'], setAttr: ['int', 'object', 'object?'], readlink: ['int', 'object?'],
   getBlocks: ['int', 'int', 'int', 'object?'], commitBlocks: ['int', 'array', 'object?'], reclaim: ['int'],
   getXattr: ['int', 'bytes', 'object?'], listXattr: ['int', 'object?'], setXattr: ['int', 'object', 'object?'], removeXattr: ['int', 'bytes'],

@@ -24,6 +24,8 @@ export interface FaultProxy {
   /** Every new connection gets `fault` until `clear()` (or with `probability`, that share of them). */
   always(fault: NetFault, probability?: number): void;
   clear(): void;
+  /** Cuts every open connection (kept-alive ones too): with `always` refuse, the server is gone. */
+  cutAll(): void;
   /** Faults applied so far. */
   fired: number;
   connections: number;
@@ -95,6 +97,7 @@ export async function startFaultProxy(targetPort: number, targetHost = '127.0.0.
     inject: (fault, times = 1) => { for (let i = 0; i < times; i++) queue.push(fault); },
     always: (fault, probability = 1) => { standing = { fault, probability }; },
     clear: () => { queue.length = 0; standing = undefined; },
+    cutAll: () => { for (const s of sockets) s.destroy(); },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

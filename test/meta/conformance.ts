@@ -368,6 +368,27 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       t.equal(racers.filter((r) => r.status === 'fulfilled').length, 1, 'one wins a name race');
     });
 
+    t.test('reserved inode numbers: create with one is idempotent, and no one else gets it', async (t) => {
+      const d = await scratch();
+      const r = await e.reserveInodes(10);
+      t.equal(r.count, 10);
+      const other = await e.create(d, nm('plain'), file);
+      t.ok(other.ino < r.first || other.ino >= r.first + r.count, `an ordinary create (${other.ino}) gets none of the reserved ${r.first}…${r.first + 9}`);
+      const before = (await e.info()).csn;
+      const made = await e.create(d, nm('mine'), { ...file, ino: r.first + 3 });
+      t.equal(made.ino, r.first + 3, 'the reserved number is the inode');
+      const again = await e.create(d, nm('mine'), { ...file, ino: r.first + 3 });
+      t.same([again.ino, again.version], [made.ino, made.version], 'a replay finds its own inode under the name and changes nothing');
+      t.equal((await e.info()).csn, before + 1, 'one commit for both');
+      await t.rejects(e.create(d, nm('mine'), { ...file, ino: r.first + 4 }), EntryExistsError, 'the name holds another inode: taken');
+      await t.rejects(e.create(d, nm('dup'), { ...file, ino: r.first + 3 }), InvalidArgumentError, 'an inode number in use is refused');
+      await t.rejects(e.create(d, nm('future'), { ...file, ino: r.first + 1_000_000 }), InvalidArgumentError, 'a number never reserved is refused');
+      await t.rejects(e.reserveInodes(0), InvalidArgumentError);
+      await t.rejects(e.reserveInodes(1001), InvalidArgumentError);
+      const [x, y] = await Promise.all([e.reserveInodes(5), e.reserveInodes(5)]);
+      t.ok(x.first + 5 <= y.first || y.first + 5 <= x.first, 'reservations made at once do not overlap');
+    });
+
     t.test('garbage collection: replaced refs go unless a snapshot shows them or they were replaced after the cut-off', async (t) => {
       const pause = () => new Promise((r) => setTimeout(r, 5));
       const d = await scratch();

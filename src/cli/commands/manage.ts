@@ -64,11 +64,11 @@ function describe(s: AgentStatus): string {
   const c = s.cache;
   return [
     s.offline
-      ? `${s.mountpoint}: offline, ${formatSize(s.uploadBytes)} waiting (agent pid ${s.pid}), filespace ${s.filespaceId}: ${s.offline.reason} since ${s.offline.since}; cached files are served, writes wait in the cache`
+      ? `${s.mountpoint}: offline, ${formatSize(s.uploadBytes)}${s.changesWaiting ? ` and ${s.changesWaiting} change(s)` : ''} waiting (agent pid ${s.pid}), filespace ${s.filespaceId}: ${s.offline.reason} since ${s.offline.since}; cached files are served, writes wait in the cache`
       : `${s.mountpoint}: ${s.state} (agent pid ${s.pid}), filespace ${s.filespaceId}`,
     `  store      ${s.store}`,
     `  service    ${s.service}`,
-    `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}`,
+    `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}${s.changesWaiting ? `; ${s.changesWaiting} change(s) to names and attributes made offline` : ''}`,
     `  cache      ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)} (dirty ${formatSize(c.dirtyBytes)}, pinned ${formatSize(c.pinnedBytes)}) in ${c.dir}`,
     `  hits       ${(c.hitRatio * 100).toFixed(1)}% of ${c.hits + c.misses} block reads from cache; ${c.evictions} evicted`,
     `  prefetch   ${s.prefetch.issued} blocks fetched ahead, ${(s.prefetch.accuracy * 100).toFixed(0)}% of them read; ${s.prefetch.cancelled} cancelled; ${s.prefetch.predictedFiles} files predicted from name order`,

@@ -317,12 +317,24 @@ export class SqlMetaEngine implements MetaEngine {
     const mode = checkInt(node?.mode, 'mode');
     if (!FILE_TYPES.has(mode & S_IFMT) || mode > 0o177777) throw new InvalidArgumentError('mode must carry one file type (regular, folder, symlink, fifo, socket, device) and permission bits');
     const target = node.target === undefined ? null : checkBytes(node.target, 'symlink target', 1, MAX_SEALED_BLOB);
+    const reserved = node.ino === undefined ? undefined : checkInt(node.ino, 'ino', ROOT_INO + 1);
+    if (reserved !== undefined) {
+      // A replay of a create that already landed: the name holds this very inode.
+      const there = await this.db.get(`SELECT ino FROM dentries WHERE parent = ? AND hash = ? AND csn_to = ?`, [checkInt(parent, 'parent', 1), n.hash, LIVE]);
+      if (there && Number(there.ino) === reserved) return this.getAttr(reserved);
+    }
     return this.mutate(async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
       if (await m.entry(parent, n.hash)) throw new EntryExistsError('an entry with that name already exists');
-      const next = await m.tx.get("SELECT value FROM counters WHERE name = 'next_ino'");
-      const ino = Number(next!.value);
-      await m.tx.run("UPDATE counters SET value = value + 1 WHERE name = 'next_ino'");
+      const next = Number((await m.tx.get("SELECT value FROM counters WHERE name = 'next_ino'"))!.value);
+      let ino = next;
+      if (reserved === undefined) {
+        await m.tx.run("UPDATE counters SET value = value + 1 WHERE name = 'next_ino'");
+      } else {
+        if (reserved >= next) throw new InvalidArgumentError(`inode ${reserved} was never reserved`);
+        if (await m.tx.get('SELECT 1 AS x FROM inodes WHERE ino = ? LIMIT 1', [reserved])) throw new InvalidArgumentError(`inode ${reserved} is already in use`);
+        ino = reserved;
+      }
       const t = node.timeMs ?? m.now;
       const attr = await m.putInode({
         ino, mode, uid: checkInt(node.uid, 'uid'), gid: checkInt(node.gid, 'gid'), size: node.size === undefined ? 0 : checkInt(node.size, 'size'),
@@ -331,6 +343,17 @@ export class SqlMetaEngine implements MetaEngine {
       await m.addEntry(parent, n, ino, mode);
       await m.touchDir(parent, isDir(mode) ? 1 : 0);
       return attr;
+    });
+  }
+
+  async reserveInodes(count: number): Promise<{ first: number; count: number }> {
+    checkInt(count, 'count', 1);
+    if (count > 1000) throw new InvalidArgumentError('reserve at most 1000 inodes at a time');
+    // No commit: nothing visible changes, the counter only moves past the reserved numbers.
+    return this.db.transaction(async (tx) => {
+      await tx.run("UPDATE counters SET value = value + ? WHERE name = 'next_ino'", [count]);
+      const after = Number((await tx.get("SELECT value FROM counters WHERE name = 'next_ino'"))!.value);
+      return { first: after - count, count };
     });
   }
 

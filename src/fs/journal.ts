@@ -1,0 +1,280 @@
+/**
+ * The metadata journal: changes to names and attributes made while the metadata service
+ * could not be reached — create, mkdir, symlink, unlink, rmdir, rename, chmod/chown/utimes/
+ * truncate — kept in order in the cache's index (beside the dirty blocks, so a restart keeps
+ * both) and replayed when the service answers again.
+ *
+ * Promises:
+ * - replay is idempotent: a create carries an inode number reserved beforehand (a retry
+ *   finds its own inode under the name); an unlink, rmdir or rename first checks that the
+ *   name still holds the inode this mount saw, and one already done is not done twice;
+ * - nothing written offline is lost to a conflict: a name another client took meanwhile
+ *   gets the journaled file under "NAME (offline copy N)", a folder removed meanwhile gets it
+ *   at the top of the filespace, and another client's file is never replaced or deleted;
+ * - while an inode has changes waiting, `affects(ino)` says so: the mount answers for it from
+ *   what it knows locally, and its data is not committed before its creation is.
+ */
+import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../errors.js';
+import { ROOT_INO, type AttrChanges, type EntryName, type MetaEngine, type NewNode } from '../meta/types.js';
+
+export type JournalOp =
+  | { kind: 'create'; parent: number; name: EntryName; node: NewNode & { ino: number } }
+  | { kind: 'unlink'; parent: number; hash: Buffer; ino: number }
+  | { kind: 'rmdir'; parent: number; hash: Buffer; ino: number }
+  | { kind: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; ino: number; replaces?: number }
+  | { kind: 'setAttr'; ino: number; changes: AttrChanges }
+  | { kind: 'reclaim'; ino: number };
+
+export type CreateOp = Extract<JournalOp, { kind: 'create' }>;
+
+/** Where the journal is kept (the cache's index). */
+export interface JournalStore {
+  journalAppend(op: string): number;
+  journalEntries(): { seq: number; op: string }[];
+  journalRemove(seq: number): void;
+}
+
+export interface JournalHooks {
+  /** The `n`th conflict name for `name` (sealed for `parent`), put under `newParent`: "NAME (offline copy N)". */
+  conflictName(parent: number, name: EntryName, n: number, newParent: number): EntryName;
+  /**
+   * Changes to these inodes reached the service. `asJournaled`: exactly as journaled (what the
+   * mount shows of them is right); otherwise a conflict changed the outcome, or the change was
+   * skipped or dropped, and what the mount knows of them is old.
+   */
+  replayed(inos: number[], asJournaled: boolean): void;
+  log(line: string): void;
+}
+
+const RETRY_MS = 2000;
+const MAX_CONFLICT_NAMES = 100;
+
+/** The inodes (and folders) an operation changes. */
+function inodesOf(op: JournalOp): number[] {
+  switch (op.kind) {
+    case 'create': return [op.parent, op.node.ino];
+    case 'unlink': case 'rmdir': return [op.parent, op.ino];
+    case 'rename': return [op.parent, op.newParent, op.ino, ...(op.replaces ? [op.replaces] : [])];
+    default: return [op.ino];
+  }
+}
+
+const encode = (op: JournalOp): string => JSON.stringify(op);
+const decode = (text: string): JournalOp => JSON.parse(text, (_k, v: unknown) => {
+  const b = v as { type?: string; data?: number[] };
+  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data) : v;
+}) as JournalOp;
+
+export class MetaJournal {
+  private readonly entries: { seq: number; op: JournalOp }[];
+  private readonly pending = new Map<number, number>();
+  private readonly creates = new Map<number, CreateOp>();
+  /** Where replay put an entry other than where it was journaled ("parent:hash" → place). */
+  private readonly moved = new Map<string, { parent: number; name: EntryName }>();
+  private replaying?: Promise<void>;
+  private timer?: NodeJS.Timeout;
+  private meta?: MetaEngine;
+
+  constructor(private readonly store: JournalStore, private readonly hooks: JournalHooks) {
+    this.entries = store.journalEntries().map((e) => ({ seq: e.seq, op: decode(e.op) }));
+    for (const e of this.entries) this.track(e.op, 1);
+  }
+
+  /** Changes waiting for the service. */
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Whether changes to `ino` (an inode, or a folder's entries) are waiting. */
+  affects(ino: number): boolean {
+    return this.pending.has(ino);
+  }
+
+  /** The journaled creation of `ino`, while it waits. */
+  pendingCreate(ino: number): CreateOp | undefined {
+    return this.creates.get(ino);
+  }
+
+  /** Keeps a change (on disk before this returns) and replays it as soon as the service answers. */
+  append(op: JournalOp): void {
+    const seq = this.store.journalAppend(encode(op));
+    this.entries.push({ seq, op });
+    this.track(op, 1);
+    this.schedule();
+  }
+
+  private track(op: JournalOp, delta: 1 | -1): void {
+    for (const ino of inodesOf(op)) {
+      const n = (this.pending.get(ino) ?? 0) + delta;
+      if (n > 0) this.pending.set(ino, n);
+      else this.pending.delete(ino);
+    }
+    if (op.kind === 'create') {
+      if (delta > 0) this.creates.set(op.node.ino, op);
+      else this.creates.delete(op.node.ino);
+    }
+  }
+
+  /** Replays against `meta` from now on (retrying every 2 s while the service is away). */
+  start(meta: MetaEngine): void {
+    this.meta = meta;
+    if (this.entries.length > 0) void this.replay();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.meta = undefined;
+  }
+
+  private schedule(): void {
+    if (this.timer || !this.meta) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.replay();
+    }, RETRY_MS);
+    this.timer.unref();
+  }
+
+  /**
+   * Sends the waiting changes in order; resolves when the journal is empty or the service
+   * cannot be reached (it tries again later). One replay at a time.
+   */
+  async replay(): Promise<void> {
+    // One already running may have started before the service came back: this one starts after it.
+    if (this.replaying) await this.replaying;
+    this.replaying ??= this.replayAll().finally(() => { this.replaying = undefined; });
+    return this.replaying;
+  }
+
+  private async replayAll(): Promise<void> {
+    const meta = this.meta;
+    if (!meta) return;
+    while (this.entries.length > 0) {
+      const { seq, op } = this.entries[0];
+      let asJournaled = false;
+      try {
+        asJournaled = await this.apply(meta, op);
+      } catch (e) {
+        if (e instanceof ServiceUnavailableError) {
+          this.schedule();
+          return;
+        }
+        this.hooks.log(`a change made offline could not be replayed and is dropped (${op.kind} of inode ${'ino' in op ? op.ino : op.node.ino}): ${(e as Error).message}`);
+      }
+      this.entries.shift();
+      this.store.journalRemove(seq);
+      this.track(op, -1);
+      this.hooks.replayed(inodesOf(op), asJournaled);
+      if (this.entries.length === 0) this.moved.clear();
+    }
+  }
+
+  /** Where an entry journaled as (parent, hash) is now. */
+  private place(parent: number, hash: Buffer): { parent: number; hash: Buffer } {
+    const m = this.moved.get(`${parent}:${hash.toString('hex')}`);
+    return m ? { parent: m.parent, hash: m.name.hash } : { parent, hash };
+  }
+
+  /** The inode under a name now, or undefined. */
+  private async inodeAt(meta: MetaEngine, parent: number, hash: Buffer): Promise<number | undefined> {
+    try {
+      return (await meta.lookup(parent, hash)).ino;
+    } catch (e) {
+      if (e instanceof NoEntryError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Replays one change; true if it landed exactly as journaled. */
+  private async apply(meta: MetaEngine, op: JournalOp): Promise<boolean> {
+    switch (op.kind) {
+      case 'create': {
+        const where = await this.settle(meta, op.parent, op.name, (parent, name) => meta.create(parent, name, op.node), 'made');
+        if (where) this.moved.set(`${op.parent}:${op.name.hash.toString('hex')}`, where);
+        return !where;
+      }
+      case 'unlink':
+      case 'rmdir': {
+        const at = this.place(op.parent, op.hash);
+        const there = await this.inodeAt(meta, at.parent, at.hash);
+        if (there === undefined) return true; // already gone
+        if (there !== op.ino) {
+          this.hooks.log(`offline delete of inode ${op.ino} skipped: another client put inode ${there} under that name meanwhile`);
+          return false;
+        }
+        try {
+          if (op.kind === 'unlink') await meta.unlink(at.parent, at.hash);
+          else await meta.rmdir(at.parent, at.hash);
+        } catch (e) {
+          if (e instanceof NoEntryError) return true;
+          if (e instanceof NotEmptyError) {
+            this.hooks.log(`offline removal of folder inode ${op.ino} skipped: another client put files in it meanwhile`);
+            return false;
+          }
+          throw e;
+        }
+        return true;
+      }
+      case 'rename': {
+        const at = this.place(op.parent, op.hash);
+        const there = await this.inodeAt(meta, at.parent, at.hash);
+        if (there !== op.ino) {
+          if (there === undefined && (await this.inodeAt(meta, op.newParent, op.newName.hash)) === op.ino) return true; // already done
+          this.hooks.log(`offline rename of inode ${op.ino} skipped: its name was changed by another client meanwhile`);
+          return false;
+        }
+        const target = await this.inodeAt(meta, op.newParent, op.newName.hash);
+        // Replace only what this mount saw there; another client's file there is kept.
+        const replace = target !== undefined && target === op.replaces;
+        const where = await this.settle(meta, op.newParent, op.newName, (parent, name) =>
+          meta.rename(at.parent, at.hash, parent, name, { noReplace: !replace }), 'renamed');
+        if (where) this.moved.set(`${op.newParent}:${op.newName.hash.toString('hex')}`, where);
+        return !where;
+      }
+      case 'setAttr':
+        try {
+          await meta.setAttr(op.ino, op.changes);
+          return true;
+        } catch (e) {
+          if (!(e instanceof NoEntryError)) throw e;
+          return false;
+        }
+      case 'reclaim':
+        try {
+          await meta.reclaim(op.ino);
+        } catch (e) {
+          if (!(e instanceof NoEntryError) && !(e instanceof NotPermittedError)) throw e;
+        }
+        return true;
+    }
+  }
+
+  /**
+   * Puts an entry in place with `put`: under its own name, or when another client took the
+   * name (or removed the folder) meanwhile, under the next free conflict name (at the top
+   * of the filespace if the folder is gone). Returns where it went if not where it was meant.
+   */
+  private async settle(meta: MetaEngine, parent: number, name: EntryName, put: (parent: number, name: EntryName) => Promise<unknown>,
+    what: string): Promise<{ parent: number; name: EntryName } | undefined> {
+    try {
+      await put(parent, name);
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof EntryExistsError) && !(e instanceof NoEntryError)) throw e;
+    }
+    for (let n = 1; n <= MAX_CONFLICT_NAMES; n++) {
+      for (const dir of [parent, ROOT_INO]) {
+        const other = this.hooks.conflictName(parent, name, n, dir);
+        try {
+          await put(dir, other);
+          this.hooks.log(`an entry ${what} offline was given a conflict name ${dir === parent ? 'in its folder' : 'at the top of the filespace'}: another client took its name or removed its folder meanwhile`);
+          return { parent: dir, name: other };
+        } catch (e) {
+          if (e instanceof EntryExistsError) break;
+          if (!(e instanceof NoEntryError)) throw e;
+        }
+      }
+    }
+    throw new EntryExistsError(`no free conflict name after ${MAX_CONFLICT_NAMES} tries`);
+  }
+}
