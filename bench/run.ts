@@ -55,6 +55,7 @@ if (name === 'aead') {
   console.log(`  warm sequential (page cache kept)   ${f(r.warmPageCacheMBps)} MB/s`);
   console.log(`  warm 4 KiB random reads (fio)       ${f(r.warmIops, 0)} IOPS (no-op ceiling ${f(r.noopIops, 0).trim()})`);
   console.log(`  agent peak RSS                      ${f(r.agentPeakRssMiB, 0)} MiB  ≤ 256 MiB  ${r.agentPeakRssMiB <= 256 ? 'met' : 'MISSED'}`);
+  console.log(`    by phase (MiB)                    ${Object.entries(r.agentRssByPhaseMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   if (r.peers.length) {
     console.log('Peers, same link, same bytes, same run:        first MiB   cold seq MB/s   random 1 MiB median');
     console.log(`  lucid                                         ${f(r.firstMiBms, 0)} ms  ${f(r.coldSeqMBps)}       ${f(r.randomMedianMs, 0)} ms`);

@@ -59,6 +59,8 @@ export interface StreamResult {
   noopSeqMBps: number;
   noopIops?: number;
   agentPeakRssMiB: number;
+  /** The agent's peak RSS in each phase (sampled every 50 ms): where the peak is. */
+  agentRssByPhaseMiB: Record<string, number>;
   peers: PeerResult[];
 }
 
@@ -100,6 +102,21 @@ async function randomLatencies(file: string, fileBytes: number, count: number): 
 }
 
 const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
+
+/** Samples a process's RSS every 50 ms and keeps the highest per phase. */
+function rssSampler(): { watch(pid: number): void; phase(name: string): void; stop(): Record<string, number> } {
+  let pid = 0;
+  let phase = 'start';
+  const peaks: Record<string, number> = {};
+  const timer = setInterval(() => {
+    if (!pid) return;
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m) peaks[phase] = Math.max(peaks[phase] ?? 0, Math.round(Number(m[1]) / 1024));
+    } catch { /* gone */ }
+  }, 50);
+  return { watch: (p) => { pid = p; }, phase: (n) => { phase = n; }, stop: () => { clearInterval(timer); return peaks; } };
+}
 
 function peakRssMiB(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -211,21 +228,29 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     const readerEnv = process.env.BENCH_PROFILE ? { ...env, LUCID_CPU_PROFILE: path.resolve(process.env.BENCH_PROFILE) } : env;
     await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], readerEnv), 'mount (reader)');
     const status = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    const rss = rssSampler();
+    rss.watch(status.pid);
     log('lucid: first MiB, sequential, random…');
+    rss.phase('first MiB');
     const firstMiBms = await timedRead(path.join(mp, 'first.bin'), 0, MiB);
+    rss.phase('cold sequential');
     const coldSeqMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    rss.phase('random');
     const lat = await randomLatencies(path.join(mp, 'rand.bin'), o.fileMiB * MiB, o.randomReads);
     log('lucid: image sequence…');
+    rss.phase('image sequence');
     const frameNames = (await fs.readdir(path.join(mp, 'frames'))).sort();
     t = performance.now();
     for (const f of frameNames) await timedRead(path.join(mp, 'frames', f), 0, o.frameMiB * MiB);
     const imageSeqMBps = frameNames.length * o.frameMiB * MiB / 1e6 / ((performance.now() - t) / 1000);
     log('lucid: ls -l…');
+    rss.phase('ls -l');
     t = performance.now();
     const ls = await exec('ls', ['-l', path.join(mp, 'list')]);
     const lsMs = performance.now() - t;
     const lsEntries = ls.stdout.split('\n').filter((l) => l.includes('entry-')).length;
     log('lucid: warm…');
+    rss.phase('warm (page cache)');
     const warmPageCacheMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
     let agentPeakRssMiB = peakRssMiB(status.pid);
     const after = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { prefetch: Record<string, number>; cache: Record<string, number> };
@@ -234,8 +259,13 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     // Warm from the agent's disk cache: a new mount on the same cache, so no kernel pages.
     await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], env), 'mount (warm)');
     const warmStatus = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    rss.watch(warmStatus.pid);
+    rss.phase('warm (disk cache)');
     const warmSeqMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    rss.phase('fio');
     const warmIops = await fioIops(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
+    const agentRssByPhaseMiB = rss.stop();
+    log(`agent RSS peaks by phase (MiB): ${JSON.stringify(agentRssByPhaseMiB)}`);
     agentPeakRssMiB = Math.max(agentPeakRssMiB, peakRssMiB(warmStatus.pid));
     await must(run(['unmount', mp], env), 'unmount (warm)');
 
@@ -278,7 +308,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
       rttMs: o.rttMs, linkMBps: o.bytesPerSecond / 1e6, rawGetMBps, firstMiBms, coldSeqMBps,
       randomMedianMs: median(lat), randomP90Ms: lat[Math.floor(lat.length * 0.9)],
       imageSeqMBps, imageSeqFrames: frameNames.length, lsMs, lsEntries,
-      warmSeqMBps, warmPageCacheMBps, warmIops, noopSeqMBps, noopIops, agentPeakRssMiB, peers,
+      warmSeqMBps, warmPageCacheMBps, warmIops, noopSeqMBps, noopIops, agentPeakRssMiB, agentRssByPhaseMiB, peers,
     };
   } finally {
     await run(['unmount', mp, '--force'], env);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
 import { InvalidArgumentError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
+import { GcPacer } from '../util/gc-pacer.js';
 import { Vfs } from '../fs/vfs.js';
 import { FuseMount } from '../fs/fuse/adapter.js';
 import { BlockCache } from '../cache/block-cache.js';
@@ -59,6 +60,8 @@ export interface AgentStatus {
   store: string;
   service: string;
   uploadBytes: number;
+  /** The agent's memory (bytes): resident set, JavaScript heap in use, memory outside it (buffers). */
+  memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
   /** Changes to names and attributes made offline, waiting for the metadata service. */
   changesWaiting: number;
   uploadBlocks: number;
@@ -150,8 +153,9 @@ export class Agent {
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
       cleanups.push(async () => writeback.close());
       let fuseRef: FuseMount | undefined;
+      const gcPacer = new GcPacer();
       vfs = new Vfs(filespace, cache, writeback, {
-        log: config.log, locks: remote?.locks, attrTtlMs: config.staleMs,
+        log: config.log, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
         invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
@@ -221,6 +225,7 @@ export class Agent {
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
       bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
       startedAt: this.startedAt.toISOString(),
+      memory: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
   }
 

@@ -103,6 +103,8 @@ export interface VfsOptions {
   /** Tells the kernel to forget one name in a directory. */
   invalidateEntry?: (parent: number, name: string) => void;
   log?: (line: string) => void;
+  /** Told the bytes of each block buffer read (sealed and opened), for pacing garbage collection. */
+  allocated?: (bytes: number) => void;
 }
 
 export class Vfs {
@@ -934,6 +936,7 @@ export class Vfs {
     if (cached) {
       try {
         const plain = this.fs.codec.open(objectId, cached);
+        this.options.allocated?.(plain.length);
         this.cache.recycle(cached);
         this.plain.set(objectId, plain);
         return plain;
@@ -954,6 +957,7 @@ export class Vfs {
     let plain: Buffer;
     try {
       plain = this.fs.codec.open(objectId, sealed);
+      this.options.allocated?.(sealed.length + plain.length);
     } catch (e) {
       this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
       throw e;

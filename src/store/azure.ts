@@ -9,6 +9,7 @@ import { BlobServiceClient, RestError, type ContainerClient } from '@azure/stora
 import {
   AccessDeniedError, AlreadyExistsError, BadStoreUrlError, LucidError, NoSuchBucketError, NotFoundError, TransientError,
 } from '../errors.js';
+import { readBody } from './body.js';
 import { assertValidKey } from './keys.js';
 import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
@@ -75,13 +76,11 @@ export class AzureStore implements ObjectStore {
           if (e instanceof RestError && e.statusCode === 416) return Buffer.alloc(0);
           throw e;
         }
+        const stream = res.readableStreamBody as AsyncIterable<Uint8Array>;
+        if (res.contentLength !== undefined) return await readBody(stream, res.contentLength, `object ${key} in ${this.url}`);
         const chunks: Buffer[] = [];
-        for await (const c of res.readableStreamBody!) chunks.push(c as Buffer);
-        const body = Buffer.concat(chunks);
-        if (res.contentLength !== undefined && body.length !== res.contentLength) {
-          throw new TransientError(`object ${key} in ${this.url}: body ended after ${body.length} of ${res.contentLength} bytes`);
-        }
-        return body;
+        for await (const c of stream) chunks.push(Buffer.from(c));
+        return Buffer.concat(chunks);
       }
       return await blob.downloadToBuffer(undefined, undefined, { abortSignal: this.signal() });
     } catch (e) {

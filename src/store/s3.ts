@@ -16,6 +16,7 @@ import {
 import {
   AccessDeniedError, AlreadyExistsError, LucidError, NoSuchBucketError, NotFoundError, TransientError,
 } from '../errors.js';
+import { readBody } from './body.js';
 import { assertValidKey } from './keys.js';
 import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
@@ -83,11 +84,9 @@ export class S3Store implements ObjectStore {
         Bucket: this.bucket, Key: this.prefix + key,
         Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
       }));
-      const bytes = await res.Body!.transformToByteArray();
       const expected = res.ContentLength;
-      if (expected !== undefined && bytes.byteLength !== expected) {
-        throw new TransientError(`object ${key} in ${this.url}: body ended after ${bytes.byteLength} of ${expected} bytes`);
-      }
+      if (expected !== undefined) return await readBody(res.Body as AsyncIterable<Uint8Array>, expected, `object ${key} in ${this.url}`);
+      const bytes = await res.Body!.transformToByteArray();
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (e) {
       if (range && isS3Error(e) && e.$metadata?.httpStatusCode === 416) return Buffer.alloc(0);

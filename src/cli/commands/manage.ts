@@ -72,6 +72,7 @@ function describe(s: AgentStatus): string {
     `  cache      ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)} (dirty ${formatSize(c.dirtyBytes)}, pinned ${formatSize(c.pinnedBytes)}) in ${c.dir}`,
     `  hits       ${(c.hitRatio * 100).toFixed(1)}% of ${c.hits + c.misses} block reads from cache; ${c.evictions} evicted`,
     `  prefetch   ${s.prefetch.issued} blocks fetched ahead, ${(s.prefetch.accuracy * 100).toFixed(0)}% of them read; ${s.prefetch.cancelled} cancelled; ${s.prefetch.predictedFiles} files predicted from name order`,
+    `  memory     ${formatSize(s.memory.rss)} resident (JavaScript heap ${formatSize(s.memory.heapUsed)}, buffers ${formatSize(s.memory.arrayBuffers)})`,
     `  traffic    read ${formatSize(s.bytesRead)}, wrote ${formatSize(s.bytesWritten)}; store GET ${s.store_requests.get} (${formatSize(s.store_requests.getBytes)}), PUT ${s.store_requests.put} (${formatSize(s.store_requests.putBytes)})`,
   ].join('\n');
 }

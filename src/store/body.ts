@@ -1,0 +1,21 @@
+/**
+ * Reading a response body into one buffer of the size the server announced: each chunk is
+ * copied in as it arrives and dropped, so a 1 MiB block costs 1 MiB, not the chunks plus a
+ * joined copy (the SDKs' own collectors keep both until the end), and one copy less.
+ *
+ * Promises: the result is exactly `expected` bytes, or a TransientError says how many came
+ * (a body cut short, or longer than announced: the caller retries).
+ */
+import { TransientError } from '../errors.js';
+
+export async function readBody(body: AsyncIterable<Uint8Array>, expected: number, what: string): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(expected);
+  let at = 0;
+  for await (const chunk of body) {
+    if (at + chunk.byteLength > expected) throw new TransientError(`${what}: body longer than the ${expected} bytes announced`);
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  if (at !== expected) throw new TransientError(`${what}: body ended after ${at} of ${expected} bytes`);
+  return out;
+}
