@@ -16,6 +16,7 @@
  */
 import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../errors.js';
 import { ROOT_INO, type AttrChanges, type EntryName, type MetaEngine, type NewNode } from '../meta/types.js';
+import { decodeWire, encodeWire } from '../meta/wire.js';
 
 export type JournalOp =
   | { kind: 'create'; parent: number; name: EntryName; node: NewNode & { ino: number } }
@@ -59,12 +60,6 @@ function inodesOf(op: JournalOp): number[] {
   }
 }
 
-const encode = (op: JournalOp): string => JSON.stringify(op);
-const decode = (text: string): JournalOp => JSON.parse(text, (_k, v: unknown) => {
-  const b = v as { type?: string; data?: number[] };
-  return b && b.type === 'Buffer' && Array.isArray(b.data) ? Buffer.from(b.data) : v;
-}) as JournalOp;
-
 export class MetaJournal {
   private readonly entries: { seq: number; op: JournalOp }[];
   private readonly pending = new Map<number, number>();
@@ -76,7 +71,8 @@ export class MetaJournal {
   private meta?: MetaEngine;
 
   constructor(private readonly store: JournalStore, private readonly hooks: JournalHooks) {
-    this.entries = store.journalEntries().map((e) => ({ seq: e.seq, op: decode(e.op) }));
+    // Kept as the service's wire JSON (binary values as {"$b": base64}).
+    this.entries = store.journalEntries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp }));
     for (const e of this.entries) this.track(e.op, 1);
   }
 
@@ -97,7 +93,7 @@ export class MetaJournal {
 
   /** Keeps a change (on disk before this returns) and replays it as soon as the service answers. */
   append(op: JournalOp): void {
-    const seq = this.store.journalAppend(encode(op));
+    const seq = this.store.journalAppend(encodeWire(op));
     this.entries.push({ seq, op });
     this.track(op, 1);
     this.schedule();

@@ -70,10 +70,10 @@ export class LastKnown {
   }
 
   /**
-   * Runs a call to the service; when the service cannot be reached and `stale()` has an
-   * answer, that answer instead (and the mount is offline). Any other error goes through.
+   * Runs a call to the service; when the service cannot be reached, `fallback` instead (and
+   * the mount is offline until a call succeeds). Any other error goes through.
    */
-  async orStale<T>(call: () => Promise<T>, stale: () => T | undefined): Promise<T> {
+  async whenUnreachable<T>(call: () => Promise<T>, fallback: (e: ServiceUnavailableError) => T | Promise<T>): Promise<T> {
     try {
       const v = await call();
       this.offlineSinceMs = 0;
@@ -81,10 +81,17 @@ export class LastKnown {
     } catch (e) {
       if (!(e instanceof ServiceUnavailableError)) throw e;
       this.offlineSinceMs ||= Date.now();
+      return fallback(e);
+    }
+  }
+
+  /** Runs a call to the service; when it cannot be reached and `stale()` has an answer, that answer. */
+  orStale<T>(call: () => Promise<T>, stale: () => T | undefined): Promise<T> {
+    return this.whenUnreachable(call, (e) => {
       const v = stale();
       if (v === undefined) throw e;
       return v;
-    }
+    });
   }
 
   /**
@@ -134,12 +141,6 @@ export class LastKnown {
 
   attr(ino: number): Attr | undefined {
     return this.attrs.get(ino);
-  }
-
-  /** The inode last seen under a name, if its directory has not changed since (`gen`). */
-  lookup(parent: number, name: string, gen: number): Attr | undefined {
-    const n = this.names.get(`${parent}/${name}`);
-    return n && n.gen === gen ? this.attrs.get(n.ino) : undefined;
   }
 
   listing(dir: number): ListedEntry[] | undefined {

@@ -16,7 +16,7 @@ import {
   EntryExistsError, IntegrityError, InvalidArgumentError, NoAttributeError, IsDirectoryError, NameTooLongError, NoEntryError, NotDirectoryError,
   NotEmptyError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
 } from '../errors.js';
-import { MetaJournal, type JournalOp } from './journal.js';
+import { MetaJournal } from './journal.js';
 import { NameCipher } from '../crypto/names.js';
 import { spans } from '../chunker/layout.js';
 import type { Writeback } from '../chunker/writeback.js';
@@ -239,18 +239,8 @@ export class Vfs {
    * mount knows (`offline`, which throws when it knows too little to decide).
    */
   private async change<T>(online: () => Promise<T>, offline: () => T | Promise<T>): Promise<T> {
-    if (this.journal.size === 0) {
-      try {
-        const v = await online();
-        this.lastKnown.noteSuccess();
-        return v;
-      } catch (e) {
-        if (!(e instanceof ServiceUnavailableError)) throw e;
-        this.lastKnown.offlineSinceMs ||= Date.now();
-      }
-    } else {
-      void this.journal.replay();
-    }
+    if (this.journal.size === 0) return this.lastKnown.whenUnreachable(online, offline);
+    void this.journal.replay();
     return offline();
   }
 
@@ -274,10 +264,6 @@ export class Vfs {
   private touchLocalDir(dir: number, nlinkDelta: number, now: number): void {
     const d = this.lastKnown.attr(dir);
     if (d) this.localAttr({ ...d, nlink: d.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
-  }
-
-  private journaled(op: JournalOp): void {
-    this.journal.append(op);
   }
 
   /** The inode's committed attributes: from the attribute cache unless `fresh` or expired. */
@@ -380,13 +366,14 @@ export class Vfs {
       }
     }
     // The first block refs come with the answer: opening and reading then needs no map round trip.
-    const { blocks, ...attr } = await this.lastKnown.orStale<Attr & { blocks?: BlockRef[] }>(
-      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 }), () => this.lastKnown.lookup(parent, name, gen),
-    ).catch((e: Error) => {
-      // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
-      if (e instanceof ServiceUnavailableError && this.localEntry(parent, name) === null) throw new NoEntryError(`no entry ${name}`);
-      throw e;
-    });
+    const { blocks, ...attr } = await this.lastKnown.whenUnreachable<Attr & { blocks?: BlockRef[] }>(
+      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 16 }), (e) => {
+        // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
+        const known = this.localEntry(parent, name);
+        if (known === null) throw new NoEntryError(`no entry ${name}`);
+        if (!known) throw e;
+        return known;
+      });
     const a = this.remember(attr);
     if (blocks) this.primeRefs(a, blocks);
     if ((this.dirGen.get(parent) ?? 0) === gen) {
@@ -444,7 +431,7 @@ export class Vfs {
     return this.change(async () => this.remember(await this.fs.meta.setAttr(ino, changes)), () => {
       const a = this.lastKnown.attr(ino) ?? this.attrs.get(ino);
       if (!a) throw this.unknownOffline(`inode ${ino}`);
-      this.journaled({ kind: 'setAttr', ino, changes });
+      this.journal.append({ kind: 'setAttr', ino, changes });
       const { mode, ...rest } = changes;
       return this.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
     });
@@ -484,15 +471,12 @@ export class Vfs {
       if (there) throw new EntryExistsError('an entry with that name already exists');
       if (there === undefined) throw this.unknownOffline(`the folder's entries`);
       const now = Date.now();
-      this.journaled({ kind: 'create', parent, name: sealed, node: { ...node, ino, timeMs: now } });
+      this.journal.append({ kind: 'create', parent, name: sealed, node: { ...node, ino, timeMs: now } });
       const attr: Attr = {
         ino, mode: node.mode, uid: node.uid, gid: node.gid, size: node.size ?? 0, nlink: isDir(node.mode) ? 2 : 1, rdev: node.rdev ?? 0,
         atimeMs: now, mtimeMs: now, ctimeMs: now, crtimeMs: now, version: 0, hasXattrs: false,
       };
-      this.localAttr(attr);
-      this.lastKnown.addEntry(parent, name, attr, this.dirGen.get(parent) ?? 0, true);
-      this.touchLocalDir(parent, isDir(node.mode) ? 1 : 0, now);
-      this.lastName.set(ino, { parent, name });
+      this.joinLocally(parent, name, this.localAttr(attr), now, true);
       return attr;
     });
   }
@@ -518,7 +502,6 @@ export class Vfs {
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    if (this.journal.size > 0) void this.journal.replay();
     this.forget(newParent);
     this.forgetName(newParent, newName);
     const a = this.remember(await this.fs.meta.link(ino, newParent, this.names.seal(newParent, newName)));
@@ -537,7 +520,7 @@ export class Vfs {
     }, () => {
       const a = this.knownOffline(parent, name);
       if (isDir(a.mode)) throw new IsDirectoryError('is a directory');
-      this.journaled({ kind: 'unlink', parent, hash, ino: a.ino });
+      this.journal.append({ kind: 'unlink', parent, hash, ino: a.ino });
       return this.removedLocally(parent, name, a);
     });
     if (after.nlink === 0) await this.dropOrOrphan(after.ino);
@@ -551,11 +534,23 @@ export class Vfs {
     return a;
   }
 
+  /** An entry joins a folder offline (made or moved there): the listing and the folder's times and links follow. */
+  private joinLocally(parent: number, name: string, a: Attr, now: number, fresh: boolean): void {
+    this.lastKnown.addEntry(parent, name, a, this.dirGen.get(parent) ?? 0, fresh);
+    this.touchLocalDir(parent, isDir(a.mode) ? 1 : 0, now);
+    this.lastName.set(a.ino, { parent, name });
+  }
+
+  /** An entry leaves a folder offline (removed or moved away): the listing and the folder's times and links follow. */
+  private leaveLocally(parent: number, name: string, a: Attr, now: number): void {
+    this.lastKnown.removeEntry(parent, name);
+    this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
+  }
+
   /** A name removed offline: gone from its folder; the inode has one link less. */
   private removedLocally(parent: number, name: string, a: Attr): Attr {
     const now = Date.now();
-    this.lastKnown.removeEntry(parent, name);
-    this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
+    this.leaveLocally(parent, name, a, now);
     return this.localAttr({ ...a, nlink: isDir(a.mode) ? 0 : a.nlink - 1, ctimeMs: now });
   }
 
@@ -577,7 +572,7 @@ export class Vfs {
     }, () => {
       const a = this.knownOffline(parent, name);
       this.emptyOffline(a);
-      this.journaled({ kind: 'rmdir', parent, hash, ino: a.ino });
+      this.journal.append({ kind: 'rmdir', parent, hash, ino: a.ino });
       this.removedLocally(parent, name, a);
     });
   }
@@ -607,14 +602,11 @@ export class Vfs {
         if (isDir(target.mode)) this.emptyOffline(target);
         else if (isDir(a.mode)) throw new NotDirectoryError('not a directory');
       }
-      this.journaled({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, ...(target ? { replaces: target.ino } : {}) });
+      this.journal.append({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, ...(target ? { replaces: target.ino } : {}) });
       const gone = target ? this.removedLocally(newParent, newName, target) : undefined;
       const now = Date.now();
-      this.lastKnown.removeEntry(parent, name);
-      this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
-      this.lastKnown.addEntry(newParent, newName, this.localAttr({ ...a, ctimeMs: now }), this.dirGen.get(newParent) ?? 0, false);
-      this.touchLocalDir(newParent, isDir(a.mode) ? 1 : 0, now);
-      this.lastName.set(a.ino, { parent: newParent, name: newName });
+      this.leaveLocally(parent, name, a, now);
+      this.joinLocally(newParent, newName, this.localAttr({ ...a, ctimeMs: now }), now, false);
       return gone;
     });
     if (replaced && replaced.nlink === 0 && !isDir(replaced.mode)) await this.dropOrOrphan(replaced.ino);
@@ -638,7 +630,7 @@ export class Vfs {
         this.refs.delete(ino);
         this.forget(ino);
         await this.change(() => this.fs.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; }),
-          () => this.journaled({ kind: 'reclaim', ino }));
+          () => this.journal.append({ kind: 'reclaim', ino }));
       } finally {
         release();
       }

@@ -76,11 +76,7 @@ export class AzureStore implements ObjectStore {
           if (e instanceof RestError && e.statusCode === 416) return Buffer.alloc(0);
           throw e;
         }
-        const stream = res.readableStreamBody as AsyncIterable<Uint8Array>;
-        if (res.contentLength !== undefined) return await readBody(stream, res.contentLength, `object ${key} in ${this.url}`);
-        const chunks: Buffer[] = [];
-        for await (const c of stream) chunks.push(Buffer.from(c));
-        return Buffer.concat(chunks);
+        return await readBody(res.readableStreamBody as AsyncIterable<Uint8Array>, res.contentLength, `object ${key} in ${this.url}`);
       }
       return await blob.downloadToBuffer(undefined, undefined, { abortSignal: this.signal() });
     } catch (e) {

@@ -1,14 +1,20 @@
 /**
  * Reading a response body into one buffer of the size the server announced: each chunk is
  * copied in as it arrives and dropped, so a 1 MiB block costs 1 MiB, not the chunks plus a
- * joined copy (the SDKs' own collectors keep both until the end), and one copy less.
+ * joined copy (the SDKs' own collectors keep both until the end), and one copy less. With
+ * no size announced, the chunks are joined.
  *
  * Promises: the result is exactly `expected` bytes, or a TransientError says how many came
  * (a body cut short, or longer than announced: the caller retries).
  */
 import { TransientError } from '../errors.js';
 
-export async function readBody(body: AsyncIterable<Uint8Array>, expected: number, what: string): Promise<Buffer> {
+export async function readBody(body: AsyncIterable<Uint8Array>, expected: number | undefined, what: string): Promise<Buffer> {
+  if (expected === undefined) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(Buffer.from(chunk));
+    return Buffer.concat(chunks);
+  }
   const out = Buffer.allocUnsafe(expected);
   let at = 0;
   for await (const chunk of body) {

@@ -84,10 +84,7 @@ export class S3Store implements ObjectStore {
         Bucket: this.bucket, Key: this.prefix + key,
         Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
       }));
-      const expected = res.ContentLength;
-      if (expected !== undefined) return await readBody(res.Body as AsyncIterable<Uint8Array>, expected, `object ${key} in ${this.url}`);
-      const bytes = await res.Body!.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return await readBody(res.Body as AsyncIterable<Uint8Array>, res.ContentLength, `object ${key} in ${this.url}`);
     } catch (e) {
       if (range && isS3Error(e) && e.$metadata?.httpStatusCode === 416) return Buffer.alloc(0);
       throw this.mapError(e, key);

@@ -320,8 +320,8 @@ export class SqlMetaEngine implements MetaEngine {
     const reserved = node.ino === undefined ? undefined : checkInt(node.ino, 'ino', ROOT_INO + 1);
     if (reserved !== undefined) {
       // A replay of a create that already landed: the name holds this very inode.
-      const there = await this.db.get(`SELECT ino FROM dentries WHERE parent = ? AND hash = ? AND csn_to = ?`, [checkInt(parent, 'parent', 1), n.hash, LIVE]);
-      if (there && Number(there.ino) === reserved) return this.getAttr(reserved);
+      const there = await this.lookup(parent, n.hash).catch((e) => { if (e instanceof NoEntryError) return undefined; throw e; });
+      if (there?.ino === reserved) return this.getAttr(reserved);
     }
     return this.mutate(async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
