@@ -1,13 +1,15 @@
 /**
  * Benchmark runner: `npm run bench -- NAME [--seconds N]`. Prints a table and writes JSON
  * under bench/results/. Benchmarks: aead, stream (`--size MiB --rtt ms --mbps Mbit --random N
- * --frames N --frame-mib MiB --entries N --no-peers`), load (`--clients N --seconds S`).
+ * --frames N --frame-mib MiB --entries N --no-peers`), warm (`--size MiB --rounds N --threads
+ * 0,1`: warm reads from the disk cache against the no-op ceiling), load (`--clients N --seconds S`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchAead } from './aead.js';
 import { benchStream } from './stream.js';
+import { benchWarm } from './warm.js';
 import { runLoad } from './load.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -66,6 +68,18 @@ if (name === 'aead') {
     if (s3fs) console.log(`  target cold sequential ≥ 1.2 x s3fs: ${(r.coldSeqMBps / s3fs.coldSeqMBps).toFixed(2)}x ${r.coldSeqMBps >= 1.2 * s3fs.coldSeqMBps ? 'met' : 'MISSED'}`);
   }
   console.log(`results: ${save(r)}`);
+} else if (name === 'warm') {
+  const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
+  const t = args.indexOf('--threads');
+  const variants = t >= 0 ? args[t + 1].split(',') : ['0', '1'];
+  const r = await benchWarm({ fileMiB: num('--size', 512), rounds: num('--rounds', 3), variants, log: (l) => console.error(l) });
+  console.log(`Warm sequential reads of ${r.fileMiB} MiB from the agent's disk cache (a fresh mount each time), ${r.rounds['no-op'].length} rounds`);
+  console.log('                MB/s, median   of the no-op ceiling in the same round, median   rounds (MB/s)');
+  for (const [k, v] of Object.entries(r.medians)) {
+    console.log(`  ${k.padEnd(12)} ${v.toFixed(0).padStart(9)}      ${(100 * r.ratios[k]).toFixed(0).padStart(10)}%                                    ${r.rounds[k].map((x) => x.toFixed(0)).join(', ')}`);
+  }
+  console.log(`  target ≥ 90% of the no-op ceiling: ${Object.entries(r.ratios).filter(([k]) => k !== 'no-op').map(([k, x]) => `${k} ${x >= 0.9 ? 'met' : 'MISSED'}`).join(', ')}`);
+  console.log(`results: ${save(r)}`);
 } else if (name === 'load') {
   const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
   const r = await runLoad({ clients: num('--clients', 16), seconds: num('--seconds', 300), log: (l) => console.error(l) });
@@ -77,6 +91,6 @@ if (name === 'aead') {
   console.log(`  service RSS           ${r.serviceRssMiB.first.toFixed(0)} MiB at start, peak ${r.serviceRssMiB.peak.toFixed(0)}, ${r.serviceRssMiB.last.toFixed(0)} at the end`);
   console.log(`results: ${save(r)}`);
 } else {
-  console.error(`unknown benchmark "${name}": available: aead, stream, load`);
+  console.error(`unknown benchmark "${name}": available: aead, stream, warm, load`);
   process.exit(2);
 }

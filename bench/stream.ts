@@ -12,13 +12,13 @@
  * system on the same FUSE binding as the ceiling for warm reads.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy } from './wan-proxy.js';
 import { hasTool, mountRclone, mountS3fs, type PeerMount } from './peers.js';
+import { MiB, exec, fioIops, median, mountNoop, peakRssMiB, randomLatencies, rssSampler, seqMBps, timedRead, waitLine, writeRandom } from './reads.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
-import { CLI, ROOT, lucid } from '../test/helpers/cli.js';
+import { CLI, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
 
 export interface StreamOptions {
@@ -64,105 +64,12 @@ export interface StreamResult {
   peers: PeerResult[];
 }
 
-const MiB = 1024 * 1024;
-
 const run = (args: string[], env: Record<string, string>) => lucid(args, { env, timeoutMs: 900_000 });
 
 async function must(p: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
   const r = await p;
   if (r.code !== 0) throw new Error(`${what} failed: ${r.stderr}`);
   return r.stdout;
-}
-
-/** Reads [offset, offset+length) with one read() per MiB; returns ms. */
-async function timedRead(file: string, offset: number, length: number): Promise<number> {
-  const fh = await fs.open(file, 'r');
-  const buf = Buffer.allocUnsafe(MiB);
-  const start = performance.now();
-  try {
-    for (let done = 0; done < length;) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(MiB, length - done), offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return performance.now() - start;
-}
-
-async function seqMBps(file: string, bytes: number): Promise<number> {
-  return bytes / 1e6 / (await timedRead(file, 0, bytes) / 1000);
-}
-
-async function randomLatencies(file: string, fileBytes: number, count: number): Promise<number[]> {
-  const lat: number[] = [];
-  for (let i = 0; i < count; i++) lat.push(await timedRead(file, Math.floor(Math.random() * (fileBytes - MiB)), MiB));
-  return lat.sort((a, b) => a - b);
-}
-
-const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
-
-/** Samples a process's RSS every 50 ms and keeps the highest per phase. */
-function rssSampler(): { watch(pid: number): void; phase(name: string): void; stop(): Record<string, number> } {
-  let pid = 0;
-  let phase = 'start';
-  const peaks: Record<string, number> = {};
-  const timer = setInterval(() => {
-    if (!pid) return;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) peaks[phase] = Math.max(peaks[phase] ?? 0, Math.round(Number(m[1]) / 1024));
-    } catch { /* gone */ }
-  }, 50);
-  return { watch: (p) => { pid = p; }, phase: (n) => { phase = n; }, stop: () => { clearInterval(timer); return peaks; } };
-}
-
-function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
-}
-
-function exec(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-    let out = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.on('close', (code) => resolve({ code, stdout: out }));
-    c.on('error', () => resolve({ code: -1, stdout: '' }));
-  });
-}
-
-/** 4 KiB random reads with O_DIRECT, 16 in flight, for `seconds`: IOPS (fio), or undefined without fio. */
-async function fioIops(file: string, sizeBytes: number, seconds = 5): Promise<number | undefined> {
-  if (!hasTool('fio')) return undefined;
-  const r = await exec('fio', ['--name=r', `--filename=${file}`, '--rw=randread', '--bs=4k', '--direct=1', '--ioengine=libaio', '--iodepth=16',
-    `--size=${sizeBytes}`, `--runtime=${seconds}`, '--time_based', '--readonly', '--output-format=json']);
-  try {
-    return (JSON.parse(r.stdout) as { jobs: { read: { iops: number } }[] }).jobs[0].read.iops;
-  } catch {
-    return undefined;
-  }
-}
-
-async function waitLine(child: ChildProcess, re: RegExp, what: string): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = re.exec(out);
-      if (m) resolve(m);
-    });
-    child.on('exit', () => reject(new Error(`${what} exited: ${out}`)));
-  });
-}
-
-/** Writes `mib` MiB of fresh random bytes to `file`, fsynced. */
-async function writeRandom(file: string, mib: number): Promise<void> {
-  const fh = await fs.open(file, 'w');
-  for (let i = 0; i < mib; i++) await fh.write(randomBytes(MiB), 0, MiB);
-  await fh.sync();
-  await fh.close();
 }
 
 export async function benchStream(o: StreamOptions): Promise<StreamResult> {
@@ -176,7 +83,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
   const mp = path.join(root.dir, 'mnt');
   await fs.mkdir(mp);
   let serve: ChildProcess | undefined;
-  let noop: ChildProcess | undefined;
+  let noop: Awaited<ReturnType<typeof mountNoop>> | undefined;
   let serviceWan: Awaited<ReturnType<typeof startWanProxy>> | undefined;
   const peerMounts: PeerMount[] = [];
   try {
@@ -271,14 +178,10 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
 
     // ---- the no-op ceiling on the same binding ----
     log('no-op file system…');
-    const noopMp = path.join(root.dir, 'noop');
-    await fs.mkdir(noopMp);
-    noop = spawn(process.execPath, [path.join(ROOT, 'dist', 'bench', 'noop-fs.js'), noopMp, String(o.fileMiB * MiB)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await waitLine(noop, /ready/, 'no-op file system');
-    await new Promise((r) => setTimeout(r, 300));
-    const noopSeqMBps = await seqMBps(path.join(noopMp, 'zero.bin'), o.fileMiB * MiB);
-    const noopIops = await fioIops(path.join(noopMp, 'zero.bin'), o.fileMiB * MiB);
-    noop.kill('SIGTERM');
+    noop = await mountNoop(path.join(root.dir, 'noop'), o.fileMiB * MiB);
+    const noopSeqMBps = await seqMBps(noop.file, o.fileMiB * MiB);
+    const noopIops = await fioIops(noop.file, o.fileMiB * MiB);
+    noop.stop();
 
     // ---- the peers, same link, same bytes ----
     const peers: PeerResult[] = [];
@@ -315,7 +218,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     // BENCH_KEEP_LOGS=dir keeps the agents' logs (with LUCID_TRACE=1: every read and GET timed).
     if (process.env.BENCH_KEEP_LOGS) await fs.cp(path.join(root.dir, 'home', 'logs'), process.env.BENCH_KEEP_LOGS, { recursive: true }).catch(() => {});
     for (const m of peerMounts) await m.unmount().catch(() => {});
-    noop?.kill('SIGTERM');
+    noop?.stop();
     serve?.kill('SIGTERM');
     await serviceWan?.close();
     await storeWan.close();

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
+import { EventLoopOpener, UnreadableCacheFile, type CachedBlockOpener } from './opener.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { sealedSize } from '../chunker/format.js';
 import { NoSpaceError } from '../errors.js';
@@ -40,6 +41,8 @@ export interface BlockCacheOptions {
   cacheKey: Buffer;
   limitBytes: number;
   sealer: BlockSealer;
+  /** Opens clean cached blocks (default: on the event loop with `sealer`). */
+  opener?: CachedBlockOpener;
 }
 
 /** A dirty block as the uploader takes it: plaintext to seal, or an object sealed at write. */
@@ -80,8 +83,6 @@ const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(
 
 export class BlockCache {
   private readonly dirsMade = new Set<string>();
-  /** Read buffers handed back by `recycle`. */
-  private readonly spare: Buffer[] = [];
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
   private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
@@ -113,7 +114,8 @@ export class BlockCache {
   /** Called when writers wait for space: the uploader should start now. */
   onPressure: () => void = () => {};
 
-  private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer) {
+  private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
+    private readonly opener: CachedBlockOpener) {
     this.sectors = new SectorCipher(cacheKey);
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
@@ -124,7 +126,7 @@ export class BlockCache {
     await fs.mkdir(path.join(options.dir, 'objects'), { recursive: true, mode: 0o700 });
     await fs.mkdir(path.join(options.dir, 'dirty'), { recursive: true, mode: 0o700 });
     const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
-    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer);
+    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.opener ?? new EventLoopOpener(options.sealer));
     await cache.load();
     return cache;
   }
@@ -162,41 +164,28 @@ export class BlockCache {
 
   // ---- clean blocks -------------------------------------------------------------------
 
-  /** The sealed bytes of an object, or undefined when not cached (or damaged). */
-  async getClean(objectId: string): Promise<Buffer | undefined> {
+  /**
+   * The plaintext of a cached clean object, or undefined when it is not cached (or its file
+   * is missing or torn: the entry is dropped). Throws IntegrityError when the cached bytes
+   * do not authenticate; the caller drops them (`dropClean`) and fetches again.
+   */
+  async openClean(objectId: string): Promise<Buffer | undefined> {
     const entry = this.lru.get(objectId) ?? this.pinnedClean.get(objectId);
     if (!entry) {
       this.misses++;
       return undefined;
     }
     try {
-      // open + one read of the known size + close (readFile adds an fstat and reads in 512 KiB
-      // pieces). A short file is torn; damaged bytes fail authentication when opened.
-      const bytes = this.spare.length && this.spare[this.spare.length - 1].length === entry.size ? this.spare.pop()! : Buffer.allocUnsafe(entry.size);
-      const fh = await fs.open(this.objectPath(objectId), 'r');
-      let got: number;
-      try {
-        got = (await fh.read(bytes, 0, entry.size, 0)).bytesRead;
-      } finally {
-        await fh.close();
-      }
-      if (got !== entry.size) throw new Error('torn');
+      const plain = await this.opener.open(this.objectPath(objectId), entry.size, objectId);
       this.hits++;
       this.touched.add(objectId);
-      return bytes;
-    } catch {
+      return plain;
+    } catch (e) {
+      if (!(e instanceof UnreadableCacheFile)) throw e;
       this.misses++;
       await this.dropClean(objectId);
       return undefined;
     }
-  }
-
-  /**
-   * Hands back a buffer `getClean` returned once the caller is done with it (opened and
-   * dropped): the next read reuses it, sparing the garbage collector a MiB per block.
-   */
-  recycle(bytes: Buffer): void {
-    if (this.spare.length < 8 && bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) this.spare.push(bytes);
   }
 
   /** Creates a fan-out directory once per run (a mkdir per insert showed in profiles). */
@@ -681,6 +670,7 @@ export class BlockCache {
 
   async close(): Promise<void> {
     clearInterval(this.touchTimer);
+    await this.opener.close();
     this.persistTouches();
     this.wake();
     this.index.close();

@@ -60,17 +60,24 @@ export class BlockCodec {
 
   /** Opens the bytes fetched for `objectId`, or throws IntegrityError naming the object. */
   open(objectId: string, sealed: Buffer): Buffer {
-    const what = `block object ${objectId}`;
-    if (sealed.length < HEADER_BYTES + TAG_BYTES) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
-    if (!sealed.subarray(0, 4).equals(BLOCK_MAGIC)) throw new IntegrityError(`${what} is not a Lucid block (bad magic)`);
-    if (sealed[4] !== BLOCK_FORMAT_VERSION) throw new IntegrityError(`${what} has unknown format version ${sealed[4]}`);
-    const id = Buffer.from(objectId, 'hex');
-    if (!sealed.subarray(10, 26).equals(id)) throw new IntegrityError(`${what} carries another object's id: swapped or replayed`);
-    const keyId = sealed.readUInt32BE(6);
-    return openParts(this.keys.blockKey(keyId, id), sealed.subarray(26, HEADER_BYTES),
-      sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES), sealed.subarray(sealed.length - TAG_BYTES),
-      sealed.subarray(0, HEADER_BYTES), what);
+    return openBlock(objectId, sealed, (keyId, id) => this.keys.blockKey(keyId, id));
   }
+}
+
+/**
+ * Opens the sealed bytes of object `objectId`, with `keyFor` giving the block key of a data
+ * key id and object id: the plaintext, or IntegrityError naming the object.
+ */
+export function openBlock(objectId: string, sealed: Buffer, keyFor: (keyId: number, id: Buffer) => Buffer): Buffer {
+  const what = `block object ${objectId}`;
+  if (sealed.length < HEADER_BYTES + TAG_BYTES) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
+  if (!sealed.subarray(0, 4).equals(BLOCK_MAGIC)) throw new IntegrityError(`${what} is not a Lucid block (bad magic)`);
+  if (sealed[4] !== BLOCK_FORMAT_VERSION) throw new IntegrityError(`${what} has unknown format version ${sealed[4]}`);
+  const id = Buffer.from(objectId, 'hex');
+  if (!sealed.subarray(10, 26).equals(id)) throw new IntegrityError(`${what} carries another object's id: swapped or replayed`);
+  return openParts(keyFor(sealed.readUInt32BE(6), id), sealed.subarray(26, HEADER_BYTES),
+    sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES), sealed.subarray(sealed.length - TAG_BYTES),
+    sealed.subarray(0, HEADER_BYTES), what);
 }
 
 /** Stored size of an object holding `plainBytes` of plaintext. */

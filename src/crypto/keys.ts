@@ -16,6 +16,11 @@ import { createHash } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 import { hkdf, hmac } from './aead.js';
 
+/** The key that seals one block object, from its data key and object id. */
+export function blockKeyOf(dataKey: Buffer, objectId: Buffer): Buffer {
+  return hmac(dataKey, Buffer.from('block\0'), objectId);
+}
+
 export class FilespaceKeys {
   readonly nameEnc: Buffer;
   readonly nameHash: Buffer;
@@ -41,7 +46,7 @@ export class FilespaceKeys {
 
   /** The key that seals one block object: unique per (data key, object id). */
   blockKey(keyId: number, objectId: Buffer): Buffer {
-    return hmac(this.blockDataKey(keyId), Buffer.from('block\0'), objectId);
+    return blockKeyOf(this.blockDataKey(keyId), objectId);
   }
 
   /** Data key `keyId`: key 1 is derived from the master key; later ones come sealed in the descriptor. */

@@ -136,6 +136,8 @@ export class Vfs {
   private readonly ownCommits = new LRUCache<number, number>({ max: 10_000 });
   /** Bumped when another client changes a directory: its cached names are then stale. */
   private readonly dirGen = new Map<number, number>();
+  /** When each folder's last complete listing was taken, and its generation then. */
+  private readonly listedAt = new LRUCache<number, { at: number; gen: number }>({ max: 256 });
   /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
   private readonly announced = new LRUCache<number, number>({ max: 100_000 });
   private feedUp = false;
@@ -172,15 +174,18 @@ export class Vfs {
       isCached: (ino, idx) => this.isCached(ino, idx),
       load: async (ino, idx) => this.fetchBlock(ino, idx, (await this.committedAttr(ino)).version),
     }, { blockSize: this.blockSize, maxInflight: 16 });
+    const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);
     this.predictor = new DirectoryPredictor({
-      list: async (parent) => (await this.list(parent)).map((e) => ({
+      // A listing the application has just taken (a player lists the folder, then opens the
+      // first frame) serves, unless the folder changed since: no second round trip.
+      list: async (parent) => (this.recentListing(parent, listingTtlMs) ?? await this.list(parent)).map((e) => ({
         name: e.name, ino: e.ino, size: e.attr?.size ?? 0, regular: (e.mode & S_IFMT) === S_IFREG,
       })),
       prepare: async (ino) => {
         const a = this.attrs.get(ino);
         if (a) await this.ref(ino, 0, a.version);
       },
-    }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs: Math.max(500, (options.attrTtlMs ?? 1000) / 2) });
+    }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs });
     this.plainBudget = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize);
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
@@ -924,19 +929,17 @@ export class Vfs {
   }
 
   private async load(objectId: string, ino: number): Promise<Buffer> {
-    const cached = await this.cache.getClean(objectId);
-    if (cached) {
-      try {
-        const plain = this.fs.codec.open(objectId, cached);
-        this.options.allocated?.(plain.length);
-        this.cache.recycle(cached);
-        this.plain.set(objectId, plain);
-        return plain;
-      } catch (e) {
-        if (!(e instanceof IntegrityError)) throw e;
-        this.options.log?.(`cached copy of block object ${objectId} is damaged; fetching it again`);
-        await this.cache.dropClean(objectId);
+    try {
+      const cached = await this.cache.openClean(objectId);
+      if (cached) {
+        this.options.allocated?.(cached.length);
+        this.plain.set(objectId, cached);
+        return cached;
       }
+    } catch (e) {
+      if (!(e instanceof IntegrityError)) throw e;
+      this.options.log?.(`cached copy of block object ${objectId} is damaged; fetching it again`);
+      await this.cache.dropClean(objectId);
     }
     const plain = await this.fetchObject(objectId, ino);
     this.plain.set(objectId, plain);
@@ -1073,13 +1076,23 @@ export class Vfs {
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
-      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) this.lastKnown.keepListing(d.ino, d.entries.slice(2));
+      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) {
+        this.lastKnown.keepListing(d.ino, d.entries.slice(2));
+        this.listedAt.set(d.ino, { at: Date.now(), gen: listGen });
+      }
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && this.overlay(this.attrs.get(e.ino) ?? e.attr), next: offset + i + 1 }));
   }
 
   releasedir(fh: number): void {
     this.dirs.delete(fh);
+  }
+
+  /** The folder's last complete listing if it is younger than `maxAgeMs` and nothing in it changed since. */
+  private recentListing(ino: number, maxAgeMs: number): DirEntryOut[] | undefined {
+    const l = this.listedAt.get(ino);
+    if (!l || Date.now() - l.at > maxAgeMs || (this.dirGen.get(ino) ?? 0) !== l.gen) return undefined;
+    return this.lastKnown.listing(ino);
   }
 
   /** All names in a directory (for tools and tests). */

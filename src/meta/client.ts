@@ -24,6 +24,8 @@ export interface MetaClientOptions {
 }
 
 export class MetaClient implements MetaEngine {
+  /** When set (LUCID_TRACE=1), every call is logged with its timing. */
+  trace?: (line: string) => void;
   private readonly base: URL;
   private readonly agent: http.Agent;
   private readonly auth: string;
@@ -126,7 +128,13 @@ export class MetaClient implements MetaEngine {
 
   private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
-    return this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire);
+    const called = this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire);
+    const trace = this.trace;
+    if (trace) {
+      const start = performance.now();
+      void called.finally(() => trace(`trace meta ${method} ${typeof args[0] === 'number' ? args[0] : ''} at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`)).catch(() => {});
+    }
+    return called;
   }
 
   private post<T>(route: string, body: string, decode: (text: string) => unknown): Promise<T> {

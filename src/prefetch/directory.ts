@@ -5,7 +5,10 @@
  * Promises: once two files of a directory were opened in a row in name order, each open
  * queues the files that follow it, up to `budgetBytes` ahead (and `maxFiles`), through the
  * prefetcher's shared in-flight budget; an open that breaks the order stops the prediction
- * and drops the queued guesses. The listing comes from the lister (which also warms the
+ * and drops the queued guesses. The first open in a folder, of a numbered name
+ * (frame_0001.exr) whose next name is numbered the same way (frame_0002.exr), already
+ * queues that file whole and the next `firstGuessFiles` (2): the first frame comes at full
+ * speed, and the second is on its way while the first is read. Only the first: a reader jumping between frames is not sent extra bytes. The listing comes from the lister (which also warms the
  * attribute and name caches, so the next lookups need no round trip) and is re-read when
  * older than `listingTtlMs`.
  */
@@ -29,8 +32,13 @@ export interface DirectoryPredictorOptions {
   blockSize: number;
   budgetBytes?: number;
   maxFiles?: number;
+  /** Files queued on the first open of a numbered name. */
+  firstGuessFiles?: number;
   listingTtlMs?: number;
 }
+
+/** A name's shape with its digit runs blanked: frame_0001.exr and frame_0002.exr share one. */
+const shape = (name: string) => name.replace(/\d+/g, '#');
 
 interface DirState {
   last?: string;
@@ -64,7 +72,8 @@ export class DirectoryPredictor {
     const prev = d.last;
     d.last = name;
     d.predicted.delete(ino);
-    if (prev === undefined || name <= prev) return this.reset(d);
+    if (prev === undefined) return this.firstGuess(parent, d, name);
+    if (name <= prev) return this.reset(d);
     await this.listing(parent, d);
     const l = d.listing!;
     const at = l.index.get(name);
@@ -79,10 +88,25 @@ export class DirectoryPredictor {
       if (i === undefined || fresh.index.get(prev) !== i - 1) return this.reset(d);
     }
     d.streak++;
+    this.predict(d, d.listing!.index.get(name)! + 1, this.maxFiles);
+  }
+
+  /** A first open: a numbered name followed by one of the same shape queues it and the next few. */
+  private async firstGuess(parent: number, d: DirState, name: string): Promise<void> {
+    if (!/\d/.test(name)) return;
+    await this.listing(parent, d);
+    const at = d.listing!.index.get(name);
+    const next = at === undefined ? undefined : d.listing!.files[at + 1];
+    if (d.last !== name || !next || shape(next.name) !== shape(name)) return;
+    // The opened file itself too: a frame is read whole, and it is the one waited for now.
+    this.predict(d, at!, 1 + (this.options.firstGuessFiles ?? 2));
+  }
+
+  /** Queues the regular files of the listing from index `from`, within the budget and `maxFiles`. */
+  private predict(d: DirState, from: number, maxFiles: number): void {
     const files = d.listing!.files;
-    const from = d.listing!.index.get(name)! + 1;
     let bytes = 0;
-    for (let i = from, n = 0; i < files.length && n < this.maxFiles && bytes < this.budget; i++) {
+    for (let i = from, n = 0; i < files.length && n < maxFiles && bytes < this.budget; i++) {
       const f = files[i];
       if (!f.regular || f.size === 0) continue;
       n++;

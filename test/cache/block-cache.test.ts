@@ -44,7 +44,7 @@ t.test('least recently used blocks go first; a read refreshes a block', async (t
   const { cache, codec } = await open(tmp.dir, 3 * (BLOCK + 54));
   const ids = Array.from({ length: 4 }, () => codec.newObjectId());
   for (const id of ids.slice(0, 3)) await cache.putClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
-  t.ok(await cache.getClean(ids[0]), 'the oldest is read, so it is now the newest');
+  t.ok(await cache.openClean(ids[0]), 'the oldest is read, so it is now the newest');
   await cache.putClean(ids[3], codec.seal(ids[3], randomBytes(BLOCK)), 1);
   t.ok(cache.hasClean(ids[0]), 'refreshed block kept');
   t.notOk(cache.hasClean(ids[1]), 'least recently used block evicted');

@@ -10,32 +10,24 @@
  */
 import t from 'tap';
 import path from 'node:path';
-import { MemoryStore } from '../../src/store/memory.js';
-import { createDescriptor } from '../../src/crypto/descriptor.js';
-import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
-import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import { Writeback } from '../../src/chunker/writeback.js';
 import { Vfs } from '../../src/fs/vfs.js';
 import { LocalLocks } from '../../src/locks/local.js';
-import { tempDir } from '../helpers/servers.js';
+import { sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDWR = 2;
 const lockAll = (type: 'read' | 'write' | 'unlock') => ({ kind: 'posix' as const, type, start: 0, end: -1, pid: 1 });
 
 t.test('eventual within the staleness bound, strong while locked', async (t) => {
-  const tmp = tempDir();
-  t.teardown(() => tmp.remove());
-  const u = await createDescriptor({ password: 'pw', blockSize: BS, kdf: 'interactive' });
-  const store = new MemoryStore();
-  const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'm.sqlite')), { filespaceId: u.descriptor.filespaceId, blockSize: BS });
+  const { dir, u, store, engine } = await sharedFilespace(t, BS);
   // One lock table for both mounts, as the service would be.
   const locks = new LocalLocks();
   const mount = async (name: string, staleMs: number) => {
     const fs = new Filespace(u, store, engine);
-    const cache = await BlockCache.open({ dir: path.join(tmp.dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
+    const cache = await BlockCache.open({ dir: path.join(dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
     let vfs: Vfs | undefined;
     const wb = new Writeback(fs, cache, { idleMs: 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
     vfs = new Vfs(fs, cache, wb, { attrTtlMs: staleMs, locks });
@@ -44,7 +36,6 @@ t.test('eventual within the staleness bound, strong while locked', async (t) => 
   };
   const a = await mount('a', 1500);
   const b = await mount('b', 1500);
-  t.teardown(() => engine.close());
 
   const { attr, fh } = await a.create(1, 'doc', 0o644, O_RDWR, { uid: 0, gid: 0 });
   await a.write(fh, 0, Buffer.from('version one'));

@@ -8,10 +8,7 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { MemoryStore } from '../../src/store/memory.js';
-import { createDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
-import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
-import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
+import type { UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import { Writeback } from '../../src/chunker/writeback.js';
@@ -19,7 +16,7 @@ import { Vfs } from '../../src/fs/vfs.js';
 import { NoEntryError, ServiceUnavailableError } from '../../src/errors.js';
 import { ROOT_INO, type MetaEngine } from '../../src/meta/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { tempDir } from '../helpers/servers.js';
+import { sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const ME = { uid: 0, gid: 0 };
@@ -73,18 +70,13 @@ async function readPath(vfs: Vfs, p: string): Promise<Buffer> {
 const names = async (vfs: Vfs, p: string) => (await vfs.list((await vfs.resolve(p)).ino)).map((e) => e.name).sort();
 
 async function setup(t: Test) {
-  const tmp = tempDir();
-  t.teardown(() => tmp.remove());
-  const u = await createDescriptor({ password: 'pw', blockSize: BS, kdf: 'interactive' });
-  const store = new MemoryStore();
-  const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'm.sqlite')), { filespaceId: u.descriptor.filespaceId, blockSize: BS });
-  t.teardown(() => engine.close());
+  const { dir, u, store, engine } = await sharedFilespace(t, BS);
   const sw = new Switch(engine);
-  const a = await mountOn(u, store, sw.meta, path.join(tmp.dir, 'cache-a'));
-  const b = await mountOn(u, store, engine, path.join(tmp.dir, 'cache-b'));
+  const a = await mountOn(u, store, sw.meta, path.join(dir, 'cache-a'));
+  const b = await mountOn(u, store, engine, path.join(dir, 'cache-b'));
   t.teardown(async () => { await a.close(); await b.close(); });
   await a.vfs.reserveInodes();
-  return { tmp, u, store, engine, sw, a, b };
+  return { dir, u, store, engine, sw, a, b };
 }
 
 /** Waits until the journal is replayed and every block is committed. */
@@ -191,7 +183,7 @@ t.test('a name another client took meanwhile: the offline file gets a conflict n
 });
 
 t.test('a create whose reply was lost is not made twice; the journal survives a restart before the service is back', async (t) => {
-  const { tmp, u, store, engine, sw, a, b } = await setup(t);
+  const { dir, u, store, engine, sw, a, b } = await setup(t);
   const proj = (await a.vfs.mkdir(ROOT_INO, 'proj', 0o755, ME)).ino;
   await names(a.vfs, 'proj');
 
@@ -209,7 +201,7 @@ t.test('a create whose reply was lost is not made twice; the journal survives a 
   await a.vfs.unlink(proj, 'landed.bin');
   const waiting = a.vfs.journal.size;
   await a.close();
-  const again = await mountOn(u, store, sw.meta, path.join(tmp.dir, 'cache-a'));
+  const again = await mountOn(u, store, sw.meta, path.join(dir, 'cache-a'));
   t.teardown(() => again.close());
   t.equal(again.vfs.journal.size, waiting, `the ${waiting} journaled changes are still there after the restart`);
   sw.down = false;

@@ -23,12 +23,30 @@ const frames = (n: number, size = 2 * BS): ListedFile[] =>
 t.test('two files in name order predict the next ones, up to the budget', async (t) => {
   const s = setup(frames(20), 6 * BS);
   await s.predictor.onOpen(1, 'f0000.exr', 100);
-  t.same(s.loads, [], 'one open predicts nothing');
+  await new Promise((r) => setImmediate(r));
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '102:0', '102:1'], 'the first open of a numbered name queues that file and the next two');
   await s.predictor.onOpen(1, 'f0001.exr', 101);
-  t.same(s.loads.sort(), ['102:0', '102:1', '103:0', '103:1', '104:0', '104:1'], 'the next three 2 MiB files fill a 6 MiB budget');
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '102:0', '102:1', '103:0', '103:1', '104:0', '104:1'], 'the next three 2 MiB files fill a 6 MiB budget (102 was guessed already)');
   await s.predictor.onOpen(1, 'f0002.exr', 102);
   t.ok(s.loads.includes('105:0') && !s.loads.includes('106:0'), 'each open slides the window by one file');
-  t.equal(s.predictor.predictedFiles, 4);
+  t.equal(s.predictor.predictedFiles, 6);
+});
+
+t.test('a first open guesses only for a numbered name followed by one of its shape', async (t) => {
+  const named = (names: string[]): ListedFile[] => names.map((name, i) => ({ name, ino: 10 + i, size: BS, regular: true }));
+  const plain = setup(named(['alpha.mov', 'beta.mov', 'gamma.mov']));
+  await plain.predictor.onOpen(1, 'alpha.mov', 10);
+  t.same(plain.loads, [], 'no digits: nothing');
+  const mixed = setup(named(['take1.mov', 'take1.wav', 'take2.mov']));
+  await mixed.predictor.onOpen(1, 'take1.mov', 10);
+  t.same(mixed.loads, [], 'the next name has another shape: nothing');
+  const seq = setup(frames(10, BS));
+  await seq.predictor.onOpen(1, 'f0005.exr', 105);
+  await seq.predictor.onOpen(1, 'f0002.exr', 102);
+  const after = seq.loads.length;
+  t.equal(after, 3, 'the first open in the folder guessed it and two more files (1 MiB each)');
+  await seq.predictor.onOpen(1, 'f0008.exr', 108);
+  t.equal(seq.loads.length, after, 'later jumps between frames guess nothing');
 });
 
 t.test('an open out of name order stops the prediction', async (t) => {

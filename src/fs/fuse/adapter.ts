@@ -24,7 +24,7 @@ export interface FuseOptions {
   readOnly?: boolean;
   /** Kernel read-ahead for the mount in KiB (default 2048: an unaligned 1 MiB read spans 257 pages; needs root, else the kernel's 128). */
   readaheadKb?: number;
-  /** When set (LUCID_TRACE=1), every read request is logged with its timing. */
+  /** When set (LUCID_TRACE=1), every request is logged with its timing. */
   trace?: (line: string) => void;
 }
 
@@ -149,7 +149,11 @@ export class FuseMount {
       void this.serve(r);
       return;
     }
-    this.serve(r).catch((e) => {
+    const trace = this.options.trace;
+    const start = trace && r.op !== 'read' ? performance.now() : 0;
+    const served = this.serve(r);
+    if (start) void served.finally(() => trace!(`trace fuse ${r.op} ino ${r.ino}${r.name ? ` ${r.name}` : ''} at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`)).catch(() => {});
+    served.catch((e) => {
       const errno = errnoOf(e);
       if (errno === EIO) this.options.log?.(`${r.op} on inode ${r.ino} failed: ${(e as Error)?.message ?? e}`);
       this.b.replyErr(r.req, errno);

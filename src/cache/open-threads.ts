@@ -1,0 +1,83 @@
+/**
+ * ThreadedOpener: clean cached blocks are read and opened on worker threads, so a warm read
+ * from the disk cache costs the FUSE thread one message, not a file read and a MiB of
+ * AES-GCM. Requests go to the thread with the fewest in hand; the plaintext comes back
+ * transferred, not copied.
+ *
+ * Promises: what CachedBlockOpener promises. A thread that dies fails its requests (the
+ * caller then fetches from the store) and is replaced; data keys reach a thread only when an
+ * object it opens needs one, and a key this user does not have is an IntegrityError.
+ */
+import { Worker } from 'node:worker_threads';
+import { IntegrityError } from '../errors.js';
+import { UnreadableCacheFile, type CachedBlockOpener } from './opener.js';
+import type { FromWorker, ToWorker } from './open-worker.js';
+
+interface Thread {
+  worker: Worker;
+  waiting: Map<number, (r: FromWorker) => void>;
+}
+
+export class ThreadedOpener implements CachedBlockOpener {
+  private readonly threads: Thread[] = [];
+  private readonly keysSent = new Map<number, Buffer>();
+  private nextId = 1;
+  private closed = false;
+
+  /** `dataKey(keyId)` gives a data key, or throws IntegrityError when this user has none. */
+  constructor(count: number, private readonly dataKey: (keyId: number) => Buffer) {
+    for (let i = 0; i < Math.max(1, count); i++) this.threads.push(this.start());
+  }
+
+  private start(): Thread {
+    const worker = new Worker(new URL('./open-worker.js', import.meta.url));
+    worker.unref();
+    const t: Thread = { worker, waiting: new Map() };
+    worker.on('message', (r: FromWorker) => {
+      const done = t.waiting.get(r.id);
+      t.waiting.delete(r.id);
+      done?.(r);
+    });
+    const fail = (why: string) => {
+      for (const [id, done] of t.waiting) done({ id, error: 'unreadable', message: `the thread opening cached blocks stopped: ${why}` });
+      t.waiting.clear();
+      const i = this.threads.indexOf(t);
+      if (i >= 0 && !this.closed) this.threads[i] = this.start();
+    };
+    worker.on('error', (e) => fail(e.message));
+    worker.on('exit', (code) => fail(`exit code ${code}`));
+    for (const [keyId, key] of this.keysSent) this.post(t, { type: 'key', keyId, key });
+    return t;
+  }
+
+  private post(t: Thread, m: ToWorker): void {
+    t.worker.postMessage(m);
+  }
+
+  private ask(file: string, size: number, objectId: string): Promise<FromWorker> {
+    const t = this.threads.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      t.waiting.set(id, resolve);
+      this.post(t, { type: 'open', id, file, size, objectId });
+    });
+  }
+
+  async open(file: string, size: number, objectId: string): Promise<Buffer> {
+    if (this.closed) throw new UnreadableCacheFile('the cache is closed');
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.ask(file, size, objectId);
+      if ('plain' in r) return Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength);
+      if (r.error !== 'key') throw r.error === 'integrity' ? new IntegrityError(r.message) : new UnreadableCacheFile(r.message);
+      if (attempt > 0) throw new IntegrityError(`block object ${objectId} needs data key ${r.keyId}, which its thread did not take`);
+      const key = this.dataKey(r.keyId);
+      this.keysSent.set(r.keyId, key);
+      for (const t of this.threads) this.post(t, { type: 'key', keyId: r.keyId, key });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.threads.map((t) => t.worker.terminate()));
+  }
+}

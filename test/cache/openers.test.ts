@@ -1,0 +1,113 @@
+/**
+ * Opening clean cached blocks, one suite run against both openers (on the event loop and on
+ * worker threads): byte-identical plaintext for every block size, concurrently; a flipped
+ * bit, a swapped file and an object of a key this user lacks are IntegrityErrors; a missing
+ * or torn file is UnreadableCacheFile (and the cache drops its entry); a rotated key reaches
+ * the threads when needed; a thread that dies fails only its own requests.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { BlockCache } from '../../src/cache/block-cache.js';
+import { EventLoopOpener, UnreadableCacheFile, type CachedBlockOpener } from '../../src/cache/opener.js';
+import { ThreadedOpener } from '../../src/cache/open-threads.js';
+import { BlockCodec } from '../../src/chunker/format.js';
+import { createDescriptor } from '../../src/crypto/descriptor.js';
+import { IntegrityError } from '../../src/errors.js';
+import { tempDir } from '../helpers/servers.js';
+
+const u = await createDescriptor({ password: 'pw', blockSize: 1 << 20, kdf: 'interactive' });
+const codec = new BlockCodec(u.keys, 1);
+const rotated = randomBytes(32);
+u.keys.setDataKey(2, rotated);
+const codec2 = new BlockCodec(u.keys, 2);
+
+const openers: [string, () => CachedBlockOpener][] = [
+  ['on the event loop', () => new EventLoopOpener(codec)],
+  ['on two threads', () => new ThreadedOpener(2, (keyId) => u.keys.blockDataKey(keyId))],
+];
+
+async function sealedFile(dir: string, c: BlockCodec, plain: Buffer): Promise<{ id: string; file: string; size: number }> {
+  const id = c.newObjectId();
+  const sealed = c.seal(id, plain);
+  const file = path.join(dir, id);
+  await fs.writeFile(file, sealed);
+  return { id, file, size: sealed.length };
+}
+
+for (const [name, make] of openers) {
+  t.test(`opener ${name}`, async (t) => {
+    const tmp = tempDir();
+    const opener = make();
+    t.teardown(async () => { await opener.close(); tmp.remove(); });
+
+    t.test('plaintext byte for byte, sixty blocks at once', async (t) => {
+      const sizes = [0, 1, 4095, 4096, 65537, 1 << 20];
+      const blocks = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+        const plain = randomBytes(sizes[i % sizes.length]);
+        return { plain, ...(await sealedFile(tmp.dir, codec, plain)) };
+      }));
+      const got = await Promise.all(blocks.map((b) => opener.open(b.file, b.size, b.id)));
+      t.ok(got.every((g, i) => g.equals(blocks[i].plain)), 'every block identical');
+    });
+
+    t.test('damaged, swapped, missing and torn files', async (t) => {
+      const a = await sealedFile(tmp.dir, codec, randomBytes(5000));
+      const b = await sealedFile(tmp.dir, codec, randomBytes(5000));
+      const flipped = await fs.readFile(a.file);
+      flipped[100] ^= 0x10;
+      const damaged = path.join(tmp.dir, 'damaged');
+      await fs.writeFile(damaged, flipped);
+      await t.rejects(opener.open(damaged, a.size, a.id), IntegrityError, 'a flipped bit');
+      await t.rejects(opener.open(b.file, b.size, a.id), IntegrityError, "another object's file");
+      await t.rejects(opener.open(path.join(tmp.dir, 'nothing'), a.size, a.id), UnreadableCacheFile, 'a missing file');
+      const torn = path.join(tmp.dir, 'torn');
+      await fs.writeFile(torn, (await fs.readFile(a.file)).subarray(0, 3000));
+      await t.rejects(opener.open(torn, a.size, a.id), UnreadableCacheFile, 'a torn file');
+      t.ok((await opener.open(a.file, a.size, a.id)).length === 5000, 'the good copy still opens afterwards');
+    });
+
+    t.test('a rotated data key, and a key this user does not have', async (t) => {
+      const plain = randomBytes(70_000);
+      const k2 = await sealedFile(tmp.dir, codec2, plain);
+      t.ok((await opener.open(k2.file, k2.size, k2.id)).equals(plain), 'opened under key 2');
+      const stranger = new BlockCodec(u.keys, 1);
+      const id = stranger.newObjectId();
+      const sealed = stranger.seal(id, randomBytes(100));
+      sealed.writeUInt32BE(7, 6); // a key id nobody gave this user
+      const file = path.join(tmp.dir, `key7-${id}`);
+      await fs.writeFile(file, sealed);
+      await t.rejects(opener.open(file, sealed.length, id), IntegrityError, 'key 7 is refused');
+    });
+  });
+}
+
+t.test('a thread that dies fails its own requests and is replaced', async (t) => {
+  const tmp = tempDir();
+  const opener = new ThreadedOpener(1, (keyId) => u.keys.blockDataKey(keyId));
+  t.teardown(async () => { await opener.close(); tmp.remove(); });
+  const plain = randomBytes(1 << 20);
+  const b = await sealedFile(tmp.dir, codec, plain);
+  const inFlight = opener.open(b.file, b.size, b.id);
+  await (opener as unknown as { threads: { worker: { terminate(): Promise<number> } }[] }).threads[0].worker.terminate();
+  await t.rejects(inFlight, UnreadableCacheFile, 'the request in hand fails (the caller fetches from the store)');
+  t.ok((await opener.open(b.file, b.size, b.id)).equals(plain), 'the next request is served by a new thread');
+});
+
+t.test('the cache drops an entry whose file is torn, through the threaded opener', async (t) => {
+  const tmp = tempDir();
+  const opener = new ThreadedOpener(2, (keyId) => u.keys.blockDataKey(keyId));
+  const cache = await BlockCache.open({ dir: path.join(tmp.dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: codec, opener });
+  t.teardown(async () => { await cache.close(); tmp.remove(); });
+  const good = randomBytes(300_000);
+  const ids = [codec.newObjectId(), codec.newObjectId()];
+  await cache.putClean(ids[0], codec.seal(ids[0], good), 1);
+  await cache.putClean(ids[1], codec.seal(ids[1], randomBytes(300_000)), 1);
+  t.ok((await cache.openClean(ids[0]))?.equals(good), 'a clean block opens to its plaintext');
+  const file = path.join(tmp.dir, 'cache', 'objects', ids[1].slice(0, 2), ids[1]);
+  await fs.truncate(file, 1000);
+  t.equal(await cache.openClean(ids[1]), undefined, 'a torn file is a miss');
+  t.notOk(cache.hasClean(ids[1]), 'and its entry is gone');
+  t.equal(await cache.openClean(codec.newObjectId()), undefined, 'an object never cached is a miss');
+});

@@ -1,0 +1,93 @@
+/**
+ * The VFS side of per-directory prediction, two mounts over one engine and store: a player
+ * that lists a folder of frames and opens the first gets that frame and the next ones
+ * fetched from the listing it has just taken (no second listing round trip), byte for byte;
+ * after another client changes the folder, the listing is taken again.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { MetaEngine } from '../../src/meta/types.js';
+import { Filespace } from '../../src/fs/filespace.js';
+import { BlockCache } from '../../src/cache/block-cache.js';
+import { Writeback } from '../../src/chunker/writeback.js';
+import { Vfs } from '../../src/fs/vfs.js';
+import { sharedFilespace } from '../helpers/shared.js';
+
+const BS = 65536;
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const caller = { uid: 0, gid: 0 };
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+t.test('the first frame opened after a listing is predicted from that listing', async (t) => {
+  const { dir, u, store, engine } = await sharedFilespace(t, BS);
+  let listings = 0;
+  const counted = new Proxy(engine, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (typeof v !== 'function') return v;
+      if (prop === 'readdir') return (...args: unknown[]) => { listings++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
+      return (v as (...a: unknown[]) => unknown).bind(target);
+    },
+  }) as MetaEngine;
+  const mount = async (name: string, meta: MetaEngine) => {
+    const fs = new Filespace(u, store, meta);
+    const cache = await BlockCache.open({ dir: path.join(dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
+    let vfs: Vfs | undefined;
+    const wb = new Writeback(fs, cache, { idleMs: 0, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
+    vfs = new Vfs(fs, cache, wb, { attrTtlMs: 2000 });
+    t.teardown(async () => { wb.close(); await cache.close(); });
+    return vfs;
+  };
+  const writer = await mount('writer', engine);
+  const reader = await mount('reader', counted);
+
+  const shot = await writer.mkdir(1, 'shot', 0o755, caller);
+  const frames: Buffer[] = [];
+  for (let i = 0; i < 6; i++) {
+    frames.push(randomBytes(3 * BS + 100));
+    const { fh } = await writer.create(shot.ino, `frame_${String(i).padStart(4, '0')}.dpx`, 0o644, O_RDWR, caller);
+    await writer.write(fh, 0, frames[i]);
+    await writer.fsync(fh);
+    await writer.release(fh);
+  }
+
+  const folder = await reader.lookup(1, 'shot');
+  const listed = (await reader.list(folder.ino)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  t.equal(listed.length, 6, 'the player lists the folder');
+  const before = listings;
+  const fh = await reader.open(listed[0].ino, O_RDONLY);
+  await until('the first frame and the next two are fetched', () => reader.predictor.predictedFiles >= 3);
+  t.equal(listings, before, 'no second listing: the one just taken served');
+  t.ok((await reader.read(fh, 0, frames[0].length)).equals(frames[0]), 'the first frame reads back identical');
+  await reader.release(fh);
+  for (let i = 1; i < 6; i++) {
+    const h = await reader.open(listed[i].ino, O_RDONLY);
+    t.ok((await reader.read(h, 0, frames[i].length)).equals(frames[i]), `frame ${i} identical`);
+    await reader.release(h);
+  }
+
+  // Another client changes the folder after a third mount listed it: told so (as the feed
+  // would tell it), that mount's first open lists the folder again.
+  const third = await mount('third', counted);
+  const d3 = await third.lookup(1, 'shot');
+  await third.list(d3.ino);
+  const first = await third.lookup(d3.ino, 'frame_0000.dpx');
+  const { fh: w } = await writer.create(shot.ino, 'frame_0006.dpx', 0o644, O_RDWR, caller);
+  await writer.write(w, 0, randomBytes(BS));
+  await writer.fsync(w);
+  third.revalidate(d3.ino);
+  const afterList = listings;
+  const h3 = await third.open(first.ino, O_RDONLY);
+  await until('a new listing', () => listings > afterList);
+  t.ok(listings > afterList, 'the changed folder is listed again, not predicted from the old listing');
+  await third.release(h3);
+});
