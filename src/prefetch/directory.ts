@@ -8,9 +8,10 @@
  * and drops the queued guesses. The first open in a folder, of a numbered name
  * (frame_0001.exr) whose next name is numbered the same way (frame_0002.exr), already
  * queues that file whole and the next `firstGuessFiles` (2): the first frame comes at full
- * speed, and the second is on its way while the first is read. Only the first: a reader jumping between frames is not sent extra bytes. The listing comes from the lister (which also warms the
- * attribute and name caches, so the next lookups need no round trip) and is re-read when
- * older than `listingTtlMs`.
+ * speed, and the second is on its way while the first is read. Only the first open: a
+ * reader jumping between frames is not sent extra bytes. The listing comes from the lister
+ * (which also warms the attribute and name caches, so the next lookups need no round trip)
+ * and is re-read when older than `listingTtlMs`.
  */
 import type { Prefetcher } from './prefetcher.js';
 
