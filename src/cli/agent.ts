@@ -150,7 +150,7 @@ export class Agent {
       const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
       if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
       const filespace = new Filespace(unlocked, store, meta);
-      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, opener: cachedBlockOpener(filespace, unlocked.keys) });
+      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, opener: cachedBlockOpener(filespace, unlocked.keys, config.log) });
       cleanups.push(() => cache.close());
       let vfs: Vfs | undefined;
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
@@ -334,9 +334,10 @@ export class Agent {
  * one measured no faster on two cores and costs memory), so warm reads from the disk cache
  * keep file I/O and decryption off the thread serving FUSE; 0 opens them on the event loop.
  */
-function cachedBlockOpener(filespace: Filespace, keys: FilespaceKeys): CachedBlockOpener {
+function cachedBlockOpener(filespace: Filespace, keys: FilespaceKeys, log: (line: string) => void): CachedBlockOpener {
   const asked = process.env.LUCID_OPEN_THREADS;
   const threads = asked !== undefined && /^\d+$/.test(asked) ? Number(asked) : 1;
-  if (threads === 0) return new EventLoopOpener(filespace.codec);
-  return new ThreadedOpener(Math.min(threads, 16), (keyId) => keys.blockDataKey(keyId));
+  const onLoop = new EventLoopOpener(filespace.codec);
+  if (threads === 0) return onLoop;
+  return new ThreadedOpener({ threads: Math.min(threads, 16), dataKey: (keyId) => keys.blockDataKey(keyId), fallback: onLoop, log });
 }

@@ -3,12 +3,14 @@
  * worker threads): byte-identical plaintext for every block size, concurrently; a flipped
  * bit, a swapped file and an object of a key this user lacks are IntegrityErrors; a missing
  * or torn file is UnreadableCacheFile (and the cache drops its entry); a rotated key reaches
- * the threads when needed; a thread that dies fails only its own requests.
+ * the threads when needed; a thread that dies fails only its own requests; a thread that
+ * cannot run at all is given up on after three deaths and blocks open on the event loop.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import { EventLoopOpener, UnreadableCacheFile, type CachedBlockOpener } from '../../src/cache/opener.js';
 import { ThreadedOpener } from '../../src/cache/open-threads.js';
@@ -25,7 +27,7 @@ const codec2 = new BlockCodec(u.keys, 2);
 
 const openers: [string, () => CachedBlockOpener][] = [
   ['on the event loop', () => new EventLoopOpener(codec)],
-  ['on two threads', () => new ThreadedOpener(2, (keyId) => u.keys.blockDataKey(keyId))],
+  ['on two threads', () => new ThreadedOpener({ threads: 2, dataKey: (keyId) => u.keys.blockDataKey(keyId), fallback: new EventLoopOpener(codec) })],
 ];
 
 async function sealedFile(dir: string, c: BlockCodec, plain: Buffer): Promise<{ id: string; file: string; size: number }> {
@@ -85,7 +87,7 @@ for (const [name, make] of openers) {
 
 t.test('a thread that dies fails its own requests and is replaced', async (t) => {
   const tmp = tempDir();
-  const opener = new ThreadedOpener(1, (keyId) => u.keys.blockDataKey(keyId));
+  const opener = new ThreadedOpener({ threads: 1, dataKey: (keyId) => u.keys.blockDataKey(keyId), fallback: new EventLoopOpener(codec) });
   t.teardown(async () => { await opener.close(); tmp.remove(); });
   const plain = randomBytes(1 << 20);
   const b = await sealedFile(tmp.dir, codec, plain);
@@ -95,9 +97,27 @@ t.test('a thread that dies fails its own requests and is replaced', async (t) =>
   t.ok((await opener.open(b.file, b.size, b.id)).equals(plain), 'the next request is served by a new thread');
 });
 
+t.test('a thread that cannot run: no restart storm, blocks opened on the event loop, said once', async (t) => {
+  const tmp = tempDir();
+  const broken = path.join(tmp.dir, 'broken-worker.mjs');
+  await fs.writeFile(broken, "throw new Error('this thread cannot start');\n");
+  const lines: string[] = [];
+  const opener = new ThreadedOpener({ threads: 2, dataKey: (keyId) => u.keys.blockDataKey(keyId), fallback: new EventLoopOpener(codec), log: (l) => lines.push(l), workerUrl: pathToFileURL(broken) });
+  t.teardown(async () => { await opener.close(); tmp.remove(); });
+  const plain = randomBytes(200_000);
+  const b = await sealedFile(tmp.dir, codec, plain);
+  const got: Buffer[] = [];
+  for (let i = 0; i < 20; i++) got.push(await opener.open(b.file, b.size, b.id).catch(() => Buffer.alloc(0)));
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok((await opener.open(b.file, b.size, b.id)).equals(plain), 'once the threads are given up on, the block opens on the event loop');
+  t.ok(opener.started <= 4, `threads started: ${opener.started} (two, then at most two replacements)`);
+  t.equal(lines.filter((l) => /opened on the main thread from now on/.test(l)).length, 1, 'said once in the log');
+  t.ok(got.every((g) => g.length === 0 || g.equals(plain)), 'no open ever returned other bytes');
+});
+
 t.test('the cache drops an entry whose file is torn, through the threaded opener', async (t) => {
   const tmp = tempDir();
-  const opener = new ThreadedOpener(2, (keyId) => u.keys.blockDataKey(keyId));
+  const opener = new ThreadedOpener({ threads: 2, dataKey: (keyId) => u.keys.blockDataKey(keyId), fallback: new EventLoopOpener(codec) });
   const cache = await BlockCache.open({ dir: path.join(tmp.dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: codec, opener });
   t.teardown(async () => { await cache.close(); tmp.remove(); });
   const good = randomBytes(300_000);
