@@ -8,9 +8,16 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { hasTool } from './peers.js';
-import { ROOT } from '../test/helpers/cli.js';
+import { ROOT, lucid } from '../test/helpers/cli.js';
 
 export const MiB = 1024 * 1024;
+
+/** Runs `lucid ARGS` (15 minutes at most) and returns its stdout, or throws with its stderr. */
+export async function lucidOk(args: string[], env: Record<string, string>): Promise<string> {
+  const r = await lucid(args, { env, timeoutMs: 900_000 });
+  if (r.code !== 0) throw new Error(`lucid ${args[0]} failed: ${r.stderr}`);
+  return r.stdout;
+}
 
 /** Reads [offset, offset+length) with one read() per MiB; returns ms. */
 export async function timedRead(file: string, offset: number, length: number): Promise<number> {

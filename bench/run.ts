@@ -15,8 +15,9 @@ import { runLoad } from './load.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'aead';
-const secondsArg = args.indexOf('--seconds');
-const seconds = secondsArg >= 0 ? Number(args[secondsArg + 1]) : 2;
+/** The number after `flag` on the command line, or `dflt`. */
+const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
+const seconds = num('--seconds', 2);
 
 function save(result: unknown): string {
   const dir = path.join(root, 'bench', 'results');
@@ -37,7 +38,6 @@ if (name === 'aead') {
   console.log(`target ≥ 1.5 GB/s: seal ${r.sealGBps >= 1.5 ? 'met' : 'MISSED'}, open ${r.openGBps >= 1.5 ? 'met' : 'MISSED'}`);
   console.log(`results: ${save(r)}`);
 } else if (name === 'stream') {
-  const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
   const r = await benchStream({
     rttMs: num('--rtt', 50), bytesPerSecond: num('--mbps', 1000) * 1e6 / 8 * 0.976, fileMiB: num('--size', 512), randomReads: num('--random', 40),
     frames: num('--frames', 200), frameMiB: num('--frame-mib', 8), listEntries: num('--entries', 10_000), peers: !args.includes('--no-peers'),
@@ -69,7 +69,6 @@ if (name === 'aead') {
   }
   console.log(`results: ${save(r)}`);
 } else if (name === 'warm') {
-  const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
   const t = args.indexOf('--threads');
   const variants = t >= 0 ? args[t + 1].split(',') : ['0', '1'];
   const r = await benchWarm({ fileMiB: num('--size', 512), rounds: num('--rounds', 3), variants, log: (l) => console.error(l) });
@@ -81,7 +80,6 @@ if (name === 'aead') {
   console.log(`  target ≥ 90% of the no-op ceiling: ${Object.entries(r.ratios).filter(([k]) => k !== 'no-op').map(([k, x]) => `${k} ${x >= 0.9 ? 'met' : 'MISSED'}`).join(', ')}`);
   console.log(`results: ${save(r)}`);
 } else if (name === 'load') {
-  const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
   const r = await runLoad({ clients: num('--clients', 16), seconds: num('--seconds', 300), log: (l) => console.error(l) });
   console.log(`Load: ${r.clients} client processes, ${r.seconds} s, one lucid serve (SQLite)`);
   console.log(`  operations            ${r.ops} (${r.opsPerSecond.toFixed(0)}/s)`);

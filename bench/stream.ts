@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy } from './wan-proxy.js';
 import { hasTool, mountRclone, mountS3fs, type PeerMount } from './peers.js';
-import { MiB, exec, fioIops, median, mountNoop, peakRssMiB, randomLatencies, rssSampler, seqMBps, timedRead, waitLine, writeRandom } from './reads.js';
+import { MiB, exec, lucidOk, fioIops, median, mountNoop, peakRssMiB, randomLatencies, rssSampler, seqMBps, timedRead, waitLine, writeRandom } from './reads.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { CLI, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
@@ -64,14 +64,6 @@ export interface StreamResult {
   peers: PeerResult[];
 }
 
-const run = (args: string[], env: Record<string, string>) => lucid(args, { env, timeoutMs: 900_000 });
-
-async function must(p: Promise<{ code: number | null; stdout: string; stderr: string }>, what: string): Promise<string> {
-  const r = await p;
-  if (r.code !== 0) throw new Error(`${what} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
 export async function benchStream(o: StreamOptions): Promise<StreamResult> {
   const log = o.log ?? (() => {});
   const root = tempDir('lucid-bench-');
@@ -97,7 +89,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     const rawGetMBps = 64 * MiB / 1e6 / ((performance.now() - t) / 1000);
     await viaWan.close();
 
-    await must(run(['init', '--store', directStore, '--kdf', 'interactive'], env), 'init');
+    await lucidOk(['init', '--store', directStore, '--kdf', 'interactive'], env);
     serve = spawn(process.execPath, [CLI, 'serve', '--store', directStore, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0'],
       { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     const serviceUrl = (await waitLine(serve, /listening on (\S+)/, 'lucid serve'))[1];
@@ -110,7 +102,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     await writeRandom(path.join(local, 'seq.bin'), o.fileMiB);
     await writeRandom(path.join(local, 'first.bin'), 16);
     await writeRandom(path.join(local, 'rand.bin'), o.fileMiB);
-    await must(run(['mount', mp, '--store', directStore, '--service', serviceUrl, '--cache-dir', path.join(root.dir, 'cache-writer')], env), 'mount (writer)');
+    await lucidOk(['mount', mp, '--store', directStore, '--service', serviceUrl, '--cache-dir', path.join(root.dir, 'cache-writer')], env);
     await fs.copyFile(path.join(local, 'seq.bin'), path.join(mp, 'seq.bin'));
     await fs.copyFile(path.join(local, 'first.bin'), path.join(mp, 'first.bin'));
     await fs.copyFile(path.join(local, 'rand.bin'), path.join(mp, 'rand.bin'));
@@ -120,7 +112,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     for (let i = 0; i < o.listEntries; i += 64) {
       await Promise.all(Array.from({ length: Math.min(64, o.listEntries - i) }, (_, k) => fs.writeFile(path.join(mp, 'list', `entry-${i + k}`), '')));
     }
-    await must(run(['unmount', mp], env), 'unmount (writer)');
+    await lucidOk(['unmount', mp], env);
     await raw.close();
     if (o.peers) {
       const plain = new S3Store({ bucket: 'bench', prefix: 'peer/', endpoint: s3.endpoint });
@@ -133,8 +125,8 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     const store = `s3://bench/fs?endpoint=${storeWan.url()}`;
     // BENCH_PROFILE=file writes a CPU profile of the reading agent (open it in Chrome DevTools).
     const readerEnv = process.env.BENCH_PROFILE ? { ...env, LUCID_CPU_PROFILE: path.resolve(process.env.BENCH_PROFILE) } : env;
-    await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], readerEnv), 'mount (reader)');
-    const status = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    await lucidOk(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], readerEnv);
+    const status = JSON.parse(await lucidOk(['status', mp, '--json'], env)) as { pid: number };
     const rss = rssSampler();
     rss.watch(status.pid);
     log('lucid: first MiB, sequential, random…');
@@ -160,12 +152,12 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     rss.phase('warm (page cache)');
     const warmPageCacheMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
     let agentPeakRssMiB = peakRssMiB(status.pid);
-    const after = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { prefetch: Record<string, number>; cache: Record<string, number> };
+    const after = JSON.parse(await lucidOk(['status', mp, '--json'], env)) as { prefetch: Record<string, number>; cache: Record<string, number> };
     log(`lucid status: prefetch ${JSON.stringify(after.prefetch)}, cache hit ratio ${after.cache.hitRatio?.toFixed(3)}`);
-    await must(run(['unmount', mp], env), 'unmount (reader)');
+    await lucidOk(['unmount', mp], env);
     // Warm from the agent's disk cache: a new mount on the same cache, so no kernel pages.
-    await must(run(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], env), 'mount (warm)');
-    const warmStatus = JSON.parse(await must(run(['status', mp, '--json'], env), 'status')) as { pid: number };
+    await lucidOk(['mount', mp, '--store', store, '--service', serviceWan.url(), '--cache-dir', path.join(root.dir, 'cache-reader')], env);
+    const warmStatus = JSON.parse(await lucidOk(['status', mp, '--json'], env)) as { pid: number };
     rss.watch(warmStatus.pid);
     rss.phase('warm (disk cache)');
     const warmSeqMBps = await seqMBps(path.join(mp, 'seq.bin'), o.fileMiB * MiB);
@@ -174,7 +166,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     const agentRssByPhaseMiB = rss.stop();
     log(`agent RSS peaks by phase (MiB): ${JSON.stringify(agentRssByPhaseMiB)}`);
     agentPeakRssMiB = Math.max(agentPeakRssMiB, peakRssMiB(warmStatus.pid));
-    await must(run(['unmount', mp], env), 'unmount (warm)');
+    await lucidOk(['unmount', mp], env);
 
     // ---- the no-op ceiling on the same binding ----
     log('no-op file system…');
@@ -214,7 +206,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
       warmSeqMBps, warmPageCacheMBps, warmIops, noopSeqMBps, noopIops, agentPeakRssMiB, agentRssByPhaseMiB, peers,
     };
   } finally {
-    await run(['unmount', mp, '--force'], env);
+    await lucid(['unmount', mp, '--force'], { env });
     // BENCH_KEEP_LOGS=dir keeps the agents' logs (with LUCID_TRACE=1: every read and GET timed).
     if (process.env.BENCH_KEEP_LOGS) await fs.cp(path.join(root.dir, 'home', 'logs'), process.env.BENCH_KEEP_LOGS, { recursive: true }).catch(() => {});
     for (const m of peerMounts) await m.unmount().catch(() => {});

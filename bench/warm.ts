@@ -9,7 +9,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { MiB, median, mountNoop, seqMBps, writeRandom } from './reads.js';
+import { MiB, lucidOk, median, mountNoop, seqMBps, writeRandom } from './reads.js';
 import { tempDir } from '../test/helpers/servers.js';
 import { lucid } from '../test/helpers/cli.js';
 
@@ -37,10 +37,7 @@ export async function benchWarm(o: WarmOptions): Promise<WarmResult> {
   const store = `file://${root.dir}/store`;
   const mp = path.join(root.dir, 'mnt');
   const cacheDir = path.join(root.dir, 'cache');
-  const must = async (args: string[], extra: Record<string, string> = {}) => {
-    const r = await lucid(args, { env: { ...env, ...extra }, timeoutMs: 600_000 });
-    if (r.code !== 0) throw new Error(`lucid ${args[0]} failed: ${r.stderr}`);
-  };
+  const must = (args: string[], extra: Record<string, string> = {}) => lucidOk(args, { ...env, ...extra });
   let noop: Awaited<ReturnType<typeof mountNoop>> | undefined;
   try {
     await fs.mkdir(mp);

@@ -70,19 +70,15 @@ export class ThreadedOpener implements CachedBlockOpener {
     };
     worker.on('error', (e) => fail(e.message));
     worker.on('exit', (code) => fail(`exit code ${code}`));
-    for (const [keyId, key] of this.keysSent) this.post(t, { type: 'key', keyId, key });
+    for (const [keyId, key] of this.keysSent) t.worker.postMessage({ type: 'key', keyId, key } satisfies ToWorker);
     return t;
-  }
-
-  private post(t: Thread, m: ToWorker): void {
-    t.worker.postMessage(m);
   }
 
   private ask(t: Thread, file: string, size: number, objectId: string): Promise<FromWorker> {
     return new Promise((resolve) => {
       const id = this.nextId++;
       t.waiting.set(id, resolve);
-      this.post(t, { type: 'open', id, file, size, objectId });
+      t.worker.postMessage({ type: 'open', id, file, size, objectId } satisfies ToWorker);
     });
   }
 
@@ -102,7 +98,7 @@ export class ThreadedOpener implements CachedBlockOpener {
       if (attempt > 0) throw new IntegrityError(`block object ${objectId} needs data key ${r.keyId}, which its thread did not take`);
       const key = this.options.dataKey(r.keyId);
       this.keysSent.set(r.keyId, key);
-      for (const t of this.threads) this.post(t, { type: 'key', keyId: r.keyId, key });
+      for (const t of this.threads) t.worker.postMessage({ type: 'key', keyId: r.keyId, key } satisfies ToWorker);
     }
   }
 

@@ -33,7 +33,8 @@ const KEPT_LISTING_ENTRIES = 5_000;
 export class LastKnown {
   private readonly attrs = new LRUCache<number, Attr>({ max: KEPT_INODES });
   private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: KEPT_INODES });
-  private readonly listings = new LRUCache<number, ListedEntry[]>({ max: KEPT_LISTINGS });
+  /** Full listings, and when each was taken (this mount's own changes keep them current). */
+  private readonly listings = new LRUCache<number, { at: number; entries: ListedEntry[] }>({ max: KEPT_LISTINGS });
   private info?: MetaInfo;
   /** When the service was first found unreachable (0: it answers). */
   offlineSinceMs = 0;
@@ -49,7 +50,7 @@ export class LastKnown {
 
   /** A folder's full listing (not kept past 5 000 entries: offline, such a folder does not list). */
   keepListing(dir: number, entries: ListedEntry[]): void {
-    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, entries);
+    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, { at: Date.now(), entries });
     else this.listings.delete(dir);
   }
 
@@ -102,7 +103,7 @@ export class LastKnown {
     const n = this.names.get(`${parent}/${name}`);
     const a = n && n.gen === gen ? this.attrs.get(n.ino) : undefined;
     if (a) return a;
-    const listing = this.listings.get(parent);
+    const listing = this.listings.get(parent)?.entries;
     if (!listing) return undefined;
     const e = listing.find((x) => x.name === name);
     return e ? this.attrs.get(e.ino) ?? e.attr ?? undefined : null;
@@ -115,7 +116,7 @@ export class LastKnown {
   addEntry(parent: number, name: string, attr: Attr, gen: number, fresh: boolean): void {
     this.attrs.set(attr.ino, attr);
     this.names.set(`${parent}/${name}`, { ino: attr.ino, gen });
-    const listing = this.listings.get(parent);
+    const listing = this.listings.get(parent)?.entries;
     if (listing) {
       // Listings are copied out when read, so they change in place.
       const at = listing.findIndex((e) => e.name === name);
@@ -123,13 +124,13 @@ export class LastKnown {
       if (listing.length < KEPT_LISTING_ENTRIES) listing.push({ name, ino: attr.ino, mode: attr.mode, attr });
       else this.listings.delete(parent);
     }
-    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, []);
+    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, { at: Date.now(), entries: [] });
   }
 
   /** An entry this mount removed (or moved away): gone from its folder's listing and from the names. */
   removeEntry(parent: number, name: string): void {
     this.names.delete(`${parent}/${name}`);
-    const listing = this.listings.get(parent);
+    const listing = this.listings.get(parent)?.entries;
     const at = listing ? listing.findIndex((e) => e.name === name) : -1;
     if (at >= 0) listing!.splice(at, 1);
   }
@@ -144,7 +145,16 @@ export class LastKnown {
   }
 
   listing(dir: number): ListedEntry[] | undefined {
-    return this.listings.get(dir);
+    return this.listings.get(dir)?.entries;
+  }
+
+  /**
+   * The folder's full listing if it was taken less than `maxAgeMs` ago (another client's
+   * change to the folder forgets it; this mount's own changes keep it current).
+   */
+  recentListing(dir: number, maxAgeMs: number): ListedEntry[] | undefined {
+    const l = this.listings.get(dir);
+    return l && Date.now() - l.at <= maxAgeMs ? l.entries : undefined;
   }
 
   lastInfo(): MetaInfo | undefined {

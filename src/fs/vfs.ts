@@ -136,8 +136,6 @@ export class Vfs {
   private readonly ownCommits = new LRUCache<number, number>({ max: 10_000 });
   /** Bumped when another client changes a directory: its cached names are then stale. */
   private readonly dirGen = new Map<number, number>();
-  /** When each folder's last complete listing was taken, and its generation then. */
-  private readonly listedAt = new LRUCache<number, { at: number; gen: number }>({ max: 256 });
   /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
   private readonly announced = new LRUCache<number, number>({ max: 100_000 });
   private feedUp = false;
@@ -178,7 +176,7 @@ export class Vfs {
     this.predictor = new DirectoryPredictor({
       // A listing the application has just taken (a player lists the folder, then opens the
       // first frame) serves, unless the folder changed since: no second round trip.
-      list: async (parent) => (this.recentListing(parent, listingTtlMs) ?? await this.list(parent)).map((e) => ({
+      list: async (parent) => (this.lastKnown.recentListing(parent, listingTtlMs) ?? await this.list(parent)).map((e) => ({
         name: e.name, ino: e.ino, size: e.attr?.size ?? 0, regular: (e.mode & S_IFMT) === S_IFREG,
       })),
       prepare: async (ino) => {
@@ -1076,23 +1074,13 @@ export class Vfs {
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
-      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) {
-        this.lastKnown.keepListing(d.ino, d.entries.slice(2));
-        this.listedAt.set(d.ino, { at: Date.now(), gen: listGen });
-      }
+      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) this.lastKnown.keepListing(d.ino, d.entries.slice(2));
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && this.overlay(this.attrs.get(e.ino) ?? e.attr), next: offset + i + 1 }));
   }
 
   releasedir(fh: number): void {
     this.dirs.delete(fh);
-  }
-
-  /** The folder's last complete listing if it is younger than `maxAgeMs` and nothing in it changed since. */
-  private recentListing(ino: number, maxAgeMs: number): DirEntryOut[] | undefined {
-    const l = this.listedAt.get(ino);
-    if (!l || Date.now() - l.at > maxAgeMs || (this.dirGen.get(ino) ?? 0) !== l.gen) return undefined;
-    return this.lastKnown.listing(ino);
   }
 
   /** All names in a directory (for tools and tests). */

@@ -12,6 +12,7 @@ import type {
   LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
   PruneResult,
 } from './types.js';
+import { traced } from '../util/trace.js';
 import { decodeWire, encodeWire } from './wire.js';
 
 /** A lock change pushed on the feed: one inode (`ino`, `locked`), or the whole set at (re)connect (`all`). */
@@ -128,13 +129,8 @@ export class MetaClient implements MetaEngine {
 
   private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
-    const called = this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire);
-    const trace = this.trace;
-    if (trace) {
-      const start = performance.now();
-      void called.finally(() => trace(`trace meta ${method} ${typeof args[0] === 'number' ? args[0] : ''} at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`)).catch(() => {});
-    }
-    return called;
+    return traced(this.trace, () => `meta ${method} ${typeof args[0] === 'number' ? args[0] : ''}`,
+      () => this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire));
   }
 
   private post<T>(route: string, body: string, decode: (text: string) => unknown): Promise<T> {

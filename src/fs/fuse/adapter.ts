@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { NotSupportedError, OutOfRangeError } from '../../errors.js';
 import type { Attr } from '../../meta/types.js';
 import type { LockRange } from '../../locks/types.js';
+import { traced } from '../../util/trace.js';
 import { errnoOf } from '../errno.js';
 import type { Vfs, SetAttrRequest } from '../vfs.js';
 import { loadBinding, type FuseBinding, type FuseRequest, type NativeSession } from './binding.js';
@@ -149,11 +150,8 @@ export class FuseMount {
       void this.serve(r);
       return;
     }
-    const trace = this.options.trace;
-    const start = trace && r.op !== 'read' ? performance.now() : 0;
-    const served = this.serve(r);
-    if (start) void served.finally(() => trace!(`trace fuse ${r.op} ino ${r.ino}${r.name ? ` ${r.name}` : ''} at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`)).catch(() => {});
-    served.catch((e) => {
+    const what = () => `fuse ${r.op} ino ${r.ino}${r.name ? ` ${r.name}` : ''}${r.op === 'read' ? ` off ${r.off} size ${r.size}` : ''}`;
+    traced(this.options.trace, what, () => this.serve(r)).catch((e) => {
       const errno = errnoOf(e);
       if (errno === EIO) this.options.log?.(`${r.op} on inode ${r.ino} failed: ${(e as Error)?.message ?? e}`);
       this.b.replyErr(r.req, errno);
@@ -198,12 +196,7 @@ export class FuseMount {
         const { attr, fh } = await v.create(r.ino, r.name!, r.mode, r.flags, caller);
         return b.replyCreate(r.req, this.entry(attr), fh, 0);
       }
-      case 'read': {
-        const start = performance.now();
-        const data = await v.read(r.fh!, r.off, r.size);
-        this.options.trace?.(`trace fuse read ino ${r.ino} off ${r.off} size ${r.size} at ${start.toFixed(1)} took ${(performance.now() - start).toFixed(1)} ms`);
-        return b.replyBuf(r.req, data);
-      }
+      case 'read': return b.replyBuf(r.req, await v.read(r.fh!, r.off, r.size));
       case 'write': return b.replyWrite(r.req, await v.write(r.fh!, r.off, r.data!));
       case 'flush':
         v.flush(r.fh!);
