@@ -5,10 +5,13 @@
  * - `lucid warm` fetches a folder (with --recursive; without it, a clear usage error), after
  *   which reading it needs no store request;
  * - `ls -l` (readdirplus) reports every entry's size and mode; a file rewritten in the same
- *   mount reads back new after a reopen (the kernel keeps pages only of unchanged files).
+ *   mount reads back new after a reopen (the kernel keeps pages only of unchanged files);
+ * - every mount gets the same 2 MiB kernel read-ahead, and a cold 1 MiB read at an unaligned
+ *   offset fetches the two blocks it spans and nothing more.
  */
 import t, { type Test } from 'tap';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { sh, withMount, type MountFixture } from './helpers.js';
 
 interface Status { prefetch: { predictedFiles: number }; store_requests: { get: number } }
@@ -66,4 +69,28 @@ t.test('ls -l lists sizes and modes; a rewritten file reads back new after reope
   t.ok(rows.includes('-rw-r----- 7 f7'), 'modes right');
   const r = await sh(`f=${fx.mp}/d/f5; cat $f > /dev/null; cat $f > /dev/null; printf 'fresh' > $f; cat $f; echo; printf 'XY' | dd of=$f bs=1 seek=1 conv=notrunc status=none; cat $f`);
   t.equal(r.stdout, 'fresh\nfXYsh', r.stderr);
+});
+
+/** The mount's read-ahead in KiB, from its BDI (the device is in /proc/self/mountinfo). */
+function readaheadKb(mp: string): number {
+  const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mp);
+  return Number(readFileSync(`/sys/class/bdi/${line!.split(' ')[2]}/read_ahead_kb`, 'utf8').trim());
+}
+
+t.test('every mount reads ahead 2 MiB; a cold unaligned 1 MiB read fetches just its two blocks', async (t) => {
+  const fx = await withMount(t);
+  const w = await sh(`head -c 8M /dev/urandom > ${fx.work}/ref.bin && cp ${fx.work}/ref.bin ${fx.mp}/clip.bin && echo ok`);
+  t.equal(w.stdout.trim(), 'ok', w.stderr);
+  const seen: number[] = [readaheadKb(fx.mp)];
+  for (let i = 0; i < 4; i++) {
+    await remountEmpty(t, fx);
+    seen.push(readaheadKb(fx.mp));
+  }
+  t.same(seen, [2048, 2048, 2048, 2048, 2048], 'the same read-ahead on every mount');
+  const before = (await status(fx)).store_requests.get;
+  // 1 500 000 is in block 1 (of 1 MiB); the read ends in block 2.
+  const r = await sh(`dd if=${fx.mp}/clip.bin bs=1048576 count=1 iflag=skip_bytes skip=1500000 status=none | cmp - <(dd if=${fx.work}/ref.bin bs=1048576 count=1 iflag=skip_bytes skip=1500000 status=none) && echo same`);
+  t.equal(r.stdout.trim(), 'same', r.stderr);
+  await new Promise((resolve) => setTimeout(resolve, 500)); // anything fetched on the side would be under way by now
+  t.equal((await status(fx)).store_requests.get - before, 2, 'blocks 1 and 2 fetched, no more');
 });

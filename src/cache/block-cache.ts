@@ -83,6 +83,9 @@ const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(
 
 export class BlockCache {
   private readonly dirsMade = new Set<string>();
+  /** Clean-block writes started by `keepClean` and not yet finished; close() waits for them. */
+  private readonly keeping = new Set<Promise<void>>();
+  private keepingBytes_ = 0;
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
   private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
@@ -220,6 +223,27 @@ export class BlockCache {
     }
     if (this.hasClean(objectId)) return;
     this.addClean(objectId, sealed.length, ino);
+  }
+
+  /**
+   * Starts caching a sealed object (as putClean) and returns at once with the write's
+   * promise, so a reader is served while its block goes to disk. close() waits for every
+   * write still going.
+   */
+  keepClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
+    const write = this.putClean(objectId, sealed, ino);
+    this.keeping.add(write);
+    this.keepingBytes_ += sealed.length;
+    void write.finally(() => {
+      this.keeping.delete(write);
+      this.keepingBytes_ -= sealed.length;
+    }).catch(() => {});
+    return write;
+  }
+
+  /** Bytes of sealed objects handed to keepClean and not yet on disk. */
+  get keepingBytes(): number {
+    return this.keepingBytes_;
   }
 
   private addClean(objectId: string, size: number, ino: number): void {
@@ -670,6 +694,7 @@ export class BlockCache {
 
   async close(): Promise<void> {
     clearInterval(this.touchTimer);
+    await Promise.allSettled([...this.keeping]);
     await this.opener.close();
     this.persistTouches();
     this.wake();

@@ -157,8 +157,9 @@ export class Agent {
       cleanups.push(async () => writeback.close());
       let fuseRef: FuseMount | undefined;
       const gcPacer = new GcPacer();
+      const trace = process.env.LUCID_TRACE ? config.log : undefined;
       vfs = new Vfs(filespace, cache, writeback, {
-        log: config.log, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
+        log: config.log, trace, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
         invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
@@ -177,7 +178,6 @@ export class Agent {
       if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
       let fuse: FuseMount;
       try {
-        const trace = process.env.LUCID_TRACE ? config.log : undefined;
         metrics.trace = trace;
         if (remote) remote.client.trace = trace;
         fuse = FuseMount.mount(vfs, config.mountpoint, {

@@ -26,8 +26,9 @@ import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type Att
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
-import { Prefetcher } from '../prefetch/prefetcher.js';
+import { Prefetcher, prefetchWindowBlocks } from '../prefetch/prefetcher.js';
 import { DirectoryPredictor } from '../prefetch/directory.js';
+import { traced, type TraceSink } from '../util/trace.js';
 import { LocalLocks } from '../locks/local.js';
 import type { HeldLock, LockKind, LockManager, LockRange } from '../locks/types.js';
 
@@ -68,6 +69,8 @@ export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
+/** Sealed blocks waiting to be written to the disk cache past which a reader waits for its own. */
+const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 const VIRTUAL_CAPACITY = 2 ** 50; // 1 PiB: the store has no fixed size
 
 interface FileHandle {
@@ -105,6 +108,8 @@ export interface VfsOptions {
   log?: (line: string) => void;
   /** Told the bytes of each block buffer read (sealed and opened), for pacing garbage collection. */
   allocated?: (bytes: number) => void;
+  /** LUCID_TRACE: each block brought into memory (from disk or store), and each prefetch, timed. */
+  trace?: TraceSink;
 }
 
 export class Vfs {
@@ -124,6 +129,8 @@ export class Vfs {
   private readonly plain: LRUCache<string, Buffer>;
   /** Bytes of opened block plaintexts kept in memory (the `plain` LRU's size). */
   private readonly plainBudget: number;
+  /** Set when a block could not be written to the disk cache (said once), cleared when one is. */
+  private cacheWritesFailing = false;
   private readonly attrs: LRUCache<number, Attr>;
   /**
    * Names seen in listings and lookups ("parent/name" → inode), trusted for the attribute TTL
@@ -168,10 +175,11 @@ export class Vfs {
     this.attrs = new LRUCache<number, Attr>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
     this.lockManager = options.locks ?? new LocalLocks();
     this.dentries = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
+    this.plainBudget = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize);
     this.prefetcher = new Prefetcher({
       isCached: (ino, idx) => this.isCached(ino, idx),
-      load: async (ino, idx) => this.fetchBlock(ino, idx, (await this.committedAttr(ino)).version),
-    }, { blockSize: this.blockSize, maxInflight: 16 });
+      load: (ino, idx) => traced(options.trace, () => `prefetch ino ${ino} block ${idx}`, async () => this.fetchBlock(ino, idx, (await this.committedAttr(ino)).version)),
+    }, { blockSize: this.blockSize, maxInflight: 16, maxWindowBlocks: prefetchWindowBlocks(this.plainBudget, this.blockSize) });
     const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);
     this.predictor = new DirectoryPredictor({
       // A listing the application has just taken (a player lists the folder, then opens the
@@ -184,7 +192,6 @@ export class Vfs {
         if (a) await this.ref(ino, 0, a.version);
       },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs });
-    this.plainBudget = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize);
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -687,14 +694,6 @@ export class Vfs {
     const size = this.overlay(committed).size;
     // The demand read goes first; the prefetches it calls for start once it is served.
     const data = this.readAt(ino, committed.version, size, offset, length);
-    // A large request that ends inside a block is followed by the kernel's request for the
-    // rest of that read, which also reaches into the next block: fetch that one now, with
-    // this one, instead of a round trip later.
-    const end = offset + length;
-    if (length >= this.blockSize / 2 && end % this.blockSize !== 0 && end < size) {
-      const next = Math.floor(end / this.blockSize) + 1;
-      if (next * this.blockSize < size && !this.isCached(ino, next)) void this.fetchBlock(ino, next, committed.version).catch(() => {});
-    }
     this.prefetcher.onRead(fh, ino, offset, length, size, data);
     if (this.prefetcher.patternOf(fh) === 'sequential') this.readAheadFromDisk(ino, offset + length, size);
     return data;
@@ -920,7 +919,7 @@ export class Vfs {
     if (hot) return hot;
     let pending = this.fetching.get(ref.objectId);
     if (!pending) {
-      pending = this.load(ref.objectId, ino).finally(() => this.fetching.delete(ref.objectId));
+      pending = traced(this.options.trace, () => `load ino ${ino} block ${ref.index}`, () => this.load(ref.objectId, ino)).finally(() => this.fetching.delete(ref.objectId));
       this.fetching.set(ref.objectId, pending);
     }
     return pending;
@@ -939,13 +938,26 @@ export class Vfs {
       this.options.log?.(`cached copy of block object ${objectId} is damaged; fetching it again`);
       await this.cache.dropClean(objectId);
     }
-    const plain = await this.fetchObject(objectId, ino);
+    const { plain, kept } = await this.fetchObject(objectId, ino);
     this.plain.set(objectId, plain);
+    // The reader is served while the sealed copy goes to disk; behind a backlog of such
+    // writes (a slow cache disk) it waits, so the sealed copies in memory stay bounded.
+    const logged = kept.catch((e: Error) => this.cacheWriteFailed(objectId, e));
+    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await logged;
     return plain;
   }
 
-  /** Fetches a block object from the store, authenticates it, and keeps the sealed copy on disk. */
-  private async fetchObject(objectId: string, ino: number): Promise<Buffer> {
+  private cacheWriteFailed(objectId: string, e: Error): void {
+    if (this.cacheWritesFailing) return;
+    this.cacheWritesFailing = true;
+    this.options.log?.(`could not keep block object ${objectId} in the disk cache (${e.message}); reads are served from the store until it works again`);
+  }
+
+  /**
+   * Fetches a block object from the store and authenticates it; its sealed copy goes to the
+   * disk cache in the background (`kept` settles when it is there, or rejects if it cannot be).
+   */
+  private async fetchObject(objectId: string, ino: number): Promise<{ plain: Buffer; kept: Promise<void> }> {
     const sealed = await this.fs.store.get(blockKey(objectId));
     let plain: Buffer;
     try {
@@ -955,8 +967,9 @@ export class Vfs {
       this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
       throw e;
     }
-    await this.cache.putClean(objectId, sealed, ino);
-    return plain;
+    const kept = this.cache.keepClean(objectId, sealed, ino);
+    void kept.then(() => { this.cacheWritesFailing = false; }, () => {});
+    return { plain, kept };
   }
 
   // ---- locks ----------------------------------------------------------------------------
@@ -1176,7 +1189,7 @@ export class Vfs {
       await mapLimit(await this.fs.meta.getBlocks(ino, first, 256), parallel, async (r) => {
         const got = !this.cache.hasClean(r.objectId);
         if (got) {
-          await this.fetchObject(r.objectId, ino);
+          await (await this.fetchObject(r.objectId, ino)).kept;
           fetched += r.length;
         }
         bytes += r.length;

@@ -32,6 +32,15 @@ export interface PrefetchOptions {
   toleranceBytes?: number;
 }
 
+/**
+ * The window for a mount that keeps `memoryBytes` of block plaintexts in memory: two thirds
+ * of it (at most 32 blocks, at least 2), so blocks fetched ahead wait in memory until they
+ * are read instead of being pushed out by the ones fetched after them.
+ */
+export function prefetchWindowBlocks(memoryBytes: number, blockSize: number): number {
+  return Math.max(2, Math.min(32, Math.floor((memoryBytes / blockSize) * 2 / 3)));
+}
+
 export type Pattern = 'none' | 'sequential' | 'reverse' | 'strided' | 'random';
 
 interface HandleState {

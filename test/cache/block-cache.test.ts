@@ -1,6 +1,7 @@
 /**
  * The block cache's limit under concurrency: many clean inserts at once (what a prefetcher
- * does) and dirty growth never push accounted use past the limit; eviction is LRU.
+ * does) and dirty growth never push accounted use past the limit; eviction is LRU; blocks
+ * handed over to be kept in the background are all on disk after close, byte for byte.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -12,11 +13,14 @@ import { tempDir } from '../helpers/servers.js';
 
 const BLOCK = 64 * 1024;
 
-async function open(dir: string, limitBytes: number) {
-  const u = await createDescriptor({ password: 'pw', blockSize: BLOCK, kdf: 'interactive' });
+type Unlocked = Awaited<ReturnType<typeof createDescriptor>>;
+
+/** A cache in `dir` for a new filespace, or for `u` again. */
+async function open(dir: string, limitBytes: number, u?: Unlocked) {
+  u ??= await createDescriptor({ password: 'pw', blockSize: BLOCK, kdf: 'interactive' });
   const codec = new BlockCodec(u.keys, 1);
   const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes, sealer: codec });
-  return { cache, codec };
+  return { cache, codec, u };
 }
 
 t.test('forty concurrent clean inserts stay within an eight-block limit', async (t) => {
@@ -50,4 +54,21 @@ t.test('least recently used blocks go first; a read refreshes a block', async (t
   t.notOk(cache.hasClean(ids[1]), 'least recently used block evicted');
   t.ok(cache.hasClean(ids[2]) && cache.hasClean(ids[3]));
   await cache.close();
+});
+
+t.test('blocks kept in the background are counted until written, and close waits for them', async (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const first = await open(tmp.dir, 64 * (BLOCK + 54));
+  const ids = Array.from({ length: 20 }, () => first.codec.newObjectId());
+  const plains = ids.map(() => randomBytes(BLOCK));
+  const writes = ids.map((id, i) => first.cache.keepClean(id, first.codec.seal(id, plains[i]), 1));
+  t.equal(first.cache.keepingBytes, 20 * (BLOCK + 54), 'every handed-over block counted at once');
+  await first.cache.close();
+  t.equal(first.cache.keepingBytes, 0, 'nothing left to write after close');
+  t.same((await Promise.allSettled(writes)).map((w) => w.status), ids.map(() => 'fulfilled'));
+  // Reopened with the same keys: every block is there and opens to its plaintext.
+  const { cache: again } = await open(tmp.dir, 64 * (BLOCK + 54), first.u);
+  for (let i = 0; i < ids.length; i++) t.same(await again.openClean(ids[i]), plains[i], `block ${i} kept byte for byte`);
+  await again.close();
 });

@@ -1,10 +1,11 @@
 /**
  * The prefetcher against a controllable loader: the window grows geometrically on a
  * sequential stream and never beyond its maximum, a broken pattern cancels queued
- * prefetches, reverse reads prefetch backwards, and fetches in flight never exceed the budget.
+ * prefetches, reverse reads prefetch backwards, and fetches in flight never exceed the budget;
+ * a mount's window is two thirds of the memory it keeps for plaintexts, between 2 and 32 blocks.
  */
 import t from 'tap';
-import { Prefetcher, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
+import { Prefetcher, prefetchWindowBlocks, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
 
 const BS = 1024 * 1024;
 
@@ -112,4 +113,22 @@ t.test('whole-file prefetch for a predicted file can be dropped before it starts
   await f.finishAll();
   t.same(f.loads, ['9:0', '9:1'], 'the rest were dropped');
   t.equal(p.stats().cancelled, 4);
+});
+
+t.test('the window fits in the memory kept for plaintexts', async (t) => {
+  const MiB = 1024 * 1024;
+  t.equal(prefetchWindowBlocks(24 * MiB, MiB), 16, 'the default 24 MiB: 16 blocks of 1 MiB');
+  t.equal(prefetchWindowBlocks(2 * MiB, MiB), 2, 'never below 2');
+  t.equal(prefetchWindowBlocks(1024 * MiB, MiB), 32, 'never above 32');
+  t.equal(prefetchWindowBlocks(24 * MiB, 4 * MiB), 4, '4 MiB blocks: 4');
+  // Read at 16 blocks ahead, a reader never finds more blocks fetched and unread than that.
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: MiB, maxWindowBlocks: prefetchWindowBlocks(24 * MiB, MiB), maxInflight: 100 });
+  let most = 0;
+  for (let i = 0; i < 64; i++) {
+    p.onRead(1, 3, i * MiB, MiB, 1000 * MiB);
+    await f.finishAll();
+    most = Math.max(most, Math.max(...f.loads.map((k) => Number(k.split(':')[1]))) - i);
+  }
+  t.equal(most, 16, 'at most 16 blocks ahead');
 });

@@ -56,8 +56,11 @@ export class FuseMount {
     if (options.readOnly) opts.push('ro');
     let onExit!: (code: number) => void;
     m.exited = new Promise((r) => { onExit = r; });
-    m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, 1 << 20);
-    m.raiseReadahead(options.readaheadKb ?? 2048);
+    // The kernel takes the smaller of the BDI's read-ahead and the one negotiated at INIT, and
+    // INIT may come before or after the BDI is raised: both get the same value.
+    const readaheadKb = options.readaheadKb ?? 2048;
+    m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, readaheadKb * 1024);
+    void m.raiseReadahead(readaheadKb);
     return m;
   }
 
@@ -65,13 +68,23 @@ export class FuseMount {
    * The kernel caps a FUSE mount's read-ahead at the default 128 KiB whatever the file system
    * asks, so a 1 MiB read reached us as one 128 KiB request and, a round trip later, the
    * rest. As root, raise it through the mount's BDI (found in /proc/self/mountinfo: a stat
-   * of the mountpoint would call back into this process).
+   * of the mountpoint would call back into this process). The mount may not be listed yet
+   * when this starts: it looks again every 10 ms for a second. (Raised once and lost to that
+   * race, or clipped by INIT, read-ahead came out 128, 1024 or 2048 KiB from mount to mount,
+   * and a random 1 MiB read cost 2 or 3 blocks.)
    */
-  private raiseReadahead(kb: number): void {
+  private async raiseReadahead(kb: number): Promise<void> {
     try {
-      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === this.mountpoint);
-      const dev = line?.split(' ')[2];
-      if (dev) writeFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kb));
+      for (let i = 0; i < 100; i++) {
+        const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === this.mountpoint);
+        const dev = line?.split(' ')[2];
+        if (dev) {
+          writeFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kb));
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      this.options.log?.('read-ahead stays at the kernel\'s default (the mount never showed in /proc/self/mountinfo)');
     } catch (e) {
       this.options.log?.(`read-ahead stays at the kernel's default (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
@@ -272,4 +285,9 @@ export class FuseMount {
       default: throw new NotSupportedError(`FUSE operation ${r.op} is not supported`);
     }
   }
+}
+
+/** A mountinfo path field: space, tab, newline and backslash come as octal escapes. */
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
