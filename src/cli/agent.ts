@@ -115,7 +115,7 @@ export class Agent {
   ) {}
 
   static async start(config: AgentConfig): Promise<Agent> {
-    const { store, metrics } = openStore(config.storeUrl);
+    const { store, metrics } = await openStore(config.storeUrl);
     const cleanups: (() => Promise<unknown>)[] = [() => store.close()];
     const undo = async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); };
     try {

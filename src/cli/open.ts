@@ -3,7 +3,6 @@
  * metrics and retry; a --db value becomes an engine over its driver.
  */
 import { SqliteDriver } from '../meta/sql/sqlite.js';
-import { PostgresDriver } from '../meta/sql/postgres.js';
 import { SqlMetaEngine } from '../meta/sql/engine.js';
 import { UsageError } from '../errors.js';
 import { loadDescriptor, unlockDescriptor, type Descriptor, type UnlockedFilespace } from '../crypto/descriptor.js';
@@ -16,8 +15,8 @@ import { openStore as openBackend } from '../store/registry.js';
 import { RetryingStore } from '../store/retry.js';
 import type { ObjectStore } from '../store/types.js';
 
-export function openStore(url: string): { store: ObjectStore; metrics: MeteredStore } {
-  const metrics = new MeteredStore(openBackend(url));
+export async function openStore(url: string): Promise<{ store: ObjectStore; metrics: MeteredStore }> {
+  const metrics = new MeteredStore(await openBackend(url));
   return { store: new RetryingStore(metrics), metrics };
 }
 
@@ -28,6 +27,7 @@ export async function openEngine(db: string, init: { filespaceId: string; blockS
     return SqlMetaEngine.open(await SqliteDriver.open(file), init);
   }
   if (db.startsWith('postgres://') || db.startsWith('postgresql://')) {
+    const { PostgresDriver } = await import('../meta/sql/postgres.js'); // pg only when asked for
     const driver = await PostgresDriver.open(db);
     try {
       return await SqlMetaEngine.open(driver, init);
@@ -49,7 +49,7 @@ export function openFilespaceEngine(storeUrl: string, descriptor: Descriptor, db
  * embedded default's own password when that is the store). The store is the caller's to close.
  */
 export async function openUnlocked(storeUrl: string, options: { passwordStdin?: boolean; user?: string }): Promise<{ store: ObjectStore; unlocked: UnlockedFilespace }> {
-  const { store } = openStore(storeUrl);
+  const { store } = await openStore(storeUrl);
   try {
     const descriptor = await loadDescriptor(store);
     const password = await getPassword({ passwordStdin: options.passwordStdin, fallback: isDefaultStore(storeUrl) ? () => defaultStorePassword(false) : undefined });

@@ -5,13 +5,12 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BadStoreUrlError } from '../errors.js';
-import { AzureStore } from './azure.js';
 import { FileStore } from './file.js';
 import { MemoryStore } from './memory.js';
-import { S3Store } from './s3.js';
 import type { ObjectStore } from './types.js';
 
-type Factory = (url: URL, raw: string) => ObjectStore;
+/** Cloud backends load their SDK only when a URL names them (the Azure SDK alone is 7 MiB of heap). */
+type Factory = (url: URL, raw: string) => ObjectStore | Promise<ObjectStore>;
 
 const FORMS = 'file:///abs/dir, s3://bucket/prefix?endpoint=http://host:port&region=R, or azure://container/prefix';
 
@@ -28,10 +27,11 @@ const registry = new Map<string, Factory>([
     if (!path.isAbsolute(dir)) throw new BadStoreUrlError(`store URL ${raw} must hold an absolute path: file:///abs/dir`);
     return new FileStore(dir.replace(/\/+$/, '') || '/');
   }],
-  ['s3:', (url, raw) => {
+  ['s3:', async (url, raw) => {
     if (!url.hostname) throw new BadStoreUrlError(`store URL ${raw} names no bucket: use s3://bucket/prefix`);
     const endpoint = url.searchParams.get('endpoint') ?? undefined;
     if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint)) throw new BadStoreUrlError(`endpoint "${endpoint}" in ${raw} must be http://host:port or https://host`);
+    const { S3Store } = await import('./s3.js');
     return new S3Store({
       bucket: decodeURIComponent(url.hostname),
       prefix: normalizePrefix(decodeURIComponent(url.pathname)),
@@ -39,15 +39,16 @@ const registry = new Map<string, Factory>([
       region: url.searchParams.get('region') ?? undefined,
     });
   }],
-  ['azure:', (url, raw) => {
+  ['azure:', async (url, raw) => {
     if (!url.hostname) throw new BadStoreUrlError(`store URL ${raw} names no container: use azure://container/prefix`);
+    const { AzureStore } = await import('./azure.js');
     return new AzureStore({ container: decodeURIComponent(url.hostname), prefix: normalizePrefix(decodeURIComponent(url.pathname)) });
   }],
   ['memory:', (url) => new MemoryStore(url.hostname || 'test')],
 ]);
 
 /** Opens the backend a store URL names. No I/O: call `probe()` to check it is there. */
-export function openStore(raw: string): ObjectStore {
+export async function openStore(raw: string): Promise<ObjectStore> {
   if (/^[a-z0-9]+:\/\/[^?#]*\/\.{1,2}(\/|$|[?#])/i.test(raw)) throw new BadStoreUrlError(`store URL ${raw} may not contain "." or ".." segments`);
   let url: URL;
   try {

@@ -19,9 +19,9 @@ storeConformance(t, 'memory', async () => {
 
 storeConformance(t, 'file', async () => {
   const tmp = tempDir();
-  const store = openStore(`file://${tmp.dir}`);
+  const store = await openStore(`file://${tmp.dir}`);
   const gone = path.join(tmp.dir, 'does-not-exist');
-  return { store, missing: openStore(`file://${gone}`), missingName: gone, close: async () => tmp.remove() };
+  return { store, missing: await openStore(`file://${gone}`), missingName: gone, close: async () => tmp.remove() };
 });
 
 storeConformance(t, 's3 (s3rver)', async () => {
@@ -39,10 +39,15 @@ storeConformance(t, 'azure (Azurite)', async () => {
 });
 
 t.test('store URLs', async (t) => {
-  t.type(openStore('file:///tmp/x'), FileStore);
-  t.type(openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000&region=eu-west-1'), S3Store);
-  t.equal(openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000').url, 's3://bucket/pre/fix/?endpoint=http://127.0.0.1:9000');
+  t.type(await openStore('file:///tmp/x'), FileStore);
+  t.type(await openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000&region=eu-west-1'), S3Store);
+  t.equal((await openStore('s3://bucket/pre/fix?endpoint=http://127.0.0.1:9000')).url, 's3://bucket/pre/fix/?endpoint=http://127.0.0.1:9000');
+  const saved = process.env.AZURE_STORAGE_CONNECTION_STRING;
+  process.env.AZURE_STORAGE_CONNECTION_STRING = 'UseDevelopmentStorage=true';
+  t.type(await openStore('azure://container/prefix'), AzureStore, 'the Azure backend loads when a URL names it');
+  if (saved === undefined) delete process.env.AZURE_STORAGE_CONNECTION_STRING;
+  else process.env.AZURE_STORAGE_CONNECTION_STRING = saved;
   for (const bad of ['nope', 'ftp://x/y', 'file://host/dir', 's3:///prefix', 's3://b/p?endpoint=ftp://x', 's3://b/../x']) {
-    t.throws(() => openStore(bad), BadStoreUrlError, bad);
+    await t.rejects(openStore(bad), BadStoreUrlError, bad);
   }
 });

@@ -36,7 +36,7 @@ function summary(r: GcReport): string {
 }
 
 async function direct(args: GcArgs, graceMs: number, progress: (p: GcProgress) => void): Promise<GcReport> {
-  const { store } = openStore(args.store!);
+  const { store } = await openStore(args.store!);
   try {
     const descriptor = await loadDescriptor(store);
     const engine = await openFilespaceEngine(args.store!, descriptor, args.db);

@@ -31,7 +31,7 @@ export async function createFilespace(store: ObjectStore, options: { password: s
 export async function ensureDefaultFilespace(log: (line: string) => void): Promise<void> {
   const url = defaultStoreUrl();
   await fs.mkdir(localStoreDir(url)!, { recursive: true, mode: 0o700 });
-  const { store } = openStore(url);
+  const { store } = await openStore(url);
   try {
     if (await store.head(DESCRIPTOR_KEY)) return;
     const password = (await defaultStorePassword(true))!;
@@ -54,7 +54,7 @@ export const initCommand = {
   handler: async (args: InitArgs) => {
     const url = args.store ?? defaultStoreUrl();
     const blockSize = checkBlockSize(args.blockSize ? parseSize(args.blockSize, '--block-size') : DEFAULT_BLOCK_SIZE);
-    const { store } = openStore(url);
+    const { store } = await openStore(url);
     try {
       if (isDefaultStore(url)) await fs.mkdir(localStoreDir(url)!, { recursive: true, mode: 0o700 });
       await store.probe();

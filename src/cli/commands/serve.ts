@@ -67,7 +67,7 @@ export const serveCommand = {
     const url = args.store ?? defaultStoreUrl();
     const gcEveryMs = parseGcEvery(args.gcEvery);
     const gcGraceMs = parseGrace(args.gcGrace);
-    const { store } = openStore(url);
+    const { store } = await openStore(url);
     let descriptor;
     try {
       descriptor = await loadDescriptor(store);

@@ -78,7 +78,7 @@ export const userCommand = {
       describe: 'Users of the filespace',
       builder: (a: Argv) => a.option('store', { type: 'string', describe: 'Store URL of the filespace (default: the embedded one)' }),
       handler: async (args: { store?: string }) => {
-        const { store } = openStore(args.store ?? defaultStoreUrl());
+        const { store } = await openStore(args.store ?? defaultStoreUrl());
         try {
           const d = await loadDescriptor(store);
           for (const u of d.users) process.stdout.write(`${u.name}${u.publicKey ? '' : '  (shared token: run lucid passwd to get keys of your own)'}\n`);
