@@ -245,9 +245,11 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       const f = await e.create(d, nm('f'), file);
       await t.rejects(e.readlink(f.ino), InvalidArgumentError);
       const x = { hash: h('user.a'), nameEnc: Buffer.from('n'), valueEnc: Buffer.from('v1') };
+      t.equal(f.hasXattrs, false, 'a new inode\'s attributes say it has no xattrs');
       t.equal((await e.getAttr(f.ino)).hasXattrs, false, 'attributes say when there are no xattrs');
       await e.setXattr(f.ino, x, { create: true });
       t.equal((await e.getAttr(f.ino)).hasXattrs, true, '… and when there are');
+      t.equal((await e.setAttr(f.ino, { mode: S_IFREG | 0o600 })).hasXattrs, true, 'so do the attributes a change returns');
       t.equal((await e.readdir(d, { plus: true })).entries.find((en) => en.ino === f.ino)?.attr?.hasXattrs, true, 'readdir plus carries the flag');
       await t.rejects(e.setXattr(f.ino, x, { create: true }), EntryExistsError);
       await t.rejects(e.setXattr(f.ino, { ...x, hash: h('user.b') }, { replace: true }), NoAttributeError);
@@ -259,6 +261,8 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.getXattr(f.ino, x.hash), NoAttributeError);
       await t.rejects(e.removeXattr(f.ino, x.hash), NoAttributeError);
       t.equal((await e.listXattr(f.ino)).length, 1);
+      await e.removeXattr(f.ino, h('user.b'));
+      t.equal((await e.setAttr(f.ino, { mode: S_IFREG | 0o644 })).hasXattrs, false, 'the last one removed: a change says none');
     });
 
     t.test('snapshots: create, list, delete; restore a file and a folder in place', async (t) => {
