@@ -9,31 +9,18 @@
  * - unlocking commits the holder's writes first; a granted lock drops B's cached view.
  */
 import t from 'tap';
-import path from 'node:path';
-import { Filespace } from '../../src/fs/filespace.js';
-import { BlockCache } from '../../src/cache/block-cache.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs } from '../../src/fs/vfs.js';
 import { LocalLocks } from '../../src/locks/local.js';
-import { sharedFilespace } from '../helpers/shared.js';
+import { mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDWR = 2;
 const lockAll = (type: 'read' | 'write' | 'unlock') => ({ kind: 'posix' as const, type, start: 0, end: -1, pid: 1 });
 
 t.test('eventual within the staleness bound, strong while locked', async (t) => {
-  const { dir, u, store, engine } = await sharedFilespace(t, BS);
+  const shared = await sharedFilespace(t, BS);
   // One lock table for both mounts, as the service would be.
   const locks = new LocalLocks();
-  const mount = async (name: string, staleMs: number) => {
-    const fs = new Filespace(u, store, engine);
-    const cache = await BlockCache.open({ dir: path.join(dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
-    let vfs: Vfs | undefined;
-    const wb = new Writeback(fs, cache, { idleMs: 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
-    vfs = new Vfs(fs, cache, wb, { attrTtlMs: staleMs, locks });
-    t.teardown(async () => { wb.close(); await cache.close(); });
-    return vfs;
-  };
+  const mount = (name: string, staleMs: number) => mountVfs(t, shared, name, { attrTtlMs: staleMs, locks });
   const a = await mount('a', 1500);
   const b = await mount('b', 1500);
 

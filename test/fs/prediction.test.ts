@@ -6,13 +6,8 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import type { MetaEngine } from '../../src/meta/types.js';
-import { Filespace } from '../../src/fs/filespace.js';
-import { BlockCache } from '../../src/cache/block-cache.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs } from '../../src/fs/vfs.js';
-import { sharedFilespace } from '../helpers/shared.js';
+import { countingCalls, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDONLY = 0;
@@ -28,27 +23,11 @@ async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> 
 }
 
 t.test('the first frame opened after a listing is predicted from that listing', async (t) => {
-  const { dir, u, store, engine } = await sharedFilespace(t, BS);
-  let listings = 0;
-  const counted = new Proxy(engine, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (typeof v !== 'function') return v;
-      if (prop === 'readdir') return (...args: unknown[]) => { listings++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
-      return (v as (...a: unknown[]) => unknown).bind(target);
-    },
-  }) as MetaEngine;
-  const mount = async (name: string, meta: MetaEngine) => {
-    const fs = new Filespace(u, store, meta);
-    const cache = await BlockCache.open({ dir: path.join(dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
-    let vfs: Vfs | undefined;
-    const wb = new Writeback(fs, cache, { idleMs: 0, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
-    vfs = new Vfs(fs, cache, wb, { attrTtlMs: 2000 });
-    t.teardown(async () => { wb.close(); await cache.close(); });
-    return vfs;
-  };
-  const writer = await mount('writer', engine);
-  const reader = await mount('reader', counted);
+  const shared = await sharedFilespace(t, BS);
+  const readdirs = countingCalls(shared.engine, ['readdir']);
+  const mount = (name: string, meta: MetaEngine) => mountVfs(t, shared, name, { meta, attrTtlMs: 2000, idleMs: 0 });
+  const writer = await mount('writer', shared.engine);
+  const reader = await mount('reader', readdirs.meta);
 
   const shot = await writer.mkdir(1, 'shot', 0o755, caller);
   const frames: Buffer[] = [];
@@ -63,10 +42,10 @@ t.test('the first frame opened after a listing is predicted from that listing', 
   const folder = await reader.lookup(1, 'shot');
   const listed = (await reader.list(folder.ino)).sort((a, b) => (a.name < b.name ? -1 : 1));
   t.equal(listed.length, 6, 'the player lists the folder');
-  const before = listings;
+  const before = readdirs.calls();
   const fh = await reader.open(listed[0].ino, O_RDONLY);
   await until('the first frame and the next two are fetched', () => reader.predictor.predictedFiles >= 3);
-  t.equal(listings, before, 'no second listing: the one just taken served');
+  t.equal(readdirs.calls(), before, 'no second listing: the one just taken served');
   t.ok((await reader.read(fh, 0, frames[0].length)).equals(frames[0]), 'the first frame reads back identical');
   await reader.release(fh);
   for (let i = 1; i < 6; i++) {
@@ -77,7 +56,7 @@ t.test('the first frame opened after a listing is predicted from that listing', 
 
   // Another client changes the folder after a third mount listed it: told so (as the feed
   // would tell it), that mount's first open lists the folder again.
-  const third = await mount('third', counted);
+  const third = await mount('third', readdirs.meta);
   const d3 = await third.lookup(1, 'shot');
   await third.list(d3.ino);
   const first = await third.lookup(d3.ino, 'frame_0000.dpx');
@@ -85,9 +64,9 @@ t.test('the first frame opened after a listing is predicted from that listing', 
   await writer.write(w, 0, randomBytes(BS));
   await writer.fsync(w);
   third.revalidate(d3.ino);
-  const afterList = listings;
+  const afterList = readdirs.calls();
   const h3 = await third.open(first.ino, O_RDONLY);
-  await until('a new listing', () => listings > afterList);
-  t.ok(listings > afterList, 'the changed folder is listed again, not predicted from the old listing');
+  await until('a new listing', () => readdirs.calls() > afterList);
+  t.ok(readdirs.calls() > afterList, 'the changed folder is listed again, not predicted from the old listing');
   await third.release(h3);
 });

@@ -7,43 +7,17 @@
  * on another mount) is seen.
  */
 import t from 'tap';
-import path from 'node:path';
-import { Filespace } from '../../src/fs/filespace.js';
-import { BlockCache } from '../../src/cache/block-cache.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs } from '../../src/fs/vfs.js';
 import { NoAttributeError } from '../../src/errors.js';
-import type { MetaEngine } from '../../src/meta/types.js';
-import { sharedFilespace } from '../helpers/shared.js';
+import { countingCalls, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const O_RDWR = 2;
 const STALE_MS = 300;
 
 t.test('writes need no xattr round trip; an xattr set here or elsewhere is seen', async (t) => {
-  const { dir, u, store, engine } = await sharedFilespace(t);
-  let xattrCalls = 0;
-  // The engine as this mount sees it, counting the xattr questions that reach it.
-  const counted = new Proxy(engine, {
-    get(target, p, receiver) {
-      const v = Reflect.get(target, p, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        if (p === 'getXattr' || p === 'listXattr') xattrCalls++;
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as MetaEngine;
-  const mount = async (name: string, meta: MetaEngine) => {
-    const fs = new Filespace(u, store, meta);
-    const cache = await BlockCache.open({ dir: path.join(dir, name), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
-    let vfs: Vfs | undefined;
-    const wb = new Writeback(fs, cache, { idleMs: 20, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
-    vfs = new Vfs(fs, cache, wb, { attrTtlMs: STALE_MS });
-    t.teardown(async () => { wb.close(); await cache.close(); });
-    return vfs;
-  };
-  const a = await mount('a', counted);
-  const b = await mount('b', engine);
+  const shared = await sharedFilespace(t);
+  const xattrQuestions = countingCalls(shared.engine, ['getXattr', 'listXattr']);
+  const a = await mountVfs(t, shared, 'a', { meta: xattrQuestions.meta, attrTtlMs: STALE_MS, idleMs: 20 });
+  const b = await mountVfs(t, shared, 'b', { attrTtlMs: STALE_MS, idleMs: 20 });
 
   const { attr, fh } = await a.create(1, 'render.mov', 0o644, O_RDWR, { uid: 0, gid: 0 });
   for (let i = 0; i < 5; i++) {
@@ -54,7 +28,7 @@ t.test('writes need no xattr round trip; an xattr set here or elsewhere is seen'
   await a.fsync(fh);
   await t.rejects(a.getxattr(attr.ino, 'security.capability'), NoAttributeError, 'still answered after the commits');
   t.same(await a.listxattr(attr.ino), []);
-  t.equal(xattrCalls, 0, 'no xattr question reached the service');
+  t.equal(xattrQuestions.calls(), 0, 'no xattr question reached the service');
 
   await a.setxattr(attr.ino, 'user.take', Buffer.from('3'), 0);
   t.equal((await a.getxattr(attr.ino, 'user.take')).toString(), '3', 'set here: seen at once');

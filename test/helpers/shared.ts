@@ -1,11 +1,17 @@
 /**
  * For VFS tests with several mounts: one descriptor, one in-memory store and one SQLite
  * engine in a temporary directory, shared by every VFS made on it (as machines share a
- * filespace), all removed when the test ends.
+ * filespace), all removed when the test ends; `mountVfs` makes one such mount, and
+ * `countingCalls` an engine that counts the calls reaching it.
  */
 import type { Test } from 'tap';
 import path from 'node:path';
 import { MemoryStore } from '../../src/store/memory.js';
+import { Filespace } from '../../src/fs/filespace.js';
+import { BlockCache } from '../../src/cache/block-cache.js';
+import { Writeback } from '../../src/chunker/writeback.js';
+import { Vfs, type VfsOptions } from '../../src/fs/vfs.js';
+import type { MetaEngine } from '../../src/meta/types.js';
 import { createDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
@@ -26,4 +32,33 @@ export async function sharedFilespace(t: Test, blockSize = 65536): Promise<Share
   const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(tmp.dir, 'm.sqlite')), { filespaceId: u.descriptor.filespaceId, blockSize });
   t.teardown(() => engine.close());
   return { dir: tmp.dir, u, store, engine };
+}
+
+/**
+ * A VFS over the shared filespace with its own cache directory `name` (a "mount"), talking
+ * to `meta` (the shared engine unless given); closed when the test ends.
+ */
+export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; idleMs?: number } = {}): Promise<Vfs> {
+  const { meta, idleMs, ...vfsOptions } = options;
+  const fs = new Filespace(shared.u, shared.store, meta ?? shared.engine);
+  const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
+  let vfs: Vfs | undefined;
+  const wb = new Writeback(fs, cache, { idleMs: idleMs ?? 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
+  vfs = new Vfs(fs, cache, wb, vfsOptions);
+  t.teardown(async () => { wb.close(); await cache.close(); });
+  return vfs;
+}
+
+/** `engine` as a mount sees it, counting the calls of the methods named in `counted`. */
+export function countingCalls(engine: MetaEngine, counted: string[]): { meta: MetaEngine; calls(): number } {
+  let n = 0;
+  const meta = new Proxy(engine, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (typeof v !== 'function') return v;
+      if (!counted.includes(String(prop))) return (v as (...a: unknown[]) => unknown).bind(target);
+      return (...args: unknown[]) => { n++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
+    },
+  }) as MetaEngine;
+  return { meta, calls: () => n };
 }
