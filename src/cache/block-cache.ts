@@ -11,6 +11,8 @@
  *   are pinned blocks.
  * - Space: writers reserve before a dirty block grows; when clean blocks cannot be evicted
  *   to make room, they wait (backpressure) until uploads turn dirty blocks clean.
+ * - A block fetched for a reader is kept in the background (`keepClean`): the reader is
+ *   served while it is written; `keepingBytes` says how much waits, and close() waits for it.
  *
  * Promises: a dirty block's bytes are in its file before its index row says so, so after a
  * kill at any moment the index names only bytes that are really there; the limit is never
