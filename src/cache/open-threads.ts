@@ -98,7 +98,7 @@ export class ThreadedOpener implements CachedBlockOpener {
       if (attempt > 0) throw new IntegrityError(`block object ${objectId} needs data key ${r.keyId}, which its thread did not take`);
       const key = this.options.dataKey(r.keyId);
       this.keysSent.set(r.keyId, key);
-      for (const t of this.threads) t.worker.postMessage({ type: 'key', keyId: r.keyId, key } satisfies ToWorker);
+      for (const each of this.threads) each.worker.postMessage({ type: 'key', keyId: r.keyId, key } satisfies ToWorker);
     }
   }
 

@@ -157,7 +157,10 @@ export class Agent {
       cleanups.push(async () => writeback.close());
       let fuseRef: FuseMount | undefined;
       const gcPacer = new GcPacer();
+      // LUCID_TRACE=1: every FUSE request, metadata call, block load, prefetch and store call, timed.
       const trace = process.env.LUCID_TRACE ? config.log : undefined;
+      metrics.trace = trace;
+      if (remote) remote.client.trace = trace;
       vfs = new Vfs(filespace, cache, writeback, {
         log: config.log, trace, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
@@ -178,8 +181,6 @@ export class Agent {
       if (recovered > 0) config.log(`resuming upload of ${recovered} block(s) written before the last stop`);
       let fuse: FuseMount;
       try {
-        metrics.trace = trace;
-        if (remote) remote.client.trace = trace;
         fuse = FuseMount.mount(vfs, config.mountpoint, {
           allowOther: config.allowOther, log: config.log, fsname: `lucid:${id.slice(0, 8)}`, trace,
           attrTimeout: (config.staleMs ?? 1000) / 1000, entryTimeout: (config.staleMs ?? 1000) / 1000,

@@ -942,15 +942,8 @@ export class Vfs {
     this.plain.set(objectId, plain);
     // The reader is served while the sealed copy goes to disk; behind a backlog of such
     // writes (a slow cache disk) it waits, so the sealed copies in memory stay bounded.
-    const logged = kept.catch((e: Error) => this.cacheWriteFailed(objectId, e));
-    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await logged;
+    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await kept.catch(() => {});
     return plain;
-  }
-
-  private cacheWriteFailed(objectId: string, e: Error): void {
-    if (this.cacheWritesFailing) return;
-    this.cacheWritesFailing = true;
-    this.options.log?.(`could not keep block object ${objectId} in the disk cache (${e.message}); reads are served from the store until it works again`);
   }
 
   /**
@@ -968,7 +961,12 @@ export class Vfs {
       throw e;
     }
     const kept = this.cache.keepClean(objectId, sealed, ino);
-    void kept.then(() => { this.cacheWritesFailing = false; }, () => {});
+    // A failing cache disk is said once (until a write works again); reads go on from the store.
+    void kept.then(() => { this.cacheWritesFailing = false; }, (e: Error) => {
+      if (this.cacheWritesFailing) return;
+      this.cacheWritesFailing = true;
+      this.options.log?.(`could not keep block object ${objectId} in the disk cache (${e.message}); reads are served from the store until it works again`);
+    });
     return { plain, kept };
   }
 
