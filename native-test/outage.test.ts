@@ -47,7 +47,7 @@ t.test('service outage: cached work goes on, writes wait, then arrive', { timeou
     && cp ${work}/edl.v1 ${a}/proj/cut.edl && echo old > ${a}/proj/old.txt \\
     && sync ${a}/proj/* ${a}/other/* && ls ${a}/proj > /dev/null && echo ok`);
   t.equal(w.stdout.trim(), 'ok', w.stderr);
-  const seen = await within(5000, async () => (await sh(`cmp -s ${b}/proj/cut.mov ${work}/cut.mov && cmp -s ${b}/proj/notes.txt ${work}/notes.v1 && echo same`)).stdout.trim() === 'same');
+  const seen = await within(5000, async () => (await sh(`ls ${b}/proj > /dev/null && cmp -s ${b}/proj/cut.mov ${work}/cut.mov && cmp -s ${b}/proj/notes.txt ${work}/notes.v1 && echo same`)).stdout.trim() === 'same');
   // B has listed proj/ and read its files, and never looked at other/.
   t.ok(seen >= 0, 'B has read (and cached) the files');
 

@@ -190,6 +190,7 @@ export class Agent {
       } catch (e) {
         throw new InvalidArgumentError(`cannot mount FUSE at ${config.mountpoint}: ${(e as Error).message} (is /dev/fuse there and fuse3 installed?)`);
       }
+      await fuse.readaheadRaised;
       const v = vfs;
       const admin = new FilespaceAdmin(filespace, {
         settle: () => writeback.flushAll(),

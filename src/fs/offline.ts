@@ -33,8 +33,11 @@ const KEPT_LISTING_ENTRIES = 5_000;
 export class LastKnown {
   private readonly attrs = new LRUCache<number, Attr>({ max: KEPT_INODES });
   private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: KEPT_INODES });
-  /** Full listings, and when each was taken (this mount's own changes keep them current). */
-  private readonly listings = new LRUCache<number, { at: number; entries: ListedEntry[] }>({ max: KEPT_LISTINGS });
+  /**
+   * Full listings, when each was taken, and the folder's version known before it was taken
+   * (the listing has every change up to that version); this mount's own changes keep them current.
+   */
+  private readonly listings = new LRUCache<number, { at: number; version: number; entries: ListedEntry[] }>({ max: KEPT_LISTINGS });
   private info?: MetaInfo;
   /** When the service was first found unreachable (0: it answers). */
   offlineSinceMs = 0;
@@ -48,9 +51,12 @@ export class LastKnown {
     this.names.set(`${parent}/${name}`, { ino, gen });
   }
 
-  /** A folder's full listing (not kept past 5 000 entries: offline, such a folder does not list). */
-  keepListing(dir: number, entries: ListedEntry[]): void {
-    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, { at: Date.now(), entries });
+  /**
+   * A folder's full listing, taken after the folder was seen at `version` (not kept past
+   * 5 000 entries: offline, such a folder does not list).
+   */
+  keepListing(dir: number, entries: ListedEntry[], version: number): void {
+    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, { at: Date.now(), version, entries });
     else this.listings.delete(dir);
   }
 
@@ -58,10 +64,14 @@ export class LastKnown {
     this.info = info;
   }
 
-  /** Another client changed an inode: what was known of it, and of its listing, is old. */
-  forget(ino: number): void {
-    this.attrs.delete(ino);
-    this.listings.delete(ino);
+  /**
+   * Another client changed an inode (in commit `csn`; unknown: any time): what was known of
+   * it, and of its listing, from before that change is old. What was learnt after it stays —
+   * the change feed can bring word of a change later than the answers that already had it.
+   */
+  forget(ino: number, csn = Infinity): void {
+    if ((this.attrs.get(ino)?.version ?? -1) < csn) this.attrs.delete(ino);
+    if ((this.listings.get(ino)?.version ?? -1) < csn) this.listings.delete(ino);
   }
 
   /** A name changed in a way this mount cannot follow exactly: the folder's listing is old. */
@@ -124,7 +134,7 @@ export class LastKnown {
       if (listing.length < KEPT_LISTING_ENTRIES) listing.push({ name, ino: attr.ino, mode: attr.mode, attr });
       else this.listings.delete(parent);
     }
-    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, { at: Date.now(), entries: [] });
+    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, { at: Date.now(), version: attr.version, entries: [] });
   }
 
   /** An entry this mount removed (or moved away): gone from its folder's listing and from the names. */

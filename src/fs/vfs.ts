@@ -81,6 +81,8 @@ interface FileHandle {
 
 interface DirHandle {
   ino: number;
+  /** The directory's version when it was opened: its listing has every change up to it. */
+  version: number;
   entries: DirEntryOut[];
   cursor?: string;
   complete: boolean;
@@ -1014,12 +1016,15 @@ export class Vfs {
         this.options.invalidate?.(ino);
         continue;
       }
-      this.revalidate(ino);
+      this.revalidate(ino, c.csn);
     }
   }
 
-  /** Forgets cached metadata of an inode (another client changed it) and tells the kernel. */
-  revalidate(ino: number): void {
+  /**
+   * Forgets cached metadata of an inode (another client changed it, in commit `csn` if known)
+   * and tells the kernel. What is kept for outages goes only if it is older than that commit.
+   */
+  revalidate(ino: number, csn?: number): void {
     if (this.journal.affects(ino)) {
       // This mount's offline changes to it are not at the service yet: they stay what it shows.
       this.options.invalidate?.(ino);
@@ -1032,7 +1037,7 @@ export class Vfs {
       for (const n of names) this.options.invalidateEntry?.(ino, n);
     }
     this.forget(ino);
-    this.lastKnown.forget(ino);
+    this.lastKnown.forget(ino, csn);
     this.refs.delete(ino);
     this.seenVersion.delete(ino);
     this.options.invalidate?.(ino);
@@ -1046,6 +1051,7 @@ export class Vfs {
     const fh = this.nextFh++;
     this.dirs.set(fh, {
       ino,
+      version: attr.version,
       entries: [{ name: '.', ino, mode: S_IFDIR }, { name: '..', ino: ROOT_INO, mode: S_IFDIR }],
       complete: false,
     });
@@ -1085,7 +1091,7 @@ export class Vfs {
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
-      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) this.lastKnown.keepListing(d.ino, d.entries.slice(2));
+      if (d.complete && (this.dirGen.get(d.ino) ?? 0) === listGen) this.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version);
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && this.overlay(this.attrs.get(e.ino) ?? e.attr), next: offset + i + 1 }));
   }

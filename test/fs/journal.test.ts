@@ -16,32 +16,10 @@ import { Vfs } from '../../src/fs/vfs.js';
 import { NoEntryError, ServiceUnavailableError } from '../../src/errors.js';
 import { ROOT_INO, type MetaEngine } from '../../src/meta/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { sharedFilespace } from '../helpers/shared.js';
+import { sharedFilespace, Switch } from '../helpers/shared.js';
 
 const BS = 65536;
 const ME = { uid: 0, gid: 0 };
-
-/** The engine behind a switch: while `down`, every call fails as an unreachable service would. */
-class Switch {
-  down = false;
-  /** Calls of these methods are carried out, then their replies lost (once each). */
-  readonly loseReply = new Set<string>();
-  readonly meta: MetaEngine;
-  constructor(engine: MetaEngine) {
-    this.meta = new Proxy(engine, {
-      get: (target, prop, recv) => {
-        const v = Reflect.get(target, prop, recv) as unknown;
-        if (typeof v !== 'function') return v;
-        return async (...args: unknown[]) => {
-          if (this.down) throw new ServiceUnavailableError('metadata service http://127.0.0.1:1: connection refused');
-          const result = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-          if (this.loseReply.delete(String(prop))) throw new ServiceUnavailableError('metadata service: connection reset');
-          return result;
-        };
-      },
-    });
-  }
-}
 
 async function mountOn(u: UnlockedFilespace, store: ObjectStore, meta: MetaEngine, cacheDir: string) {
   const fs = new Filespace(u, store, meta);

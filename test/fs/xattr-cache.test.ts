@@ -11,7 +11,7 @@ import { NoAttributeError } from '../../src/errors.js';
 import { countingCalls, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const O_RDWR = 2;
-const STALE_MS = 300;
+const STALE_MS = 1000;
 
 t.test('writes need no xattr round trip; an xattr set here or elsewhere is seen', async (t) => {
   const shared = await sharedFilespace(t);

@@ -1,8 +1,9 @@
 /**
  * For VFS tests with several mounts: one descriptor, one in-memory store and one SQLite
  * engine in a temporary directory, shared by every VFS made on it (as machines share a
- * filespace), all removed when the test ends; `mountVfs` makes one such mount, and
- * `countingCalls` an engine that counts the calls reaching it.
+ * filespace), all removed when the test ends; `mountVfs` makes one such mount,
+ * `countingCalls` an engine that counts the calls reaching it, and `Switch` one that can be
+ * made unreachable.
  */
 import type { Test } from 'tap';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import type { MetaEngine } from '../../src/meta/types.js';
 import { createDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
+import { ServiceUnavailableError } from '../../src/errors.js';
 import { tempDir } from './servers.js';
 
 export interface SharedFilespace {
@@ -61,4 +63,26 @@ export function countingCalls(engine: MetaEngine, counted: string[]): { meta: Me
     },
   }) as MetaEngine;
   return { meta, calls: () => n };
+}
+
+/** The engine behind a switch: while `down`, every call fails as an unreachable service would. */
+export class Switch {
+  down = false;
+  /** Calls of these methods are carried out, then their replies lost (once each). */
+  readonly loseReply = new Set<string>();
+  readonly meta: MetaEngine;
+  constructor(engine: MetaEngine) {
+    this.meta = new Proxy(engine, {
+      get: (target, prop, recv) => {
+        const v = Reflect.get(target, prop, recv) as unknown;
+        if (typeof v !== 'function') return v;
+        return async (...args: unknown[]) => {
+          if (this.down) throw new ServiceUnavailableError('metadata service http://127.0.0.1:1: connection refused');
+          const result = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          if (this.loseReply.delete(String(prop))) throw new ServiceUnavailableError('metadata service: connection reset');
+          return result;
+        };
+      },
+    });
+  }
 }

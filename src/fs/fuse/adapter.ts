@@ -42,6 +42,11 @@ export class FuseMount {
   private readonly attrTimeout: number;
   private readonly entryTimeout: number;
   maxWrite = 0;
+  /**
+   * Settles once the mount's read-ahead is raised (or given up on, with a log line): the
+   * agent says it is mounted only then, so every read, the first too, sees the same 2 MiB.
+   */
+  readaheadRaised: Promise<void> = Promise.resolve();
 
   private constructor(private readonly vfs: Vfs, readonly mountpoint: string, private readonly options: FuseOptions) {
     this.b = loadBinding();
@@ -60,7 +65,7 @@ export class FuseMount {
     // INIT may come before or after the BDI is raised: both get the same value.
     const readaheadKb = options.readaheadKb ?? 2048;
     m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, readaheadKb * 1024);
-    void m.raiseReadahead(readaheadKb);
+    m.readaheadRaised = m.raiseReadahead(readaheadKb);
     return m;
   }
 
