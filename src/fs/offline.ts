@@ -9,9 +9,10 @@
  * too — a new entry joins its folder's listing, a removed one leaves it — so the mount shows
  * its own offline changes until they are replayed.
  *
- * Promises: an entry another client's change was announced for (or this mount changed) is
- * dropped, so nothing older than the last announced change is served; the mount says it is
- * offline from the first failed call until the next successful one.
+ * Promises: what was kept of an inode from before another client's announced change to it
+ * is dropped (what was kept after it stays, however late the word comes), so nothing older
+ * than the last announced change is served; the mount says it is offline from the first
+ * failed call until the next successful one.
  */
 import { LRUCache } from 'lru-cache';
 import { ServiceUnavailableError } from '../errors.js';
