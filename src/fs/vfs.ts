@@ -151,6 +151,8 @@ export class Vfs {
   /** Names handed to the kernel per directory, so a change pushed for it can make the kernel forget them. */
   private readonly kernelNames = new Map<number, Set<string>>();
   private readonly fetching = new Map<string, Promise<Buffer>>();
+  /** Block objects on their way to the disk cache only (`stageBlock`), by object id. */
+  private readonly staging = new Map<string, Promise<void>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
   readonly prefetcher: Prefetcher;
   readonly predictor: DirectoryPredictor;
@@ -180,9 +182,15 @@ export class Vfs {
     this.plainBudget = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, this.blockSize);
     this.prefetcher = new Prefetcher({
       isCached: (ino, idx) => this.isCached(ino, idx),
-      load: (ino, idx) => traced(options.trace, () => `prefetch ino ${ino} block ${idx}`, async () => this.fetchBlock(ino, idx, (await this.committedAttr(ino)).version)),
+      load: (ino, idx, toDisk) => traced(options.trace, () => `${toDisk ? 'stage' : 'prefetch'} ino ${ino} block ${idx}`, async () => {
+        const { version } = await this.committedAttr(ino);
+        return toDisk ? this.stageBlock(ino, idx, version) : this.fetchBlock(ino, idx, version);
+      }),
     }, { blockSize: this.blockSize, maxInflight: 16, maxWindowBlocks: prefetchWindowBlocks(this.plainBudget, this.blockSize) });
     const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);
+    // Predicted files starting within a third of the plaintext memory (the frame opened and the
+    // next) come into memory; those further ahead would be evicted before they are read, so
+    // they come to disk only (8 MiB frames: 87 against 73 MB/s with all of them into memory).
     this.predictor = new DirectoryPredictor({
       // A listing the application has just taken (a player lists the folder, then opens the
       // first frame) serves, unless the folder changed since: no second round trip.
@@ -193,7 +201,7 @@ export class Vfs {
         const a = this.attrs.get(ino);
         if (a) await this.ref(ino, 0, a.version);
       },
-    }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs });
+    }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs, memoryBytes: this.plainBudget / 3 });
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -725,6 +733,29 @@ export class Vfs {
     if (ref) await this.plaintext(ref, ino);
   }
 
+  /**
+   * Brings one block to the disk cache only, sealed as fetched (authenticated when it is
+   * opened): a predicted file further ahead than memory would keep it costs no decryption
+   * and no plaintext until it is read.
+   */
+  private async stageBlock(ino: number, idx: number, version: number): Promise<void> {
+    if (this.cache.dirtyRow(ino, idx)) return;
+    const ref = await this.ref(ino, idx, version);
+    if (!ref) return;
+    const id = ref.objectId;
+    if (this.plain.has(id) || this.fetching.has(id) || this.cache.hasClean(id)) return;
+    let staging = this.staging.get(id);
+    if (!staging) {
+      staging = (async () => {
+        const sealed = await this.fs.store.get(blockKey(id));
+        this.options.allocated?.(sealed.length);
+        await this.keepSealed(id, sealed, ino);
+      })().finally(() => this.staging.delete(id));
+      this.staging.set(id, staging);
+    }
+    await staging;
+  }
+
   /** Whether a block can be read without the store. */
   private isCached(ino: number, idx: number): boolean {
     if (this.cache.dirtyRow(ino, idx)) return true;
@@ -928,6 +959,8 @@ export class Vfs {
   }
 
   private async load(objectId: string, ino: number): Promise<Buffer> {
+    // On its way to the disk cache: opened from there (fetched again only if that failed).
+    await this.staging.get(objectId)?.catch(() => {});
     try {
       const cached = await this.cache.openClean(objectId);
       if (cached) {
@@ -962,14 +995,21 @@ export class Vfs {
       this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
       throw e;
     }
+    return { plain, kept: this.keepSealed(objectId, sealed, ino) };
+  }
+
+  /**
+   * Hands a fetched object's sealed copy to the disk cache (settles when it is there). A
+   * failing cache disk is said once (until a write works again); reads go on from the store.
+   */
+  private keepSealed(objectId: string, sealed: Buffer, ino: number): Promise<void> {
     const kept = this.cache.keepClean(objectId, sealed, ino);
-    // A failing cache disk is said once (until a write works again); reads go on from the store.
     void kept.then(() => { this.cacheWritesFailing = false; }, (e: Error) => {
       if (this.cacheWritesFailing) return;
       this.cacheWritesFailing = true;
       this.options.log?.(`could not keep block object ${objectId} in the disk cache (${e.message}); reads are served from the store until it works again`);
     });
-    return { plain, kept };
+    return kept;
   }
 
   // ---- locks ----------------------------------------------------------------------------

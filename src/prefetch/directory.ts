@@ -9,7 +9,8 @@
  * (frame_0001.exr) whose next name is numbered the same way (frame_0002.exr), already
  * queues that file whole and the next `firstGuessFiles` (2): the first frame comes at full
  * speed, and the second is on its way while the first is read. Only the first open: a
- * reader jumping between frames is not sent extra bytes. The listing comes from the lister
+ * reader jumping between frames is not sent extra bytes. Files starting `memoryBytes` or more
+ * ahead of the open are asked for on disk only. The listing comes from the lister
  * (which also warms the attribute and name caches, so the next lookups need no round trip)
  * and is re-read when older than `listingTtlMs`.
  */
@@ -36,6 +37,8 @@ export interface DirectoryPredictorOptions {
   /** Files queued on the first open of a numbered name. */
   firstGuessFiles?: number;
   listingTtlMs?: number;
+  /** Predicted bytes brought into memory; files starting beyond them come to disk only. */
+  memoryBytes?: number;
 }
 
 /** A name's shape with its digit runs blanked: frame_0001.exr and frame_0002.exr share one. */
@@ -54,12 +57,14 @@ export class DirectoryPredictor {
   private readonly budget: number;
   private readonly maxFiles: number;
   private readonly ttl: number;
+  private readonly memoryBytes: number;
   predictedFiles = 0;
 
   constructor(private readonly lister: DirectoryLister, private readonly prefetcher: Prefetcher, private readonly options: DirectoryPredictorOptions) {
     this.budget = options.budgetBytes ?? 64 * 1024 * 1024;
     this.maxFiles = options.maxFiles ?? 16;
     this.ttl = options.listingTtlMs ?? 1000;
+    this.memoryBytes = options.memoryBytes ?? Infinity;
   }
 
   /** A file `name` (inode `ino`) of directory `parent` was opened for reading. */
@@ -111,6 +116,8 @@ export class DirectoryPredictor {
       const f = files[i];
       if (!f.regular || f.size === 0) continue;
       n++;
+      // Files that start further ahead than memory keeps plaintexts come to disk only.
+      const toDisk = bytes >= this.memoryBytes;
       bytes += f.size;
       if (d.predicted.has(f.ino)) continue;
       d.predicted.add(f.ino);
@@ -118,7 +125,7 @@ export class DirectoryPredictor {
       // The block map first (no fetch slot waits on metadata), then the blocks, unless the
       // guess was dropped meanwhile.
       const queue = () => {
-        if (d.predicted.has(f.ino) && this.prefetcher.prefetchFile(f.ino, blocks) > 0) this.predictedFiles++;
+        if (d.predicted.has(f.ino) && this.prefetcher.prefetchFile(f.ino, blocks, toDisk) > 0) this.predictedFiles++;
       };
       if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
       else queue();

@@ -13,14 +13,18 @@
  *   (they go straight to the loader, which shares in-flight fetches with prefetches).
  * - Accuracy: blocks prefetched and later read, against blocks prefetched.
  * - `prefetchFile` brings in the first blocks of a file nobody has opened yet (the directory
- *   predictor's guess at the next frame); it shares the same in-flight budget.
+ *   predictor's guess at the next frame); it shares the same in-flight budget, and can ask
+ *   for them on disk only (files further ahead than memory would keep them).
  */
 
 export interface PrefetchLoader {
   /** Whether block `idx` of `ino` is already in memory or on disk. */
   isCached(ino: number, idx: number): boolean;
-  /** Brings block `idx` of `ino` into the cache (a hole or a dirty block resolves at once). */
-  load(ino: number, idx: number): Promise<void>;
+  /**
+   * Brings block `idx` of `ino` into the cache (a hole or a dirty block resolves at once);
+   * `toDisk`: only to the disk cache, as fetched, for a file read later than memory would keep it.
+   */
+  load(ino: number, idx: number, toDisk?: boolean): Promise<void>;
 }
 
 export interface PrefetchOptions {
@@ -67,7 +71,7 @@ export interface PrefetchStats {
 
 export class Prefetcher {
   private readonly handles = new Map<number, HandleState>();
-  private readonly queue: { fh: number; ino: number; idx: number }[] = [];
+  private readonly queue: { fh: number; ino: number; idx: number; toDisk: boolean }[] = [];
   private readonly inflight = new Set<string>();
   private readonly prefetched = new Set<string>();
   private readonly initial: number;
@@ -154,14 +158,14 @@ export class Prefetcher {
    * Prefetches blocks [0, blocks) of a file that is not open yet (directory prediction),
    * queued behind the open handles' own prefetches. Returns how many were queued.
    */
-  prefetchFile(ino: number, blocks: number): number {
+  prefetchFile(ino: number, blocks: number, toDisk = false): number {
     let h = this.handles.get(-ino);
     if (!h) {
       h = { ino, pattern: 'none', window: 0, lastStart: 0, lastEnd: 0, stride: 0, block: 0, steps: 0, queued: new Set() };
       this.handles.set(-ino, h);
     }
     const before = h.queued.size;
-    for (let i = 0; i < blocks; i++) this.want(-ino, h, i);
+    for (let i = 0; i < blocks; i++) this.want(-ino, h, i, toDisk);
     const added = h.queued.size - before;
     this.pump();
     return added;
@@ -188,11 +192,11 @@ export class Prefetcher {
     return { ...this.stats_, inflight: this.inflight.size };
   }
 
-  private want(fh: number, h: HandleState, idx: number): void {
+  private want(fh: number, h: HandleState, idx: number, toDisk = false): void {
     const k = `${h.ino}:${idx}`;
     if (h.queued.has(idx) || this.inflight.has(k) || this.loader.isCached(h.ino, idx)) return;
     h.queued.add(idx);
-    this.queue.push({ fh, ino: h.ino, idx });
+    this.queue.push({ fh, ino: h.ino, idx, toDisk });
   }
 
   private cancel(fh: number, h: HandleState): void {
@@ -204,7 +208,7 @@ export class Prefetcher {
 
   private pump(): void {
     while (this.inflight.size < this.maxInflight && this.queue.length > 0) {
-      const { fh, ino, idx } = this.queue.shift()!;
+      const { fh, ino, idx, toDisk } = this.queue.shift()!;
       const owner = this.handles.get(fh);
       owner?.queued.delete(idx);
       if (fh < 0 && owner && owner.queued.size === 0) this.handles.delete(fh);
@@ -213,7 +217,7 @@ export class Prefetcher {
       this.inflight.add(k);
       this.stats_.issued++;
       this.prefetched.add(k);
-      this.loader.load(ino, idx)
+      this.loader.load(ino, idx, toDisk)
         .catch(() => { this.prefetched.delete(k); })
         .finally(() => {
           this.inflight.delete(k);

@@ -2,11 +2,15 @@
  * The VFS side of per-directory prediction, two mounts over one engine and store: a player
  * that lists a folder of frames and opens the first gets that frame and the next ones
  * fetched from the listing it has just taken (no second listing round trip), byte for byte;
- * after another client changes the folder, the listing is taken again.
+ * after another client changes the folder, the listing is taken again. Frames predicted
+ * further ahead than memory keeps plaintexts come to the disk cache only, each block fetched
+ * once even when a read wants it while it is on its way, and are opened from disk.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import type { MetaEngine } from '../../src/meta/types.js';
+import { FaultyStore } from '../../src/store/faults.js';
+import { MeteredStore } from '../../src/store/metrics.js';
 import { countingCalls, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
@@ -69,4 +73,38 @@ t.test('the first frame opened after a listing is predicted from that listing', 
   await until('a new listing', () => readdirs.calls() > afterList);
   t.ok(readdirs.calls() > afterList, 'the changed folder is listed again, not predicted from the old listing');
   await third.release(h3);
+});
+
+t.test('frames predicted beyond memory come to disk once and are opened from there', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const shot = await writer.mkdir(1, 'shot', 0o755, caller);
+  const frames: Buffer[] = [];
+  for (let i = 0; i < 4; i++) {
+    frames.push(randomBytes(3 * BS + 100)); // 4 blocks
+    const { fh } = await writer.create(shot.ino, `frame_${i}.dpx`, 0o644, O_RDWR, caller);
+    await writer.write(fh, 0, frames[i]);
+    await writer.fsync(fh);
+    await writer.release(fh);
+  }
+  // Every GET takes 100 ms, so a read can come while a block is on its way to disk.
+  const slow = new FaultyStore(shared.store);
+  slow.inject({ op: 'get', fault: { kind: 'latency', ms: 100 } });
+  const gets = new MeteredStore(slow);
+  // 12 blocks of plaintext in memory: predicted files starting 4 blocks ahead or more go to disk.
+  const reader = await mountVfs(t, shared, 'reader', { store: gets, memoryCacheBytes: 12 * BS, attrTtlMs: 5000 });
+  const folder = await reader.lookup(1, 'shot');
+  const listed = (await reader.list(folder.ino)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  const h0 = await reader.open(listed[0].ino, O_RDONLY);
+  await until('frames 0, 1 and 2 are on their way', () => reader.predictor.predictedFiles >= 3);
+  const hitsBefore = reader.cache.stats().hits;
+  // Out of order (no further prediction): frame 2 first, while its blocks are in flight.
+  for (const i of [2, 1, 0]) {
+    const h = i === 0 ? h0 : await reader.open(listed[i].ino, O_RDONLY);
+    t.ok((await reader.read(h, 0, frames[i].length)).equals(frames[i]), `frame ${i} reads back identical`);
+    await reader.release(h);
+  }
+  await until('nothing left in flight', () => reader.prefetcher.stats().inflight === 0);
+  t.equal(gets.stats.get.requests, 12, 'each block of the three predicted frames fetched once');
+  t.ok(reader.cache.stats().hits - hitsBefore >= 4, `frame 2, kept on disk only, was opened from the disk cache (${reader.cache.stats().hits - hitsBefore} hits)`);
 });

@@ -13,6 +13,7 @@ import { BlockCache } from '../../src/cache/block-cache.js';
 import { Writeback } from '../../src/chunker/writeback.js';
 import { Vfs, type VfsOptions } from '../../src/fs/vfs.js';
 import type { MetaEngine } from '../../src/meta/types.js';
+import type { ObjectStore } from '../../src/store/types.js';
 import { createDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
@@ -22,7 +23,7 @@ import { tempDir } from './servers.js';
 export interface SharedFilespace {
   dir: string;
   u: UnlockedFilespace;
-  store: MemoryStore;
+  store: ObjectStore;
   engine: SqlMetaEngine;
 }
 
@@ -38,11 +39,11 @@ export async function sharedFilespace(t: Test, blockSize = 65536): Promise<Share
 
 /**
  * A VFS over the shared filespace with its own cache directory `name` (a "mount"), talking
- * to `meta` (the shared engine unless given); closed when the test ends.
+ * to `meta` and `store` (the shared ones unless given); closed when the test ends.
  */
-export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; idleMs?: number } = {}): Promise<Vfs> {
-  const { meta, idleMs, ...vfsOptions } = options;
-  const fs = new Filespace(shared.u, shared.store, meta ?? shared.engine);
+export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; store?: ObjectStore; idleMs?: number } = {}): Promise<Vfs> {
+  const { meta, store, idleMs, ...vfsOptions } = options;
+  const fs = new Filespace(shared.u, store ?? shared.store, meta ?? shared.engine);
   const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
   let vfs: Vfs | undefined;
   const wb = new Writeback(fs, cache, { idleMs: idleMs ?? 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });

@@ -1,6 +1,7 @@
 /**
  * Per-directory prediction: opening files in name order brings the next files in (within
- * the byte budget), an open out of order stops it, and a file opened again restarts nothing.
+ * the byte budget; those starting beyond the memory share to disk only), an open out of
+ * order stops it, and a file opened again restarts nothing.
  */
 import t from 'tap';
 import { Prefetcher, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
@@ -8,13 +9,17 @@ import { DirectoryPredictor, type ListedFile } from '../../src/prefetch/director
 
 const BS = 1024 * 1024;
 
-function setup(files: ListedFile[], budgetBytes = 64 * BS) {
+function setup(files: ListedFile[], budgetBytes = 64 * BS, memoryBytes?: number) {
   const loads: string[] = [];
-  const loader: PrefetchLoader = { isCached: () => false, load: async (ino, idx) => { loads.push(`${ino}:${idx}`); } };
+  const toDisk: string[] = [];
+  const loader: PrefetchLoader = {
+    isCached: () => false,
+    load: async (ino, idx, disk) => { (disk ? toDisk : loads).push(`${ino}:${idx}`); },
+  };
   const prefetcher = new Prefetcher(loader, { blockSize: BS, maxInflight: 1000 });
   let listings = 0;
-  const predictor = new DirectoryPredictor({ list: async () => { listings++; return files.slice().reverse(); } }, prefetcher, { blockSize: BS, budgetBytes });
-  return { loads, predictor, listings: () => listings };
+  const predictor = new DirectoryPredictor({ list: async () => { listings++; return files.slice().reverse(); } }, prefetcher, { blockSize: BS, budgetBytes, memoryBytes });
+  return { loads, toDisk, predictor, listings: () => listings };
 }
 
 const frames = (n: number, size = 2 * BS): ListedFile[] =>
@@ -75,4 +80,16 @@ t.test('folders and empty files are skipped', async (t) => {
   await s.predictor.onOpen(9, 'b', 2);
   t.same(s.loads, ['5:0']);
   t.equal(s.listings(), 1, 'one listing served both opens');
+});
+
+t.test('predicted files that start beyond the memory share come to disk only', async (t) => {
+  const s = setup(frames(20), 64 * BS, 4 * BS);
+  await s.predictor.onOpen(1, 'f0000.exr', 100);
+  await new Promise((r) => setImmediate(r));
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1'], 'the opened frame and the next start within 4 MiB: into memory');
+  t.same(s.toDisk, ['102:0', '102:1'], 'the third starts 4 MiB ahead: to disk');
+  await s.predictor.onOpen(1, 'f0001.exr', 101);
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '103:0', '103:1'], 'the next open: the file starting 2 MiB after it into memory (102 was guessed already)');
+  const later = Array.from({ length: 14 }, (_, i) => [`${104 + i}:0`, `${104 + i}:1`]).flat();
+  t.same(s.toDisk.sort(), ['102:0', '102:1', ...later].sort(), 'the files from 4 MiB ahead on to disk, 16 files in all');
 });
