@@ -151,8 +151,11 @@ export class Vfs {
   /** Names handed to the kernel per directory, so a change pushed for it can make the kernel forget them. */
   private readonly kernelNames = new Map<number, Set<string>>();
   private readonly fetching = new Map<string, Promise<Buffer>>();
-  /** Block objects on their way to the disk cache only (`stageBlock`), by object id. */
-  private readonly staging = new Map<string, Promise<void>>();
+  /**
+   * Block objects fetched for the disk cache only (`stageBlock`), by object id, until their
+   * sealed copy is written: a read meanwhile opens the sealed bytes held here.
+   */
+  private readonly staging = new Map<string, Promise<{ sealed: Buffer; kept: Promise<void> }>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
   readonly prefetcher: Prefetcher;
   readonly predictor: DirectoryPredictor;
@@ -736,7 +739,8 @@ export class Vfs {
   /**
    * Brings one block to the disk cache only, sealed as fetched (authenticated when it is
    * opened): a predicted file further ahead than memory would keep it costs no decryption
-   * and no plaintext until it is read.
+   * and no plaintext until it is read. The fetch slot is free once the object is here; its
+   * write goes on in the background (behind a backlog of writes, the slot waits for it).
    */
   private async stageBlock(ino: number, idx: number, version: number): Promise<void> {
     if (this.cache.dirtyRow(ino, idx)) return;
@@ -746,14 +750,19 @@ export class Vfs {
     if (this.plain.has(id) || this.fetching.has(id) || this.cache.hasClean(id)) return;
     let staging = this.staging.get(id);
     if (!staging) {
-      staging = (async () => {
+      const fetched = (async () => {
         const sealed = await this.fs.store.get(blockKey(id));
         this.options.allocated?.(sealed.length);
-        await this.keepSealed(id, sealed, ino);
-      })().finally(() => this.staging.delete(id));
-      this.staging.set(id, staging);
+        const kept = this.keepSealed(id, sealed, ino);
+        void kept.catch(() => {}).finally(() => this.staging.delete(id));
+        return { sealed, kept };
+      })();
+      fetched.catch(() => this.staging.delete(id));
+      this.staging.set(id, fetched);
+      staging = fetched;
     }
-    await staging;
+    const { kept } = await staging;
+    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await kept;
   }
 
   /** Whether a block can be read without the store. */
@@ -959,8 +968,14 @@ export class Vfs {
   }
 
   private async load(objectId: string, ino: number): Promise<Buffer> {
-    // On its way to the disk cache: opened from there (fetched again only if that failed).
-    await this.staging.get(objectId)?.catch(() => {});
+    // Fetched for the disk cache and not written yet: opened from the bytes held (a failed
+    // fetch is tried again below).
+    const staged = await this.staging.get(objectId)?.catch(() => undefined);
+    if (staged) {
+      const plain = this.openFetched(objectId, staged.sealed, ino);
+      this.plain.set(objectId, plain);
+      return plain;
+    }
     try {
       const cached = await this.cache.openClean(objectId);
       if (cached) {
@@ -987,15 +1002,21 @@ export class Vfs {
    */
   private async fetchObject(objectId: string, ino: number): Promise<{ plain: Buffer; kept: Promise<void> }> {
     const sealed = await this.fs.store.get(blockKey(objectId));
-    let plain: Buffer;
+    this.options.allocated?.(sealed.length);
+    const plain = this.openFetched(objectId, sealed, ino);
+    return { plain, kept: this.keepSealed(objectId, sealed, ino) };
+  }
+
+  /** Authenticates and opens an object as fetched from the store; a failure is logged, naming the inode. */
+  private openFetched(objectId: string, sealed: Buffer, ino: number): Buffer {
     try {
-      plain = this.fs.codec.open(objectId, sealed);
-      this.options.allocated?.(sealed.length + plain.length);
+      const plain = this.fs.codec.open(objectId, sealed);
+      this.options.allocated?.(plain.length);
+      return plain;
     } catch (e) {
       this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
       throw e;
     }
-    return { plain, kept: this.keepSealed(objectId, sealed, ino) };
   }
 
   /**
