@@ -83,6 +83,9 @@ const allocated = (length: number) => sectorsFor(length) * SECTOR;
 /** Disk bytes a dirty block's file takes. */
 const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(r.length));
 
+/** Sealed objects waiting to be written by keepClean past which their callers wait. */
+const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
+
 export class BlockCache {
   private readonly dirsMade = new Set<string>();
   /** Clean-block writes started by `keepClean` and not yet finished; close() waits for them. */
@@ -246,6 +249,14 @@ export class BlockCache {
   /** Bytes of sealed objects handed to keepClean and not yet on disk. */
   get keepingBytes(): number {
     return this.keepingBytes_;
+  }
+
+  /**
+   * Whether the writes handed to keepClean are past their backlog (16 MiB, a slow cache
+   * disk): callers then wait for their own write, so the sealed copies in memory stay bounded.
+   */
+  get keepingBacklogged(): boolean {
+    return this.keepingBytes_ > KEEP_BACKLOG_BYTES;
   }
 
   private addClean(objectId: string, size: number, ino: number): void {

@@ -69,8 +69,6 @@ export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
-/** Sealed blocks waiting to be written to the disk cache past which a reader waits for its own. */
-const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 const VIRTUAL_CAPACITY = 2 ** 50; // 1 PiB: the store has no fixed size
 
 interface FileHandle {
@@ -750,19 +748,19 @@ export class Vfs {
     if (this.plain.has(id) || this.fetching.has(id) || this.cache.hasClean(id)) return;
     let staging = this.staging.get(id);
     if (!staging) {
-      const fetched = (async () => {
+      const done = () => { this.staging.delete(id); };
+      staging = (async () => {
         const sealed = await this.fs.store.get(blockKey(id));
         this.options.allocated?.(sealed.length);
         const kept = this.keepSealed(id, sealed, ino);
-        void kept.catch(() => {}).finally(() => this.staging.delete(id));
+        kept.then(done, done);
         return { sealed, kept };
       })();
-      fetched.catch(() => this.staging.delete(id));
-      this.staging.set(id, fetched);
-      staging = fetched;
+      staging.catch(done);
+      this.staging.set(id, staging);
     }
     const { kept } = await staging;
-    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await kept;
+    if (this.cache.keepingBacklogged) await kept;
   }
 
   /** Whether a block can be read without the store. */
@@ -970,7 +968,8 @@ export class Vfs {
   private async load(objectId: string, ino: number): Promise<Buffer> {
     // Fetched for the disk cache and not written yet: opened from the bytes held (a failed
     // fetch is tried again below).
-    const staged = await this.staging.get(objectId)?.catch(() => undefined);
+    const staging = this.staging.get(objectId);
+    const staged = staging && await staging.catch(() => undefined);
     if (staged) {
       const plain = this.openFetched(objectId, staged.sealed, ino);
       this.plain.set(objectId, plain);
@@ -992,7 +991,7 @@ export class Vfs {
     this.plain.set(objectId, plain);
     // The reader is served while the sealed copy goes to disk; behind a backlog of such
     // writes (a slow cache disk) it waits, so the sealed copies in memory stay bounded.
-    if (this.cache.keepingBytes > KEEP_BACKLOG_BYTES) await kept.catch(() => {});
+    if (this.cache.keepingBacklogged) await kept.catch(() => {});
     return plain;
   }
 
