@@ -24,7 +24,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
-import { EventLoopOpener, UnreadableCacheFile, type CachedBlockOpener } from './opener.js';
+import { EventLoopFileIo, UnreadableCacheFile, type CacheWriteError, type CleanFileIo } from './clean-files.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { sealedSize } from '../chunker/format.js';
 import { NoSpaceError } from '../errors.js';
@@ -43,8 +43,8 @@ export interface BlockCacheOptions {
   cacheKey: Buffer;
   limitBytes: number;
   sealer: BlockSealer;
-  /** Opens clean cached blocks (default: on the event loop with `sealer`). */
-  opener?: CachedBlockOpener;
+  /** Opens and writes clean cache files (default: on the event loop with `sealer`). */
+  files?: CleanFileIo;
 }
 
 /** A dirty block as the uploader takes it: plaintext to seal, or an object sealed at write. */
@@ -123,7 +123,7 @@ export class BlockCache {
   onPressure: () => void = () => {};
 
   private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
-    private readonly opener: CachedBlockOpener) {
+    private readonly files: CleanFileIo) {
     this.sectors = new SectorCipher(cacheKey);
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
@@ -134,7 +134,7 @@ export class BlockCache {
     await fs.mkdir(path.join(options.dir, 'objects'), { recursive: true, mode: 0o700 });
     await fs.mkdir(path.join(options.dir, 'dirty'), { recursive: true, mode: 0o700 });
     const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
-    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.opener ?? new EventLoopOpener(options.sealer));
+    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.files ?? new EventLoopFileIo(options.sealer));
     await cache.load();
     return cache;
   }
@@ -168,6 +168,12 @@ export class BlockCache {
     for (const name of await fs.readdir(path.join(this.dir, 'dirty'))) {
       if (!liveFiles.has(name)) await fs.rm(path.join(this.dir, 'dirty', name), { force: true });
     }
+    // Nor do clean files it was still writing (a temporary name is never in the index).
+    const objects = path.join(this.dir, 'objects');
+    for (const fan of await fs.readdir(objects)) {
+      const names = await fs.readdir(path.join(objects, fan)).catch(() => [] as string[]);
+      for (const name of names) if (name.endsWith('.tmp')) await fs.rm(path.join(objects, fan, name), { force: true });
+    }
   }
 
   // ---- clean blocks -------------------------------------------------------------------
@@ -184,7 +190,7 @@ export class BlockCache {
       return undefined;
     }
     try {
-      const plain = await this.opener.open(this.objectPath(objectId), entry.size, objectId);
+      const plain = await this.files.open(this.objectPath(objectId), entry.size, objectId);
       this.hits++;
       this.touched.add(objectId);
       return plain;
@@ -211,17 +217,16 @@ export class BlockCache {
   async putClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
     if (this.hasClean(objectId)) return;
     const pinned = this.pinnedInos.has(ino);
-    if (!pinned && !this.makeRoom(sealed.length)) return; // no room: serve uncached
-    const file = this.objectPath(objectId);
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    const evicted: Promise<void>[] = [];
+    if (!pinned && !this.makeRoom(sealed.length, evicted)) return; // no room: serve uncached
     this.reservedBytes += sealed.length;
     try {
-      await this.ensureDir(path.dirname(file));
-      await fs.writeFile(tmp, sealed, { mode: 0o600 });
-      await fs.rename(tmp, file);
+      // The files evicted to make room are gone before this one is written (the write may run
+      // on another thread, ahead of the removals): the disk never holds more than the limit.
+      await Promise.all(evicted);
+      await this.files.write(this.objectPath(objectId), sealed);
     } catch (e) {
-      await fs.rm(tmp, { force: true }).catch(() => {});
-      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return;
+      if ((e as CacheWriteError).code === 'ENOSPC') return;
       throw e;
     } finally {
       this.reservedBytes -= sealed.length;
@@ -666,9 +671,12 @@ export class BlockCache {
     this.wake();
   }
 
-  /** Evicts least recently used clean blocks until `bytes` more fit; false if they cannot. */
-  private makeRoom(bytes: number): boolean {
-    while (this.usedBytes + this.reservedBytes + bytes > this.limit && this.lru.size > 0) void this.evictOldest().removed;
+  /** Evicts least recently used clean blocks until `bytes` more fit (their files' removals into `removals`); false if they cannot. */
+  private makeRoom(bytes: number, removals?: Promise<void>[]): boolean {
+    while (this.usedBytes + this.reservedBytes + bytes > this.limit && this.lru.size > 0) {
+      const { removed } = this.evictOldest();
+      removals?.push(removed);
+    }
     return this.usedBytes + this.reservedBytes + bytes <= this.limit;
   }
 
@@ -708,7 +716,7 @@ export class BlockCache {
   async close(): Promise<void> {
     clearInterval(this.touchTimer);
     await Promise.allSettled([...this.keeping]);
-    await this.opener.close();
+    await this.files.close();
     this.persistTouches();
     this.wake();
     this.index.close();

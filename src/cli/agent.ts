@@ -13,8 +13,8 @@ import { GcPacer } from '../util/gc-pacer.js';
 import { Vfs } from '../fs/vfs.js';
 import { FuseMount } from '../fs/fuse/adapter.js';
 import { BlockCache } from '../cache/block-cache.js';
-import { EventLoopOpener, type CachedBlockOpener } from '../cache/opener.js';
-import { ThreadedOpener } from '../cache/open-threads.js';
+import { EventLoopFileIo, type CleanFileIo } from '../cache/clean-files.js';
+import { ThreadedFileIo } from '../cache/clean-files-threads.js';
 import type { FilespaceKeys } from '../crypto/keys.js';
 import { Writeback } from '../chunker/writeback.js';
 import { MetaClient } from '../meta/client.js';
@@ -150,7 +150,7 @@ export class Agent {
       const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
       if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
       const filespace = new Filespace(unlocked, store, meta);
-      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, opener: cachedBlockOpener(filespace, unlocked.keys, config.log) });
+      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, files: cleanFileIo(filespace, unlocked.keys, config.log) });
       cleanups.push(() => cache.close());
       let vfs: Vfs | undefined;
       const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
@@ -332,14 +332,15 @@ export class Agent {
 }
 
 /**
- * Who opens clean cached blocks: a worker thread (LUCID_OPEN_THREADS, default 1: a second
- * one measured no faster on two cores and costs memory), so warm reads from the disk cache
- * keep file I/O and decryption off the thread serving FUSE; 0 opens them on the event loop.
+ * Who opens and writes clean cache files: a worker thread (LUCID_OPEN_THREADS, default 1: a
+ * second one measured no faster on two cores and costs memory), so warm reads from the disk
+ * cache keep file I/O and decryption, and cold reads their cache-file writes, off the thread
+ * serving FUSE; 0 does both on the event loop.
  */
-function cachedBlockOpener(filespace: Filespace, keys: FilespaceKeys, log: (line: string) => void): CachedBlockOpener {
+function cleanFileIo(filespace: Filespace, keys: FilespaceKeys, log: (line: string) => void): CleanFileIo {
   const asked = process.env.LUCID_OPEN_THREADS;
   const threads = asked !== undefined && /^\d+$/.test(asked) ? Number(asked) : 1;
-  const onLoop = new EventLoopOpener(filespace.codec);
+  const onLoop = new EventLoopFileIo(filespace.codec);
   if (threads === 0) return onLoop;
-  return new ThreadedOpener({ threads: Math.min(threads, 16), dataKey: (keyId) => keys.blockDataKey(keyId), fallback: onLoop, log });
+  return new ThreadedFileIo({ threads: Math.min(threads, 16), dataKey: (keyId) => keys.blockDataKey(keyId), fallback: onLoop, log });
 }

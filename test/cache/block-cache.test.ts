@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import { createDescriptor } from '../../src/crypto/descriptor.js';
@@ -67,8 +68,12 @@ t.test('blocks kept in the background are counted until written, and close waits
   await first.cache.close();
   t.equal(first.cache.keepingBytes, 0, 'nothing left to write after close');
   t.same((await Promise.allSettled(writes)).map((w) => w.status), ids.map(() => 'fulfilled'));
+  // A write a killed agent left half done, under its temporary name.
+  const stray = path.join(tmp.dir, 'cache', 'objects', ids[0].slice(0, 2), `${first.codec.newObjectId()}.abcd1234.tmp`);
+  await fs.writeFile(stray, randomBytes(1000));
   // Reopened with the same keys: every block is there and opens to its plaintext.
   const { cache: again } = await open(tmp.dir, 64 * (BLOCK + 54), first.u);
   for (let i = 0; i < ids.length; i++) t.same(await again.openClean(ids[i]), plains[i], `block ${i} kept byte for byte`);
+  t.notOk(existsSync(stray), 'the half-written temporary file is gone');
   await again.close();
 });

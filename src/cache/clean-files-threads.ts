@@ -1,31 +1,34 @@
 /**
- * ThreadedOpener: clean cached blocks are read and opened on worker threads, so a warm read
+ * ThreadedFileIo: clean cache files are opened and written on worker threads. A warm read
  * from the disk cache costs the FUSE thread one message, not a file read and a MiB of
- * AES-GCM. Requests go to the thread with the fewest in hand; the plaintext comes back
+ * AES-GCM; a fetched block kept on disk costs it one message and a copy, not the five turns
+ * of its event loop that a temporary file, its writes, its close and the rename take (under a
+ * cold read's load those turns made each write wait ~140 ms, and writes waiting held fetch
+ * slots). Requests go to the thread with the fewest in hand; a plaintext comes back
  * transferred, not copied.
  *
- * Promises: what CachedBlockOpener promises. A thread that dies fails its requests (the
- * caller then fetches from the store) and is replaced; after `maxDeaths` deaths no thread is
- * started again and blocks are opened by the fallback (on the event loop), said once in the
- * log, so a thread that cannot run never turns into a restart storm. Data keys reach a
+ * Promises: what CleanFileIo promises. A thread that dies fails its requests (an open is then
+ * fetched from the store; a write is not kept) and is replaced; after `maxDeaths` deaths no
+ * thread is started again and the fallback (the event loop) opens and writes, said once in
+ * the log, so a thread that cannot run never turns into a restart storm. Data keys reach a
  * thread only when an object it opens needs one; a key this user lacks is an IntegrityError.
  */
 import { Worker } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
-import { UnreadableCacheFile, type CachedBlockOpener } from './opener.js';
-import type { FromWorker, ToWorker } from './open-worker.js';
+import { CacheWriteError, UnreadableCacheFile, type CleanFileIo } from './clean-files.js';
+import type { FromWorker, ToWorker } from './clean-files-worker.js';
 
 interface Thread {
   worker: Worker;
   waiting: Map<number, (r: FromWorker) => void>;
 }
 
-export interface ThreadedOpenerOptions {
+export interface ThreadedFileIoOptions {
   threads: number;
   /** Gives a data key, or throws IntegrityError when this user has none. */
   dataKey: (keyId: number) => Buffer;
-  /** Opens blocks once threads are given up on. */
-  fallback: CachedBlockOpener;
+  /** Opens and writes once threads are given up on. */
+  fallback: CleanFileIo;
   /** Deaths of threads after which no new one is started (default 3). */
   maxDeaths?: number;
   log?: (line: string) => void;
@@ -33,7 +36,7 @@ export interface ThreadedOpenerOptions {
   workerUrl?: URL;
 }
 
-export class ThreadedOpener implements CachedBlockOpener {
+export class ThreadedFileIo implements CleanFileIo {
   private readonly threads: Thread[] = [];
   private readonly keysSent = new Map<number, Buffer>();
   private nextId = 1;
@@ -42,13 +45,13 @@ export class ThreadedOpener implements CachedBlockOpener {
   /** Threads started, ever (for tests: no restart storm). */
   started = 0;
 
-  constructor(private readonly options: ThreadedOpenerOptions) {
+  constructor(private readonly options: ThreadedFileIoOptions) {
     for (let i = 0; i < Math.max(1, options.threads); i++) this.threads.push(this.start());
   }
 
   private start(): Thread {
     this.started++;
-    const worker = new Worker(this.options.workerUrl ?? new URL('./open-worker.js', import.meta.url));
+    const worker = new Worker(this.options.workerUrl ?? new URL('./clean-files-worker.js', import.meta.url));
     worker.unref();
     const t: Thread = { worker, waiting: new Map() };
     worker.on('message', (r: FromWorker) => {
@@ -57,7 +60,7 @@ export class ThreadedOpener implements CachedBlockOpener {
       done?.(r);
     });
     const fail = (why: string) => {
-      for (const [id, done] of t.waiting) done({ id, error: 'unreadable', message: `the thread opening cached blocks stopped: ${why}` });
+      for (const [id, done] of t.waiting) done({ id, error: 'unreadable', message: `the thread handling cache files stopped: ${why}` });
       t.waiting.clear();
       const i = this.threads.indexOf(t);
       if (i < 0 || this.closed) return;
@@ -66,7 +69,7 @@ export class ThreadedOpener implements CachedBlockOpener {
         return;
       }
       this.threads.splice(i, 1);
-      if (this.threads.length === 0) this.options.log?.(`cached blocks are opened on the main thread from now on: the thread opening them stopped ${this.deaths} times (${why})`);
+      if (this.threads.length === 0) this.options.log?.(`cache files are opened and written on the main thread from now on: the thread handling them stopped ${this.deaths} times (${why})`);
     };
     worker.on('error', (e) => fail(e.message));
     worker.on('exit', (code) => fail(`exit code ${code}`));
@@ -74,11 +77,11 @@ export class ThreadedOpener implements CachedBlockOpener {
     return t;
   }
 
-  private ask(t: Thread, file: string, size: number, objectId: string): Promise<FromWorker> {
+  private ask(t: Thread, message: DistributiveOmit<ToWorker & { id: number }, 'id'>): Promise<FromWorker> {
     return new Promise((resolve) => {
       const id = this.nextId++;
       t.waiting.set(id, resolve);
-      t.worker.postMessage({ type: 'open', id, file, size, objectId } satisfies ToWorker);
+      t.worker.postMessage({ ...message, id } as ToWorker);
     });
   }
 
@@ -92,8 +95,9 @@ export class ThreadedOpener implements CachedBlockOpener {
     for (let attempt = 0; ; attempt++) {
       const t = this.idlest();
       if (!t) return this.options.fallback.open(file, size, objectId);
-      const r = await this.ask(t, file, size, objectId);
+      const r = await this.ask(t, { type: 'open', file, size, objectId });
       if ('plain' in r) return Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength);
+      if (!('error' in r)) throw new UnreadableCacheFile('unexpected answer from the thread handling cache files');
       if (r.error !== 'key') throw r.error === 'integrity' ? new IntegrityError(r.message) : new UnreadableCacheFile(r.message);
       if (attempt > 0) throw new IntegrityError(`block object ${objectId} needs data key ${r.keyId}, which its thread did not take`);
       const key = this.options.dataKey(r.keyId);
@@ -102,9 +106,21 @@ export class ThreadedOpener implements CachedBlockOpener {
     }
   }
 
+  /** The bytes go to the thread as a copy: the caller's buffer is its own again at once. */
+  async write(file: string, bytes: Uint8Array): Promise<void> {
+    if (this.closed) throw new CacheWriteError('the cache is closed');
+    const t = this.idlest();
+    if (!t) return this.options.fallback.write(file, bytes);
+    const r = await this.ask(t, { type: 'write', file, bytes });
+    if ('written' in r) return;
+    throw new CacheWriteError('message' in r ? r.message : `cannot write ${file}`, 'code' in r ? r.code : undefined);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
     await this.options.fallback.close();
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -1,29 +1,36 @@
 /**
- * The worker thread behind ThreadedOpener: reads a clean block's cache file whole, checks
- * and decrypts it (openBlock, the codec's own code) and hands the plaintext back without a
- * copy. It knows only the data keys the main thread has sent it; an object under another
- * key comes back as `key` so the main thread can send that key (or refuse).
+ * The worker thread behind ThreadedFileIo. Opens: reads a clean block's cache file whole,
+ * checks and decrypts it (openBlock, the codec's own code) and hands the plaintext back
+ * without a copy. It knows only the data keys the main thread has sent it; an object under
+ * another key comes back as `key` so the main thread can send that key (or refuse). Writes:
+ * a fetched object's cache file, as writeCleanFile (the event loop's own code), on this
+ * thread's otherwise idle event loop.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
 import { openBlock } from '../chunker/format.js';
 import { blockKeyOf } from '../crypto/keys.js';
+import { CacheWriteError, writeCleanFile } from './clean-files.js';
 
 export type ToWorker =
   | { type: 'key'; keyId: number; key: Uint8Array }
-  | { type: 'open'; id: number; file: string; size: number; objectId: string };
+  | { type: 'open'; id: number; file: string; size: number; objectId: string }
+  | { type: 'write'; id: number; file: string; bytes: Uint8Array };
 
 export type FromWorker =
   | { id: number; plain: Uint8Array }
   | { id: number; error: 'integrity' | 'unreadable'; message: string }
-  | { id: number; error: 'key'; keyId: number };
+  | { id: number; error: 'key'; keyId: number }
+  | { id: number; written: true }
+  | { id: number; error: 'write'; message: string; code?: string };
 
 class MissingKey extends Error {
   constructor(readonly keyId: number) { super(`no data key ${keyId}`); }
 }
 
 const keys = new Map<number, Buffer>();
+const dirsMade = new Set<string>();
 let buf = Buffer.allocUnsafe(0);
 
 function readWhole(file: string, size: number): Buffer {
@@ -69,6 +76,12 @@ function answer(m: Extract<ToWorker, { type: 'open' }>): { reply: FromWorker; tr
 parentPort!.on('message', (m: ToWorker) => {
   if (m.type === 'key') {
     keys.set(m.keyId, Buffer.from(m.key));
+    return;
+  }
+  if (m.type === 'write') {
+    writeCleanFile(m.file, m.bytes, dirsMade).then(
+      () => parentPort!.postMessage({ id: m.id, written: true } satisfies FromWorker),
+      (e: CacheWriteError) => parentPort!.postMessage({ id: m.id, error: 'write', message: e.message, code: e.code } satisfies FromWorker));
     return;
   }
   const { reply, transfer } = answer(m);
