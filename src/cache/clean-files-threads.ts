@@ -106,12 +106,17 @@ export class ThreadedFileIo implements CleanFileIo {
     }
   }
 
-  /** The bytes go to the thread as a copy: the caller's buffer is its own again at once. */
+  /**
+   * The bytes go to the thread as a copy (a message's clone, outside this thread's heap): the
+   * caller's buffer is its own again at once. A clone takes a view's whole backing memory, so
+   * a view of a larger buffer is copied out first.
+   */
   async write(file: string, bytes: Uint8Array): Promise<void> {
     if (this.closed) throw new CacheWriteError('the cache is closed');
     const t = this.idlest();
     if (!t) return this.options.fallback.write(file, bytes);
-    const r = await this.ask(t, { type: 'write', file, bytes });
+    const own = bytes.byteLength === bytes.buffer.byteLength ? bytes : Uint8Array.prototype.slice.call(bytes);
+    const r = await this.ask(t, { type: 'write', file, bytes: own });
     if ('written' in r) return;
     throw new CacheWriteError('message' in r ? r.message : `cannot write ${file}`, 'code' in r ? r.code : undefined);
   }

@@ -66,6 +66,9 @@ for (const [name, make] of implementations) {
       t.ok(back.every((b, i) => b.equals(files[i].bytes)), 'every file identical');
       const names = (await Promise.all(['0', '3', '6'].map((d) => fs.readdir(path.join(tmp.dir, 'w', d))))).flat();
       t.notOk(names.some((n) => n.endsWith('.tmp')), 'no temporary file left');
+      const big = randomBytes(1 << 20);
+      await io.write(path.join(tmp.dir, 'w', 'view'), big.subarray(100, 5100));
+      t.ok((await fs.readFile(path.join(tmp.dir, 'w', 'view'))).equals(big.subarray(100, 5100)), 'a view of a larger buffer: exactly its bytes');
       const plain = randomBytes(300_000);
       const id = codec.newObjectId();
       const sealed = codec.seal(id, plain);
