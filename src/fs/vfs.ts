@@ -26,6 +26,8 @@ import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type Att
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
+import { BufferPool } from '../util/buffer-pool.js';
+import { sealedSize } from '../chunker/format.js';
 import { Prefetcher, prefetchWindowBlocks } from '../prefetch/prefetcher.js';
 import { DirectoryPredictor } from '../prefetch/directory.js';
 import { traced, type TraceSink } from '../util/trace.js';
@@ -127,6 +129,11 @@ export class Vfs {
    */
   private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
+  /**
+   * Buffers block objects are fetched into (a fetch into memory), reused once the object is
+   * on disk: as many as can be in flight and waiting for the disk, so GETs do not allocate.
+   */
+  private readonly sealedBuffers: BufferPool;
   /** Bytes of opened block plaintexts kept in memory (the `plain` LRU's size). */
   private readonly plainBudget: number;
   /** Set when a block could not be written to the disk cache (said once), cleared when one is. */
@@ -203,6 +210,7 @@ export class Vfs {
         if (a) await this.ref(ino, 0, a.version);
       },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs, memoryBytes: this.plainBudget / 3 });
+    this.sealedBuffers = new BufferPool(sealedSize(this.blockSize), 16);
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
@@ -1000,10 +1008,12 @@ export class Vfs {
    * disk cache in the background (`kept` settles when it is there, or rejects if it cannot be).
    */
   private async fetchObject(objectId: string, ino: number): Promise<{ plain: Buffer; kept: Promise<void> }> {
-    const sealed = await this.fs.store.get(blockKey(objectId));
-    this.options.allocated?.(sealed.length);
+    const sealed = await this.fs.store.get(blockKey(objectId), undefined, { buffer: (n) => this.sealedBuffers.take(n) });
     const plain = this.openFetched(objectId, sealed, ino);
-    return { plain, kept: this.keepSealed(objectId, sealed, ino) };
+    const kept = this.keepSealed(objectId, sealed, ino);
+    // Once on disk (or refused there) nothing holds the sealed copy: the next GET reuses it.
+    void kept.finally(() => this.sealedBuffers.give(sealed)).catch(() => {});
+    return { plain, kept };
   }
 
   /** Authenticates and opens an object as fetched from the store; a failure is logged, naming the inode. */

@@ -11,7 +11,7 @@ import {
 } from '../errors.js';
 import { readBody } from './body.js';
 import { assertValidKey } from './keys.js';
-import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
+import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
 export interface AzureStoreOptions {
   container: string;
@@ -63,22 +63,21 @@ export class AzureStore implements ObjectStore {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     if (range && range.length <= 0) return Buffer.alloc(0);
     try {
       const blob = this.containerClient.getBlobClient(this.prefix + key);
-      if (range) {
-        let res;
-        try {
-          res = await blob.download(range.offset, range.length, { abortSignal: this.signal() });
-        } catch (e) {
-          if (e instanceof RestError && e.statusCode === 416) return Buffer.alloc(0);
-          throw e;
-        }
-        return await readBody(res.readableStreamBody as AsyncIterable<Uint8Array>, res.contentLength, `object ${key} in ${this.url}`);
+      // A whole object with no buffer given: the SDK's own download into a buffer of its own.
+      if (!range && !options.buffer) return await blob.downloadToBuffer(undefined, undefined, { abortSignal: this.signal() });
+      let res;
+      try {
+        res = await blob.download(range?.offset ?? 0, range?.length, { abortSignal: this.signal() });
+      } catch (e) {
+        if (range && e instanceof RestError && e.statusCode === 416) return Buffer.alloc(0);
+        throw e;
       }
-      return await blob.downloadToBuffer(undefined, undefined, { abortSignal: this.signal() });
+      return await readBody(res.readableStreamBody as AsyncIterable<Uint8Array>, res.contentLength, `object ${key} in ${this.url}`, options.buffer);
     } catch (e) {
       const mapped = this.mapError(e, key);
       // A download's 404 may carry no error code: tell a missing container apart.

@@ -9,13 +9,19 @@
  */
 import { TransientError } from '../errors.js';
 
-export async function readBody(body: AsyncIterable<Uint8Array>, expected: number | undefined, what: string): Promise<Buffer> {
+/** A buffer of exactly `size` bytes for a body: the caller's (GetOptions.buffer) when it gives one long enough. */
+export function bodyBuffer(size: number, buffer?: (size: number) => Buffer): Buffer {
+  const given = buffer?.(size);
+  return given && given.length >= size ? given.subarray(0, size) : Buffer.allocUnsafe(size);
+}
+
+export async function readBody(body: AsyncIterable<Uint8Array>, expected: number | undefined, what: string, buffer?: (size: number) => Buffer): Promise<Buffer> {
   if (expected === undefined) {
     const chunks: Buffer[] = [];
     for await (const chunk of body) chunks.push(Buffer.from(chunk));
     return Buffer.concat(chunks);
   }
-  const out = Buffer.allocUnsafe(expected);
+  const out = bodyBuffer(expected, buffer);
   let at = 0;
   for await (const chunk of body) {
     if (at + chunk.byteLength > expected) throw new TransientError(`${what}: body longer than the ${expected} bytes announced`);

@@ -4,7 +4,7 @@
  * `times` fires that many times and then retires.
  */
 import { AccessDeniedError, NotFoundError, TransientError } from '../errors.js';
-import type { ByteRange, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+import type { ByteRange, GetOptions, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
 
 export type StoreOp = 'probe' | 'put' | 'get' | 'head' | 'list' | 'delete';
 
@@ -51,9 +51,9 @@ export class FaultyStore implements ObjectStore {
     await this.before('put', key);
     return this.inner.put(key, body, options);
   }
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, options?: GetOptions): Promise<Buffer> {
     const fault = await this.before('get', key);
-    const body = await this.inner.get(key, range);
+    const body = await this.inner.get(key, range, options);
     if (fault?.kind === 'truncate') return body.subarray(0, fault.keep);
     if (fault?.kind === 'flipBit' && fault.byte < body.length) {
       const copy = Buffer.from(body);

@@ -12,8 +12,9 @@ import path from 'node:path';
 import {
   AccessDeniedError, AlreadyExistsError, NoSpaceError, NoSuchBucketError, NotFoundError, TransientError,
 } from '../errors.js';
+import { bodyBuffer } from './body.js';
 import { assertValidKey, compareKeys } from './keys.js';
-import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
+import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
 export class FileStore implements ObjectStore {
   readonly url: string;
@@ -70,7 +71,7 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     let fh;
     try {
@@ -80,13 +81,13 @@ export class FileStore implements ObjectStore {
       throw this.mapError(e, key);
     }
     try {
-      if (!range) return await fh.readFile();
       const { size } = await fh.stat();
-      const length = Math.max(0, Math.min(range.length, size - range.offset));
-      const buf = Buffer.allocUnsafe(length);
+      const offset = range?.offset ?? 0;
+      const length = Math.max(0, Math.min(range?.length ?? size, size - offset));
+      const buf = bodyBuffer(length, options.buffer);
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await fh.read(buf, done, length - done, range.offset + done);
+        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }

@@ -4,8 +4,9 @@
  * nothing across processes: never a stand-in for a real backend in integration tests.
  */
 import { AlreadyExistsError, NotFoundError } from '../errors.js';
+import { bodyBuffer } from './body.js';
 import { assertValidKey, compareKeys } from './keys.js';
-import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
+import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
 export class MemoryStore implements ObjectStore {
   readonly url: string;
@@ -25,11 +26,13 @@ export class MemoryStore implements ObjectStore {
     this.written.set(key, Date.now());
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     const body = this.objects.get(key);
     if (!body) throw new NotFoundError(`object ${key} not found in ${this.url}`);
-    const copy = Buffer.from(range ? body.subarray(range.offset, range.offset + range.length) : body);
+    const wanted = range ? body.subarray(range.offset, range.offset + range.length) : body;
+    const copy = bodyBuffer(wanted.length, options.buffer);
+    copy.set(wanted);
     return copy;
   }
 

@@ -3,7 +3,7 @@
  * moved and latency (total, max and a log-scale histogram for percentiles). `lucid status`
  * and the benchmarks read these figures.
  */
-import type { ByteRange, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+import type { ByteRange, GetOptions, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
 import type { StoreOp } from './faults.js';
 
 export interface OpStats {
@@ -34,7 +34,7 @@ export class MeteredStore implements ObjectStore {
   put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
     return this.time('put', () => this.inner.put(key, body, options), () => body.byteLength);
   }
-  get(key: string, range?: ByteRange): Promise<Buffer> { return this.time('get', () => this.inner.get(key, range), (b) => b.length); }
+  get(key: string, range?: ByteRange, options?: GetOptions): Promise<Buffer> { return this.time('get', () => this.inner.get(key, range, options), (b) => b.length); }
   head(key: string): Promise<ObjectInfo | undefined> { return this.time('head', () => this.inner.head(key), () => 0); }
   list(prefix: string, options?: ListOptions): Promise<ListPage> { return this.time('list', () => this.inner.list(prefix, options), () => 0); }
   delete(key: string): Promise<void> { return this.time('delete', () => this.inner.delete(key), () => 0); }

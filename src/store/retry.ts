@@ -6,7 +6,7 @@
  * after an ambiguous failure is safe.
  */
 import { TransientError } from '../errors.js';
-import type { ByteRange, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
+import type { ByteRange, GetOptions, ListOptions, ListPage, ObjectInfo, ObjectStore, PutOptions } from './types.js';
 
 export interface RetryPolicy {
   /** Total tries including the first. */
@@ -29,7 +29,7 @@ export class RetryingStore implements ObjectStore {
   put(key: string, body: Uint8Array, options?: PutOptions): Promise<void> {
     return this.run('put', () => this.inner.put(key, body, options));
   }
-  get(key: string, range?: ByteRange): Promise<Buffer> { return this.run('get', () => this.inner.get(key, range)); }
+  get(key: string, range?: ByteRange, options?: GetOptions): Promise<Buffer> { return this.run('get', () => this.inner.get(key, range, options)); }
   head(key: string): Promise<ObjectInfo | undefined> { return this.run('head', () => this.inner.head(key)); }
   list(prefix: string, options?: ListOptions): Promise<ListPage> { return this.run('list', () => this.inner.list(prefix, options)); }
   delete(key: string): Promise<void> { return this.run('delete', () => this.inner.delete(key)); }

@@ -18,7 +18,7 @@ import {
 } from '../errors.js';
 import { readBody } from './body.js';
 import { assertValidKey } from './keys.js';
-import { DEFAULT_LIST_LIMIT, type ByteRange, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
+import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './types.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -76,7 +76,7 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Buffer> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Buffer> {
     assertValidKey(key);
     if (range && range.length <= 0) return Buffer.alloc(0);
     try {
@@ -84,7 +84,7 @@ export class S3Store implements ObjectStore {
         Bucket: this.bucket, Key: this.prefix + key,
         Range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined,
       }));
-      return await readBody(res.Body as AsyncIterable<Uint8Array>, res.ContentLength, `object ${key} in ${this.url}`);
+      return await readBody(res.Body as AsyncIterable<Uint8Array>, res.ContentLength, `object ${key} in ${this.url}`, options.buffer);
     } catch (e) {
       if (range && isS3Error(e) && e.$metadata?.httpStatusCode === 416) return Buffer.alloc(0);
       throw this.mapError(e, key);

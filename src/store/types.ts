@@ -29,6 +29,16 @@ export interface PutOptions {
   ifAbsent?: boolean;
 }
 
+export interface GetOptions {
+  /**
+   * Gives the buffer a body of `size` bytes is read into, so a caller can reuse buffers
+   * instead of each GET allocating one: the result is then its first `size` bytes. A buffer
+   * shorter than `size` is not used. The caller owns it again once the call settles (an
+   * attempt that failed may have written into it).
+   */
+  buffer?: (size: number) => Buffer;
+}
+
 export interface ListOptions {
   cursor?: string;
   limit?: number;
@@ -46,7 +56,7 @@ export interface ObjectStore {
   /** Checks that the bucket/container/directory exists and is reachable; typed errors if not. */
   probe(): Promise<void>;
   put(key: string, body: Uint8Array, options?: PutOptions): Promise<void>;
-  get(key: string, range?: ByteRange): Promise<Buffer>;
+  get(key: string, range?: ByteRange, options?: GetOptions): Promise<Buffer>;
   /** Size of an object, or undefined when it does not exist. */
   head(key: string): Promise<ObjectInfo | undefined>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;

@@ -33,6 +33,24 @@ export function storeConformance(t: Test, name: string, open: () => Promise<Stor
       t.ok(got.equals(body), 'bytes identical');
     });
 
+    t.test("get into the caller's buffer", async (t) => {
+      const body = randomBytes(200_000);
+      await store.put('conf/into.bin', body);
+      const given: Buffer[] = [];
+      const buffer = (n: number) => {
+        const b = Buffer.alloc(n + 1000, 0xee);
+        given.push(b);
+        return b;
+      };
+      const whole = await store.get('conf/into.bin', undefined, { buffer });
+      t.ok(whole.equals(body), 'bytes identical');
+      t.equal(whole.buffer, given[given.length - 1].buffer, "read into the caller's buffer");
+      const part = await store.get('conf/into.bin', { offset: 5000, length: 3000 }, { buffer });
+      t.ok(part.equals(body.subarray(5000, 8000)), 'a range, exactly');
+      const short = await store.get('conf/into.bin', undefined, { buffer: (n) => Buffer.alloc(n - 1) });
+      t.ok(short.equals(body), 'a buffer too short is not used: still the whole body');
+    });
+
     t.test('ranged get returns exactly the range, clipped at the end', async (t) => {
       const body = randomBytes(10_000);
       await store.put('conf/range.bin', body);

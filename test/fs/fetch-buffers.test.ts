@@ -1,0 +1,90 @@
+/**
+ * Blocks fetched into reused buffers (the VFS's pool of sealed-object buffers): a buffer
+ * goes back to the pool only once its object is on disk, so reusing it never changes a
+ * byte a reader gets, nor a byte the disk cache keeps. A mount with room in memory for two
+ * blocks reads a 48-block file cold, in waves of eight reads at once through a store that
+ * answers out of order (each wave into the buffers the last gave back); then reads it again with every plaintext long evicted, from the disk cache alone:
+ * no GET, no damaged cache file, every byte identical. A tampered object is an error and
+ * leaves the others readable.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { IntegrityError } from '../../src/errors.js';
+import type { ByteRange, GetOptions, ObjectStore } from '../../src/store/types.js';
+import { FaultyStore } from '../../src/store/faults.js';
+import { MeteredStore } from '../../src/store/metrics.js';
+import { mountVfs, sharedFilespace } from '../helpers/shared.js';
+
+const BS = 65536;
+const BLOCKS = 48;
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const caller = { uid: 0, gid: 0 };
+
+/** A store whose GETs take 0–20 ms each, so fetches finish out of order. */
+function jittery(inner: ObjectStore): ObjectStore {
+  return new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'get') {
+        return async (key: string, range?: ByteRange, options?: GetOptions) => {
+          await new Promise((r) => setTimeout(r, Math.random() * 20));
+          return target.get(key, range, options);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+t.test('reused fetch buffers never change a byte read or kept', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const data = randomBytes(BLOCKS * BS - 123);
+  const { fh: w, attr } = await writer.create(1, 'take.mov', 0o644, O_RDWR, caller);
+  await writer.write(w, 0, data);
+  await writer.fsync(w);
+  await writer.release(w);
+
+  const faulty = new FaultyStore(jittery(shared.store));
+  const metered = new MeteredStore(faulty);
+  const lines: string[] = [];
+  const reader = await mountVfs(t, shared, 'reader', { store: metered, memoryCacheBytes: 2 * BS, log: (l) => lines.push(l) });
+  const pool = (reader as unknown as { sealedBuffers: { stats: { made: number; reused: number } } }).sealedBuffers;
+
+  const fh = await reader.open(attr.ino, O_RDONLY);
+  // Six waves of eight reads at once, in random order; each wave's buffers are on disk, and
+  // back in the pool, before the next starts.
+  const order = Array.from({ length: BLOCKS }, (_, i) => i).sort(() => Math.random() - 0.5);
+  const cold: Buffer[] = [];
+  for (let w = 0; w < BLOCKS; w += 8) {
+    cold.push(...await Promise.all(order.slice(w, w + 8).map((i) => reader.read(fh, i * BS, BS))));
+    while (reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
+  }
+  t.ok(cold.every((b, k) => b.equals(data.subarray(order[k] * BS, order[k] * BS + BS))), 'every block read cold is identical');
+  const seq: Buffer[] = [];
+  for (let off = 0; off < data.length; off += 100_000) seq.push(await reader.read(fh, off, 100_000));
+  t.ok(Buffer.concat(seq).equals(data), 'read again in order, identical');
+  const gets = metered.stats.get.requests;
+  t.equal(gets, BLOCKS, `one GET per block (${gets})`);
+  t.ok(pool.stats.reused >= BLOCKS - 8, `fetch buffers were reused after the first wave (${pool.stats.reused} reuses, ${pool.stats.made} made)`);
+
+  // Every plaintext is long evicted (memory holds two blocks): the disk cache serves all.
+  const again: Buffer[] = [];
+  for (let i = 0; i < BLOCKS; i++) again.push(await reader.read(fh, i * BS, BS));
+  t.ok(Buffer.concat(again).equals(data), 'read from the disk cache, identical');
+  t.equal(metered.stats.get.requests, gets, 'no GET: every kept copy authenticated');
+  t.notOk(lines.some((l) => /damaged|integrity/.test(l)), 'no cached copy was damaged');
+  await reader.release(fh);
+
+  // A tampered object: an error for its block, the others still read identical.
+  const tampering = new FaultyStore(shared.store);
+  const other = await mountVfs(t, shared, 'tampered', { store: tampering, memoryCacheBytes: 2 * BS, log: () => {} });
+  tampering.inject({ op: 'get', times: 1, fault: { kind: 'flipBit', byte: 100 } });
+  const h = await other.open(attr.ino, O_RDONLY);
+  await t.rejects(other.read(h, 0, BS), IntegrityError, 'the tampered block is an integrity error');
+  const rest: Buffer[] = [];
+  for (let i = 1; i < BLOCKS; i++) rest.push(await other.read(h, i * BS, BS));
+  t.ok(Buffer.concat(rest).equals(data.subarray(BS)), 'the other blocks read identical');
+  await other.release(h);
+});

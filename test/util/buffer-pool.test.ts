@@ -1,0 +1,39 @@
+/**
+ * BufferPool: a buffer given back is the memory the next take gets (no allocation); takes
+ * are exactly the size asked; a buffer given twice is pooled once (two takers never share
+ * memory); buffers of another size, views inside another buffer and takes larger than the
+ * pool's size are never pooled; at most `keep` wait.
+ */
+import t from 'tap';
+import { BufferPool } from '../../src/util/buffer-pool.js';
+
+t.test('reuse, sizes and what is never pooled', async (t) => {
+  const pool = new BufferPool(1000, 2);
+  const a = pool.take(1000);
+  const b = pool.take(10);
+  t.equal(a.length, 1000, 'a take is exactly the size asked');
+  t.equal(b.length, 10);
+  t.not(a.buffer, b.buffer, 'two takes in use never share memory');
+  t.same(pool.stats, { made: 2, reused: 0, free: 0 });
+  pool.give(b);
+  pool.give(b);
+  t.equal(pool.stats.free, 1, 'given twice, pooled once');
+  const c = pool.take(700);
+  t.equal(c.buffer, b.buffer, 'the next take gets the memory given back');
+  t.equal(c.length, 700);
+  const d = pool.take(700);
+  t.not(d.buffer, c.buffer, 'and the one after that does not share it');
+  t.same(pool.stats, { made: 3, reused: 1, free: 0 });
+
+  const big = pool.take(5000);
+  t.equal(big.length, 5000, 'a take larger than the pool is a buffer of its own');
+  pool.give(big);
+  pool.give(Buffer.alloc(999));
+  pool.give(Buffer.from(new ArrayBuffer(1000), 1, 999));
+  t.equal(pool.stats.free, 0, 'other sizes and offset views are not pooled');
+
+  pool.give(a);
+  pool.give(c);
+  pool.give(d);
+  t.equal(pool.stats.free, 2, 'at most `keep` wait');
+});
