@@ -15,7 +15,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
-import { CacheWriteError, UnreadableCacheFile, type CleanFileIo } from './clean-files.js';
+import { CacheWriteError, UnreadableCacheFile, ownMemory, type CleanFileIo } from './clean-files.js';
 import type { FromWorker, ToWorker } from './clean-files-worker.js';
 
 interface Thread {
@@ -108,15 +108,13 @@ export class ThreadedFileIo implements CleanFileIo {
 
   /**
    * The bytes go to the thread as a copy (a message's clone, outside this thread's heap): the
-   * caller's buffer is its own again at once. A clone takes a view's whole backing memory, so
-   * a view of a larger buffer is copied out first.
+   * caller's buffer is its own again at once.
    */
   async write(file: string, bytes: Uint8Array): Promise<void> {
     if (this.closed) throw new CacheWriteError('the cache is closed');
     const t = this.idlest();
     if (!t) return this.options.fallback.write(file, bytes);
-    const own = bytes.byteLength === bytes.buffer.byteLength ? bytes : Uint8Array.prototype.slice.call(bytes);
-    const r = await this.ask(t, { type: 'write', file, bytes: own });
+    const r = await this.ask(t, { type: 'write', file, bytes: ownMemory(bytes) });
     if ('written' in r) return;
     throw new CacheWriteError('message' in r ? r.message : `cannot write ${file}`, 'code' in r ? r.code : undefined);
   }

@@ -11,7 +11,7 @@ import { parentPort } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
 import { openBlock } from '../chunker/format.js';
 import { blockKeyOf } from '../crypto/keys.js';
-import { CacheWriteError, writeCleanFile } from './clean-files.js';
+import { CacheWriteError, ownMemory, writeCleanFile } from './clean-files.js';
 
 export type ToWorker =
   | { type: 'key'; keyId: number; key: Uint8Array }
@@ -63,8 +63,7 @@ function answer(m: Extract<ToWorker, { type: 'open' }>): { reply: FromWorker; tr
       if (!key) throw new MissingKey(keyId);
       return blockKeyOf(key, id);
     });
-    // The plaintext owns its memory unless it is a view of a larger one: then copy it out.
-    const own = plain.byteOffset === 0 && plain.buffer.byteLength === plain.length ? plain : Buffer.from(plain);
+    const own = ownMemory(plain);
     return { reply: { id: m.id, plain: own }, transfer: [own.buffer as ArrayBuffer] };
   } catch (e) {
     if (e instanceof MissingKey) return { reply: { id: m.id, error: 'key', keyId: e.keyId }, transfer: [] };
