@@ -13,6 +13,8 @@
  *   to make room, they wait (backpressure) until uploads turn dirty blocks clean.
  * - A block fetched for a reader is kept in the background (`keepClean`): the reader is
  *   served while it is written; `keepingBytes` says how much waits, and close() waits for it.
+ *   Until its write settles its sealed bytes are readable (`keptSealed`), so a block that
+ *   left memory meanwhile is opened from them, not fetched again.
  *
  * Promises: a dirty block's bytes are in its file before its index row says so, so after a
  * kill at any moment the index names only bytes that are really there; the limit is never
@@ -91,6 +93,8 @@ export class BlockCache {
   /** Clean-block writes started by `keepClean` and not yet finished; close() waits for them. */
   private readonly keeping = new Set<Promise<void>>();
   private keepingBytes_ = 0;
+  /** The sealed bytes handed to keepClean, by object id, until their write settles. */
+  private readonly keepingObjects = new Map<string, Buffer>();
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
   private readonly lru = new LRUCache<string, CleanEntry>({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: (e) => Math.max(1, e.size) });
@@ -244,11 +248,29 @@ export class BlockCache {
     const write = this.putClean(objectId, sealed, ino);
     this.keeping.add(write);
     this.keepingBytes_ += sealed.length;
+    if (!this.keepingObjects.has(objectId)) this.keepingObjects.set(objectId, sealed);
+    // Registered before the caller can attach to `write`: the bytes stop being readable here
+    // before the caller reuses their buffer.
     void write.finally(() => {
       this.keeping.delete(write);
       this.keepingBytes_ -= sealed.length;
+      if (this.keepingObjects.get(objectId) === sealed) this.keepingObjects.delete(objectId);
     }).catch(() => {});
     return write;
+  }
+
+  /**
+   * The sealed bytes of an object handed to keepClean whose write has not settled, exactly as
+   * they were handed over (authenticated when opened). Use them before the next wait: once
+   * the write settles the caller of keepClean may reuse their buffer.
+   */
+  keptSealed(objectId: string): Buffer | undefined {
+    return this.keepingObjects.get(objectId);
+  }
+
+  /** Whether the object can be opened without the store: on disk, or held while it is written. */
+  holds(objectId: string): boolean {
+    return this.hasClean(objectId) || this.keepingObjects.has(objectId);
   }
 
   /** Bytes of sealed objects handed to keepClean and not yet on disk. */

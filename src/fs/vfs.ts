@@ -157,8 +157,9 @@ export class Vfs {
   private readonly kernelNames = new Map<number, Set<string>>();
   private readonly fetching = new Map<string, Promise<Buffer>>();
   /**
-   * Block objects fetched for the disk cache only (`stageBlock`), by object id, until their
-   * sealed copy is written: a read meanwhile opens the sealed bytes held here.
+   * Block objects being fetched for the disk cache only (`stageBlock`), by object id, until
+   * the GET is done: a read meanwhile waits for it and opens the sealed bytes (from then on
+   * the cache holds them until written: `BlockCache.keptSealed`).
    */
   private readonly staging = new Map<string, Promise<{ sealed: Buffer; kept: Promise<void> }>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
@@ -731,7 +732,7 @@ export class Vfs {
     const last = Math.min(first + ahead, Math.floor((size - 1) / this.blockSize));
     for (let i = first; i <= last; i++) {
       const ref = c.map.get(i);
-      if (ref && !this.plain.has(ref.objectId) && !this.fetching.has(ref.objectId) && this.cache.hasClean(ref.objectId)) void this.plaintext(ref, ino).catch(() => {});
+      if (ref && !this.plain.has(ref.objectId) && !this.fetching.has(ref.objectId) && this.cache.holds(ref.objectId)) void this.plaintext(ref, ino).catch(() => {});
     }
   }
 
@@ -753,18 +754,14 @@ export class Vfs {
     const ref = await this.ref(ino, idx, version);
     if (!ref) return;
     const id = ref.objectId;
-    if (this.plain.has(id) || this.fetching.has(id) || this.cache.hasClean(id)) return;
+    if (this.plain.has(id) || this.fetching.has(id) || this.cache.holds(id)) return;
     let staging = this.staging.get(id);
     if (!staging) {
-      const done = () => { this.staging.delete(id); };
       staging = (async () => {
         const sealed = await this.fs.store.get(blockKey(id));
         this.options.allocated?.(sealed.length);
-        const kept = this.keepSealed(id, sealed, ino);
-        kept.then(done, done);
-        return { sealed, kept };
-      })();
-      staging.catch(done);
+        return { sealed, kept: this.keepSealed(id, sealed, ino) };
+      })().finally(() => this.staging.delete(id));
       this.staging.set(id, staging);
     }
     const { kept } = await staging;
@@ -776,7 +773,7 @@ export class Vfs {
     if (this.cache.dirtyRow(ino, idx)) return true;
     const ref = this.refs.get(ino)?.map.get(idx);
     if (ref === null) return true; // a hole
-    return ref !== undefined && (this.plain.has(ref.objectId) || this.cache.hasClean(ref.objectId));
+    return ref !== undefined && (this.plain.has(ref.objectId) || this.cache.holds(ref.objectId));
   }
 
   async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
@@ -974,12 +971,13 @@ export class Vfs {
   }
 
   private async load(objectId: string, ino: number): Promise<Buffer> {
-    // Fetched for the disk cache and not written yet: opened from the bytes held (a failed
-    // fetch is tried again below).
+    // Being fetched for the disk cache: opened from its bytes once here (a failed fetch is
+    // tried again below). Fetched and not written yet: opened from the bytes the cache holds,
+    // at once (their buffer may be reused once the write settles).
     const staging = this.staging.get(objectId);
-    const staged = staging && await staging.catch(() => undefined);
-    if (staged) {
-      const plain = this.openFetched(objectId, staged.sealed, ino);
+    const held = (staging && (await staging.catch(() => undefined))?.sealed) ?? this.cache.keptSealed(objectId);
+    if (held) {
+      const plain = this.openFetched(objectId, held, ino);
       this.plain.set(objectId, plain);
       return plain;
     }

@@ -7,12 +7,18 @@
  * with every plaintext long evicted, from the disk cache alone: no GET, no damaged cache
  * file, every byte identical. A tampered object is an error and
  * leaves the others readable.
+ *
+ * A block that leaves memory while its cache write is still going is opened from the bytes
+ * held for that write, not fetched again; once the writes land (and their buffers are
+ * reused) it is read from disk, identical.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { IntegrityError } from '../../src/errors.js';
+import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.js';
 import { FaultyStore } from '../../src/store/faults.js';
 import { MeteredStore } from '../../src/store/metrics.js';
+import type { ObjectStore } from '../../src/store/types.js';
 import { mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
@@ -44,8 +50,8 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const cold: Buffer[] = [];
   for (let w = 0; w < BLOCKS; w += 8) {
     cold.push(...await Promise.all(order.slice(w, w + 8).map((i) => reader.read(fh, i * BS, BS))));
-    // Prefetches too (eight random reads can look sequential): a block evicted from memory
-    // while its write is still going would be fetched again.
+    // Prefetches too (eight random reads can look sequential): their buffers are back in the
+    // pool before the next wave as well.
     while (reader.prefetcher.stats().inflight > 0 || reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
   }
   t.ok(cold.every((b, k) => b.equals(data.subarray(order[k] * BS, order[k] * BS + BS))), 'every block read cold is identical');
@@ -74,4 +80,63 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   for (let i = 1; i < BLOCKS; i++) rest.push(await other.read(h, i * BS, BS));
   t.ok(Buffer.concat(rest).equals(data.subarray(BS)), 'the other blocks read identical');
   await other.release(h);
+});
+
+/** Counts GETs per key (a block fetched twice shows as a count of 2). */
+function countingGets(store: ObjectStore): { store: ObjectStore; gets: Map<string, number> } {
+  const gets = new Map<string, number>();
+  const counted = new Proxy(store, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target) as unknown;
+      if (typeof v !== 'function') return v;
+      if (prop !== 'get') return (v as (...a: unknown[]) => unknown).bind(target);
+      return (key: string, ...rest: unknown[]) => {
+        gets.set(key, (gets.get(key) ?? 0) + 1);
+        return (v as (...a: unknown[]) => unknown).call(target, key, ...rest);
+      };
+    },
+  });
+  return { store: counted, gets };
+}
+
+t.test('a block that leaves memory while it is written is opened from the bytes held for the write', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const data = randomBytes(6 * BS);
+  const { fh: w, attr } = await writer.create(1, 'clip.mov', 0o644, O_RDWR, caller);
+  await writer.write(w, 0, data);
+  await writer.fsync(w);
+  await writer.release(w);
+  const block = (i: number) => data.subarray(i * BS, (i + 1) * BS);
+
+  // Cache files are written only once the gate opens.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  // Opens with the reader's own codec (called only once the reader exists).
+  const inner = new EventLoopFileIo({ open: (id, sealed) => reader.fs.codec.open(id, sealed) });
+  const gated: CleanFileIo = {
+    open: (file, size, id) => inner.open(file, size, id),
+    write: async (file, bytes) => { await gate; await inner.write(file, bytes); },
+    close: () => inner.close(),
+  };
+  const { store, gets } = countingGets(shared.store);
+  // Memory for one block: each read evicts the block read before it.
+  const reader = await mountVfs(t, shared, 'reader', { store, memoryCacheBytes: BS, files: gated });
+  const fh = await reader.open(attr.ino, O_RDONLY);
+  t.ok((await reader.read(fh, 4 * BS, BS)).equals(block(4)), 'block 4 read');
+  t.ok((await reader.read(fh, 1 * BS, BS)).equals(block(1)), 'block 1 read (block 4 leaves memory)');
+  t.ok(reader.cache.keepingBytes >= 2 * BS, `both writes are still going (${reader.cache.keepingBytes} bytes held)`);
+  t.ok((await reader.read(fh, 4 * BS, BS)).equals(block(4)), 'block 4 read again while its write is going: identical');
+  t.same([...gets.values()], [1, 1], 'no block fetched twice');
+
+  open();
+  while (reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
+  // The buffers the writes held go back to the pool and take the next GETs' bytes.
+  t.ok((await reader.read(fh, 2 * BS, BS)).equals(block(2)), 'block 2 read');
+  t.ok((await reader.read(fh, 5 * BS, BS)).equals(block(5)), 'block 5 read');
+  while (reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
+  for (const i of [4, 1]) t.ok((await reader.read(fh, i * BS, BS)).equals(block(i)), `block ${i} read from disk, identical`);
+  t.equal(gets.size, 4, 'four blocks fetched');
+  t.ok([...gets.values()].every((n) => n === 1), 'each once');
+  await reader.release(fh);
 });

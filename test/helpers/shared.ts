@@ -10,6 +10,7 @@ import path from 'node:path';
 import { MemoryStore } from '../../src/store/memory.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
+import type { CleanFileIo } from '../../src/cache/clean-files.js';
 import { Writeback } from '../../src/chunker/writeback.js';
 import { Vfs, type VfsOptions } from '../../src/fs/vfs.js';
 import type { MetaEngine } from '../../src/meta/types.js';
@@ -39,12 +40,13 @@ export async function sharedFilespace(t: Test, blockSize = 65536): Promise<Share
 
 /**
  * A VFS over the shared filespace with its own cache directory `name` (a "mount"), talking
- * to `meta` and `store` (the shared ones unless given); closed when the test ends.
+ * to `meta` and `store` (the shared ones unless given), its clean cache files read and
+ * written by `files` (on the event loop unless given); closed when the test ends.
  */
-export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; store?: ObjectStore; idleMs?: number } = {}): Promise<Vfs> {
-  const { meta, store, idleMs, ...vfsOptions } = options;
+export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; store?: ObjectStore; idleMs?: number; files?: CleanFileIo } = {}): Promise<Vfs> {
+  const { meta, store, idleMs, files, ...vfsOptions } = options;
   const fs = new Filespace(shared.u, store ?? shared.store, meta ?? shared.engine);
-  const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
+  const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec, files });
   let vfs: Vfs | undefined;
   const wb = new Writeback(fs, cache, { idleMs: idleMs ?? 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
   vfs = new Vfs(fs, cache, wb, vfsOptions);
