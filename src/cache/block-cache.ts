@@ -28,7 +28,7 @@ import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { EventLoopFileIo, UnreadableCacheFile, type CacheWriteError, type CleanFileIo } from './clean-files.js';
 import { KeyedMutex } from '../util/mutex.js';
-import { sealedSize } from '../chunker/format.js';
+import { plainSize, sealedSize } from '../chunker/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
 
@@ -36,7 +36,7 @@ import { formatSize } from '../util/size.js';
 export interface BlockSealer {
   newObjectId(): string;
   seal(objectId: string, plaintext: Uint8Array): Buffer;
-  open(objectId: string, sealed: Buffer): Buffer;
+  open(objectId: string, sealed: Buffer, into?: Buffer): Buffer;
 }
 
 export interface BlockCacheOptions {
@@ -185,16 +185,17 @@ export class BlockCache {
   /**
    * The plaintext of a cached clean object, or undefined when it is not cached (or its file
    * is missing or torn: the entry is dropped). Throws IntegrityError when the cached bytes
-   * do not authenticate; the caller drops them (`dropClean`) and fetches again.
+   * do not authenticate; the caller drops them (`dropClean`) and fetches again. `buffer`
+   * gives memory of the plaintext's size to open into (as CleanFileIo.open's `into`).
    */
-  async openClean(objectId: string): Promise<Buffer | undefined> {
+  async openClean(objectId: string, buffer?: (size: number) => Buffer): Promise<Buffer | undefined> {
     const entry = this.lru.get(objectId) ?? this.pinnedClean.get(objectId);
     if (!entry) {
       this.misses++;
       return undefined;
     }
     try {
-      const plain = await this.files.open(this.objectPath(objectId), entry.size, objectId);
+      const plain = await this.files.open(this.objectPath(objectId), entry.size, objectId, buffer?.(plainSize(entry.size)));
       this.hits++;
       this.touched.add(objectId);
       return plain;

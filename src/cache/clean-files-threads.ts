@@ -77,11 +77,11 @@ export class ThreadedFileIo implements CleanFileIo {
     return t;
   }
 
-  private ask(t: Thread, message: DistributiveOmit<ToWorker & { id: number }, 'id'>): Promise<FromWorker> {
+  private ask(t: Thread, message: DistributiveOmit<ToWorker & { id: number }, 'id'>, transfer: ArrayBuffer[] = []): Promise<FromWorker> {
     return new Promise((resolve) => {
       const id = this.nextId++;
       t.waiting.set(id, resolve);
-      t.worker.postMessage({ ...message, id } as ToWorker);
+      t.worker.postMessage({ ...message, id } as ToWorker, transfer);
     });
   }
 
@@ -90,12 +90,14 @@ export class ThreadedFileIo implements CleanFileIo {
     return this.threads.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
   }
 
-  async open(file: string, size: number, objectId: string): Promise<Buffer> {
+  /** `into`, when it is a whole buffer of its own, moves to the thread and back with the plaintext. */
+  async open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new UnreadableCacheFile('the cache is closed');
     for (let attempt = 0; ; attempt++) {
       const t = this.idlest();
-      if (!t) return this.options.fallback.open(file, size, objectId);
-      const r = await this.ask(t, { type: 'open', file, size, objectId });
+      if (!t) return this.options.fallback.open(file, size, objectId, into);
+      const memory = attempt === 0 && into && into.byteOffset === 0 && into.buffer instanceof ArrayBuffer ? into.buffer : undefined;
+      const r = await this.ask(t, { type: 'open', file, size, objectId, into: memory }, memory ? [memory] : []);
       if ('plain' in r) return Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength);
       if (!('error' in r)) throw new UnreadableCacheFile('unexpected answer from the thread handling cache files');
       if (r.error !== 'key') throw r.error === 'integrity' ? new IntegrityError(r.message) : new UnreadableCacheFile(r.message);

@@ -20,7 +20,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
 export interface CleanFileIo {
-  open(file: string, size: number, objectId: string): Promise<Buffer>;
+  /**
+   * With `into` (at least the plaintext's size; a whole buffer of its own memory, which may
+   * be moved to another thread) the plaintext is a view of that memory. The caller gives up
+   * `into` either way and uses only what is returned.
+   */
+  open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer>;
   write(file: string, bytes: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
@@ -74,9 +79,9 @@ export class EventLoopFileIo implements CleanFileIo {
   private readonly spare: Buffer[] = [];
   private readonly dirsMade = new Set<string>();
 
-  constructor(private readonly codec: { open(objectId: string, sealed: Buffer): Buffer }) {}
+  constructor(private readonly codec: { open(objectId: string, sealed: Buffer, into?: Buffer): Buffer }) {}
 
-  async open(file: string, size: number, objectId: string): Promise<Buffer> {
+  async open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
     const bytes = this.spare.length && this.spare[this.spare.length - 1].length === size ? this.spare.pop()! : Buffer.allocUnsafe(size);
     let got: number;
     try {
@@ -91,7 +96,7 @@ export class EventLoopFileIo implements CleanFileIo {
       throw new UnreadableCacheFile((e as Error).message);
     }
     if (got !== size) throw new UnreadableCacheFile(`${file} is torn (${got} of ${size} bytes)`);
-    const plain = this.codec.open(objectId, bytes);
+    const plain = this.codec.open(objectId, bytes, into);
     if (this.spare.length < 8) this.spare.push(bytes);
     return plain;
   }

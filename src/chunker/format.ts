@@ -58,17 +58,21 @@ export class BlockCodec {
     return out;
   }
 
-  /** Opens the bytes fetched for `objectId`, or throws IntegrityError naming the object. */
-  open(objectId: string, sealed: Buffer): Buffer {
-    return openBlock(objectId, sealed, (keyId, id) => this.keys.blockKey(keyId, id));
+  /**
+   * Opens the bytes fetched for `objectId`, or throws IntegrityError naming the object. With
+   * `into` (at least `plainSize(sealed.length)` bytes) the plaintext is a view of it.
+   */
+  open(objectId: string, sealed: Buffer, into?: Buffer): Buffer {
+    return openBlock(objectId, sealed, (keyId, id) => this.keys.blockKey(keyId, id), into);
   }
 }
 
 /**
  * Opens the sealed bytes of object `objectId`, with `keyFor` giving the block key of a data
- * key id and object id: the plaintext, or IntegrityError naming the object.
+ * key id and object id: the plaintext (written into `into` when given, as `openParts`), or
+ * IntegrityError naming the object.
  */
-export function openBlock(objectId: string, sealed: Buffer, keyFor: (keyId: number, id: Buffer) => Buffer): Buffer {
+export function openBlock(objectId: string, sealed: Buffer, keyFor: (keyId: number, id: Buffer) => Buffer, into?: Buffer): Buffer {
   const what = `block object ${objectId}`;
   if (sealed.length < HEADER_BYTES + TAG_BYTES) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
   if (!sealed.subarray(0, 4).equals(BLOCK_MAGIC)) throw new IntegrityError(`${what} is not a Lucid block (bad magic)`);
@@ -77,10 +81,15 @@ export function openBlock(objectId: string, sealed: Buffer, keyFor: (keyId: numb
   if (!sealed.subarray(10, 26).equals(id)) throw new IntegrityError(`${what} carries another object's id: swapped or replayed`);
   return openParts(keyFor(sealed.readUInt32BE(6), id), sealed.subarray(26, HEADER_BYTES),
     sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES), sealed.subarray(sealed.length - TAG_BYTES),
-    sealed.subarray(0, HEADER_BYTES), what);
+    sealed.subarray(0, HEADER_BYTES), what, into);
 }
 
 /** Stored size of an object holding `plainBytes` of plaintext. */
 export function sealedSize(plainBytes: number): number {
   return HEADER_BYTES + plainBytes + TAG_BYTES;
+}
+
+/** Plaintext size of an object of `sealedBytes` (0 for one too short to be a block). */
+export function plainSize(sealedBytes: number): number {
+  return Math.max(0, sealedBytes - HEADER_BYTES - TAG_BYTES);
 }

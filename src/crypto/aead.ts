@@ -30,11 +30,28 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Uint8Array, what: str
   return openParts(key, buf.subarray(0, NONCE_BYTES), buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES), buf.subarray(buf.length - TAG_BYTES), aad, what);
 }
 
-export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Uint8Array, what: string): Buffer {
+/**
+ * Into a caller's buffer the ciphertext is decrypted in pieces of this size: each piece's
+ * output is a small allocation that dies young, where a whole block's would be a fresh MiB.
+ */
+const PIECE_BYTES = 64 * 1024;
+
+/**
+ * Opens one sealed message from its parts. With `into` (at least the ciphertext's length)
+ * the plaintext is written there and a view of it returned; if opening fails, `into` holds
+ * unauthenticated bytes the caller must never read.
+ */
+export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Uint8Array, what: string, into?: Buffer): Buffer {
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, nonce);
     decipher.setAAD(aad);
     decipher.setAuthTag(tag);
+    if (into && into.length >= ciphertext.length) {
+      let at = 0;
+      for (let o = 0; o < ciphertext.length; o += PIECE_BYTES) at += decipher.update(ciphertext.subarray(o, o + PIECE_BYTES)).copy(into, at);
+      at += decipher.final().copy(into, at);
+      return into.subarray(0, at);
+    }
     const body = decipher.update(ciphertext);
     const tail = decipher.final();
     return tail.length ? Buffer.concat([body, tail]) : body;

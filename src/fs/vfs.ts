@@ -27,7 +27,7 @@ import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
 import { BufferPool } from '../util/buffer-pool.js';
-import { sealedSize } from '../chunker/format.js';
+import { plainSize, sealedSize } from '../chunker/format.js';
 import { Prefetcher, prefetchWindowBlocks } from '../prefetch/prefetcher.js';
 import { DirectoryPredictor } from '../prefetch/directory.js';
 import { traced, type TraceSink } from '../util/trace.js';
@@ -108,7 +108,7 @@ export interface VfsOptions {
   /** Tells the kernel to forget one name in a directory. */
   invalidateEntry?: (parent: number, name: string) => void;
   log?: (line: string) => void;
-  /** Told the bytes of each block buffer read (sealed and opened), for pacing garbage collection. */
+  /** Told the bytes of each block object fetched (its body came in chunks that are garbage now), for pacing garbage collection. */
   allocated?: (bytes: number) => void;
   /** LUCID_TRACE: each block brought into memory (from disk or store), and each prefetch, timed. */
   trace?: TraceSink;
@@ -129,6 +129,14 @@ export class Vfs {
    */
   private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
+  /**
+   * Buffers fetched blocks are decrypted into. A plaintext evicted from memory comes back
+   * here once no reader is waiting for it (`plainUsers`): until then it is set aside
+   * (`evictedInUse`), so a reader always gets the bytes of the block it asked for.
+   */
+  private readonly plainBuffers: BufferPool;
+  private readonly plainUsers = new Map<string, number>();
+  private readonly evictedInUse = new Map<string, Buffer[]>();
   /**
    * Buffers block objects are fetched into (a fetch into memory), reused once the object is
    * on disk: as many as can be in flight and waiting for the disk, so GETs do not allocate.
@@ -158,10 +166,10 @@ export class Vfs {
   private readonly fetching = new Map<string, Promise<Buffer>>();
   /**
    * Block objects being fetched for the disk cache only (`stageBlock`), by object id, until
-   * the GET is done: a read meanwhile waits for it and opens the sealed bytes (from then on
-   * the cache holds them until written: `BlockCache.keptSealed`).
+   * the GET is done: a read meanwhile waits for it, then opens the sealed bytes the cache
+   * holds until they are written (`BlockCache.keptSealed`).
    */
-  private readonly staging = new Map<string, Promise<{ sealed: Buffer; kept: Promise<void> }>>();
+  private readonly staging = new Map<string, Promise<{ kept: Promise<void> }>>();
   private readonly mapLoads = new Map<string, Promise<void>>();
   readonly prefetcher: Prefetcher;
   readonly predictor: DirectoryPredictor;
@@ -212,9 +220,16 @@ export class Vfs {
       },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs, memoryBytes: this.plainBudget / 3 });
     this.sealedBuffers = new BufferPool(sealedSize(this.blockSize), 16);
+    this.plainBuffers = new BufferPool(this.blockSize, 8);
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
+      dispose: (b, id) => {
+        const waiting = this.evictedInUse.get(id);
+        if (waiting) waiting.push(b);
+        else if (this.plainUsers.has(id)) this.evictedInUse.set(id, [b]);
+        else this.plainBuffers.give(b);
+      },
     });
     this.journal = new MetaJournal(cache.journalStore, {
       conflictName: (parent, name, n, newParent) => {
@@ -707,16 +722,28 @@ export class Vfs {
     return h;
   }
 
-  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads for a reply: `reply` is called once with the bytes, in the turn they are ready. They
+   * may be a view of a block in memory, valid only during the call (the FUSE reply copies
+   * them to the kernel at once): a caller that keeps them uses `read`.
+   */
+  async readReply(fh: number, offset: number, length: number, reply: (data: Buffer) => void): Promise<void> {
     const { ino } = this.handle(fh);
     // Strong mode (someone holds a lock on the file): the version is checked on every read.
     const committed = await this.committedAttr(ino, this.lockManager.isLocked(ino));
     const size = this.overlay(committed).size;
     // The demand read goes first; the prefetches it calls for start once it is served.
-    const data = this.readAt(ino, committed.version, size, offset, length);
-    this.prefetcher.onRead(fh, ino, offset, length, size, data);
+    const served = this.readAt(ino, committed.version, size, offset, length, reply);
+    this.prefetcher.onRead(fh, ino, offset, length, size, served);
     if (this.prefetcher.patternOf(fh) === 'sequential') this.readAheadFromDisk(ino, offset + length, size);
-    return data;
+    return served;
+  }
+
+  /** Reads bytes the caller keeps (a copy). */
+  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+    let out = Buffer.alloc(0);
+    await this.readReply(fh, offset, length, (data) => { out = Buffer.from(data); });
+    return out;
   }
 
   /**
@@ -757,11 +784,7 @@ export class Vfs {
     if (this.plain.has(id) || this.fetching.has(id) || this.cache.holds(id)) return;
     let staging = this.staging.get(id);
     if (!staging) {
-      staging = (async () => {
-        const sealed = await this.fs.store.get(blockKey(id));
-        this.options.allocated?.(sealed.length);
-        return { sealed, kept: this.keepSealed(id, sealed, ino) };
-      })().finally(() => this.staging.delete(id));
+      staging = (async () => ({ kept: this.keepSealed(id, await this.getSealed(id), ino) }))().finally(() => this.staging.delete(id));
       this.staging.set(id, staging);
     }
     const { kept } = await staging;
@@ -778,23 +801,29 @@ export class Vfs {
 
   async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
     const committed = await this.committedAttr(ino);
-    return this.readAt(ino, committed.version, this.overlay(committed).size, offset, length);
+    let out = Buffer.alloc(0);
+    await this.readAt(ino, committed.version, this.overlay(committed).size, offset, length, (data) => { out = Buffer.from(data); });
+    return out;
   }
 
-  /** Reads with the inode's committed version and its size as this mount sees it. */
-  private async readAt(ino: number, version: number, size: number, offset: number, length: number): Promise<Buffer> {
+  /** Reads with the inode's committed version and its size as this mount sees it; `reply` as in readReply. */
+  private async readAt(ino: number, version: number, size: number, offset: number, length: number, reply: (data: Buffer) => void): Promise<void> {
     const parts = spans(this.blockSize, offset, length, size);
     const total = parts.reduce((n, s) => n + s.length, 0);
     if (parts.length === 1 && !this.cache.dirtyRow(ino, parts[0].index)) {
-      // One clean block: hand out a view of its plaintext, no copy (plaintexts are never
-      // changed). A write landing meanwhile makes it dirty: checked again once it is here.
+      // One clean block: reply with a view of its plaintext, no copy. A write landing
+      // meanwhile makes it dirty: checked again once it is here.
       const s = parts[0];
       const ref = await this.ref(ino, s.index, version);
       if (ref && s.start + s.length <= ref.length) {
-        const plain = await this.plaintext(ref, ino);
-        if (plain.length >= s.start + s.length && !this.cache.dirtyRow(ino, s.index)) {
+        const served = await this.withPlaintext(ref, ino, (plain) => {
+          if (plain.length < s.start + s.length || this.cache.dirtyRow(ino, s.index)) return false;
+          reply(plain.subarray(s.start, s.start + s.length));
+          return true;
+        });
+        if (served) {
           this.bytesRead += total;
-          return plain.subarray(s.start, s.start + s.length);
+          return;
         }
       }
     }
@@ -807,11 +836,10 @@ export class Vfs {
       }
       const ref = await this.ref(ino, s.index, version);
       if (!ref || s.start >= ref.length) return; // a hole, or past the block's valid bytes
-      const plain = await this.plaintext(ref, ino);
-      plain.copy(out, s.outOffset, s.start, Math.min(ref.length, plain.length, s.start + s.length));
+      await this.withPlaintext(ref, ino, (plain) => plain.copy(out, s.outOffset, s.start, Math.min(ref.length, plain.length, s.start + s.length)));
     }));
     this.bytesRead += total;
-    return out;
+    reply(out);
   }
 
   async write(fh: number, offset: number, data: Buffer): Promise<number> {
@@ -952,13 +980,36 @@ export class Vfs {
     const attr = await this.committedAttr(ino);
     const ref = await this.ref(ino, idx, attr.version);
     if (!ref) return undefined;
-    const plain = await this.plaintext(ref, ino);
     const out = Buffer.alloc(length);
-    plain.copy(out, 0, 0, Math.min(length, ref.length, plain.length));
+    await this.withPlaintext(ref, ino, (plain) => plain.copy(out, 0, 0, Math.min(length, ref.length, plain.length)));
     return out;
   }
 
-  /** A block's plaintext: memory, then the disk cache, then the store (one fetch per object). */
+  /**
+   * Calls `use` with a block's plaintext in the turn it is here, and returns what it returns.
+   * `use` must not wait: from the call until it returns the plaintext's buffer is not reused,
+   * even if the block leaves memory meanwhile.
+   */
+  private async withPlaintext<T>(ref: BlockRef, ino: number, use: (plain: Buffer) => T): Promise<T> {
+    const id = ref.objectId;
+    this.plainUsers.set(id, (this.plainUsers.get(id) ?? 0) + 1);
+    try {
+      return use(await this.plaintext(ref, ino));
+    } finally {
+      const left = this.plainUsers.get(id)! - 1;
+      if (left > 0) this.plainUsers.set(id, left);
+      else {
+        this.plainUsers.delete(id);
+        for (const b of this.evictedInUse.get(id) ?? []) this.plainBuffers.give(b);
+        this.evictedInUse.delete(id);
+      }
+    }
+  }
+
+  /**
+   * Brings a block's plaintext into memory: memory, then the disk cache, then the store (one
+   * fetch per object). Its bytes are safe to read only through `withPlaintext`.
+   */
   private async plaintext(ref: BlockRef, ino: number): Promise<Buffer> {
     const hot = this.plain.get(ref.objectId);
     if (hot) return hot;
@@ -971,20 +1022,20 @@ export class Vfs {
   }
 
   private async load(objectId: string, ino: number): Promise<Buffer> {
-    // Being fetched for the disk cache: opened from its bytes once here (a failed fetch is
-    // tried again below). Fetched and not written yet: opened from the bytes the cache holds,
-    // at once (their buffer may be reused once the write settles).
+    // Being fetched for the disk cache: waited for (a failed fetch is tried again below).
+    // Fetched and not written yet: opened from the bytes the cache holds, at once (their
+    // buffer is reused once the write settles).
     const staging = this.staging.get(objectId);
-    const held = (staging && (await staging.catch(() => undefined))?.sealed) ?? this.cache.keptSealed(objectId);
+    if (staging) await staging.catch(() => undefined);
+    const held = this.cache.keptSealed(objectId);
     if (held) {
       const plain = this.openFetched(objectId, held, ino);
       this.plain.set(objectId, plain);
       return plain;
     }
     try {
-      const cached = await this.cache.openClean(objectId);
+      const cached = await this.cache.openClean(objectId, (n) => this.plainBuffers.take(n));
       if (cached) {
-        this.options.allocated?.(cached.length);
         this.plain.set(objectId, cached);
         return cached;
       }
@@ -1006,21 +1057,28 @@ export class Vfs {
    * disk cache in the background (`kept` settles when it is there, or rejects if it cannot be).
    */
   private async fetchObject(objectId: string, ino: number): Promise<{ plain: Buffer; kept: Promise<void> }> {
-    const sealed = await this.fs.store.get(blockKey(objectId), undefined, { buffer: (n) => this.sealedBuffers.take(n) });
+    const sealed = await this.getSealed(objectId);
     const plain = this.openFetched(objectId, sealed, ino);
-    const kept = this.keepSealed(objectId, sealed, ino);
-    // Once on disk (or refused there) nothing holds the sealed copy: the next GET reuses it.
-    void kept.finally(() => this.sealedBuffers.give(sealed)).catch(() => {});
-    return { plain, kept };
+    return { plain, kept: this.keepSealed(objectId, sealed, ino) };
+  }
+
+  /**
+   * GETs a block object into a buffer of the pool (given back by keepSealed). Its body came
+   * in chunks that are garbage now: the collector's pacer is told.
+   */
+  private async getSealed(objectId: string): Promise<Buffer> {
+    const sealed = await this.fs.store.get(blockKey(objectId), undefined, { buffer: (n) => this.sealedBuffers.take(n) });
+    this.options.allocated?.(sealed.length);
+    return sealed;
   }
 
   /** Authenticates and opens an object as fetched from the store; a failure is logged, naming the inode. */
   private openFetched(objectId: string, sealed: Buffer, ino: number): Buffer {
+    const into = this.plainBuffers.take(plainSize(sealed.length));
     try {
-      const plain = this.fs.codec.open(objectId, sealed);
-      this.options.allocated?.(plain.length);
-      return plain;
+      return this.fs.codec.open(objectId, sealed, into);
     } catch (e) {
+      this.plainBuffers.give(into);
       this.options.log?.(`integrity error: ${(e as Error).message} (inode ${ino})`);
       throw e;
     }
@@ -1029,9 +1087,11 @@ export class Vfs {
   /**
    * Hands a fetched object's sealed copy to the disk cache (settles when it is there). A
    * failing cache disk is said once (until a write works again); reads go on from the store.
+   * Once on disk (or refused there) nothing holds the copy: its buffer goes back to the pool.
    */
   private keepSealed(objectId: string, sealed: Buffer, ino: number): Promise<void> {
     const kept = this.cache.keepClean(objectId, sealed, ino);
+    void kept.finally(() => this.sealedBuffers.give(sealed)).catch(() => {});
     void kept.then(() => { this.cacheWritesFailing = false; }, (e: Error) => {
       if (this.cacheWritesFailing) return;
       this.cacheWritesFailing = true;

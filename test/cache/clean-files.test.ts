@@ -56,6 +56,23 @@ for (const [name, make] of implementations) {
       t.ok(got.every((g, i) => g.equals(blocks[i].plain)), 'every block identical');
     });
 
+    t.test('opened into memory the caller gives, forty blocks at once', async (t) => {
+      const BS = 1 << 20;
+      const blocks = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+        const plain = randomBytes(i % 4 === 3 ? 300_001 : BS); // the last block of a file is shorter
+        return { plain, ...(await sealedFile(tmp.dir, codec, plain)) };
+      }));
+      const memories = blocks.map(() => new ArrayBuffer(BS));
+      const got = await Promise.all(blocks.map((b, i) => io.open(b.file, b.size, b.id, Buffer.from(memories[i], 0, b.plain.length))));
+      t.ok(got.every((g, i) => g.equals(blocks[i].plain)), 'every block identical');
+      t.ok(got.every((g) => g.byteOffset === 0 && g.buffer.byteLength === BS), "each is the start of memory of the given size (the caller's, or moved back to it)");
+      const a = await sealedFile(tmp.dir, codec, randomBytes(5000));
+      const flipped = await fs.readFile(a.file);
+      flipped[200] ^= 0x01;
+      await fs.writeFile(path.join(tmp.dir, 'flipped-into'), flipped);
+      await t.rejects(io.open(path.join(tmp.dir, 'flipped-into'), a.size, a.id, Buffer.alloc(5000)), IntegrityError, 'a flipped bit is still an IntegrityError');
+    });
+
     t.test('written byte for byte, forty files at once, in folders made on the way', async (t) => {
       const sizes = [0, 1, 4095, 65537, 1 << 20];
       const files = Array.from({ length: 40 }, (_, i) => ({

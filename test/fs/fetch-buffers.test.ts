@@ -11,6 +11,10 @@
  * A block that leaves memory while its cache write is still going is opened from the bytes
  * held for that write, not fetched again; once the writes land (and their buffers are
  * reused) it is read from disk, identical.
+ *
+ * Plaintexts are decrypted into reused buffers too: one evicted while readers still wait
+ * for it is reused only once they have their bytes (three blocks arriving in one turn with
+ * memory for one: each reader gets its own block).
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +46,7 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const lines: string[] = [];
   const reader = await mountVfs(t, shared, 'reader', { store: metered, memoryCacheBytes: 2 * BS, log: (l) => lines.push(l) });
   const pool = (reader as unknown as { sealedBuffers: { stats: { made: number; reused: number } } }).sealedBuffers;
+  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
 
   const fh = await reader.open(attr.ino, O_RDONLY);
   // Six waves of eight reads at once, in random order; each wave's buffers are on disk, and
@@ -61,6 +66,7 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const gets = metered.stats.get.requests;
   t.equal(gets, BLOCKS, `one GET per block (${gets})`);
   t.ok(pool.stats.reused >= BLOCKS - 8, `fetch buffers were reused after the first wave (${pool.stats.reused} reuses, ${pool.stats.made} made)`);
+  t.ok(plainPool.stats.made <= 16 && plainPool.stats.reused >= BLOCKS - 16, `plaintext buffers were reused (${plainPool.stats.reused} reuses, ${plainPool.stats.made} made)`);
 
   // Every plaintext is long evicted (memory holds two blocks): the disk cache serves all.
   const again: Buffer[] = [];
@@ -138,5 +144,41 @@ t.test('a block that leaves memory while it is written is opened from the bytes 
   for (const i of [4, 1]) t.ok((await reader.read(fh, i * BS, BS)).equals(block(i)), `block ${i} read from disk, identical`);
   t.equal(gets.size, 4, 'four blocks fetched');
   t.ok([...gets.values()].every((n) => n === 1), 'each once');
+  await reader.release(fh);
+});
+
+t.test('a plaintext evicted while readers wait for it is reused only once they have their bytes', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const data = randomBytes(16 * BS);
+  const { fh: w, attr } = await writer.create(1, 'plates.mov', 0o644, O_RDWR, caller);
+  await writer.write(w, 0, data);
+  await writer.fsync(w);
+  await writer.release(w);
+  const block = (i: number) => data.subarray(i * BS, (i + 1) * BS);
+
+  // Cache writes wait at a gate: every block read stays held for its write, and a read of
+  // one opens it from those bytes in its own turn, so reads started together open one after
+  // another, each evicting the last (memory for one block), before any of them resumes.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  const inner = new EventLoopFileIo({ open: (id, sealed) => reader.fs.codec.open(id, sealed) });
+  const gated: CleanFileIo = {
+    open: (file, size, id) => inner.open(file, size, id),
+    write: async (file, bytes) => { await gate; await inner.write(file, bytes); },
+    close: () => inner.close(),
+  };
+  const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: BS, files: gated });
+  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
+  const fh = await reader.open(attr.ino, O_RDONLY);
+  for (let i = 15; i >= 0; i--) t.ok((await reader.read(fh, i * BS, BS)).equals(block(i)), `block ${i} read`);
+  for (const picks of [[3, 9, 5], [12, 1, 7], [4, 14, 10], [8, 2, 13], [11, 6, 15]]) {
+    const reads = picks.map((i) => reader.read(fh, i * BS, BS));
+    reads.push(reader.read(fh, picks[0] * BS, BS)); // a second reader of the first
+    const got = await Promise.all(reads);
+    t.ok(picks.every((i, k) => got[k].equals(block(i))) && got[3].equals(block(picks[0])), `blocks ${picks.join(', ')} read together: each reader gets its own block`);
+  }
+  t.ok(plainPool.stats.reused >= 10, `plaintext buffers were reused (${plainPool.stats.reused} reuses, ${plainPool.stats.made} made)`);
+  open();
   await reader.release(fh);
 });

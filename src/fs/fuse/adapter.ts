@@ -214,7 +214,7 @@ export class FuseMount {
         const { attr, fh } = await v.create(r.ino, r.name!, r.mode, r.flags, caller);
         return b.replyCreate(r.req, this.entry(attr), fh, 0);
       }
-      case 'read': return b.replyBuf(r.req, await v.read(r.fh!, r.off, r.size));
+      case 'read': return v.readReply(r.fh!, r.off, r.size, (data) => b.replyBuf(r.req, data));
       case 'write': return b.replyWrite(r.req, await v.write(r.fh!, r.off, r.data!));
       case 'flush':
         v.flush(r.fh!);
