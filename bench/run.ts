@@ -46,12 +46,13 @@ if (name === 'aead') {
   const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d)).padStart(9);
   const pct = (x: number, of: number) => `${(100 * x / of).toFixed(0)}%`;
   const link = r.linkMBps;
-  console.log(`Streaming over an emulated link: RTT ${r.rttMs} ms, ${link.toFixed(0)} MB/s usable; one raw 64 MiB GET through it: ${r.rawGetMBps.toFixed(1)} MB/s`);
+  console.log(`Streaming over an emulated link: RTT ${r.rttMs} ms, ${link.toFixed(0)} MB/s usable; one raw 64 MiB GET through it: ${r.rawGetMBps.toFixed(1)} MB/s;`);
+  console.log(`  block-sized GETs, 16 in flight, another process: ${r.blockGetMBps.toFixed(1)} MB/s (${pct(r.blockGetMBps, link)} of link): the ceiling for a client of such objects`);
   console.log('                                          lucid   target');
   console.log(`  time to first MiB (cold)            ${f(r.firstMiBms, 0)} ms  ≤ 120 ms   ${r.firstMiBms <= 120 ? 'met' : 'MISSED'}`);
-  console.log(`  cold sequential read                ${f(r.coldSeqMBps)} MB/s (${pct(r.coldSeqMBps, link)} of link) ≥ 95%   ${r.coldSeqMBps >= 0.95 * link ? 'met' : 'MISSED'}`);
+  console.log(`  cold sequential read                ${f(r.coldSeqMBps)} MB/s (${pct(r.coldSeqMBps, link)} of link, ${pct(r.coldSeqMBps, r.blockGetMBps)} of block GETs) ≥ 95%   ${r.coldSeqMBps >= 0.95 * link ? 'met' : 'MISSED'}`);
   console.log(`  cold random 1 MiB, median / p90     ${f(r.randomMedianMs, 0)} / ${r.randomP90Ms.toFixed(0)} ms  ≤ 90 ms   ${r.randomMedianMs <= 90 ? 'met' : 'MISSED'}`);
-  console.log(`  image sequence ${r.imageSeqFrames} frames          ${f(r.imageSeqMBps)} MB/s (${pct(r.imageSeqMBps, link)} of link) ≥ 90%   ${r.imageSeqMBps >= 0.9 * link ? 'met' : 'MISSED'}`);
+  console.log(`  image sequence ${r.imageSeqFrames} frames          ${f(r.imageSeqMBps)} MB/s (${pct(r.imageSeqMBps, link)} of link, ${pct(r.imageSeqMBps, r.blockGetMBps)} of block GETs) ≥ 90%   ${r.imageSeqMBps >= 0.9 * link ? 'met' : 'MISSED'}`);
   console.log(`  ls -l of ${r.lsEntries} entries, cold       ${f(r.lsMs, 0)} ms`);
   console.log(`  warm sequential (agent disk cache)  ${f(r.warmSeqMBps)} MB/s (${pct(r.warmSeqMBps, r.noopSeqMBps)} of no-op ceiling ${r.noopSeqMBps.toFixed(0)}) ≥ 90%   ${r.warmSeqMBps >= 0.9 * r.noopSeqMBps ? 'met' : 'MISSED'}`);
   console.log(`  warm sequential (page cache kept)   ${f(r.warmPageCacheMBps)} MB/s`);

@@ -20,6 +20,9 @@ import { MiB, exec, lucidOk, fioIops, median, mountNoop, peakRssMiB, randomLaten
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { CLI, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
+import { sealedSize } from '../src/chunker/format.js';
+import { DEFAULT_BLOCK_SIZE } from '../src/chunker/layout.js';
+import { blockGetCeiling } from './get-ceiling.js';
 
 export interface StreamOptions {
   rttMs: number;
@@ -45,6 +48,11 @@ export interface StreamResult {
   linkMBps: number;
   /** A single 64 MiB GET straight through the proxy: what one stream gets. */
   rawGetMBps: number;
+  /**
+   * 128 block-sized objects fetched 16 at a time (Lucid's prefetch window) by another process
+   * through the link: the ceiling for a client of such objects, Lucid's cold reads included.
+   */
+  blockGetMBps: number;
   firstMiBms: number;
   coldSeqMBps: number;
   randomMedianMs: number;
@@ -88,6 +96,9 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
     await viaWan.get('probe');
     const rawGetMBps = 64 * MiB / 1e6 / ((performance.now() - t) / 1000);
     await viaWan.close();
+    const block = Buffer.alloc(sealedSize(DEFAULT_BLOCK_SIZE), 5);
+    for (let i = 0; i < 128; i++) await raw.put(`blocks/${i}`, block);
+    const blockGetMBps = await blockGetCeiling(storeWan.url(), 'bench', 'raw/blocks/', 128, 16);
 
     await lucidOk(['init', '--store', directStore, '--kdf', 'interactive'], env);
     serve = spawn(process.execPath, [CLI, 'serve', '--store', directStore, '--db', `sqlite:${root.dir}/meta.sqlite`, '--listen', '127.0.0.1:0'],
@@ -200,7 +211,7 @@ export async function benchStream(o: StreamOptions): Promise<StreamResult> {
       }
     }
     return {
-      rttMs: o.rttMs, linkMBps: o.bytesPerSecond / 1e6, rawGetMBps, firstMiBms, coldSeqMBps,
+      rttMs: o.rttMs, linkMBps: o.bytesPerSecond / 1e6, rawGetMBps, blockGetMBps, firstMiBms, coldSeqMBps,
       randomMedianMs: median(lat), randomP90Ms: lat[Math.floor(lat.length * 0.9)],
       imageSeqMBps, imageSeqFrames: frameNames.length, lsMs, lsEntries,
       warmSeqMBps, warmPageCacheMBps, warmIops, noopSeqMBps, noopIops, agentPeakRssMiB, agentRssByPhaseMiB, peers,
