@@ -23,7 +23,8 @@ import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.j
 import { FaultyStore } from '../../src/store/faults.js';
 import { MeteredStore } from '../../src/store/metrics.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { mountVfs, sharedFilespace, type SharedFilespace } from '../helpers/shared.js';
+import type { Test } from 'tap';
 
 const BS = 65536;
 const BLOCKS = 48;
@@ -31,14 +32,36 @@ const O_RDONLY = 0;
 const O_RDWR = 2;
 const caller = { uid: 0, gid: 0 };
 
+/** A file of `bytes` random bytes, written and committed by a mount of its own. */
+async function committedFile(t: Test, shared: SharedFilespace, name: string, bytes: number): Promise<{ ino: number; data: Buffer; block: (i: number) => Buffer }> {
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const data = randomBytes(bytes);
+  const { fh, attr } = await writer.create(1, name, 0o644, O_RDWR, caller);
+  await writer.write(fh, 0, data);
+  await writer.fsync(fh);
+  await writer.release(fh);
+  return { ino: attr.ino, data, block: (i) => data.subarray(i * BS, (i + 1) * BS) };
+}
+
+/**
+ * Clean cache files on the event loop, their writes held until `open()`: every block fetched
+ * meanwhile stays held for its write. `codec` is the reader's (asked for only once it exists).
+ */
+function gatedWrites(codec: () => { open(objectId: string, sealed: Buffer, into?: Buffer): Buffer }): { files: CleanFileIo; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  const inner = new EventLoopFileIo({ open: (id, sealed, into) => codec().open(id, sealed, into) });
+  const files: CleanFileIo = {
+    open: (file, size, id, into) => inner.open(file, size, id, into),
+    write: async (file, bytes) => { await gate; await inner.write(file, bytes); },
+    close: () => inner.close(),
+  };
+  return { files, open };
+}
+
 t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const shared = await sharedFilespace(t, BS);
-  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
-  const data = randomBytes(BLOCKS * BS - 123);
-  const { fh: w, attr } = await writer.create(1, 'take.mov', 0o644, O_RDWR, caller);
-  await writer.write(w, 0, data);
-  await writer.fsync(w);
-  await writer.release(w);
+  const { ino, data } = await committedFile(t, shared, 'take.mov', BLOCKS * BS - 123);
 
   // Half the GETs take 20 ms longer, so fetches finish out of order.
   const faulty = new FaultyStore(shared.store).inject({ op: 'get', probability: 0.5, fault: { kind: 'latency', ms: 20 } });
@@ -48,7 +71,7 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const pool = (reader as unknown as { sealedBuffers: { stats: { made: number; reused: number } } }).sealedBuffers;
   const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
 
-  const fh = await reader.open(attr.ino, O_RDONLY);
+  const fh = await reader.open(ino, O_RDONLY);
   // Six waves of eight reads at once, in random order; each wave's buffers are on disk, and
   // back in the pool, before the next starts.
   const order = Array.from({ length: BLOCKS }, (_, i) => i).sort(() => Math.random() - 0.5);
@@ -80,7 +103,7 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const tampering = new FaultyStore(shared.store);
   const other = await mountVfs(t, shared, 'tampered', { store: tampering, memoryCacheBytes: 2 * BS, log: () => {} });
   tampering.inject({ op: 'get', times: 1, fault: { kind: 'flipBit', byte: 100 } });
-  const h = await other.open(attr.ino, O_RDONLY);
+  const h = await other.open(ino, O_RDONLY);
   await t.rejects(other.read(h, 0, BS), IntegrityError, 'the tampered block is an integrity error');
   const rest: Buffer[] = [];
   for (let i = 1; i < BLOCKS; i++) rest.push(await other.read(h, i * BS, BS));
@@ -107,28 +130,13 @@ function countingGets(store: ObjectStore): { store: ObjectStore; gets: Map<strin
 
 t.test('a block that leaves memory while it is written is opened from the bytes held for the write', async (t) => {
   const shared = await sharedFilespace(t, BS);
-  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
-  const data = randomBytes(6 * BS);
-  const { fh: w, attr } = await writer.create(1, 'clip.mov', 0o644, O_RDWR, caller);
-  await writer.write(w, 0, data);
-  await writer.fsync(w);
-  await writer.release(w);
-  const block = (i: number) => data.subarray(i * BS, (i + 1) * BS);
-
+  const { ino, block } = await committedFile(t, shared, 'clip.mov', 6 * BS);
   // Cache files are written only once the gate opens.
-  let open!: () => void;
-  const gate = new Promise<void>((r) => { open = r; });
-  // Opens with the reader's own codec (called only once the reader exists).
-  const inner = new EventLoopFileIo({ open: (id, sealed) => reader.fs.codec.open(id, sealed) });
-  const gated: CleanFileIo = {
-    open: (file, size, id) => inner.open(file, size, id),
-    write: async (file, bytes) => { await gate; await inner.write(file, bytes); },
-    close: () => inner.close(),
-  };
+  const { files, open } = gatedWrites(() => reader.fs.codec);
   const { store, gets } = countingGets(shared.store);
   // Memory for one block: each read evicts the block read before it.
-  const reader = await mountVfs(t, shared, 'reader', { store, memoryCacheBytes: BS, files: gated });
-  const fh = await reader.open(attr.ino, O_RDONLY);
+  const reader = await mountVfs(t, shared, 'reader', { store, memoryCacheBytes: BS, files });
+  const fh = await reader.open(ino, O_RDONLY);
   t.ok((await reader.read(fh, 4 * BS, BS)).equals(block(4)), 'block 4 read');
   t.ok((await reader.read(fh, 1 * BS, BS)).equals(block(1)), 'block 1 read (block 4 leaves memory)');
   t.ok(reader.cache.keepingBytes >= 2 * BS, `both writes are still going (${reader.cache.keepingBytes} bytes held)`);
@@ -149,28 +157,14 @@ t.test('a block that leaves memory while it is written is opened from the bytes 
 
 t.test('a plaintext evicted while readers wait for it is reused only once they have their bytes', async (t) => {
   const shared = await sharedFilespace(t, BS);
-  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
-  const data = randomBytes(16 * BS);
-  const { fh: w, attr } = await writer.create(1, 'plates.mov', 0o644, O_RDWR, caller);
-  await writer.write(w, 0, data);
-  await writer.fsync(w);
-  await writer.release(w);
-  const block = (i: number) => data.subarray(i * BS, (i + 1) * BS);
-
+  const { ino, block } = await committedFile(t, shared, 'plates.mov', 16 * BS);
   // Cache writes wait at a gate: every block read stays held for its write, and a read of
   // one opens it from those bytes in its own turn, so reads started together open one after
   // another, each evicting the last (memory for one block), before any of them resumes.
-  let open!: () => void;
-  const gate = new Promise<void>((r) => { open = r; });
-  const inner = new EventLoopFileIo({ open: (id, sealed) => reader.fs.codec.open(id, sealed) });
-  const gated: CleanFileIo = {
-    open: (file, size, id) => inner.open(file, size, id),
-    write: async (file, bytes) => { await gate; await inner.write(file, bytes); },
-    close: () => inner.close(),
-  };
-  const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: BS, files: gated });
+  const { files, open } = gatedWrites(() => reader.fs.codec);
+  const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: BS, files });
   const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
-  const fh = await reader.open(attr.ino, O_RDONLY);
+  const fh = await reader.open(ino, O_RDONLY);
   for (let i = 15; i >= 0; i--) t.ok((await reader.read(fh, i * BS, BS)).equals(block(i)), `block ${i} read`);
   for (const picks of [[3, 9, 5], [12, 1, 7], [4, 14, 10], [8, 2, 13], [11, 6, 15]]) {
     const reads = picks.map((i) => reader.read(fh, i * BS, BS));
