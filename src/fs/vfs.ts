@@ -4,9 +4,13 @@
  * into errno (src/fs/errno.ts). docs/SEMANTICS.md says what is POSIX and what is relaxed.
  *
  * Data path: write() lands in the cache as a dirty block and returns; the uploader seals,
- * uploads and then commits it. read() serves dirty blocks from the cache, then clean cached
- * objects, then the store (one fetch per object however many readers want it). A file's
- * size and mtime as seen here include writes not yet committed.
+ * uploads and then commits it. A read (readReply for FUSE: the bytes go to a callback in the
+ * turn they are ready, often a view of a block in memory; read() for a copy to keep) serves
+ * dirty blocks from the cache, then plaintexts in memory, then the bytes held while a block's
+ * cache write is going, then clean cached objects, then the store (one fetch per object
+ * however many readers want it). Fetched objects and plaintexts live in reused buffers, each
+ * back in its pool only once nothing can read it. A file's size and mtime as seen here
+ * include writes not yet committed.
  * Permission checks are the kernel's (mounted with default_permissions), against the owner,
  * group and mode this layer reports; new inodes belong to the calling process's user.
  */
