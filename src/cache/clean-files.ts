@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { BufferPool } from '../util/buffer-pool.js';
 
 export interface CleanFileIo {
   /**
@@ -75,14 +76,18 @@ export async function writeCleanFile(file: string, bytes: Uint8Array, dirsMade: 
 
 /** On the event loop: one open + read of the known size + close, then the codec; writes as writeCleanFile. */
 export class EventLoopFileIo implements CleanFileIo {
-  /** Read buffers reused once their block is opened, sparing the collector a MiB per block. */
-  private readonly spare: Buffer[] = [];
+  /**
+   * Read buffers reused once their block is opened, sparing the collector a MiB per block;
+   * sized to the largest file read so far (a full block's, once one is read).
+   */
+  private reads = new BufferPool(0, 8);
   private readonly dirsMade = new Set<string>();
 
   constructor(private readonly codec: { open(objectId: string, sealed: Buffer, into?: Buffer): Buffer }) {}
 
   async open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
-    const bytes = this.spare.length && this.spare[this.spare.length - 1].length === size ? this.spare.pop()! : Buffer.allocUnsafe(size);
+    if (size > this.reads.size) this.reads = new BufferPool(size, 8);
+    const bytes = this.reads.take(size);
     let got: number;
     try {
       // One read of the known size (readFile adds an fstat and reads in 512 KiB pieces).
@@ -97,7 +102,7 @@ export class EventLoopFileIo implements CleanFileIo {
     }
     if (got !== size) throw new UnreadableCacheFile(`${file} is torn (${got} of ${size} bytes)`);
     const plain = this.codec.open(objectId, bytes, into);
-    if (this.spare.length < 8) this.spare.push(bytes);
+    this.reads.give(bytes);
     return plain;
   }
 

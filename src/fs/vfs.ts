@@ -135,12 +135,11 @@ export class Vfs {
   private readonly plain: LRUCache<string, Buffer>;
   /**
    * Buffers fetched blocks are decrypted into. A plaintext evicted from memory comes back
-   * here once no reader is waiting for it (`plainUsers`): until then it is set aside
-   * (`evictedInUse`), so a reader always gets the bytes of the block it asked for.
+   * here once no reader is waiting for it (`plainUsers`: how many wait, and the plaintexts
+   * of that block set aside meanwhile), so a reader always gets the bytes it asked for.
    */
   private readonly plainBuffers: BufferPool;
-  private readonly plainUsers = new Map<string, number>();
-  private readonly evictedInUse = new Map<string, Buffer[]>();
+  private readonly plainUsers = new Map<string, { count: number; evicted: Buffer[] }>();
   /**
    * Buffers block objects are fetched into (a fetch into memory), reused once the object is
    * on disk: as many as can be in flight and waiting for the disk, so GETs do not allocate.
@@ -229,9 +228,8 @@ export class Vfs {
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),
       dispose: (b, id) => {
-        const waiting = this.evictedInUse.get(id);
-        if (waiting) waiting.push(b);
-        else if (this.plainUsers.has(id)) this.evictedInUse.set(id, [b]);
+        const users = this.plainUsers.get(id);
+        if (users) users.evicted.push(b);
         else this.plainBuffers.give(b);
       },
     });
@@ -744,10 +742,8 @@ export class Vfs {
   }
 
   /** Reads bytes the caller keeps (a copy). */
-  async read(fh: number, offset: number, length: number): Promise<Buffer> {
-    let out = Buffer.alloc(0);
-    await this.readReply(fh, offset, length, (data) => { out = Buffer.from(data); });
-    return out;
+  read(fh: number, offset: number, length: number): Promise<Buffer> {
+    return copyOfReply((reply) => this.readReply(fh, offset, length, reply));
   }
 
   /**
@@ -805,9 +801,7 @@ export class Vfs {
 
   async readInode(ino: number, offset: number, length: number): Promise<Buffer> {
     const committed = await this.committedAttr(ino);
-    let out = Buffer.alloc(0);
-    await this.readAt(ino, committed.version, this.overlay(committed).size, offset, length, (data) => { out = Buffer.from(data); });
-    return out;
+    return copyOfReply((reply) => this.readAt(ino, committed.version, this.overlay(committed).size, offset, length, reply));
   }
 
   /** Reads with the inode's committed version and its size as this mount sees it; `reply` as in readReply. */
@@ -996,16 +990,15 @@ export class Vfs {
    */
   private async withPlaintext<T>(ref: BlockRef, ino: number, use: (plain: Buffer) => T): Promise<T> {
     const id = ref.objectId;
-    this.plainUsers.set(id, (this.plainUsers.get(id) ?? 0) + 1);
+    let users = this.plainUsers.get(id);
+    if (!users) this.plainUsers.set(id, users = { count: 0, evicted: [] });
+    users.count++;
     try {
       return use(await this.plaintext(ref, ino));
     } finally {
-      const left = this.plainUsers.get(id)! - 1;
-      if (left > 0) this.plainUsers.set(id, left);
-      else {
+      if (--users.count === 0) {
         this.plainUsers.delete(id);
-        for (const b of this.evictedInUse.get(id) ?? []) this.plainBuffers.give(b);
-        this.evictedInUse.delete(id);
+        for (const b of users.evicted) this.plainBuffers.give(b);
       }
     }
   }
@@ -1338,4 +1331,11 @@ export class Vfs {
   openFiles(): number {
     return this.files.size;
   }
+}
+
+/** A copy, to keep, of the bytes a read hands its reply (valid only during that call). */
+async function copyOfReply(read: (reply: (data: Buffer) => void) => Promise<void>): Promise<Buffer> {
+  let out = Buffer.alloc(0);
+  await read((data) => { out = Buffer.from(data); });
+  return out;
 }
