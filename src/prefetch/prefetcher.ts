@@ -5,9 +5,12 @@
  *   tolerated), reverse (each read ends near where the last started), strided (reads of a
  *   fixed size a fixed distance apart, forward or back: every Nth frame, one column of
  *   records), or random.
- * - The window (blocks ahead) starts small and doubles with every read that keeps the
- *   pattern, up to `maxWindowBlocks` (sized to cover the bandwidth-delay product); a broken
- *   pattern shrinks it to nothing and cancels that handle's queued prefetches.
+ * - The window (blocks ahead) starts small and grows `growth` times (4) with every read
+ *   that keeps the pattern, up to `maxWindowBlocks` (sized to cover the bandwidth-delay
+ *   product); a broken pattern shrinks it to nothing and cancels that handle's queued
+ *   prefetches. A stream from the start of a file thus asks for 2, then 8, then all 16
+ *   blocks: the link is full one block-fetch sooner than with doubling, while the first
+ *   fetch still has the link to itself.
  * - Fetches run in parallel, at most `maxInflight` at once across all handles: a budget of
  *   memory and bandwidth the prefetcher never exceeds. Demand reads never wait behind it
  *   (they go straight to the loader, which shares in-flight fetches with prefetches).
@@ -31,6 +34,8 @@ export interface PrefetchOptions {
   blockSize: number;
   initialWindowBlocks?: number;
   maxWindowBlocks?: number;
+  /** How many times the window grows with each read that keeps the pattern (4). */
+  growth?: number;
   maxInflight?: number;
   /** A seek of up to this many bytes still counts as sequential. */
   toleranceBytes?: number;
@@ -76,6 +81,7 @@ export class Prefetcher {
   private readonly prefetched = new Set<string>();
   private readonly initial: number;
   private readonly max: number;
+  private readonly growth: number;
   private readonly maxInflight: number;
   private readonly tolerance: number;
   private stats_ = { issued: 0, used: 0, cancelled: 0 };
@@ -83,6 +89,7 @@ export class Prefetcher {
   constructor(private readonly loader: PrefetchLoader, private readonly options: PrefetchOptions) {
     this.initial = options.initialWindowBlocks ?? 2;
     this.max = options.maxWindowBlocks ?? 32;
+    this.growth = options.growth ?? 4;
     this.maxInflight = options.maxInflight ?? 16;
     this.tolerance = options.toleranceBytes ?? 2 * options.blockSize;
   }
@@ -122,7 +129,7 @@ export class Prefetcher {
         h.window = next === 'strided' ? this.initial : 0;
       } else if (crossed) {
         h.steps++;
-        h.window = h.window === 0 ? (h.steps >= 2 ? this.initial : 0) : Math.min(this.max, h.window * 2);
+        h.window = h.window === 0 ? (h.steps >= 2 ? this.initial : 0) : Math.min(this.max, h.window * this.growth);
       }
       if (next !== h.pattern) this.cancel(fh, h);
       h.pattern = next;

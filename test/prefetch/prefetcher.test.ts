@@ -35,18 +35,22 @@ function fakeLoader() {
 }
 
 t.test('sequential reads grow the window geometrically up to the maximum', async (t) => {
-  const f = fakeLoader();
-  const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 2, maxWindowBlocks: 8, maxInflight: 100 });
-  const ahead: number[] = [];
-  for (let i = 0; i < 8; i++) {
-    p.onRead(1, 7, i * BS, BS, 1000 * BS);
-    const furthest = Math.max(...f.loads.map((k) => Number(k.split(':')[1])));
-    ahead.push(furthest - i);
-    await f.finishAll();
-  }
-  t.same(ahead, [2, 4, 8, 8, 8, 8, 8, 8], 'blocks ahead of the reader: doubling, then capped');
-  t.equal(new Set(f.loads).size, f.loads.length, 'no block fetched twice');
-  t.notOk(f.loads.includes('7:0'), 'the demand block itself is not prefetched');
+  const ahead = async (options: { maxWindowBlocks: number; growth?: number }) => {
+    const f = fakeLoader();
+    const p = new Prefetcher(f.loader, { blockSize: BS, initialWindowBlocks: 2, maxInflight: 100, ...options });
+    const result: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      p.onRead(1, 7, i * BS, BS, 1000 * BS);
+      const furthest = Math.max(...f.loads.map((k) => Number(k.split(':')[1])));
+      result.push(furthest - i);
+      await f.finishAll();
+    }
+    t.equal(new Set(f.loads).size, f.loads.length, 'no block fetched twice');
+    t.notOk(f.loads.includes('7:0'), 'the demand block itself is not prefetched');
+    return result;
+  };
+  t.same(await ahead({ maxWindowBlocks: 16 }), [2, 8, 16, 16, 16, 16, 16, 16], 'blocks ahead of the reader: four times more per read, then capped');
+  t.same(await ahead({ maxWindowBlocks: 8, growth: 2 }), [2, 4, 8, 8, 8, 8, 8, 8], 'growth 2: doubling, then capped');
 });
 
 t.test('in-flight prefetches never exceed the budget', async (t) => {
