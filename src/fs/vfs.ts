@@ -1316,7 +1316,8 @@ export class Vfs {
     let fetched = 0;
     for (let first = 0; first < count; first += 256) {
       await mapLimit(await this.fs.meta.getBlocks(ino, first, 256), parallel, async (r) => {
-        const got = !this.cache.hasClean(r.objectId);
+        // A block held while its cache write goes on is as good as on disk: not fetched again.
+        const got = !this.cache.holds(r.objectId);
         if (got) {
           await (await this.fetchObject(r.objectId, ino)).kept;
           fetched += r.length;

@@ -156,6 +156,28 @@ t.test('a block that leaves memory while it is written is opened from the bytes 
   await reader.release(fh);
 });
 
+t.test('lucid warm counts a block held for its write as cached and fetches it no second time', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const { ino, block } = await committedFile(t, shared, 'dailies.mov', 4 * BS);
+  const { files, open } = gatedWrites(() => reader.fs.codec);
+  const { store, gets } = countingGets(shared.store);
+  const reader = await mountVfs(t, shared, 'reader', { store, files });
+  const fh = await reader.open(ino, O_RDONLY);
+  t.ok((await reader.read(fh, 2 * BS, BS)).equals(block(2)), 'block 2 read: its cache write waits at the gate');
+  t.ok(reader.cache.keepingBytes > 0, 'its sealed bytes are held for the write');
+  const hydrated = reader.hydrate(ino);
+  // The writes of what warm fetches wait at the gate too: it opens once the other three are fetched.
+  while ([...gets.values()].reduce((a, b) => a + b, 0) < 4) await new Promise((r) => setTimeout(r, 2));
+  open();
+  const { bytes, fetched } = await hydrated;
+  t.equal(bytes, 4 * BS, 'warm covered the file');
+  t.equal(fetched, 3 * BS, 'three blocks fetched; the held one counted as cached');
+  t.equal(gets.size, 4, 'four blocks fetched');
+  t.ok([...gets.values()].every((n) => n === 1), `each once (${[...gets.values()]})`);
+  while (reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
+  await reader.release(fh);
+});
+
 t.test('a plaintext evicted while readers wait for it is reused only once they have their bytes', async (t) => {
   const shared = await sharedFilespace(t, BS);
   const { ino, block } = await committedFile(t, shared, 'plates.mov', 16 * BS);
