@@ -1,12 +1,16 @@
 /**
  * Native authenticated encryption and key derivation primitives (node:crypto, OpenSSL):
- * AES-256-GCM with 96-bit random nonces, HKDF-SHA256, HMAC-SHA256.
+ * AES-256-GCM with 96-bit random nonces, HKDF-SHA256, HMAC-SHA256. Bulk data opened into a
+ * caller's buffer goes through Lucid's own binding to the same OpenSSL (native/lucid_aead.c).
  *
  * Promises: `open` either returns the exact plaintext that was sealed with the same key and
  * associated data, or throws IntegrityError; it never returns unauthenticated bytes.
  * Callers never reuse a (key, nonce) pair: bulk data uses a fresh key per object.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { IntegrityError } from '../errors.js';
 
 export const KEY_BYTES = 32;
@@ -31,10 +35,33 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Uint8Array, what: str
 }
 
 /**
- * Into a caller's buffer the ciphertext is decrypted in pieces of this size: each piece's
- * output is a small allocation that dies young, where a whole block's would be a fresh MiB.
+ * Without the native binding, into a caller's buffer the ciphertext is decrypted in pieces
+ * of this size: each piece's output is a small allocation that dies young, where a whole
+ * block's would be a fresh MiB.
  */
 const PIECE_BYTES = 64 * 1024;
+
+interface NativeAead {
+  /** The plaintext's length, or -1 when the tag does not verify. */
+  openInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, into: Uint8Array): number;
+}
+
+/**
+ * OpenSSL's AES-256-GCM straight into a caller's buffer (native/lucid_aead.c, built with the
+ * FUSE binding): no allocation per piece, no copy, no garbage. Without it (not built),
+ * node:crypto does the same work in pieces.
+ */
+const nativeAead: NativeAead | undefined = (() => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  try {
+    return createRequire(import.meta.url)(path.join(root, 'build', 'Release', 'lucid_aead.node')) as NativeAead;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Whether opening into a caller's buffer goes through the native binding. */
+export const NATIVE_AEAD = nativeAead !== undefined;
 
 /**
  * Opens one sealed message from its parts. With `into` (at least the ciphertext's length)
@@ -42,6 +69,11 @@ const PIECE_BYTES = 64 * 1024;
  * unauthenticated bytes the caller must never read.
  */
 export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Uint8Array, what: string, into?: Buffer): Buffer {
+  if (nativeAead && into && into.length >= ciphertext.length) {
+    const length = nativeAead.openInto(key, nonce, aad, ciphertext, tag, into);
+    if (length < 0) throw notAuthentic(what);
+    return into.subarray(0, length);
+  }
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, nonce);
     decipher.setAAD(aad);
@@ -56,8 +88,12 @@ export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: B
     const tail = decipher.final();
     return tail.length ? Buffer.concat([body, tail]) : body;
   } catch {
-    throw new IntegrityError(`${what} failed authentication: it was altered, truncated or belongs elsewhere`);
+    throw notAuthentic(what);
   }
+}
+
+function notAuthentic(what: string): IntegrityError {
+  return new IntegrityError(`${what} failed authentication: it was altered, truncated or belongs elsewhere`);
 }
 
 export function hkdf(key: Buffer, salt: Buffer, info: string, bytes = KEY_BYTES): Buffer {

@@ -5,6 +5,7 @@ import { IntegrityError, InvalidArgumentError, NameTooLongError } from '../../sr
 import { createDescriptor } from '../../src/crypto/descriptor.js';
 import { NameCipher } from '../../src/crypto/names.js';
 import { BlockCodec, HEADER_BYTES, newObjectId, sealedSize } from '../../src/chunker/format.js';
+import { NATIVE_AEAD } from '../../src/crypto/aead.js';
 
 const { keys } = await createDescriptor({ password: 'pw', blockSize: 1 << 20, kdf: 'interactive' });
 const codec = new BlockCodec(keys, 1);
@@ -36,6 +37,34 @@ t.test('a flipped bit anywhere in a block object is an IntegrityError', async (t
     detected++;
   }
   t.equal(detected, positions.size);
+});
+
+t.test("opened into a caller's buffer by the native binding: the same bytes, in that memory, and tampering still caught", async (t) => {
+  t.ok(NATIVE_AEAD, 'build/Release/lucid_aead.node is built and loads');
+  for (const size of [0, 1, 4096, (1 << 20) + 3]) {
+    const plain = randomBytes(size);
+    const id = newObjectId();
+    const sealed = codec.seal(id, plain);
+    // A view into the middle of a larger buffer, as the pool hands out.
+    const memory = Buffer.alloc(size + 200, 0xee);
+    const into = memory.subarray(100, 100 + size + 50);
+    const opened = codec.open(id, sealed, into);
+    t.ok(opened.equals(plain), `size ${size}: the plaintext`);
+    t.ok(opened.equals(codec.open(id, sealed)), `size ${size}: what node:crypto opens`);
+    t.equal(opened.buffer, memory.buffer, `size ${size}: in the caller's memory`);
+    t.equal(opened.byteOffset, into.byteOffset, `size ${size}: at its start`);
+    t.ok(memory.subarray(0, 100).every((b) => b === 0xee) && memory.subarray(100 + size).every((b) => b === 0xee), `size ${size}: nothing written outside the plaintext`);
+  }
+  const plain = randomBytes(64 * 1024);
+  const id = newObjectId();
+  const sealed = codec.seal(id, plain);
+  const into = Buffer.alloc(plain.length);
+  for (const p of [0, 26, HEADER_BYTES, HEADER_BYTES + 1000, sealed.length - 17, sealed.length - 1]) {
+    const bad = Buffer.from(sealed);
+    bad[p] ^= 0x40;
+    t.throws(() => codec.open(id, bad, into), IntegrityError, `flipped bit at ${p}`);
+  }
+  t.throws(() => codec.open(id, sealed.subarray(0, sealed.length - 1), into), IntegrityError, 'truncated');
 });
 
 t.test('truncated, swapped and replayed objects are IntegrityErrors', async (t) => {
