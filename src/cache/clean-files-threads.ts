@@ -90,14 +90,19 @@ export class ThreadedFileIo implements CleanFileIo {
     return this.threads.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
   }
 
-  /** `into`, when it is a whole buffer of its own, moves to the thread and back with the plaintext. */
+  /**
+   * `into` in shared memory is filled in place by the thread; `into` that is a whole buffer of
+   * its own moves to the thread and back with the plaintext.
+   */
   async open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new UnreadableCacheFile('the cache is closed');
     for (let attempt = 0; ; attempt++) {
       const t = this.idlest();
       if (!t) return this.options.fallback.open(file, size, objectId, into);
-      const memory = attempt === 0 && into && into.byteOffset === 0 && into.buffer instanceof ArrayBuffer ? into.buffer : undefined;
-      const r = await this.ask(t, { type: 'open', file, size, objectId, into: memory }, memory ? [memory] : []);
+      const shared = into && into.buffer instanceof SharedArrayBuffer ? { memory: into.buffer, offset: into.byteOffset, length: into.length } : undefined;
+      const memory = !shared && attempt === 0 && into && into.byteOffset === 0 && into.buffer instanceof ArrayBuffer ? into.buffer : undefined;
+      const r = await this.ask(t, { type: 'open', file, size, objectId, into: memory, shared }, memory ? [memory] : []);
+      if ('sharedLength' in r) return into!.subarray(0, r.sharedLength);
       if ('plain' in r) return Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength);
       if (!('error' in r)) throw new UnreadableCacheFile('unexpected answer from the thread handling cache files');
       if (r.error !== 'key') throw r.error === 'integrity' ? new IntegrityError(r.message) : new UnreadableCacheFile(r.message);

@@ -4,8 +4,9 @@
  * without a copy. It knows only the data keys the main thread has sent it; an object under
  * another key comes back as `key` so the main thread can send that key (or refuse). Writes:
  * a fetched object's cache file, as writeCleanFile (the event loop's own code), on this
- * thread's otherwise idle event loop. An open that brings memory (`into`, moved here) is
- * decrypted into it and the memory moved back: no MiB allocated per block on either side.
+ * thread's otherwise idle event loop. An open that brings memory is decrypted into it: shared
+ * memory (`shared`) is filled in place and only the plaintext's length goes back; memory moved
+ * here (`into`) is moved back. No MiB is allocated per block on either side.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
@@ -16,11 +17,12 @@ import { CacheWriteError, ownMemory, writeCleanFile } from './clean-files.js';
 
 export type ToWorker =
   | { type: 'key'; keyId: number; key: Uint8Array }
-  | { type: 'open'; id: number; file: string; size: number; objectId: string; into?: ArrayBuffer }
+  | { type: 'open'; id: number; file: string; size: number; objectId: string; into?: ArrayBuffer; shared?: { memory: SharedArrayBuffer; offset: number; length: number } }
   | { type: 'write'; id: number; file: string; bytes: Uint8Array };
 
 export type FromWorker =
   | { id: number; plain: Uint8Array }
+  | { id: number; sharedLength: number }
   | { id: number; error: 'integrity' | 'unreadable'; message: string }
   | { id: number; error: 'key'; keyId: number }
   | { id: number; written: true }
@@ -59,12 +61,13 @@ function answer(m: Extract<ToWorker, { type: 'open' }>): { reply: FromWorker; tr
     return { reply: { id: m.id, error: 'unreadable', message: (e as Error).message }, transfer: [] };
   }
   try {
-    const into = m.into ? Buffer.from(m.into) : undefined;
+    const into = m.shared ? Buffer.from(m.shared.memory, m.shared.offset, m.shared.length) : m.into ? Buffer.from(m.into) : undefined;
     const plain = openBlock(m.objectId, sealed, (keyId, id) => {
       const key = keys.get(keyId);
       if (!key) throw new MissingKey(keyId);
       return blockKeyOf(key, id);
     }, into);
+    if (m.shared && plain.buffer === m.shared.memory && plain.byteOffset === m.shared.offset) return { reply: { id: m.id, sharedLength: plain.length }, transfer: [] };
     if (into && plain.buffer === m.into) return { reply: { id: m.id, plain: new Uint8Array(m.into, plain.byteOffset, plain.byteLength) }, transfer: [m.into] };
     const own = ownMemory(plain);
     return { reply: { id: m.id, plain: own }, transfer: [own.buffer as ArrayBuffer] };

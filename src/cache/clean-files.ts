@@ -22,9 +22,10 @@ import { BufferPool } from '../util/buffer-pool.js';
 
 export interface CleanFileIo {
   /**
-   * With `into` (at least the plaintext's size; a whole buffer of its own memory, which may
-   * be moved to another thread) the plaintext is a view of that memory. The caller gives up
-   * `into` either way and uses only what is returned.
+   * With `into` (at least the plaintext's size: a view of shared memory, filled in place by
+   * another thread, or a whole buffer of its own memory, which may be moved to another thread
+   * and back) the plaintext is a view of that memory. The caller gives up `into` either way
+   * and uses only what is returned.
    */
   open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer>;
   write(file: string, bytes: Uint8Array): Promise<void>;

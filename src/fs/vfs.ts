@@ -134,7 +134,8 @@ export class Vfs {
   private readonly refs = new LRUCache<number, { version: number; gen: number; map: Map<number, BlockRef | null> }>({ max: 256 });
   private readonly plain: LRUCache<string, Buffer>;
   /**
-   * Buffers fetched blocks are decrypted into. A plaintext evicted from memory comes back
+   * Buffers blocks are decrypted into, in shared memory: the cache-file thread decrypts a
+   * cached block into one in place. A plaintext evicted from memory comes back
    * here once no reader is waiting for it (`plainUsers`: how many wait, and the plaintexts
    * of that block set aside meanwhile), so a reader always gets the bytes it asked for.
    */
@@ -223,7 +224,8 @@ export class Vfs {
       },
     }, this.prefetcher, { blockSize: this.blockSize, listingTtlMs, memoryBytes: this.plainBudget / 3 });
     this.sealedBuffers = new BufferPool(sealedSize(this.blockSize), 16);
-    this.plainBuffers = new BufferPool(this.blockSize, 8);
+    // Shared: as many as memory keeps plaintexts, and 8 more for those on their way in.
+    this.plainBuffers = new BufferPool(this.blockSize, 8, { shared: Math.ceil(this.plainBudget / this.blockSize) + 8 });
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.plainBudget,
       sizeCalculation: (b) => Math.max(1, b.length),

@@ -56,7 +56,7 @@ for (const [name, make] of implementations) {
       t.ok(got.every((g, i) => g.equals(blocks[i].plain)), 'every block identical');
     });
 
-    t.test('opened into memory the caller gives, forty blocks at once', async (t) => {
+    t.test('opened into memory the caller gives (its own, or shared), forty blocks at once', async (t) => {
       const BS = 1 << 20;
       const blocks = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
         const plain = randomBytes(i % 4 === 3 ? 300_001 : BS); // the last block of a file is shorter
@@ -66,11 +66,18 @@ for (const [name, make] of implementations) {
       const got = await Promise.all(blocks.map((b, i) => io.open(b.file, b.size, b.id, Buffer.from(memories[i], 0, b.plain.length))));
       t.ok(got.every((g, i) => g.equals(blocks[i].plain)), 'every block identical');
       t.ok(got.every((g) => g.byteOffset === 0 && g.buffer.byteLength === BS), "each is the start of memory of the given size (the caller's, or moved back to it)");
+      // Shared memory is filled in place, views at an offset included: the caller's own memory comes back.
+      const shared = new SharedArrayBuffer(8 * BS);
+      const views = blocks.slice(0, 8).map((b, i) => Buffer.from(shared, i * BS, b.plain.length));
+      const inPlace = await Promise.all(blocks.slice(0, 8).map((b, i) => io.open(b.file, b.size, b.id, views[i])));
+      t.ok(inPlace.every((g, i) => g.equals(blocks[i].plain)), 'every block opened into shared memory identical');
+      t.ok(inPlace.every((g, i) => g.buffer === shared && g.byteOffset === i * BS), 'each in the shared memory given, where it was given');
       const a = await sealedFile(tmp.dir, codec, randomBytes(5000));
       const flipped = await fs.readFile(a.file);
       flipped[200] ^= 0x01;
       await fs.writeFile(path.join(tmp.dir, 'flipped-into'), flipped);
       await t.rejects(io.open(path.join(tmp.dir, 'flipped-into'), a.size, a.id, Buffer.alloc(5000)), IntegrityError, 'a flipped bit is still an IntegrityError');
+      await t.rejects(io.open(path.join(tmp.dir, 'flipped-into'), a.size, a.id, Buffer.from(new SharedArrayBuffer(5000))), IntegrityError, 'into shared memory too');
     });
 
     t.test('written byte for byte, forty files at once, in folders made on the way', async (t) => {

@@ -2,7 +2,8 @@
  * BufferPool: a buffer given back is the memory the next take gets (no allocation); takes
  * are exactly the size asked; a buffer given twice is pooled once (two takers never share
  * memory); buffers of another size, views inside another buffer and takes larger than the
- * pool's size are never pooled; at most `keep` wait.
+ * pool's size are never pooled; at most `keep` wait. A shared pool makes its first N buffers
+ * in shared memory and keeps every one of them, whatever `keep` says; past N, ordinary ones.
  */
 import t from 'tap';
 import { BufferPool } from '../../src/util/buffer-pool.js';
@@ -36,4 +37,20 @@ t.test('reuse, sizes and what is never pooled', async (t) => {
   pool.give(c);
   pool.give(d);
   t.equal(pool.stats.free, 2, 'at most `keep` wait');
+});
+
+t.test('shared: the first N buffers are SharedArrayBuffers, never dropped; then ordinary ones', async (t) => {
+  const pool = new BufferPool(1000, 1, { shared: 3 });
+  const taken = Array.from({ length: 5 }, () => pool.take(1000));
+  t.same(taken.map((b) => b.buffer instanceof SharedArrayBuffer), [true, true, true, false, false], 'three shared, then ordinary');
+  t.equal(new Set(taken.map((b) => b.buffer)).size, 5, 'five takes in use, five memories');
+  for (const b of taken) pool.give(b);
+  t.equal(pool.stats.free, 4, 'all three shared kept (keep is 1), and one ordinary');
+  pool.give(taken[0]);
+  pool.give(Buffer.from(new SharedArrayBuffer(1000)));
+  t.equal(pool.stats.free, 4, 'a shared buffer given twice, or one the pool did not make, is not pooled');
+  const again = Array.from({ length: 4 }, () => pool.take(600));
+  t.same(again.map((b) => b.buffer instanceof SharedArrayBuffer), [true, true, true, false], 'shared memory is handed out first');
+  t.ok(again.every((b) => taken.some((x) => x.buffer === b.buffer)), 'every take reused memory given back');
+  t.same(pool.stats, { made: 5, reused: 4, free: 0 });
 });
