@@ -1,11 +1,13 @@
 /**
- * The link's ceiling for a client that fetches block-sized objects: GETs of `count` objects
- * (`PREFIX0` … `PREFIX{count-1}`), `parallel` in flight, with the S3 backend Lucid itself
- * uses, in a process of its own (as the agent is). Lucid's blocks are such objects, so its
+ * The link's ceiling for a client that fetches block-sized objects: `gets` GETs over `objects`
+ * objects (`PREFIX0` … `PREFIX{objects-1}`, round and round), `parallel` in flight, with the
+ * S3 backend Lucid itself uses, in a process of its own (as the agent is). Enough GETs that
+ * the first round trip and the last few fetches, when fewer are in flight, weigh little: a
+ * sequential read of 512 MiB is as long. Lucid's blocks are such objects, so its
  * cold sequential read can come close to this figure but not pass it; a single large GET (the
  * stream benchmark's raw figure) pays the per-request cost once instead of once per MiB.
  *
- * Run as a child: `node dist/bench/get-ceiling.js ENDPOINT BUCKET PREFIX COUNT PARALLEL`;
+ * Run as a child: `node dist/bench/get-ceiling.js ENDPOINT BUCKET PREFIX OBJECTS GETS PARALLEL`;
  * prints one JSON line `{ "mbps": N }`.
  */
 import { spawn } from 'node:child_process';
@@ -13,8 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { S3Store } from '../src/store/s3.js';
 
 /** Starts the probe in its own process and returns its MB/s. */
-export async function blockGetCeiling(endpoint: string, bucket: string, prefix: string, count: number, parallel: number): Promise<number> {
-  const child = spawn(process.execPath, ['--no-deprecation', fileURLToPath(import.meta.url), endpoint, bucket, prefix, String(count), String(parallel)], { stdio: ['ignore', 'pipe', 'inherit'] });
+export async function blockGetCeiling(endpoint: string, bucket: string, prefix: string, objects: number, gets: number, parallel: number): Promise<number> {
+  const args = [endpoint, bucket, prefix, String(objects), String(gets), String(parallel)];
+  const child = spawn(process.execPath, ['--no-deprecation', fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -22,7 +25,7 @@ export async function blockGetCeiling(endpoint: string, bucket: string, prefix: 
   return (JSON.parse(out) as { mbps: number }).mbps;
 }
 
-async function probe(endpoint: string, bucket: string, prefix: string, count: number, parallel: number): Promise<void> {
+async function probe(endpoint: string, bucket: string, prefix: string, objects: number, gets: number, parallel: number): Promise<void> {
   const store = new S3Store({ bucket, prefix, endpoint });
   try {
     await store.get('0', { offset: 0, length: 1 }); // the connection is open before timing
@@ -30,8 +33,8 @@ async function probe(endpoint: string, bucket: string, prefix: string, count: nu
     let bytes = 0;
     const start = performance.now();
     await Promise.all(Array.from({ length: parallel }, async () => {
-      while (next < count) {
-        const body = await store.get(String(next++));
+      while (next < gets) {
+        const body = await store.get(String(next++ % objects));
         bytes += body.length; // not `bytes += await …`: that reads `bytes` before the wait
       }
     }));
@@ -42,6 +45,6 @@ async function probe(endpoint: string, bucket: string, prefix: string, count: nu
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [endpoint, bucket, prefix, count, parallel] = process.argv.slice(2);
-  await probe(endpoint, bucket, prefix, Number(count), Number(parallel));
+  const [endpoint, bucket, prefix, objects, gets, parallel] = process.argv.slice(2);
+  await probe(endpoint, bucket, prefix, Number(objects), Number(gets), Number(parallel));
 }
