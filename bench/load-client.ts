@@ -114,9 +114,18 @@ const total = weights.reduce((n, [, w]) => n + w, 0);
 
 await fs.mkdir(home).catch(() => {});
 const until = Date.now() + Number(secondsArg) * 1000;
+// An operation pending for a minute is said on stderr once, with what the process waits on,
+// so a client that hangs leaves a trace before the load test gives up on it.
+let current: { name: string; since: number; said: boolean } | undefined;
+setInterval(() => {
+  if (!current || current.said || Date.now() - current.since < 60_000) return;
+  current.said = true;
+  process.stderr.write(`load client ${me}: ${current.name} pending for ${Math.round((Date.now() - current.since) / 1000)} s; waiting on ${process.getActiveResourcesInfo().join(', ')}\n`);
+}, 5_000).unref();
 while (Date.now() < until) {
   let r = rand() * total;
   const [name] = weights.find(([, w]) => (r -= w) < 0)!;
+  current = { name, since: Date.now(), said: false };
   try {
     await ops[name]();
     counts[name] = (counts[name] ?? 0) + 1;

@@ -49,11 +49,22 @@ function rssMiB(pid: number): number {
   }
 }
 
-function collect(child: ChildProcess): Promise<string> {
+/**
+ * A client's output once it exits. One still running `deadlineMs` after it started is killed
+ * and its output ends with a report of that error: a client that hangs fails the run with
+ * its name and leaves no process behind holding the test's output open.
+ */
+function collect(child: ChildProcess, client: number, deadlineMs: number): Promise<string> {
   return new Promise((resolve) => {
     let out = '';
+    let killed = false;
+    const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, deadlineMs);
     child.stdout!.on('data', (d) => { out += d; });
-    child.on('close', () => resolve(out));
+    child.on('close', () => {
+      clearTimeout(timer);
+      if (killed) out += `\n${JSON.stringify({ client, manifest: {}, counts: {}, latencies: [], errors: [`client ${client} was still running ${Math.round(deadlineMs / 1000)} s after it started: killed (its stderr above says what it waited on)`] })}\n`;
+      resolve(out);
+    });
   });
 }
 
@@ -80,8 +91,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const rss: number[] = [];
     const sampler = setInterval(() => rss.push(rssMiB(serve!.pid!)), 1000);
     const client = path.join(ROOT, 'dist', 'bench', 'load-client.js');
+    // Each client runs o.seconds, then lists its folder and reports: two minutes more is plenty.
+    const deadlineMs = (o.seconds + 120) * 1000;
     const outputs = await Promise.all(Array.from({ length: o.clients }, (_, i) => collect(spawn(process.execPath,
-      [client, storeDir, url, PASSWORD, String(i), String(o.seconds), String(1000 + i)], { stdio: ['ignore', 'pipe', 'inherit'] }))));
+      [client, storeDir, url, PASSWORD, String(i), String(o.seconds), String(1000 + i)], { stdio: ['ignore', 'pipe', 'inherit'] }), i, deadlineMs)));
     clearInterval(sampler);
 
     const reports = outputs.map((out, i) => {
