@@ -1033,7 +1033,7 @@ export class Vfs {
       return plain;
     }
     try {
-      const cached = await this.cache.openClean(objectId, (n) => this.plainBuffers.take(n));
+      const cached = await this.openCached(objectId);
       if (cached) {
         this.plain.set(objectId, cached);
         return cached;
@@ -1049,6 +1049,23 @@ export class Vfs {
     // writes (a slow cache disk) it waits, so the sealed copies in memory stay bounded.
     if (this.cache.keepingBacklogged) await kept.catch(() => {});
     return plain;
+  }
+
+  /**
+   * Opens a block from the disk cache into a buffer of the pool. A buffer the plaintext did
+   * not end up in (no cache file, a torn or damaged one) goes back: the pool's shared
+   * buffers are never made again, so one not given back is lost to it for good.
+   */
+  private async openCached(objectId: string): Promise<Buffer | undefined> {
+    let into: Buffer | undefined;
+    try {
+      const plain = await this.cache.openClean(objectId, (n) => (into = this.plainBuffers.take(n)));
+      if (plain && plain.buffer === into?.buffer) into = undefined;
+      return plain;
+    } finally {
+      // Moved to the cache-file thread and not back, it is detached: the pool ignores it.
+      if (into) this.plainBuffers.give(into);
+    }
   }
 
   /**
@@ -1321,7 +1338,10 @@ export class Vfs {
         // A block held while its cache write goes on is as good as on disk: not fetched again.
         const got = !this.cache.holds(r.objectId);
         if (got) {
-          await (await this.fetchObject(r.objectId, ino)).kept;
+          const { plain, kept } = await this.fetchObject(r.objectId, ino);
+          // Opened only to authenticate it: its buffer goes straight back to the pool.
+          this.plainBuffers.give(plain);
+          await kept;
           fetched += r.length;
         }
         bytes += r.length;

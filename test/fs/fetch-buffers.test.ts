@@ -162,6 +162,7 @@ t.test('lucid warm counts a block held for its write as cached and fetches it no
   const { files, open } = gatedWrites(() => reader.fs.codec);
   const { store, gets } = countingGets(shared.store);
   const reader = await mountVfs(t, shared, 'reader', { store, files });
+  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; free: number } } }).plainBuffers;
   const fh = await reader.open(ino, O_RDONLY);
   t.ok((await reader.read(fh, 2 * BS, BS)).equals(block(2)), 'block 2 read: its cache write waits at the gate');
   t.ok(reader.cache.keepingBytes > 0, 'its sealed bytes are held for the write');
@@ -174,6 +175,7 @@ t.test('lucid warm counts a block held for its write as cached and fetches it no
   t.equal(fetched, 3 * BS, 'three blocks fetched; the held one counted as cached');
   t.equal(gets.size, 4, 'four blocks fetched');
   t.ok([...gets.values()].every((n) => n === 1), `each once (${[...gets.values()]})`);
+  t.equal(plainPool.stats.free, plainPool.stats.made - 1, 'the plaintexts warm opened went back to the pool (block 2 stays in memory)');
   while (reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
   await reader.release(fh);
 });
