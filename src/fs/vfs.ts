@@ -140,7 +140,7 @@ export class Vfs {
    * of that block set aside meanwhile), so a reader always gets the bytes it asked for.
    */
   private readonly plainBuffers: BufferPool;
-  private readonly plainUsers = new Map<string, { count: number; evicted: Buffer[] }>();
+  private readonly plainUsers = new Map<string, { count: number; evicted?: Buffer[] }>();
   /**
    * Buffers block objects are fetched into (a fetch into memory), reused once the object is
    * on disk: as many as can be in flight and waiting for the disk, so GETs do not allocate.
@@ -231,7 +231,7 @@ export class Vfs {
       sizeCalculation: (b) => Math.max(1, b.length),
       dispose: (b, id) => {
         const users = this.plainUsers.get(id);
-        if (users) users.evicted.push(b);
+        if (users) (users.evicted ??= []).push(b);
         else this.plainBuffers.give(b);
       },
     });
@@ -993,14 +993,14 @@ export class Vfs {
   private async withPlaintext<T>(ref: BlockRef, ino: number, use: (plain: Buffer) => T): Promise<T> {
     const id = ref.objectId;
     let users = this.plainUsers.get(id);
-    if (!users) this.plainUsers.set(id, users = { count: 0, evicted: [] });
+    if (!users) this.plainUsers.set(id, users = { count: 0 });
     users.count++;
     try {
       return use(await this.plaintext(ref, ino));
     } finally {
       if (--users.count === 0) {
         this.plainUsers.delete(id);
-        for (const b of users.evicted) this.plainBuffers.give(b);
+        for (const b of users.evicted ?? []) this.plainBuffers.give(b);
       }
     }
   }
