@@ -10,9 +10,14 @@
  * queues that file whole and the next `firstGuessFiles` (2): the first frame comes at full
  * speed, and the second is on its way while the first is read. Only the first open: a
  * reader jumping between frames is not sent extra bytes. Files starting `memoryBytes` or more
- * ahead of the open are asked for on disk only. The listing comes from the lister
- * (which also warms the attribute and name caches, so the next lookups need no round trip)
- * and is re-read when older than `listingTtlMs`.
+ * ahead of the open are asked for on disk only.
+ *
+ * Nothing a streak's next open needs waits on a round trip: the block maps of the
+ * `mapsAheadFiles` files past the queued ones are loaded ahead (so the file the next open
+ * adds is fetched at once), and a listing older than `listingTtlMs` is used while it is
+ * re-read in the background. Only the first open of a folder, and a name the listing does
+ * not have in that order, wait for a listing. The listing comes from the lister (which also
+ * warms the attribute and name caches, so the next lookups need no round trip).
  */
 import type { Prefetcher } from './prefetcher.js';
 
@@ -36,6 +41,8 @@ export interface DirectoryPredictorOptions {
   maxFiles?: number;
   /** Files queued on the first open of a numbered name. */
   firstGuessFiles?: number;
+  /** Files past the queued ones whose block maps are loaded ahead (default `maxFiles`). */
+  mapsAheadFiles?: number;
   listingTtlMs?: number;
   /** Predicted bytes brought into memory; files starting beyond them come to disk only. */
   memoryBytes?: number;
@@ -50,6 +57,8 @@ interface DirState {
   listing?: { at: number; files: ListedFile[]; index: Map<string, number> };
   loading?: Promise<void>;
   predicted: Set<number>;
+  /** The last name whose block map was loaded ahead. */
+  mappedThrough?: string;
 }
 
 export class DirectoryPredictor {
@@ -61,7 +70,7 @@ export class DirectoryPredictor {
   predictedFiles = 0;
 
   constructor(private readonly lister: DirectoryLister, private readonly prefetcher: Prefetcher, private readonly options: DirectoryPredictorOptions) {
-    this.budget = options.budgetBytes ?? 64 * 1024 * 1024;
+    this.budget = options.budgetBytes ?? 128 * 1024 * 1024;
     this.maxFiles = options.maxFiles ?? 16;
     this.ttl = options.listingTtlMs ?? 1000;
     this.memoryBytes = options.memoryBytes ?? Infinity;
@@ -112,7 +121,8 @@ export class DirectoryPredictor {
   private predict(d: DirState, from: number, maxFiles: number): void {
     const files = d.listing!.files;
     let bytes = 0;
-    for (let i = from, n = 0; i < files.length && n < maxFiles && bytes < this.budget; i++) {
+    let i = from;
+    for (let n = 0; i < files.length && n < maxFiles && bytes < this.budget; i++) {
       const f = files[i];
       if (!f.regular || f.size === 0) continue;
       n++;
@@ -130,16 +140,40 @@ export class DirectoryPredictor {
       if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
       else queue();
     }
+    this.mapAhead(d, i);
+  }
+
+  /**
+   * Loads the block maps of the `mapsAheadFiles` regular files from listing index `from` (the
+   * first one not queued): when the next open moves the prediction on by a file, that file's
+   * blocks are asked for at once, not one metadata round trip later (the link would idle
+   * meanwhile). Each map once per streak.
+   */
+  private mapAhead(d: DirState, from: number): void {
+    if (!this.lister.prepare) return;
+    const files = d.listing!.files;
+    const ahead = this.options.mapsAheadFiles ?? this.maxFiles;
+    for (let i = from, n = 0; i < files.length && n < ahead; i++) {
+      const f = files[i];
+      if (!f.regular || f.size === 0) continue;
+      n++;
+      if (d.mappedThrough !== undefined && f.name <= d.mappedThrough) continue;
+      d.mappedThrough = f.name;
+      void this.lister.prepare(f.ino).catch(() => {});
+    }
   }
 
   private reset(d: DirState): void {
     d.streak = 0;
+    d.mappedThrough = undefined;
     for (const ino of d.predicted) this.prefetcher.forgetFile(ino);
     d.predicted.clear();
   }
 
+  /** Makes sure `d.listing` is there: waits only when there is none; an old one is re-read in the background. */
   private async listing(parent: number, d: DirState): Promise<void> {
     if (d.listing && Date.now() - d.listing.at < this.ttl) return;
+    const stale = d.listing !== undefined;
     d.loading ??= (async () => {
       try {
         const files = (await this.lister.list(parent)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -148,6 +182,10 @@ export class DirectoryPredictor {
         d.loading = undefined;
       }
     })();
+    if (stale) {
+      d.loading.catch(() => {}); // the old listing stays; the next call tries again
+      return;
+    }
     await d.loading;
   }
 }

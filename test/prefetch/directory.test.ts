@@ -1,15 +1,18 @@
 /**
  * Per-directory prediction: opening files in name order brings the next files in (within
  * the byte budget; those starting beyond the memory share to disk only), an open out of
- * order stops it, and a file opened again restarts nothing.
+ * order stops it, and a file opened again restarts nothing. Nothing the next open of a
+ * streak needs waits on a round trip: block maps are loaded ahead, and an old listing
+ * serves while it is re-read.
  */
 import t from 'tap';
 import { Prefetcher, type PrefetchLoader } from '../../src/prefetch/prefetcher.js';
-import { DirectoryPredictor, type ListedFile } from '../../src/prefetch/directory.js';
+import { DirectoryPredictor, type DirectoryLister, type DirectoryPredictorOptions, type ListedFile } from '../../src/prefetch/directory.js';
 
 const BS = 1024 * 1024;
 
-function setup(files: ListedFile[], budgetBytes = 64 * BS, memoryBytes?: number) {
+function setup(files: ListedFile[], budgetBytes = 64 * BS, memoryBytes?: number,
+  more: { lister?: Partial<DirectoryLister>; options?: Partial<DirectoryPredictorOptions> } = {}) {
   const loads: string[] = [];
   const toDisk: string[] = [];
   const loader: PrefetchLoader = {
@@ -18,7 +21,8 @@ function setup(files: ListedFile[], budgetBytes = 64 * BS, memoryBytes?: number)
   };
   const prefetcher = new Prefetcher(loader, { blockSize: BS, maxInflight: 1000 });
   let listings = 0;
-  const predictor = new DirectoryPredictor({ list: async () => { listings++; return files.slice().reverse(); } }, prefetcher, { blockSize: BS, budgetBytes, memoryBytes });
+  const predictor = new DirectoryPredictor({ list: async () => { listings++; return files.slice().reverse(); }, ...more.lister }, prefetcher,
+    { blockSize: BS, budgetBytes, memoryBytes, ...more.options });
   return { loads, toDisk, predictor, listings: () => listings };
 }
 
@@ -92,4 +96,60 @@ t.test('predicted files that start beyond the memory share come to disk only', a
   t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '103:0', '103:1'], 'the next open: the file starting 2 MiB after it into memory (102 was guessed already)');
   const later = Array.from({ length: 14 }, (_, i) => [`${104 + i}:0`, `${104 + i}:1`]).flat();
   t.same(s.toDisk.sort(), ['102:0', '102:1', ...later].sort(), 'the files from 4 MiB ahead on to disk, 16 files in all');
+});
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+t.test('the block maps past the queued files are loaded ahead: the next open queues its file without a round trip', async (t) => {
+  // A block map store with one metadata round trip per map: a map asked for once is there
+  // from then on; until `answer()`, asks wait.
+  const mapped = new Set<number>();
+  let waiting: { ino: number; done: () => void }[] = [];
+  const asked: number[] = [];
+  const prepare = (ino: number) => {
+    asked.push(ino);
+    if (mapped.has(ino)) return Promise.resolve();
+    return new Promise<void>((done) => { waiting.push({ ino, done }); });
+  };
+  const answer = () => { for (const w of waiting) { mapped.add(w.ino); w.done(); } waiting = []; };
+  const s = setup(frames(40), 6 * BS, undefined, { lister: { prepare }, options: { mapsAheadFiles: 4 } });
+  await s.predictor.onOpen(1, 'f0000.exr', 100);
+  t.same(waiting.map((w) => w.ino), [100, 101, 102, 103, 104, 105, 106], 'the first open: maps of the three files queued and of the four after them');
+  answer();
+  await tick();
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '102:0', '102:1']);
+  asked.length = 0;
+  await s.predictor.onOpen(1, 'f0001.exr', 101);
+  await tick();
+  t.same(s.loads.sort(), ['100:0', '100:1', '101:0', '101:1', '102:0', '102:1', '103:0', '103:1', '104:0', '104:1'],
+    'the files the open adds are fetched with no metadata answer in between');
+  t.same(waiting.map((w) => w.ino), [107, 108], 'and the window of maps moves on by the same two files');
+  t.same(asked.filter((ino) => ino === 105 || ino === 106), [], 'maps asked for already are not asked again');
+  answer();
+  await s.predictor.onOpen(1, 'f0009.exr', 109);
+  await s.predictor.onOpen(1, 'f0010.exr', 110);
+  t.same(waiting.map((w) => w.ino).slice(-4), [114, 115, 116, 117], 'a new streak after a break maps ahead from where it is');
+});
+
+t.test('an old listing serves the next open while it is re-read, one re-read at a time', async (t) => {
+  const files = frames(20);
+  let lists = 0;
+  let release: (() => void) | undefined;
+  const list = async () => {
+    lists++;
+    if (lists > 1) await new Promise<void>((r) => { release = r; });
+    return files;
+  };
+  const s = setup(files, 4 * BS, undefined, { lister: { list }, options: { listingTtlMs: 0 } });
+  await s.predictor.onOpen(1, 'f0000.exr', 100);
+  await s.predictor.onOpen(1, 'f0001.exr', 101);
+  await s.predictor.onOpen(1, 'f0002.exr', 102);
+  await tick();
+  t.equal(lists, 2, 'the old listing was re-read once, and that re-read has not answered');
+  t.ok(s.loads.includes('103:0') && s.loads.includes('104:1'), 'the opens went on with the old listing meanwhile');
+  release!();
+  await tick();
+  await s.predictor.onOpen(1, 'f0003.exr', 103);
+  t.equal(lists, 3, 'once answered, the next old listing is re-read again');
+  t.ok(s.loads.includes('105:0'), 'and the streak goes on');
 });
