@@ -186,16 +186,17 @@ export class BlockCache {
    * The plaintext of a cached clean object, or undefined when it is not cached (or its file
    * is missing or torn: the entry is dropped). Throws IntegrityError when the cached bytes
    * do not authenticate; the caller drops them (`dropClean`) and fetches again. `buffer`
-   * gives memory of the plaintext's size to open into (as CleanFileIo.open's `into`).
+   * gives memory of the plaintext's size to open into (as CleanFileIo.open's `into`);
+   * `urgent`: a reader waits for it (it goes ahead of opens for reading ahead).
    */
-  async openClean(objectId: string, buffer?: (size: number) => Buffer): Promise<Buffer | undefined> {
+  async openClean(objectId: string, buffer?: (size: number) => Buffer, urgent = false): Promise<Buffer | undefined> {
     const entry = this.lru.get(objectId) ?? this.pinnedClean.get(objectId);
     if (!entry) {
       this.misses++;
       return undefined;
     }
     try {
-      const plain = await this.files.open(this.objectPath(objectId), entry.size, objectId, buffer?.(plainSize(entry.size)));
+      const plain = await this.files.open(this.objectPath(objectId), entry.size, objectId, buffer?.(plainSize(entry.size)), urgent);
       this.hits++;
       this.touched.add(objectId);
       return plain;
@@ -212,6 +213,11 @@ export class BlockCache {
     if (this.dirsMade.has(dir)) return;
     await fs.mkdir(dir, { recursive: true });
     this.dirsMade.add(dir);
+  }
+
+  /** An open of `objectId` begun for reading ahead, that a reader now waits for, goes first. */
+  hurryClean(objectId: string): void {
+    this.files.hurry?.(objectId);
   }
 
   hasClean(objectId: string): boolean {

@@ -7,6 +7,12 @@
  * slots). Requests go to the thread with the fewest in hand; a plaintext comes back
  * transferred, not copied.
  *
+ * Opens are handed to the threads a few at a time (`inHandPerThread`, 3 each), the rest
+ * wait here: an urgent open (a reader waits for it) and one hurried (a reader came to wait
+ * for it) go ahead of those queued for reading ahead, so a demand read waits behind at most
+ * a few decryptions, not behind every block a read-ahead asked for (on a fresh mount the
+ * first MiB waited 12 ms behind 13 of them).
+ *
  * Promises: what CleanFileIo promises. A thread that dies fails its requests (an open is then
  * fetched from the store; a write is not kept) and is replaced; after `maxDeaths` deaths no
  * thread is started again and the fallback (the event loop) opens and writes, said once in
@@ -34,6 +40,13 @@ export interface ThreadedFileIoOptions {
   log?: (line: string) => void;
   /** The thread's script (tests give a broken one). */
   workerUrl?: URL;
+  /** Opens in a thread's hand at once (3); the others wait in order, urgent ones first. */
+  inHandPerThread?: number;
+}
+
+interface QueuedOpen {
+  objectId: string;
+  go: () => void;
 }
 
 export class ThreadedFileIo implements CleanFileIo {
@@ -42,6 +55,10 @@ export class ThreadedFileIo implements CleanFileIo {
   private nextId = 1;
   private closed = false;
   private deaths = 0;
+  /** Opens handed to threads (or to the fallback) and not answered yet. */
+  private inHand = 0;
+  private readonly urgentQueue: QueuedOpen[] = [];
+  private readonly queue: QueuedOpen[] = [];
   /** Threads started, ever (for tests: no restart storm). */
   started = 0;
 
@@ -94,8 +111,40 @@ export class ThreadedFileIo implements CleanFileIo {
    * `into` in shared memory is filled in place by the thread; `into` that is a whole buffer of
    * its own moves to the thread and back with the plaintext.
    */
-  async open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
+  async open(file: string, size: number, objectId: string, into?: Buffer, urgent = false): Promise<Buffer> {
     if (this.closed) throw new UnreadableCacheFile('the cache is closed');
+    await this.turn(objectId, urgent);
+    try {
+      if (this.closed) throw new UnreadableCacheFile('the cache is closed');
+      return await this.openNow(file, size, objectId, into);
+    } finally {
+      this.next();
+    }
+  }
+
+  hurry(objectId: string): void {
+    const i = this.queue.findIndex((q) => q.objectId === objectId);
+    if (i >= 0) this.urgentQueue.push(...this.queue.splice(i, 1));
+  }
+
+  /** Resolves when this open may be handed to a thread. */
+  private turn(objectId: string, urgent: boolean): Promise<void> | undefined {
+    const limit = Math.max(1, this.threads.length) * (this.options.inHandPerThread ?? 3);
+    if (this.inHand < limit && this.urgentQueue.length === 0 && (urgent || this.queue.length === 0)) {
+      this.inHand++;
+      return undefined;
+    }
+    return new Promise((go) => (urgent ? this.urgentQueue : this.queue).push({ objectId, go }));
+  }
+
+  /** An open was answered: its place goes to the next one waiting, urgent ones first. */
+  private next(): void {
+    const q = this.urgentQueue.shift() ?? this.queue.shift();
+    if (q) q.go();
+    else this.inHand--;
+  }
+
+  private async openNow(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer> {
     for (let attempt = 0; ; attempt++) {
       const t = this.idlest();
       if (!t) return this.options.fallback.open(file, size, objectId, into);
@@ -128,6 +177,11 @@ export class ThreadedFileIo implements CleanFileIo {
 
   async close(): Promise<void> {
     this.closed = true;
+    // Opens still waiting for their turn are answered: the cache is closed.
+    for (const q of this.urgentQueue.splice(0).concat(this.queue.splice(0))) {
+      this.inHand++;
+      q.go();
+    }
     await Promise.all(this.threads.map((t) => t.worker.terminate()));
     await this.options.fallback.close();
   }

@@ -25,9 +25,12 @@ export interface CleanFileIo {
    * With `into` (at least the plaintext's size: a view of shared memory, filled in place by
    * another thread, or a whole buffer of its own memory, which may be moved to another thread
    * and back) the plaintext is a view of that memory. The caller gives up `into` either way
-   * and uses only what is returned.
+   * and uses only what is returned. `urgent`: a reader waits for it now; it goes ahead of
+   * the opens queued for reading ahead.
    */
-  open(file: string, size: number, objectId: string, into?: Buffer): Promise<Buffer>;
+  open(file: string, size: number, objectId: string, into?: Buffer, urgent?: boolean): Promise<Buffer>;
+  /** An open of `objectId` queued for reading ahead, that a reader now waits for, goes first. */
+  hurry?(objectId: string): void;
   write(file: string, bytes: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }

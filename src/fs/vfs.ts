@@ -736,10 +736,12 @@ export class Vfs {
     // Strong mode (someone holds a lock on the file): the version is checked on every read.
     const committed = await this.committedAttr(ino, this.lockManager.isLocked(ino));
     const size = this.overlay(committed).size;
-    // The demand read goes first; the prefetches it calls for start once it is served.
+    // The demand read goes first; the prefetches it calls for, and the opens of the blocks
+    // after it from disk, start once it is served (on a fresh mount the first MiB waited
+    // behind a dozen such opens).
     const served = this.readAt(ino, committed.version, size, offset, length, reply);
     this.prefetcher.onRead(fh, ino, offset, length, size, served);
-    if (this.prefetcher.patternOf(fh) === 'sequential') this.readAheadFromDisk(ino, offset + length, size);
+    if (this.prefetcher.patternOf(fh) === 'sequential') void served.then(() => this.readAheadFromDisk(ino, offset + length, size), () => {});
     return served;
   }
 
@@ -996,7 +998,7 @@ export class Vfs {
     if (!users) this.plainUsers.set(id, users = { count: 0 });
     users.count++;
     try {
-      return use(await this.plaintext(ref, ino));
+      return use(await this.plaintext(ref, ino, true));
     } finally {
       if (--users.count === 0) {
         this.plainUsers.delete(id);
@@ -1007,20 +1009,24 @@ export class Vfs {
 
   /**
    * Brings a block's plaintext into memory: memory, then the disk cache, then the store (one
-   * fetch per object). Its bytes are safe to read only through `withPlaintext`.
+   * fetch per object). Its bytes are safe to read only through `withPlaintext`. `urgent`: a
+   * reader waits for it, so its open from disk goes ahead of those for reading ahead (and
+   * one begun for reading ahead is hurried).
    */
-  private async plaintext(ref: BlockRef, ino: number): Promise<Buffer> {
+  private async plaintext(ref: BlockRef, ino: number, urgent = false): Promise<Buffer> {
     const hot = this.plain.get(ref.objectId);
     if (hot) return hot;
     let pending = this.fetching.get(ref.objectId);
     if (!pending) {
-      pending = traced(this.options.trace, () => `load ino ${ino} block ${ref.index}`, () => this.load(ref.objectId, ino)).finally(() => this.fetching.delete(ref.objectId));
+      pending = traced(this.options.trace, () => `load ino ${ino} block ${ref.index}`, () => this.load(ref.objectId, ino, urgent)).finally(() => this.fetching.delete(ref.objectId));
       this.fetching.set(ref.objectId, pending);
+    } else if (urgent) {
+      this.cache.hurryClean(ref.objectId);
     }
     return pending;
   }
 
-  private async load(objectId: string, ino: number): Promise<Buffer> {
+  private async load(objectId: string, ino: number, urgent: boolean): Promise<Buffer> {
     // Being fetched for the disk cache: waited for (a failed fetch is tried again below).
     // Fetched and not written yet: opened from the bytes the cache holds, at once (their
     // buffer is reused once the write settles).
@@ -1033,7 +1039,7 @@ export class Vfs {
       return plain;
     }
     try {
-      const cached = await this.openCached(objectId);
+      const cached = await this.openCached(objectId, urgent);
       if (cached) {
         this.plain.set(objectId, cached);
         return cached;
@@ -1056,10 +1062,10 @@ export class Vfs {
    * not end up in (no cache file, a torn or damaged one) goes back: the pool's shared
    * buffers are never made again, so one not given back is lost to it for good.
    */
-  private async openCached(objectId: string): Promise<Buffer | undefined> {
+  private async openCached(objectId: string, urgent: boolean): Promise<Buffer | undefined> {
     let into: Buffer | undefined;
     try {
-      const plain = await this.cache.openClean(objectId, (n) => (into = this.plainBuffers.take(n)));
+      const plain = await this.cache.openClean(objectId, (n) => (into = this.plainBuffers.take(n)), urgent);
       if (plain && plain.buffer === into?.buffer) into = undefined;
       return plain;
     } finally {

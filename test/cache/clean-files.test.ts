@@ -6,7 +6,9 @@
  * reaches the threads when needed. Writing: byte-identical files in folders made on the way,
  * concurrently, no temporary file left; a folder that cannot be made rejects with its code.
  * A thread that dies fails only its own requests; a thread that cannot run at all is given
- * up on after three deaths and files are opened and written on the event loop.
+ * up on after three deaths and files are opened and written on the event loop. Opens are
+ * handed to the threads a few at a time: an urgent one (a reader waits) or one hurried goes
+ * ahead of those queued for reading ahead, and closing answers those still waiting.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -173,6 +175,34 @@ t.test('a thread that cannot run: no restart storm, blocks opened on the event l
   t.ok(io.started <= 4, `threads started: ${io.started} (two, then at most two replacements)`);
   t.equal(lines.filter((l) => /opened and written on the main thread from now on/.test(l)).length, 1, 'said once in the log');
   t.ok(got.every((g) => g.length === 0 || g.equals(plain)), 'no open ever returned other bytes');
+});
+
+t.test('opens wait their turn a few in hand: urgent and hurried ones go first; closing answers the rest', async (t) => {
+  const tmp = tempDir();
+  const io = new ThreadedFileIo({ threads: 1, inHandPerThread: 2, dataKey: (keyId) => u.keys.blockDataKey(keyId), fallback: new EventLoopFileIo(codec) });
+  t.teardown(async () => { await io.close(); tmp.remove(); });
+  const blocks = await Promise.all(Array.from({ length: 9 }, async () => {
+    const plain = randomBytes(1 << 20);
+    return { plain, ...(await sealedFile(tmp.dir, codec, plain)) };
+  }));
+  const done: number[] = [];
+  const open = (k: number, urgent = false) => io.open(blocks[k].file, blocks[k].size, blocks[k].id, undefined, urgent).then((p) => { done.push(k); return p; });
+  // Eight opens for reading ahead: two go to the thread, six wait. Then a reader wants block
+  // 8 (urgent) and block 7 (queued: hurried).
+  const ahead = Array.from({ length: 8 }, (_, k) => open(k));
+  const urgent = open(8, true);
+  io.hurry(blocks[7].id);
+  const got = await Promise.all([...ahead, urgent]);
+  t.ok(got.every((p, k) => p.equals(blocks[k].plain)), 'every block identical');
+  t.same(done.slice(0, 2).sort(), [0, 1], 'the two in hand first');
+  t.same(done.slice(2, 4), [8, 7], 'then the urgent open and the hurried one, in that order');
+  t.same(done.slice(4), [2, 3, 4, 5, 6], 'then the others in order');
+
+  const waiting = Promise.allSettled(Array.from({ length: 6 }, (_, k) => open(k)));
+  await io.close();
+  const settled = await waiting;
+  t.ok(settled.every((r) => r.status === 'fulfilled' || r.reason instanceof UnreadableCacheFile), 'closing answers every open, those still waiting too');
+  t.ok(settled.slice(2).every((r) => r.status === 'rejected'), 'the waiting ones: the cache is closed');
 });
 
 t.test('the cache drops an entry whose file is torn, through the threaded implementation', async (t) => {
