@@ -1,6 +1,7 @@
 // Counts test results in tap's TAP output. A test is a subtest (t.test) with no subtests of
 // its own; a parent that failed without any failing child (a crash in its setup, a file that
-// did not load) counts as one failure too. Prints "N passed, N failed[, N skipped]".
+// did not load) counts as one failure too, and so does a subtest that never closed.
+// Prints "N passed, N failed[, N skipped]".
 import { createInterface } from 'node:readline';
 
 let passed = 0, failed = 0, skipped = 0;
@@ -14,7 +15,15 @@ for await (const line of createInterface({ input: process.stdin })) {
     continue;
   }
   const result = /^( *)(not ok|ok) \d+/.exec(line);
-  if (!result || !stack.length || result[1].length !== stack[stack.length - 1].indent) continue;
+  if (!result) continue;
+  // A subtest that never closed (its process ended mid-test: "test unfinished") is a failure,
+  // seen when a result comes at an outer level while it is still open.
+  while (stack.length && stack[stack.length - 1].indent > result[1].length) {
+    stack.pop();
+    failed++;
+    for (const p of stack) p.failedLeaves++;
+  }
+  if (!stack.length || result[1].length !== stack[stack.length - 1].indent) continue;
   const node = stack.pop();
   const ok = result[2] === 'ok';
   if (node.children === 0) {

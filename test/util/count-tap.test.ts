@@ -1,0 +1,51 @@
+/**
+ * The closing line CI reads ("N passed, N failed") counts tap's real results: each leaf
+ * subtest once, a parent that failed with no failing child (a crash in its set-up) as one
+ * failure, and a subtest that never closed (its process ended mid-test) as one failure.
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'scripts', 'count-tap.mjs');
+const count = (tap: string) => spawnSync(process.execPath, [script], { input: tap, encoding: 'utf8' }).stdout.trim();
+
+t.test('leaves counted once; a crashed parent and an unfinished subtest are failures', async (t) => {
+  t.equal(count(`TAP version 14
+# Subtest: a.test.js
+    # Subtest: one
+        ok 1 - an assertion
+        1..1
+    ok 1 - one
+    # Subtest: two
+        not ok 1 - an assertion
+        1..1
+    not ok 2 - two
+    # Subtest: skipped
+    ok 3 - skipped # SKIP not here
+    1..3
+not ok 1 - a.test.js
+`), '1 passed, 1 failed, 1 skipped', 'passes, fails and skips of leaves; the failed file is not counted again');
+  t.equal(count(`TAP version 14
+# Subtest: b.test.js
+    # Subtest: set-up
+        # Subtest: inner
+            ok 1 - fine
+            1..1
+        ok 1 - inner
+        not ok 2 - Error: set-up threw
+        1..2
+    not ok 1 - set-up
+    1..1
+not ok 1 - b.test.js
+`), '1 passed, 1 failed', 'a parent that failed with no failing child: one failure');
+  t.equal(count(`TAP version 14
+# Subtest: c.test.js
+    # Subtest: waits forever
+        not ok 1 - test unfinished
+        1..1
+    1..0 # no tests found
+not ok 1 - c.test.js
+`), '0 passed, 1 failed', 'a subtest that never closed: one failure');
+});
