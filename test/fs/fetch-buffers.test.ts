@@ -17,31 +17,16 @@
  * memory for one: each reader gets its own block).
  */
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
 import { IntegrityError } from '../../src/errors.js';
 import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.js';
 import { FaultyStore } from '../../src/store/faults.js';
 import { MeteredStore } from '../../src/store/metrics.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { mountVfs, sharedFilespace, type SharedFilespace } from '../helpers/shared.js';
-import type { Test } from 'tap';
+import { committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const BLOCKS = 48;
 const O_RDONLY = 0;
-const O_RDWR = 2;
-const caller = { uid: 0, gid: 0 };
-
-/** A file of `bytes` random bytes, written and committed by a mount of its own. */
-async function committedFile(t: Test, shared: SharedFilespace, name: string, bytes: number): Promise<{ ino: number; data: Buffer; block: (i: number) => Buffer }> {
-  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
-  const data = randomBytes(bytes);
-  const { fh, attr } = await writer.create(1, name, 0o644, O_RDWR, caller);
-  await writer.write(fh, 0, data);
-  await writer.fsync(fh);
-  await writer.release(fh);
-  return { ino: attr.ino, data, block: (i) => data.subarray(i * BS, (i + 1) * BS) };
-}
 
 /**
  * Clean cache files on the event loop, their writes held until `open()`: every block fetched

@@ -5,23 +5,15 @@
  * bytes are the same either way.
  */
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
 import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.js';
-import { mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDONLY = 0;
-const O_RDWR = 2;
-const caller = { uid: 0, gid: 0 };
 
 t.test("a read's own block is opened urgently, and one queued for reading ahead is hurried", async (t) => {
   const shared = await sharedFilespace(t, BS);
-  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
-  const data = randomBytes(16 * BS);
-  const { fh: wfh, attr } = await writer.create(1, 'plate.exr', 0o644, O_RDWR, caller);
-  await writer.write(wfh, 0, data);
-  await writer.fsync(wfh);
-  await writer.release(wfh);
+  const { ino, data } = await committedFile(t, shared, 'plate.exr', 16 * BS);
 
   // Cache files on the event loop; opens not urgent are held while `hold` is set.
   const opens: { id: string; urgent: boolean }[] = [];
@@ -41,7 +33,7 @@ t.test("a read's own block is opened urgently, and one queued for reading ahead 
   };
   // Memory for two blocks: a second pass reads from the disk cache.
   const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: 2 * BS, files });
-  const fh = await reader.open(attr.ino, O_RDONLY);
+  const fh = await reader.open(ino, O_RDONLY);
   for (let i = 0; i < 16; i++) await reader.read(fh, i * BS, BS);
   while (reader.cache.keepingBytes > 0 || reader.prefetcher.stats().inflight > 0) await new Promise((r) => setTimeout(r, 2));
   await reader.release(fh);
@@ -49,7 +41,7 @@ t.test("a read's own block is opened urgently, and one queued for reading ahead 
   opens.length = 0;
   hurried.length = 0;
   hold = true;
-  const again = await reader.open(attr.ino, O_RDONLY);
+  const again = await reader.open(ino, O_RDONLY);
   t.ok((await reader.read(again, 0, BS)).equals(data.subarray(0, BS)), 'block 0 read from disk, identical, while read-ahead opens are held');
   t.same(opens[0], { id: opens[0].id, urgent: true }, "the read's own open was urgent");
   const ahead = opens.filter((o) => !o.urgent);

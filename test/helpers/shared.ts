@@ -2,10 +2,11 @@
  * For VFS tests with several mounts: one descriptor, one in-memory store and one SQLite
  * engine in a temporary directory, shared by every VFS made on it (as machines share a
  * filespace), all removed when the test ends; `mountVfs` makes one such mount,
- * `countingCalls` an engine that counts the calls reaching it, and `Switch` one that can be
+ * `committedFile` a file of random bytes committed by a mount of its own, `countingCalls` an engine that counts the calls reaching it, and `Switch` one that can be
  * made unreachable.
  */
 import type { Test } from 'tap';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { MemoryStore } from '../../src/store/memory.js';
 import { Filespace } from '../../src/fs/filespace.js';
@@ -52,6 +53,18 @@ export async function mountVfs(t: Test, shared: SharedFilespace, name: string, o
   vfs = new Vfs(fs, cache, wb, vfsOptions);
   t.teardown(async () => { wb.close(); await cache.close(); });
   return vfs;
+}
+
+/** A file of `bytes` random bytes in the root, written and committed by a mount of its own ("writer"). */
+export async function committedFile(t: Test, shared: SharedFilespace, name: string, bytes: number): Promise<{ ino: number; data: Buffer; block: (i: number) => Buffer }> {
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const data = randomBytes(bytes);
+  const { fh, attr } = await writer.create(1, name, 0o644, 2 /* O_RDWR */, { uid: 0, gid: 0 });
+  await writer.write(fh, 0, data);
+  await writer.fsync(fh);
+  await writer.release(fh);
+  const bs = shared.u.descriptor.blockSize;
+  return { ino: attr.ino, data, block: (i) => data.subarray(i * bs, (i + 1) * bs) };
 }
 
 /** `engine` as a mount sees it, counting the calls of the methods named in `counted`. */
