@@ -97,7 +97,7 @@ export interface ReadOptions {
 }
 
 export interface LookupOptions extends ReadOptions {
-  /** Also return the first `blocks` block refs (at most 64) of a regular file. */
+  /** Also return the first `blocks` block refs (at most 256) of a regular file. */
   blocks?: number;
 }
 

@@ -280,7 +280,7 @@ export class SqlMetaEngine implements MetaEngine {
       WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...x.params, ...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
     if (r) {
       const a = toAttr(r);
-      const want = options?.blocks === undefined ? 0 : Math.min(checkInt(options.blocks, 'blocks'), 64);
+      const want = options?.blocks === undefined ? 0 : Math.min(checkInt(options.blocks, 'blocks'), 256);
       if (want === 0 || (a.mode & S_IFMT) !== S_IFREG || a.size === 0) return a;
       return { ...a, blocks: await this.getBlocks(a.ino, 0, want, options) };
     }
