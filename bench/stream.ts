@@ -8,9 +8,9 @@
  * sequential MB/s, cold random 1 MiB reads, an image sequence read in name order, `ls -l`
  * of a 10 000-entry folder, warm sequential MB/s (the kernel's pages kept across opens, and
  * the agent's disk cache after a remount) and warm 4 KiB random-read IOPS (fio, O_DIRECT),
- * the agent's peak RSS. A no-op file system on the same FUSE binding is the ceiling for warm
- * reads: it is read right after each of `warmRounds` remounts, and the target is the median
- * of the per-round ratios.
+ * the agent's peak RSS. A no-op file system on the same FUSE binding, mounted with the same
+ * kernel read-ahead, is the ceiling for warm reads: it is read right after each of
+ * `warmRounds` remounts, and the target is the median of the per-round ratios.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';

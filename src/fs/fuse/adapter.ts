@@ -4,7 +4,6 @@
  * errno comes only from src/fs/errno.ts.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { NotSupportedError, OutOfRangeError } from '../../errors.js';
 import type { Attr } from '../../meta/types.js';
 import type { LockRange } from '../../locks/types.js';
@@ -12,6 +11,7 @@ import { traced } from '../../util/trace.js';
 import { errnoOf } from '../errno.js';
 import type { Vfs, SetAttrRequest } from '../vfs.js';
 import { loadBinding, type FuseBinding, type FuseRequest, type NativeSession } from './binding.js';
+import { DEFAULT_READAHEAD_KB, raiseReadahead } from './readahead.js';
 
 export interface FuseOptions {
   /** Seconds the kernel may cache attributes and names. */
@@ -61,38 +61,11 @@ export class FuseMount {
     if (options.readOnly) opts.push('ro');
     let onExit!: (code: number) => void;
     m.exited = new Promise((r) => { onExit = r; });
-    // The kernel takes the smaller of the BDI's read-ahead and the one negotiated at INIT, and
     // INIT may come before or after the BDI is raised: both get the same value.
-    const readaheadKb = options.readaheadKb ?? 2048;
+    const readaheadKb = options.readaheadKb ?? DEFAULT_READAHEAD_KB;
     m.session = m.b.mount(mountpoint, opts.join(','), (r) => m.handle(r, onExit), options.maxWrite ?? 1 << 20, readaheadKb * 1024);
-    m.readaheadRaised = m.raiseReadahead(readaheadKb);
+    m.readaheadRaised = raiseReadahead(mountpoint, readaheadKb, options.log);
     return m;
-  }
-
-  /**
-   * The kernel caps a FUSE mount's read-ahead at the default 128 KiB whatever the file system
-   * asks, so a 1 MiB read reached us as one 128 KiB request and, a round trip later, the
-   * rest. As root, raise it through the mount's BDI (found in /proc/self/mountinfo: a stat
-   * of the mountpoint would call back into this process). The mount may not be listed yet
-   * when this starts: it looks again every 10 ms for a second. (Raised once and lost to that
-   * race, or clipped by INIT, read-ahead came out 128, 1024 or 2048 KiB from mount to mount,
-   * and a random 1 MiB read cost 2 or 3 blocks.)
-   */
-  private async raiseReadahead(kb: number): Promise<void> {
-    try {
-      for (let i = 0; i < 100; i++) {
-        const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => unescapeMountinfo(l.split(' ')[4] ?? '') === this.mountpoint);
-        const dev = line?.split(' ')[2];
-        if (dev) {
-          writeFileSync(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kb));
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      this.options.log?.('read-ahead stays at the kernel\'s default (the mount never showed in /proc/self/mountinfo)');
-    } catch (e) {
-      this.options.log?.(`read-ahead stays at the kernel's default (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
   }
 
   /** Resolves when the kernel connection ends (after an unmount, from here or outside). */
@@ -290,9 +263,4 @@ export class FuseMount {
       default: throw new NotSupportedError(`FUSE operation ${r.op} is not supported`);
     }
   }
-}
-
-/** A mountinfo path field: space, tab, newline and backslash come as octal escapes. */
-function unescapeMountinfo(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
