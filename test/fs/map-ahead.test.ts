@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import type { MetaEngine } from '../../src/meta/types.js';
-import { committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { committedFile, mountVfs, sharedFilespace, watchingCalls } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDONLY = 0;
@@ -15,17 +15,7 @@ const WINDOW = 128;
 /** `engine` with its getBlocks calls recorded: the first block asked for, and `at()` when asked. */
 function recordingMaps(engine: MetaEngine, at: () => number): { meta: MetaEngine; calls: { first: number; at: number }[] } {
   const calls: { first: number; at: number }[] = [];
-  const meta = new Proxy(engine, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (typeof v !== 'function') return v;
-      if (prop !== 'getBlocks') return (v as (...a: unknown[]) => unknown).bind(target);
-      return (ino: number, first: number, count: number, options?: unknown) => {
-        calls.push({ first, at: at() });
-        return engine.getBlocks(ino, first, count, options as undefined);
-      };
-    },
-  }) as MetaEngine;
+  const meta = watchingCalls(engine, ['getBlocks'], (_, args) => { calls.push({ first: args[1] as number, at: at() }); });
   return { meta, calls };
 }
 

@@ -2,8 +2,9 @@
  * For VFS tests with several mounts: one descriptor, one in-memory store and one SQLite
  * engine in a temporary directory, shared by every VFS made on it (as machines share a
  * filespace), all removed when the test ends; `mountVfs` makes one such mount,
- * `committedFile` a file of random bytes committed by a mount of its own, `countingCalls` an engine that counts the calls reaching it, and `Switch` one that can be
- * made unreachable.
+ * `committedFile` a file of random bytes committed by a mount of its own, `watchingCalls`
+ * and `countingCalls` an engine whose calls are seen or counted, and `Switch` one that can
+ * be made unreachable.
  */
 import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -67,18 +68,22 @@ export async function committedFile(t: Test, shared: SharedFilespace, name: stri
   return { ino: attr.ino, data, block: (i) => data.subarray(i * bs, (i + 1) * bs) };
 }
 
-/** `engine` as a mount sees it, counting the calls of the methods named in `counted`. */
-export function countingCalls(engine: MetaEngine, counted: string[]): { meta: MetaEngine; calls(): number } {
-  let n = 0;
-  const meta = new Proxy(engine, {
+/** `engine` as a mount sees it; each call of a method named in `watched` is told to `onCall` before it is made. */
+export function watchingCalls(engine: MetaEngine, watched: string[], onCall: (method: string, args: unknown[]) => void): MetaEngine {
+  return new Proxy(engine, {
     get(target, prop) {
       const v = Reflect.get(target, prop, target) as unknown;
       if (typeof v !== 'function') return v;
-      if (!counted.includes(String(prop))) return (v as (...a: unknown[]) => unknown).bind(target);
-      return (...args: unknown[]) => { n++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
+      if (!watched.includes(String(prop))) return (v as (...a: unknown[]) => unknown).bind(target);
+      return (...args: unknown[]) => { onCall(String(prop), args); return (v as (...a: unknown[]) => unknown).apply(target, args); };
     },
   }) as MetaEngine;
-  return { meta, calls: () => n };
+}
+
+/** `engine` as a mount sees it, counting the calls of the methods named in `counted`. */
+export function countingCalls(engine: MetaEngine, counted: string[]): { meta: MetaEngine; calls(): number } {
+  let n = 0;
+  return { meta: watchingCalls(engine, counted, () => { n++; }), calls: () => n };
 }
 
 /** The engine behind a switch: while `down`, every call fails as an unreachable service would. */
