@@ -2,38 +2,34 @@
  * The worker thread behind ThreadedFileIo. Opens: reads a clean block's cache file whole,
  * checks and decrypts it (openBlock, the codec's own code) and hands the plaintext back
  * without a copy. It knows only the data keys the main thread has sent it; an object under
- * another key comes back as `key` so the main thread can send that key (or refuse). Writes:
- * a fetched object's cache file, as writeCleanFile (the event loop's own code), on this
- * thread's otherwise idle event loop. An open that brings memory is decrypted into it: shared
- * memory (`shared`) is filled in place and only the plaintext's length goes back; memory moved
- * here (`into`) is moved back. No MiB is allocated per block on either side.
+ * another key comes back as `key` so the main thread can send that key (or refuse). An open
+ * that brings memory is decrypted into it: shared memory (`shared`) is filled in place and
+ * only the plaintext's length goes back; memory moved here (`into`) is moved back. No MiB is
+ * allocated per block on either side. It writes nothing: cache files are written on the
+ * event loop (see clean-files-threads.ts).
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
 import { openBlock } from '../chunker/format.js';
 import { blockKeyOf } from '../crypto/keys.js';
-import { CacheWriteError, ownMemory, writeCleanFile } from './clean-files.js';
+import { ownMemory } from './clean-files.js';
 
 export type ToWorker =
   | { type: 'key'; keyId: number; key: Uint8Array }
-  | { type: 'open'; id: number; file: string; size: number; objectId: string; into?: ArrayBuffer; shared?: { memory: SharedArrayBuffer; offset: number; length: number } }
-  | { type: 'write'; id: number; file: string; bytes: Uint8Array };
+  | { type: 'open'; id: number; file: string; size: number; objectId: string; into?: ArrayBuffer; shared?: { memory: SharedArrayBuffer; offset: number; length: number } };
 
 export type FromWorker =
   | { id: number; plain: Uint8Array }
   | { id: number; sharedLength: number }
   | { id: number; error: 'integrity' | 'unreadable'; message: string }
-  | { id: number; error: 'key'; keyId: number }
-  | { id: number; written: true }
-  | { id: number; error: 'write'; message: string; code?: string };
+  | { id: number; error: 'key'; keyId: number };
 
 class MissingKey extends Error {
   constructor(readonly keyId: number) { super(`no data key ${keyId}`); }
 }
 
 const keys = new Map<number, Buffer>();
-const dirsMade = new Set<string>();
 let buf = Buffer.allocUnsafe(0);
 
 function readWhole(file: string, size: number): Buffer {
@@ -81,12 +77,6 @@ function answer(m: Extract<ToWorker, { type: 'open' }>): { reply: FromWorker; tr
 parentPort!.on('message', (m: ToWorker) => {
   if (m.type === 'key') {
     keys.set(m.keyId, Buffer.from(m.key));
-    return;
-  }
-  if (m.type === 'write') {
-    writeCleanFile(m.file, m.bytes, dirsMade).then(
-      () => parentPort!.postMessage({ id: m.id, written: true } satisfies FromWorker),
-      (e: CacheWriteError) => parentPort!.postMessage({ id: m.id, error: 'write', message: e.message, code: e.code } satisfies FromWorker));
     return;
   }
   const { reply, transfer } = answer(m);

@@ -2,9 +2,9 @@
  * The clean cache's files: a clean block's cache file holds the sealed object exactly as the
  * store does. `CleanFileIo` writes such files (a fetched object kept for later) and opens
  * them into plaintext (read the file whole, authenticate, decrypt). Two implementations: on
- * the event loop (`EventLoopFileIo`) and on worker threads (`ThreadedFileIo`, in
- * clean-files-threads.ts), which keeps a warm read's file I/O and AES-GCM, and a cold read's
- * cache-file writes, off the thread that serves FUSE requests.
+ * the event loop (`EventLoopFileIo`) and with opens on worker threads (`ThreadedFileIo`, in
+ * clean-files-threads.ts), which keeps a warm read's file I/O and AES-GCM off the thread that
+ * serves FUSE requests. Both write on libuv's pool, from the caller's buffer, uncopied.
  *
  * Promises:
  * - `open` returns the exact plaintext that was sealed under `objectId`, or throws
@@ -31,6 +31,7 @@ export interface CleanFileIo {
   open(file: string, size: number, objectId: string, into?: Buffer, urgent?: boolean): Promise<Buffer>;
   /** An open of `objectId` queued for reading ahead, that a reader now waits for, goes first. */
   hurry?(objectId: string): void;
+  /** The caller leaves `bytes` unchanged until the write settles (they are written as they are). */
   write(file: string, bytes: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
