@@ -332,10 +332,10 @@ export class Agent {
 }
 
 /**
- * Who opens and writes clean cache files: a worker thread (LUCID_OPEN_THREADS, default 1: a
- * second one measured no faster on two cores and costs memory), so warm reads from the disk
- * cache keep file I/O and decryption, and cold reads their cache-file writes, off the thread
- * serving FUSE; 0 does both on the event loop.
+ * Who opens clean cache files: a worker thread (LUCID_OPEN_THREADS, default 1: a second one
+ * measured no faster on two cores and costs memory), so warm reads from the disk cache keep
+ * file I/O and decryption off the thread serving FUSE; 0 opens them on the event loop. Cache
+ * files are written on the event loop (libuv's pool) either way.
  */
 function cleanFileIo(filespace: Filespace, keys: FilespaceKeys, log: (line: string) => void): CleanFileIo {
   const asked = process.env.LUCID_OPEN_THREADS;
