@@ -59,10 +59,10 @@ export class CacheWriteError extends Error {
 
 /**
  * Writes one clean cache file (temporary name, then rename), making its folder the first
- * time it is seen (`dirsMade`: a mkdir per write showed in profiles). Shared by both
- * implementations, so the file a thread writes is the file the event loop would.
+ * time it is seen (`dirsMade`: a mkdir per write showed in profiles). Both implementations
+ * write through it (ThreadedFileIo hands its writes to its fallback).
  */
-export async function writeCleanFile(file: string, bytes: Uint8Array, dirsMade: Set<string>): Promise<void> {
+async function writeCleanFile(file: string, bytes: Uint8Array, dirsMade: Set<string>): Promise<void> {
   const dir = path.dirname(file);
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
   try {
