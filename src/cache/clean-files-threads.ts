@@ -9,7 +9,7 @@
  * to a thread cloned each MiB twice (into the message and out of it) and left the copies to
  * that thread's collector: in an image sequence over the emulated WAN that cost the agent a
  * third more CPU (15.7–16.0 s against 10.4–11.8 s for 200 × 8 MiB frames, 2 cores nearly
- * full), 16–26 MiB more peak RSS, and 5–9% of the throughput.
+ * full), up to 26 MiB more peak RSS, and up to 9% of the throughput (0–9% over six rounds).
  *
  * Opens are handed to the threads a few at a time (`inHandPerThread`, 3 each), the rest
  * wait here: an urgent open (a reader waits for it) and one hurried (a reader came to wait

@@ -26,7 +26,7 @@ import { spans } from '../chunker/layout.js';
 import type { Writeback } from '../chunker/writeback.js';
 import type { BlockCache } from '../cache/block-cache.js';
 import { blockKey } from '../store/keys.js';
-import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type NewNode, type ReaddirPage } from '../meta/types.js';
+import { LOOKUP_BLOCKS_MAX, ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type NewNode, type ReaddirPage } from '../meta/types.js';
 import type { Filespace } from './filespace.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { mapLimit } from '../util/concurrency.js';
@@ -422,7 +422,7 @@ export class Vfs {
     // The first block refs come with the answer (256 MiB of 1 MiB blocks): a read from the disk
     // cache gets that far in ~130 ms, time for the rest of the map to arrive (see openFile).
     const { blocks, ...attr } = await this.lastKnown.whenUnreachable<Attr & { blocks?: BlockRef[] }>(
-      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: 256 }), (e) => {
+      () => this.fs.meta.lookup(parent, this.names.hash(parent, name), { blocks: LOOKUP_BLOCKS_MAX }), (e) => {
         // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
         const known = this.localEntry(parent, name);
         if (known === null) throw new NoEntryError(`no entry ${name}`);

@@ -96,8 +96,14 @@ export interface ReadOptions {
   asOf?: number;
 }
 
+/**
+ * The most block refs a lookup brings with its answer (256 MiB of 1 MiB blocks): what a mount
+ * asks for, and the engine's cap, so the two cannot drift apart.
+ */
+export const LOOKUP_BLOCKS_MAX = 256;
+
 export interface LookupOptions extends ReadOptions {
-  /** Also return the first `blocks` block refs (at most 256) of a regular file. */
+  /** Also return the first `blocks` block refs (at most LOOKUP_BLOCKS_MAX) of a regular file. */
   blocks?: number;
 }
 

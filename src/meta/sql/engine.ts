@@ -10,7 +10,7 @@ import {
   NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
 } from '../../errors.js';
 import {
-  ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
+  LOOKUP_BLOCKS_MAX, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
   type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
@@ -280,7 +280,7 @@ export class SqlMetaEngine implements MetaEngine {
       WHERE d.parent = ? AND d.hash = ? AND ${v.sql}`, [...x.params, ...vi.params, checkInt(parent, 'parent', 1), checkHash(hash), ...v.params]);
     if (r) {
       const a = toAttr(r);
-      const want = options?.blocks === undefined ? 0 : Math.min(checkInt(options.blocks, 'blocks'), 256);
+      const want = options?.blocks === undefined ? 0 : Math.min(checkInt(options.blocks, 'blocks'), LOOKUP_BLOCKS_MAX);
       if (want === 0 || (a.mode & S_IFMT) !== S_IFREG || a.size === 0) return a;
       return { ...a, blocks: await this.getBlocks(a.ino, 0, want, options) };
     }
