@@ -13,7 +13,6 @@ import { parentPort } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
 import { openBlock } from '../chunker/format.js';
 import { blockKeyOf } from '../crypto/keys.js';
-import { ownMemory } from './clean-files.js';
 
 export type ToWorker =
   | { type: 'key'; keyId: number; key: Uint8Array }
@@ -31,6 +30,14 @@ class MissingKey extends Error {
 
 const keys = new Map<number, Buffer>();
 let buf = Buffer.allocUnsafe(0);
+
+/**
+ * `bytes` when it owns all of its memory, else a copy that does: a transfer takes a view's
+ * whole backing memory, not only the view.
+ */
+function ownMemory(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : Uint8Array.prototype.slice.call(bytes);
+}
 
 function readWhole(file: string, size: number): Buffer {
   if (buf.length < size) buf = Buffer.allocUnsafe(size);

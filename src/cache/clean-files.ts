@@ -41,14 +41,6 @@ export class UnreadableCacheFile extends Error {
   override name = 'UnreadableCacheFile';
 }
 
-/**
- * `bytes` when it owns all of its memory, else a copy that does: a message's clone or
- * transfer takes a view's whole backing memory, not only the view.
- */
-export function ownMemory(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : Uint8Array.prototype.slice.call(bytes);
-}
-
 /** A cache file that could not be written; `code` is the system's (ENOSPC, EACCES...). */
 export class CacheWriteError extends Error {
   override name = 'CacheWriteError';
