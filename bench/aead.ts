@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
 import { createDescriptor } from '../src/crypto/descriptor.js';
-import { BlockCodec, newObjectId } from '../src/chunker/format.js';
+import { BlockCodec, newObjectId } from '../src/block/format.js';
 
 export interface AeadResult {
   blockBytes: number;

@@ -21,8 +21,8 @@ import { MiB, exec, lucidOk, fioIops, median, mountNoop, peakRssMiB, randomLaten
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { CLI, lucid } from '../test/helpers/cli.js';
 import { S3Store } from '../src/store/s3.js';
-import { sealedSize } from '../src/chunker/format.js';
-import { DEFAULT_BLOCK_SIZE } from '../src/chunker/layout.js';
+import { sealedSize } from '../src/block/format.js';
+import { DEFAULT_BLOCK_SIZE } from '../src/block/layout.js';
 import { blockGetCeiling } from './get-ceiling.js';
 
 export interface StreamOptions {

@@ -11,9 +11,9 @@
  *   are pinned blocks.
  * - Space: writers reserve before a dirty block grows; when clean blocks cannot be evicted
  *   to make room, they wait (backpressure) until uploads turn dirty blocks clean.
- * - A block fetched for a reader is kept in the background (`keepClean`): the reader is
+ * - A block fetched for a reader is kept in the background (`writeCleanInBackground`): the reader is
  *   served while it is written; `keepingBytes` says how much waits, and close() waits for it.
- *   Until its write settles its sealed bytes are readable (`keptSealed`), so a block that
+ *   Until its write settles its sealed bytes are readable (`sealedBeingWritten`), so a block that
  *   left memory meanwhile is opened from them, not fetched again.
  *
  * Promises: a dirty block's bytes are in its file before its index row says so, so after a
@@ -28,7 +28,8 @@ import { SECTOR, SectorCipher, sectorsFor } from '../crypto/sectors.js';
 import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { EventLoopFileIo, UnreadableCacheFile, type CacheWriteError, type CleanFileIo } from './clean-files.js';
 import { KeyedMutex } from '../util/mutex.js';
-import { plainSize, sealedSize } from '../chunker/format.js';
+import { Signal } from '../util/signal.js';
+import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
 
@@ -85,15 +86,15 @@ const allocated = (length: number) => sectorsFor(length) * SECTOR;
 /** Disk bytes a dirty block's file takes. */
 const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(r.length));
 
-/** Sealed objects waiting to be written by keepClean past which their callers wait. */
+/** Sealed objects waiting to be written by writeCleanInBackground past which their callers wait. */
 const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 export class BlockCache {
   private readonly dirsMade = new Set<string>();
-  /** Clean-block writes started by `keepClean` and not yet finished; close() waits for them. */
+  /** Clean-block writes started by `writeCleanInBackground` and not yet finished; close() waits for them. */
   private readonly keeping = new Set<Promise<void>>();
   private keepingBytes_ = 0;
-  /** The sealed bytes handed to keepClean, by object id, until their write settles. */
+  /** The sealed bytes handed to writeCleanInBackground, by object id, until their write settles. */
   private readonly keepingObjects = new Map<string, Buffer>();
   // Recency order only: eviction against the limit is done here (makeRoom), so no max is
   // set (lru-cache preallocates for `max`), just a size bound it never reaches.
@@ -123,8 +124,8 @@ export class BlockCache {
   private evictions = 0;
   /** Dirty blocks whose cache files were missing at start-up (reported by the agent). */
   readonly lost: DirtyRow[] = [];
-  /** Called when writers wait for space: the uploader should start now. */
-  onPressure: () => void = () => {};
+  /** Emitted when writers wait for space: the uploader should start now. */
+  readonly pressure = new Signal();
 
   private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
     private readonly files: CleanFileIo) {
@@ -220,13 +221,14 @@ export class BlockCache {
     this.files.hurry?.(objectId);
   }
 
-  hasClean(objectId: string): boolean {
+  /** Whether the object's sealed copy is in a cache file. */
+  isCleanOnDisk(objectId: string): boolean {
     return this.lru.has(objectId) || this.pinnedClean.has(objectId);
   }
 
   /** Caches a sealed object; evicts older clean blocks to stay within the limit. */
-  async putClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
-    if (this.hasClean(objectId)) return;
+  async writeClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
+    if (this.isCleanOnDisk(objectId)) return;
     const pinned = this.pinnedInos.has(ino);
     const evicted: Promise<void>[] = [];
     if (!pinned && !this.makeRoom(sealed.length, evicted)) return; // no room: serve uncached
@@ -242,17 +244,17 @@ export class BlockCache {
     } finally {
       this.reservedBytes -= sealed.length;
     }
-    if (this.hasClean(objectId)) return;
+    if (this.isCleanOnDisk(objectId)) return;
     this.addClean(objectId, sealed.length, ino);
   }
 
   /**
-   * Starts caching a sealed object (as putClean) and returns at once with the write's
+   * Starts caching a sealed object (as writeClean) and returns at once with the write's
    * promise, so a reader is served while its block goes to disk. close() waits for every
    * write still going.
    */
-  keepClean(objectId: string, sealed: Buffer, ino: number): Promise<void> {
-    const write = this.putClean(objectId, sealed, ino);
+  writeCleanInBackground(objectId: string, sealed: Buffer, ino: number): Promise<void> {
+    const write = this.writeClean(objectId, sealed, ino);
     this.keeping.add(write);
     this.keepingBytes_ += sealed.length;
     if (!this.keepingObjects.has(objectId)) this.keepingObjects.set(objectId, sealed);
@@ -267,26 +269,26 @@ export class BlockCache {
   }
 
   /**
-   * The sealed bytes of an object handed to keepClean whose write has not settled, exactly as
+   * The sealed bytes of an object handed to writeCleanInBackground whose write has not settled, exactly as
    * they were handed over (authenticated when opened). Use them before the next wait: once
-   * the write settles the caller of keepClean may reuse their buffer.
+   * the write settles the caller of writeCleanInBackground may reuse their buffer.
    */
-  keptSealed(objectId: string): Buffer | undefined {
+  sealedBeingWritten(objectId: string): Buffer | undefined {
     return this.keepingObjects.get(objectId);
   }
 
   /** Whether the object can be opened without the store: on disk, or held while it is written. */
-  holds(objectId: string): boolean {
-    return this.hasClean(objectId) || this.keepingObjects.has(objectId);
+  holdsClean(objectId: string): boolean {
+    return this.isCleanOnDisk(objectId) || this.keepingObjects.has(objectId);
   }
 
-  /** Bytes of sealed objects handed to keepClean and not yet on disk. */
+  /** Bytes of sealed objects handed to writeCleanInBackground and not yet on disk. */
   get keepingBytes(): number {
     return this.keepingBytes_;
   }
 
   /**
-   * Whether the writes handed to keepClean are past their backlog (16 MiB, a slow cache
+   * Whether the writes handed to writeCleanInBackground are past their backlog (16 MiB, a slow cache
    * disk): callers then wait for their own write, so the sealed copies in memory stay bounded.
    */
   get keepingBacklogged(): boolean {
@@ -579,7 +581,7 @@ export class BlockCache {
     const adopted = await this.blockLocks.run(key(ino, idx), async () => {
       const row = this.dirtyRow(ino, idx);
       if (!row || row.gen !== gen) return false;
-      if (row.sealedId === objectId && !this.hasClean(objectId)) {
+      if (row.sealedId === objectId && !this.isCleanOnDisk(objectId)) {
         const target = this.objectPath(objectId);
         await this.ensureDir(path.dirname(target));
         await fs.rename(this.dirtyPath(row.fileId), target);
@@ -590,7 +592,7 @@ export class BlockCache {
       await this.dropDirtyLocked(ino, idx, gen);
       return false;
     });
-    if (!adopted) await this.putClean(objectId, sealed, ino);
+    if (!adopted) await this.writeClean(objectId, sealed, ino);
   }
 
   /** Shortens a dirty block; bytes past the new end read as zeros if it grows again. */
@@ -689,7 +691,7 @@ export class BlockCache {
       // Nothing left to evict: only uploads can make room. Never wait for more than the
       // whole limit (a block larger than the cache proceeds once the cache holds nothing else).
       if (this.dirtyBytes === 0 && this.pinnedBytes === 0 && this.reservedBytes === 0) break;
-      this.onPressure();
+      this.pressure.emit();
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     this.reservedBytes += bytes;

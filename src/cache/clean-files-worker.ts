@@ -11,7 +11,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { IntegrityError } from '../errors.js';
-import { openBlock } from '../chunker/format.js';
+import { openBlock } from '../block/format.js';
 import { blockKeyOf } from '../crypto/keys.js';
 
 export type ToWorker =

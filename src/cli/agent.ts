@@ -10,13 +10,14 @@ import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
 import { InvalidArgumentError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { GcPacer } from '../util/gc-pacer.js';
-import { Vfs } from '../fs/vfs.js';
+import type { Vfs } from '../fs/vfs.js';
+import { buildMount } from '../fs/mount.js';
 import { FuseMount } from '../fs/fuse/adapter.js';
 import { BlockCache } from '../cache/block-cache.js';
 import { EventLoopFileIo, type CleanFileIo } from '../cache/clean-files.js';
 import { ThreadedFileIo } from '../cache/clean-files-threads.js';
 import type { FilespaceKeys } from '../crypto/keys.js';
-import { Writeback } from '../chunker/writeback.js';
+import type { Uploader } from '../upload/uploader.js';
 import { MetaClient } from '../meta/client.js';
 import { RemoteLocks } from '../locks/remote.js';
 import { AsOfMeta } from '../meta/as-of.js';
@@ -106,7 +107,7 @@ export class Agent {
     private readonly metrics: MeteredStore,
     private readonly meta: MetaEngine,
     readonly cache: BlockCache,
-    readonly writeback: Writeback,
+    readonly writeback: Uploader,
     readonly vfs: Vfs,
     private readonly fuse: FuseMount,
     private readonly cacheDir: string,
@@ -152,28 +153,27 @@ export class Agent {
       const filespace = new Filespace(unlocked, store, meta);
       const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, files: cleanFileIo(filespace, unlocked.keys, config.log) });
       cleanups.push(() => cache.close());
-      let vfs: Vfs | undefined;
-      const writeback = new Writeback(filespace, cache, { log: config.log, onCommitted: (ino, refs, attr) => vfs?.committed(ino, refs, attr) });
-      cleanups.push(async () => writeback.close());
       let fuseRef: FuseMount | undefined;
       const gcPacer = new GcPacer();
       // LUCID_TRACE=1: every FUSE request, metadata call, block load, prefetch and store call, timed.
       const trace = process.env.LUCID_TRACE ? config.log : undefined;
       metrics.trace = trace;
       if (remote) remote.client.trace = trace;
-      vfs = new Vfs(filespace, cache, writeback, {
+      // The kernel is told to forget what the mount made stale through the FUSE mount, made
+      // after the VFS it serves: until it is there, the kernel holds nothing to forget.
+      const vfs = buildMount(filespace, cache, {
         log: config.log, trace, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
         invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
-      const made = vfs;
-      cleanups.push(async () => made.journal.stop());
+      const writeback = vfs.uploader;
+      cleanups.push(async () => writeback.close());
+      cleanups.push(async () => vfs.journal.stop());
       // Inode numbers set aside now let files be made while the service cannot be reached.
-      if (config.snapshotId === undefined) void made.reserveInodes().catch((e: Error) => config.log(`could not reserve inode numbers for offline use: ${e.message}`));
+      if (config.snapshotId === undefined) void vfs.reserveInodes().catch((e: Error) => config.log(`could not reserve inode numbers for offline use: ${e.message}`));
       if (remote) {
         // The change feed: other clients' commits drop what this mount (and its kernel) cached.
-        const v = vfs;
-        const feed = remote.client.subscribe(remote.csn, (c) => v.onRemoteCommit(c), () => v.setFeed(true), (e) => remote!.locks.onEvent(e), () => v.setFeed(false));
+        const feed = remote.client.subscribe(remote.csn, (c) => vfs.view.onRemoteCommit(c), () => vfs.view.setFeed(true), (e) => remote!.locks.onEvent(e), () => vfs.view.setFeed(false));
         cleanups.push(async () => feed.close());
       }
       for (const r of cache.lost) config.log(`LOST: dirty block ${r.idx} of inode ${r.ino} (${r.length} bytes) is missing from the cache directory`);
@@ -191,10 +191,9 @@ export class Agent {
         throw new InvalidArgumentError(`cannot mount FUSE at ${config.mountpoint}: ${(e as Error).message} (is /dev/fuse there and fuse3 installed?)`);
       }
       await fuse.readaheadRaised;
-      const v = vfs;
       const admin = new FilespaceAdmin(filespace, {
         settle: () => writeback.flushAll(),
-        restored: (inos) => { for (const ino of inos) v.revalidate(ino); },
+        restored: (inos) => { for (const ino of inos) vfs.view.revalidate(ino); },
       });
       const agent = new Agent(config, id, store, metrics, meta, cache, writeback, vfs, fuse, cacheDir, admin);
       try {
@@ -227,9 +226,9 @@ export class Agent {
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
       uploadBytes: c.uploadBytes, changesWaiting: this.vfs.journal.size, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
-      prefetch: (() => { const p = this.vfs.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),
+      prefetch: (() => { const p = this.vfs.data.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
-      bytesRead: this.vfs.bytesRead, bytesWritten: this.vfs.bytesWritten, openFiles: this.vfs.openFiles(),
+      bytesRead: this.vfs.data.bytesRead, bytesWritten: this.vfs.data.bytesWritten, openFiles: this.vfs.openFiles(),
       startedAt: this.startedAt.toISOString(),
       memory: (({ rss, heapUsed, external, arrayBuffers }) => ({ rss, heapUsed, external, arrayBuffers }))(process.memoryUsage()),
     };
@@ -238,7 +237,7 @@ export class Agent {
   /** Whether the service or the store is out of reach now, since when and why. */
   private offline(): AgentStatus['offline'] {
     const failure = this.writeback.lastFailure;
-    const serviceSince = this.vfs.lastKnown.offlineSinceMs || (failure?.code === 'ServiceUnavailable' ? failure.sinceMs : 0);
+    const serviceSince = this.vfs.view.lastKnown.offlineSinceMs || (failure?.code === 'ServiceUnavailable' ? failure.sinceMs : 0);
     if (serviceSince) return { since: new Date(serviceSince).toISOString(), reason: 'the metadata service cannot be reached' };
     if (failure?.code === 'Transient') return { since: new Date(failure.sinceMs).toISOString(), reason: `the store cannot be reached (${failure.message})` };
     return undefined;

@@ -10,8 +10,8 @@
 import { NoEntryError, NotDirectoryError } from '../errors.js';
 import { NameCipher } from '../crypto/names.js';
 import type { UnlockedFilespace } from '../crypto/descriptor.js';
-import { BlockCodec, newObjectId } from '../chunker/format.js';
-import { assembleRange, spans } from '../chunker/layout.js';
+import { BlockCodec, newObjectId } from '../block/format.js';
+import { assembleRange, spans } from '../block/layout.js';
 import { blockKey } from '../store/keys.js';
 import type { ObjectStore } from '../store/types.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir, type Attr, type BlockRef, type MetaEngine } from '../meta/types.js';

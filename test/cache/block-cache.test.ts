@@ -9,7 +9,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import { createDescriptor } from '../../src/crypto/descriptor.js';
-import { BlockCodec } from '../../src/chunker/format.js';
+import { BlockCodec } from '../../src/block/format.js';
 import { tempDir } from '../helpers/servers.js';
 
 const BLOCK = 64 * 1024;
@@ -32,7 +32,7 @@ t.test('forty concurrent clean inserts stay within an eight-block limit', async 
   let peak = 0;
   const ids = Array.from({ length: 40 }, () => codec.newObjectId());
   await Promise.all(ids.map(async (id) => {
-    const p = cache.putClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
+    const p = cache.writeClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
     peak = Math.max(peak, cache.stats().usedBytes);
     await p;
     peak = Math.max(peak, cache.stats().usedBytes);
@@ -48,12 +48,12 @@ t.test('least recently used blocks go first; a read refreshes a block', async (t
   t.teardown(() => tmp.remove());
   const { cache, codec } = await open(tmp.dir, 3 * (BLOCK + 54));
   const ids = Array.from({ length: 4 }, () => codec.newObjectId());
-  for (const id of ids.slice(0, 3)) await cache.putClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
+  for (const id of ids.slice(0, 3)) await cache.writeClean(id, codec.seal(id, randomBytes(BLOCK)), 1);
   t.ok(await cache.openClean(ids[0]), 'the oldest is read, so it is now the newest');
-  await cache.putClean(ids[3], codec.seal(ids[3], randomBytes(BLOCK)), 1);
-  t.ok(cache.hasClean(ids[0]), 'refreshed block kept');
-  t.notOk(cache.hasClean(ids[1]), 'least recently used block evicted');
-  t.ok(cache.hasClean(ids[2]) && cache.hasClean(ids[3]));
+  await cache.writeClean(ids[3], codec.seal(ids[3], randomBytes(BLOCK)), 1);
+  t.ok(cache.isCleanOnDisk(ids[0]), 'refreshed block kept');
+  t.notOk(cache.isCleanOnDisk(ids[1]), 'least recently used block evicted');
+  t.ok(cache.isCleanOnDisk(ids[2]) && cache.isCleanOnDisk(ids[3]));
   await cache.close();
 });
 
@@ -63,7 +63,7 @@ t.test('blocks kept in the background are counted until written, and close waits
   const first = await open(tmp.dir, 64 * (BLOCK + 54));
   const ids = Array.from({ length: 20 }, () => first.codec.newObjectId());
   const plains = ids.map(() => randomBytes(BLOCK));
-  const writes = ids.map((id, i) => first.cache.keepClean(id, first.codec.seal(id, plains[i]), 1));
+  const writes = ids.map((id, i) => first.cache.writeCleanInBackground(id, first.codec.seal(id, plains[i]), 1));
   t.equal(first.cache.keepingBytes, 20 * (BLOCK + 54), 'every handed-over block counted at once');
   await first.cache.close();
   t.equal(first.cache.keepingBytes, 0, 'nothing left to write after close');

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError, NameTooLongError } from '../../src/errors.js';
 import { createDescriptor } from '../../src/crypto/descriptor.js';
 import { NameCipher } from '../../src/crypto/names.js';
-import { BlockCodec, HEADER_BYTES, newObjectId, sealedSize } from '../../src/chunker/format.js';
+import { BlockCodec, HEADER_BYTES, newObjectId, sealedSize } from '../../src/block/format.js';
 import { NATIVE_AEAD } from '../../src/crypto/aead.js';
 
 const { keys } = await createDescriptor({ password: 'pw', blockSize: 1 << 20, kdf: 'interactive' });

@@ -22,7 +22,7 @@ import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.j
 import { FaultyStore } from '../../src/store/faults.js';
 import { MeteredStore } from '../../src/store/metrics.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { codecOf, committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const BLOCKS = 48;
@@ -53,8 +53,8 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
   const metered = new MeteredStore(faulty);
   const lines: string[] = [];
   const reader = await mountVfs(t, shared, 'reader', { store: metered, memoryCacheBytes: 2 * BS, log: (l) => lines.push(l) });
-  const pool = (reader as unknown as { sealedBuffers: { stats: { made: number; reused: number } } }).sealedBuffers;
-  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
+  const pool = reader.data.loader.pools.sealed;
+  const plainPool = reader.data.loader.pools.plain;
 
   const fh = await reader.open(ino, O_RDONLY);
   // Six waves of eight reads at once, in random order; each wave's buffers are on disk, and
@@ -65,7 +65,7 @@ t.test('reused fetch buffers never change a byte read or kept', async (t) => {
     cold.push(...await Promise.all(order.slice(w, w + 8).map((i) => reader.read(fh, i * BS, BS))));
     // Prefetches too (eight random reads can look sequential): their buffers are back in the
     // pool before the next wave as well.
-    while (reader.prefetcher.stats().inflight > 0 || reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
+    while (reader.data.prefetcher.stats().inflight > 0 || reader.cache.keepingBytes > 0) await new Promise((r) => setTimeout(r, 2));
   }
   t.ok(cold.every((b, k) => b.equals(data.subarray(order[k] * BS, order[k] * BS + BS))), 'every block read cold is identical');
   const seq: Buffer[] = [];
@@ -117,7 +117,7 @@ t.test('a block that leaves memory while it is written is opened from the bytes 
   const shared = await sharedFilespace(t, BS);
   const { ino, block } = await committedFile(t, shared, 'clip.mov', 6 * BS);
   // Cache files are written only once the gate opens.
-  const { files, open } = gatedWrites(() => reader.fs.codec);
+  const { files, open } = gatedWrites(() => codecOf(shared));
   const { store, gets } = countingGets(shared.store);
   // Memory for one block: each read evicts the block read before it.
   const reader = await mountVfs(t, shared, 'reader', { store, memoryCacheBytes: BS, files });
@@ -144,10 +144,10 @@ t.test('a block that leaves memory while it is written is opened from the bytes 
 t.test('lucid warm counts a block held for its write as cached and fetches it no second time', async (t) => {
   const shared = await sharedFilespace(t, BS);
   const { ino, block } = await committedFile(t, shared, 'dailies.mov', 4 * BS);
-  const { files, open } = gatedWrites(() => reader.fs.codec);
+  const { files, open } = gatedWrites(() => codecOf(shared));
   const { store, gets } = countingGets(shared.store);
   const reader = await mountVfs(t, shared, 'reader', { store, files });
-  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; free: number } } }).plainBuffers;
+  const plainPool = reader.data.loader.pools.plain;
   const fh = await reader.open(ino, O_RDONLY);
   t.ok((await reader.read(fh, 2 * BS, BS)).equals(block(2)), 'block 2 read: its cache write waits at the gate');
   t.ok(reader.cache.keepingBytes > 0, 'its sealed bytes are held for the write');
@@ -171,9 +171,9 @@ t.test('a plaintext evicted while readers wait for it is reused only once they h
   // Cache writes wait at a gate: every block read stays held for its write, and a read of
   // one opens it from those bytes in its own turn, so reads started together open one after
   // another, each evicting the last (memory for one block), before any of them resumes.
-  const { files, open } = gatedWrites(() => reader.fs.codec);
+  const { files, open } = gatedWrites(() => codecOf(shared));
   const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: BS, files });
-  const plainPool = (reader as unknown as { plainBuffers: { stats: { made: number; reused: number } } }).plainBuffers;
+  const plainPool = reader.data.loader.pools.plain;
   const fh = await reader.open(ino, O_RDONLY);
   for (let i = 15; i >= 0; i--) t.ok((await reader.read(fh, i * BS, BS)).equals(block(i)), `block ${i} read`);
   for (const picks of [[3, 9, 5], [12, 1, 7], [4, 14, 10], [8, 2, 13], [11, 6, 15]]) {

@@ -11,8 +11,9 @@ import path from 'node:path';
 import type { UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs } from '../../src/fs/vfs.js';
+import type { Uploader } from '../../src/upload/uploader.js';
+import { buildMount } from '../../src/fs/mount.js';
+import type { Vfs } from '../../src/fs/vfs.js';
 import { NoEntryError, ServiceUnavailableError } from '../../src/errors.js';
 import { ROOT_INO, type MetaEngine } from '../../src/meta/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
@@ -24,12 +25,11 @@ const ME = { uid: 0, gid: 0 };
 async function mountOn(u: UnlockedFilespace, store: ObjectStore, meta: MetaEngine, cacheDir: string) {
   const fs = new Filespace(u, store, meta);
   const cache = await BlockCache.open({ dir: cacheDir, filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec });
-  let vfs: Vfs | undefined;
-  const wb = new Writeback(fs, cache, { idleMs: 0, retryMs: 100, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
   const lines: string[] = [];
-  vfs = new Vfs(fs, cache, wb, { log: (l) => lines.push(l) });
+  const vfs = buildMount(fs, cache, { log: (l) => lines.push(l), upload: { idleMs: 0, retryMs: 100 } });
+  const wb = vfs.uploader;
   wb.recover();
-  return { vfs, wb, cache, lines, close: async () => { vfs!.journal.stop(); wb.close(); await cache.close(); } };
+  return { vfs, wb, cache, lines, close: async () => { vfs.journal.stop(); wb.close(); await cache.close(); } };
 }
 
 async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
@@ -58,7 +58,7 @@ async function setup(t: Test) {
 }
 
 /** Waits until the journal is replayed and every block is committed. */
-async function settle(m: { vfs: Vfs; wb: Writeback }): Promise<void> {
+async function settle(m: { vfs: Vfs; wb: Uploader }): Promise<void> {
   await m.vfs.journal.replay();
   await m.wb.flushAll();
 }

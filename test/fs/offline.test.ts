@@ -36,7 +36,7 @@ t.test('late word of a change already listed keeps the listing for an outage; wo
   t.ok(late.some((e) => e.inos.includes(proj)), 'the creates changed the folder');
   t.same(await names(proj), ['cut.mov', 'notes.txt'], 'listed while the service answers');
   await sleep(TTL_MS + 100); // the folder's cached attributes are past their time
-  for (const e of late) reader.onRemoteCommit(e);
+  for (const e of late) reader.view.onRemoteCommit(e);
 
   sw.down = true;
   t.same(await names(proj), ['cut.mov', 'notes.txt'], 'offline, the folder still lists');
@@ -44,7 +44,7 @@ t.test('late word of a change already listed keeps the listing for an outage; wo
   sw.down = false;
 
   await writer.release((await writer.create(proj, 'take2.mov', 0o644, O_RDWR, ME)).fh);
-  for (const e of words.splice(0)) reader.onRemoteCommit(e);
+  for (const e of words.splice(0)) reader.view.onRemoteCommit(e);
   sw.down = true;
   await t.rejects(names(proj), ServiceUnavailableError, 'a change after the listing: offline, the old listing is not served');
 });

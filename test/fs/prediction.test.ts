@@ -68,7 +68,7 @@ t.test('the first frame opened after a listing is predicted from that listing', 
   const { fh: w } = await writer.create(shot.ino, 'frame_0006.dpx', 0o644, O_RDWR, caller);
   await writer.write(w, 0, randomBytes(BS));
   await writer.fsync(w);
-  third.revalidate(d3.ino);
+  third.view.revalidate(d3.ino);
   const afterList = readdirs.calls();
   const h3 = await third.open(first.ino, O_RDONLY);
   await until('a new listing', () => readdirs.calls() > afterList);
@@ -106,7 +106,7 @@ t.test('frames predicted beyond memory come to disk once and are opened from the
   };
   // Out of order (no further prediction): frame 2 first, while its blocks are in flight.
   await read(2);
-  await until('every block fetched and written', () => reader.prefetcher.stats().inflight === 0 && reader.cache.keepingBytes === 0);
+  await until('every block fetched and written', () => reader.data.prefetcher.stats().inflight === 0 && reader.cache.keepingBytes === 0);
   const hitsBefore = reader.cache.stats().hits;
   await read(1);
   t.equal(reader.cache.stats().hits - hitsBefore, 4, 'frame 1, kept on disk only, was opened from the disk cache');

@@ -13,8 +13,7 @@ import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs } from '../../src/fs/vfs.js';
+import { buildMount } from '../../src/fs/mount.js';
 import { tempDir } from '../helpers/servers.js';
 
 const BS = 65536;
@@ -26,9 +25,8 @@ async function makeVfs(dir: string, options: { idleMs?: number; limit?: number; 
   const engine = await SqlMetaEngine.open(await SqliteDriver.open(path.join(dir, 'm.sqlite')), { filespaceId: u.descriptor.filespaceId, blockSize: BS });
   const fs = new Filespace(u, store, engine);
   const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: options.limit ?? 1 << 30, sealer: fs.codec });
-  let vfs: Vfs | undefined;
-  const wb = new Writeback(fs, cache, { idleMs: options.idleMs ?? 0, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
-  vfs = new Vfs(fs, cache, wb, {});
+  const vfs = buildMount(fs, cache, { upload: { idleMs: options.idleMs ?? 0 } });
+  const wb = vfs.uploader;
   return { vfs, cache, wb, engine, close: async () => { wb.close(); await cache.close(); await engine.close(); } };
 }
 

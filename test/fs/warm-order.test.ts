@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { EventLoopFileIo, type CleanFileIo } from '../../src/cache/clean-files.js';
-import { committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { codecOf, committedFile, mountVfs, sharedFilespace } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDONLY = 0;
@@ -20,7 +20,7 @@ t.test("a read's own block is opened urgently, and one queued for reading ahead 
   const hurried: string[] = [];
   let hold = false;
   const held: (() => void)[] = [];
-  const inner = new EventLoopFileIo({ open: (id, sealed, into) => reader.fs.codec.open(id, sealed, into) });
+  const inner = new EventLoopFileIo({ open: (id, sealed, into) => codecOf(shared).open(id, sealed, into) });
   const files: CleanFileIo = {
     open: async (file, size, id, into, urgent) => {
       opens.push({ id, urgent: urgent === true });
@@ -35,7 +35,7 @@ t.test("a read's own block is opened urgently, and one queued for reading ahead 
   const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: 2 * BS, files });
   const fh = await reader.open(ino, O_RDONLY);
   for (let i = 0; i < 16; i++) await reader.read(fh, i * BS, BS);
-  while (reader.cache.keepingBytes > 0 || reader.prefetcher.stats().inflight > 0) await new Promise((r) => setTimeout(r, 2));
+  while (reader.cache.keepingBytes > 0 || reader.data.prefetcher.stats().inflight > 0) await new Promise((r) => setTimeout(r, 2));
   await reader.release(fh);
 
   opens.length = 0;

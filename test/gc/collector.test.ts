@@ -5,7 +5,7 @@
  * and the report adds up.
  */
 import t from 'tap';
-import { newObjectId, sealedSize } from '../../src/chunker/format.js';
+import { newObjectId, sealedSize } from '../../src/block/format.js';
 import { collectGarbage, type GcProgress } from '../../src/gc/collector.js';
 import { blockKey } from '../../src/store/keys.js';
 import { MemoryStore } from '../../src/store/memory.js';

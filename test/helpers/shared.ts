@@ -13,14 +13,15 @@ import { MemoryStore } from '../../src/store/memory.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
 import type { CleanFileIo } from '../../src/cache/clean-files.js';
-import { Writeback } from '../../src/chunker/writeback.js';
-import { Vfs, type VfsOptions } from '../../src/fs/vfs.js';
+import type { Vfs } from '../../src/fs/vfs.js';
+import { buildMount, type MountOptions } from '../../src/fs/mount.js';
 import type { MetaEngine } from '../../src/meta/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
 import { createDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { ServiceUnavailableError } from '../../src/errors.js';
+import { BlockCodec } from '../../src/block/format.js';
 import { tempDir } from './servers.js';
 
 export interface SharedFilespace {
@@ -45,15 +46,18 @@ export async function sharedFilespace(t: Test, blockSize = 65536): Promise<Share
  * to `meta` and `store` (the shared ones unless given), its clean cache files read and
  * written by `files` (on the event loop unless given); closed when the test ends.
  */
-export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: VfsOptions & { meta?: MetaEngine; store?: ObjectStore; idleMs?: number; files?: CleanFileIo } = {}): Promise<Vfs> {
+export async function mountVfs(t: Test, shared: SharedFilespace, name: string, options: MountOptions & { meta?: MetaEngine; store?: ObjectStore; idleMs?: number; files?: CleanFileIo } = {}): Promise<Vfs> {
   const { meta, store, idleMs, files, ...vfsOptions } = options;
   const fs = new Filespace(shared.u, store ?? shared.store, meta ?? shared.engine);
   const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec, files });
-  let vfs: Vfs | undefined;
-  const wb = new Writeback(fs, cache, { idleMs: idleMs ?? 50, onCommitted: (i, r, a) => vfs?.committed(i, r, a) });
-  vfs = new Vfs(fs, cache, wb, vfsOptions);
-  t.teardown(async () => { wb.close(); await cache.close(); });
+  const vfs = buildMount(fs, cache, { ...vfsOptions, upload: { idleMs: idleMs ?? 50 } });
+  t.teardown(async () => { vfs.uploader.close(); await cache.close(); });
   return vfs;
+}
+
+/** The block codec of the shared filespace (what its mounts seal and open blocks with). */
+export function codecOf(shared: SharedFilespace): BlockCodec {
+  return new BlockCodec(shared.u.keys, shared.u.descriptor.dataKeyId);
 }
 
 /** A file of `bytes` random bytes in the root, written and committed by a mount of its own ("writer"). */

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import type { Argv } from 'yargs';
 import { createDescriptor, saveNewDescriptor } from '../../crypto/descriptor.js';
 import type { KdfStrength } from '../../crypto/kdf.js';
-import { DEFAULT_BLOCK_SIZE, checkBlockSize } from '../../chunker/layout.js';
+import { DEFAULT_BLOCK_SIZE, checkBlockSize } from '../../block/layout.js';
 import { localStoreDir } from '../../store/registry.js';
 import { DESCRIPTOR_KEY } from '../../store/keys.js';
 import type { ObjectStore } from '../../store/types.js';

@@ -1,5 +1,5 @@
 /**
- * The writeback uploader: turns dirty blocks in the cache into sealed objects in the store
+ * The uploader (writeback): turns dirty blocks in the cache into sealed objects in the store
  * and then commits them to the block map.
  *
  * Promises:
@@ -14,19 +14,31 @@
  * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
  */
 import type { BlockCache } from '../cache/block-cache.js';
-import type { Filespace } from '../fs/filespace.js';
-import type { Attr, BlockRef } from '../meta/types.js';
+import type { Attr, BlockRef, MetaEngine } from '../meta/types.js';
+import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
 import { blockKey } from '../store/keys.js';
-import { newObjectId } from './format.js';
+import { newObjectId, type BlockCodec } from '../block/format.js';
+import type { CommitListener, UploadHolds } from './types.js';
 
-export interface WritebackOptions {
+/** What the uploader works with: where objects go, how they are sealed, where maps are committed. */
+export interface UploaderParts {
+  store: ObjectStore;
+  codec: BlockCodec;
+  meta: MetaEngine;
+  cache: BlockCache;
+  blockSize: number;
+}
+
+export interface UploaderOptions {
   slots?: number;
   idleMs?: number;
   retryMs?: number;
   log?: (line: string) => void;
-  /** Told about each commit: the VFS refreshes what it knows of the inode. */
-  onCommitted?: (ino: number, refs: BlockRef[], attr: Attr) => void;
+  /** Told about each commit: the mount refreshes what it knows of the inode. */
+  committed?: CommitListener;
+  /** Inodes whose blocks must wait (the mount: changes to them not yet at the service). */
+  holds?: UploadHolds;
 }
 
 interface Ready {
@@ -39,7 +51,7 @@ interface Ready {
 
 const keyOf = (ino: number, idx: number) => `${ino}:${idx}`;
 
-export class Writeback {
+export class Uploader {
   readonly slots: number;
   private readonly idleMs: number;
   private readonly retryMs: number;
@@ -59,18 +71,23 @@ export class Writeback {
   private closed = false;
   uploadedBytes = 0;
   commits = 0;
-  /**
-   * Inodes whose blocks wait (the VFS: those with metadata changes journaled offline — a file
-   * made offline cannot take a commit before the service has its creation). `resume()` once
-   * that changes.
-   */
-  held: (ino: number) => boolean = () => false;
+  private readonly cache: BlockCache;
 
-  constructor(private readonly fs: Filespace, private readonly cache: BlockCache, private readonly options: WritebackOptions = {}) {
+  constructor(private readonly parts: UploaderParts, private readonly options: UploaderOptions = {}) {
+    this.cache = parts.cache;
     this.slots = options.slots ?? 8;
     this.idleMs = options.idleMs ?? 1000;
     this.retryMs = options.retryMs ?? 2000;
-    cache.onPressure = () => this.enqueueAll();
+    this.cache.pressure.on(() => this.enqueueAll());
+    options.holds?.released.on(() => this.resume());
+  }
+
+  /**
+   * Whether `ino`'s blocks wait (a file made offline cannot take a commit before the service
+   * has its creation); they go once the holds are released.
+   */
+  private held(ino: number): boolean {
+    return this.options.holds?.held(ino) ?? false;
   }
 
   /** After a restart: every dirty block the cache holds is uploaded and committed. */
@@ -192,8 +209,8 @@ export class Writeback {
       if (!snap) return;
       // A block written whole was sealed at write time; a partial one is sealed now.
       const objectId = snap.sealed?.objectId ?? newObjectId();
-      const sealed = snap.sealed?.bytes ?? this.fs.codec.seal(objectId, snap.data!);
-      await this.fs.store.put(blockKey(objectId), sealed);
+      const sealed = snap.sealed?.bytes ?? this.parts.codec.seal(objectId, snap.data!);
+      await this.parts.store.put(blockKey(objectId), sealed);
       this.uploadedBytes += snap.length;
       // The block stays in flight until its commit is done: a second upload of it must not
       // start while this one waits to be committed.
@@ -218,11 +235,11 @@ export class Writeback {
         if (batch.length === 0) break;
         this.ready.delete(ino);
         const pending = this.cache.pending(ino);
-        const end = Math.max(...batch.map((b) => b.ref.index * this.fs.blockSize + b.ref.length));
+        const end = Math.max(...batch.map((b) => b.ref.index * this.parts.blockSize + b.ref.length));
         const minSize = pending ? Math.min(pending.size, end) : end;
         let attr: Attr;
         try {
-          attr = await this.fs.meta.commitBlocks(ino, batch.map((b) => b.ref), { minSize, mtimeMs: pending?.mtimeMs });
+          attr = await this.parts.meta.commitBlocks(ino, batch.map((b) => b.ref), { minSize, mtimeMs: pending?.mtimeMs });
         } catch (e) {
           for (const b of batch) {
             this.fail(ino, b.ref.index, e as Error);
@@ -233,7 +250,7 @@ export class Writeback {
         this.commits++;
         this.lastFailure = undefined;
         // Readers must learn the new block map before the dirty copies they read now go.
-        this.options.onCommitted?.(ino, batch.map((b) => b.ref), attr);
+        this.options.committed?.(ino, batch.map((b) => b.ref), attr);
         for (const b of batch) {
           try {
             await this.cache.settleUploaded(ino, b.ref.index, b.gen, b.ref.objectId, b.sealed)
@@ -244,7 +261,7 @@ export class Writeback {
         }
         try {
           const settled = await this.settleSize(ino, attr);
-          if (settled !== attr) this.options.onCommitted?.(ino, [], settled);
+          if (settled !== attr) this.options.committed?.(ino, [], settled);
         } catch (e) {
           this.errors.set(ino, e as Error);
           this.options.log?.(`committing the size of inode ${ino} failed, will retry: ${(e as Error).message}`);
@@ -264,7 +281,7 @@ export class Writeback {
     const pending = this.cache.pending(ino);
     if (!pending) return attr;
     if (pending.size !== attr.size) {
-      attr = await this.fs.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs, ctimeMs: Math.max(attr.ctimeMs, pending.mtimeMs) });
+      attr = await this.parts.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs, ctimeMs: Math.max(attr.ctimeMs, pending.mtimeMs) });
     }
     if (this.cache.dirtyRowsOf(ino).length === 0 && this.cache.pending(ino)?.size === pending.size) this.cache.clearPending(ino);
     return attr;

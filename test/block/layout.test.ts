@@ -2,7 +2,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { UsageError } from '../../src/errors.js';
-import { assembleRange, checkBlockSize, spans } from '../../src/chunker/layout.js';
+import { assembleRange, checkBlockSize, spans } from '../../src/block/layout.js';
 
 t.test('block sizes: powers of two from 64 KiB to 16 MiB', async (t) => {
   t.equal(checkBlockSize(65536), 65536);

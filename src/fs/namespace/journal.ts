@@ -14,9 +14,12 @@
  * - while an inode has changes waiting, `affects(ino)` says so: the mount answers for it from
  *   what it knows locally, and its data is not committed before its creation is.
  */
-import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../errors.js';
-import { ROOT_INO, type AttrChanges, type EntryName, type MetaEngine, type NewNode } from '../meta/types.js';
-import { decodeWire, encodeWire } from '../meta/wire.js';
+import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../../errors.js';
+import { ROOT_INO, type AttrChanges, type EntryName, type MetaEngine, type NewNode } from '../../meta/types.js';
+import { decodeWire, encodeWire } from '../../meta/wire.js';
+import type { NameCipher } from '../../crypto/names.js';
+import type { UploadHolds } from '../../upload/types.js';
+import { Signal } from '../../util/signal.js';
 
 export type JournalOp =
   | { kind: 'create'; parent: number; name: EntryName; node: NewNode & { ino: number } }
@@ -38,16 +41,30 @@ export interface JournalStore {
 export interface JournalHooks {
   /** The `n`th conflict name for `name` (sealed for `parent`), put under `newParent`: "NAME (offline copy N)". */
   conflictName(parent: number, name: EntryName, n: number, newParent: number): EntryName;
-  /**
-   * Changes to these inodes reached the service. `asJournaled`: exactly as journaled (what the
-   * mount shows of them is right); otherwise a conflict changed the outcome, or the change was
-   * skipped or dropped, and what the mount knows of them is old.
-   */
-  replayed(inos: number[], asJournaled: boolean): void;
   log(line: string): void;
 }
 
+/**
+ * Changes to these inodes reached the service. `asJournaled`: exactly as journaled (what the
+ * mount shows of them is right); otherwise a conflict changed the outcome, or the change was
+ * skipped or dropped, and what the mount knows of them is old.
+ */
+export interface Replayed {
+  inos: number[];
+  asJournaled: boolean;
+}
+
 const RETRY_MS = 2000;
+
+/** The conflict names a mount gives what it made offline: "NAME (offline copy N).ext", sealed. */
+export function offlineCopyNames(names: NameCipher): JournalHooks['conflictName'] {
+  return (parent, name, n, newParent) => {
+    const plain = names.open(parent, name.hash, name.enc);
+    const dot = plain.lastIndexOf('.');
+    const [stem, ext] = dot > 0 ? [plain.slice(0, dot), plain.slice(dot)] : [plain, ''];
+    return names.seal(newParent, `${stem.slice(0, 200)} (offline copy${n > 1 ? ` ${n}` : ''})${ext.slice(0, 30)}`);
+  };
+}
 const MAX_CONFLICT_NAMES = 100;
 
 /** The inodes (and folders) an operation changes. */
@@ -60,7 +77,11 @@ function inodesOf(op: JournalOp): number[] {
   }
 }
 
-export class MetaJournal {
+export class MetaJournal implements UploadHolds {
+  /** Emitted after each change replayed (or dropped). */
+  readonly replayed = new Signal<Replayed>();
+  /** Emitted with `replayed`: inodes held back for the service may go now. */
+  readonly released = new Signal();
   private readonly entries: { seq: number; op: JournalOp }[];
   private readonly pending = new Map<number, number>();
   private readonly creates = new Map<number, CreateOp>();
@@ -70,7 +91,7 @@ export class MetaJournal {
   private timer?: NodeJS.Timeout;
   private meta?: MetaEngine;
 
-  constructor(private readonly store: JournalStore, private readonly hooks: JournalHooks) {
+  constructor(private readonly store: JournalStore, private readonly engine: MetaEngine, private readonly hooks: JournalHooks) {
     // Kept as the service's wire JSON (binary values as {"$b": base64}).
     this.entries = store.journalEntries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp }));
     for (const e of this.entries) this.track(e.op, 1);
@@ -83,6 +104,11 @@ export class MetaJournal {
 
   /** Whether changes to `ino` (an inode, or a folder's entries) are waiting. */
   affects(ino: number): boolean {
+    return this.pending.has(ino);
+  }
+
+  /** The uploader holds back the blocks of inodes with changes waiting. */
+  held(ino: number): boolean {
     return this.pending.has(ino);
   }
 
@@ -111,9 +137,9 @@ export class MetaJournal {
     }
   }
 
-  /** Replays against `meta` from now on (retrying every 2 s while the service is away). */
-  start(meta: MetaEngine): void {
-    this.meta = meta;
+  /** Replays from now on (retrying every 2 s while the service is away). */
+  start(): void {
+    this.meta = this.engine;
     if (this.entries.length > 0) void this.replay();
   }
 
@@ -160,7 +186,8 @@ export class MetaJournal {
       this.entries.shift();
       this.store.journalRemove(seq);
       this.track(op, -1);
-      this.hooks.replayed(inodesOf(op), asJournaled);
+      this.replayed.emit({ inos: inodesOf(op), asJournaled });
+      this.released.emit();
       if (this.entries.length === 0) this.moved.clear();
     }
   }

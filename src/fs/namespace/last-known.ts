@@ -15,8 +15,8 @@
  * failed call until the next successful one.
  */
 import { LRUCache } from 'lru-cache';
-import { ServiceUnavailableError } from '../errors.js';
-import { isDir, type Attr, type MetaInfo } from '../meta/types.js';
+import { ServiceUnavailableError } from '../../errors.js';
+import { isDir, type Attr, type MetaInfo } from '../../meta/types.js';
 
 export interface ListedEntry {
   name: string;

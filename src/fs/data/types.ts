@@ -1,0 +1,13 @@
+/**
+ * What the data side of the mount needs of the namespace side, as an interface: a file's
+ * committed attributes and how this mount shows them. The namespace's view implements it;
+ * nothing under src/fs/data imports src/fs/namespace.
+ */
+import type { Attr } from '../../meta/types.js';
+
+export interface InodeAttrs {
+  /** The inode's committed attributes (from what is cached unless `fresh`). */
+  committedAttr(ino: number, fresh?: boolean): Promise<Attr>;
+  /** The attributes with this mount's writes not yet committed applied. */
+  overlay(a: Attr): Attr;
+}

@@ -1,0 +1,361 @@
+/**
+ * How the mount looks up and changes names and attributes: lookup, create, mkdir, mknod,
+ * symlink, link, unlink, rmdir, rename, setattr and xattrs. Each change goes to the
+ * metadata service or, while it cannot be reached (or earlier offline changes still wait),
+ * into the journal, applied to what this mount knows so it shows its own change at once.
+ *
+ * Promises:
+ * - names reach the service sealed (encrypted, looked up by keyed hash); so do symlink
+ *   targets, xattr names and values;
+ * - offline, a change is made only when this mount knows enough to decide it as the service
+ *   would (the folder's full listing, the entry's attributes); otherwise it fails with
+ *   ServiceUnavailable, and nothing is half-applied;
+ * - new inodes take numbers reserved at the service beforehand, so a create needs no reply
+ *   to name its inode, and works offline.
+ */
+import {
+  EntryExistsError, InvalidArgumentError, IsDirectoryError, NameTooLongError, NoAttributeError, NoEntryError, NotDirectoryError,
+  NotEmptyError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
+} from '../../errors.js';
+import type { BlockCache } from '../../cache/block-cache.js';
+import type { NameCipher } from '../../crypto/names.js';
+import { LOOKUP_BLOCKS_MAX, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type MetaEngine, type NewNode } from '../../meta/types.js';
+import type { BlockMap } from '../data/block-map.js';
+import type { MetaJournal } from './journal.js';
+import type { NamespaceView } from './view.js';
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid?: number;
+}
+
+export interface SetAttrRequest {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atimeMs?: number | 'now';
+  mtimeMs?: number | 'now';
+}
+
+const S_ISGID = 0o2000;
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+const XATTR_NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+
+export class NamespaceChanges {
+  /** Inode numbers reserved at the service for new entries (so creating works offline too). */
+  private readonly reservedInos: number[] = [];
+  private reserving?: Promise<void>;
+
+  constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
+    private readonly blockMap: BlockMap, private readonly cache: BlockCache) {}
+
+  /**
+   * Sets aside inode numbers for new entries while the service answers, so that files and
+   * folders can be made while it does not (the agent calls this at mount).
+   */
+  async reserveInodes(): Promise<void> {
+    this.reserving ??= (async () => {
+      const r = await this.meta.reserveInodes(256);
+      for (let i = 0; i < r.count; i++) this.reservedInos.push(r.first + i);
+    })().finally(() => { this.reserving = undefined; });
+    return this.reserving;
+  }
+
+  private async newIno(): Promise<number> {
+    if (this.reservedInos.length < 64) void this.reserveInodes().catch(() => {});
+    if (this.reservedInos.length === 0) await this.reserveInodes();
+    return this.reservedInos.shift()!;
+  }
+
+  /**
+   * Makes a change to names or attributes: at the service, or — while it cannot be reached,
+   * or while earlier offline changes still wait — into the journal, applied to what this
+   * mount knows (`offline`, which throws when it knows too little to decide).
+   */
+  private async change<T>(online: () => Promise<T>, offline: () => T | Promise<T>): Promise<T> {
+    if (this.journal.size === 0) return this.view.lastKnown.whenUnreachable(online, offline);
+    void this.journal.replay();
+    return offline();
+  }
+
+  private unknownOffline(what: string): ServiceUnavailableError {
+    return new ServiceUnavailableError(`the metadata service cannot be reached and this mount has not seen ${what}`);
+  }
+
+  // ---- lookup and attributes ------------------------------------------------------------
+
+  async lookup(parent: number, name: string): Promise<Attr> {
+    const view = this.view;
+    const hit = view.cachedEntry(parent, name);
+    view.gaveName(parent, name);
+    if (hit) {
+      view.named(hit.ino, parent, name);
+      return view.overlay(hit);
+    }
+    const gen = view.generation(parent);
+    if (this.journal.affects(parent)) {
+      const local = view.localEntry(parent, name);
+      if (local === null) throw new NoEntryError(`no entry ${name}`);
+      if (local) {
+        view.named(local.ino, parent, name);
+        return view.overlay(local);
+      }
+    }
+    // The first block refs come with the answer (256 MiB of 1 MiB blocks): a read from the disk
+    // cache gets that far in ~130 ms, time for the rest of the map to arrive (see Vfs.openFile).
+    const { blocks, ...attr } = await view.lastKnown.whenUnreachable<Attr & { blocks?: BlockRef[] }>(
+      () => this.meta.lookup(parent, this.names.hash(parent, name), { blocks: LOOKUP_BLOCKS_MAX }), (e) => {
+        // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
+        const known = view.localEntry(parent, name);
+        if (known === null) throw new NoEntryError(`no entry ${name}`);
+        if (!known) throw e;
+        return known;
+      });
+    const a = view.remember(attr);
+    if (blocks) this.blockMap.prime(a, blocks);
+    view.keepEntry(parent, name, a.ino, gen);
+    view.named(a.ino, parent, name);
+    return view.overlay(a);
+  }
+
+  /** Changes mode, owner and times (a size is the data side's: Vfs.setattr truncates first). */
+  async setattr(ino: number, req: Omit<SetAttrRequest, 'size'>): Promise<Attr> {
+    const now = Date.now();
+    const changes: AttrChanges = {};
+    if (req.mode !== undefined) changes.mode = req.mode & 0o7777;
+    if (req.uid !== undefined) changes.uid = req.uid;
+    if (req.gid !== undefined) changes.gid = req.gid;
+    if (req.atimeMs !== undefined) changes.atimeMs = Math.round(req.atimeMs === 'now' ? now : req.atimeMs);
+    if (req.mtimeMs !== undefined) {
+      changes.mtimeMs = Math.round(req.mtimeMs === 'now' ? now : req.mtimeMs);
+      const p = this.cache.pending(ino);
+      if (p) this.cache.setPending({ ...p, mtimeMs: changes.mtimeMs });
+    }
+    if (Object.keys(changes).length === 0) return this.view.overlay(await this.view.committedAttr(ino));
+    return this.view.overlay(await this.setAttr(ino, changes));
+  }
+
+  /** Changes attributes at the service, or offline into the journal. */
+  setAttr(ino: number, changes: AttrChanges): Promise<Attr> {
+    return this.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), () => {
+      const a = this.view.lastKnown.attr(ino) ?? this.view.cachedAttr(ino);
+      if (!a) throw this.unknownOffline(`inode ${ino}`);
+      this.journal.append({ kind: 'setAttr', ino, changes });
+      const { mode, ...rest } = changes;
+      return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
+    });
+  }
+
+  /** Sets the size (truncate's metadata half); true if the change was journaled offline. */
+  async setSize(ino: number, size: number, mtimeMs: number): Promise<boolean> {
+    await this.setAttr(ino, { size, mtimeMs });
+    return this.journal.affects(ino);
+  }
+
+  // ---- creating and removing names ------------------------------------------------------
+
+  private async newOwner(parent: number, caller: Caller, mode: number): Promise<{ gid: number; mode: number }> {
+    const p = await this.view.committedAttr(parent);
+    if (p.mode & S_ISGID) return { gid: p.gid, mode: isDir(mode) ? mode | S_ISGID : mode };
+    return { gid: caller.gid, mode };
+  }
+
+  async mkdir(parent: number, name: string, mode: number, caller: Caller): Promise<Attr> {
+    const owner = await this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
+    return this.makeNode(parent, name, { mode: owner.mode, uid: caller.uid, gid: owner.gid });
+  }
+
+  async mknod(parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Attr> {
+    if ((mode & S_IFMT) === 0) mode |= S_IFREG;
+    const owner = await this.newOwner(parent, caller, mode);
+    return this.makeNode(parent, name, { mode: owner.mode, uid: caller.uid, gid: owner.gid, rdev });
+  }
+
+  async symlink(parent: number, name: string, target: string, caller: Caller): Promise<Attr> {
+    if (Buffer.byteLength(target) > 4095) throw new NameTooLongError('symlink target is longer than 4095 bytes');
+    if (target.length === 0) throw new NoEntryError('empty symlink target');
+    const owner = await this.newOwner(parent, caller, S_IFLNK | 0o777);
+    return this.makeNode(parent, name, {
+      mode: S_IFLNK | 0o777, uid: caller.uid, gid: owner.gid, size: Buffer.byteLength(target),
+      target: this.names.sealBlob(0, 'symlink', Buffer.from(target, 'utf8')),
+    });
+  }
+
+  /** Makes a new entry under a reserved inode number: at the service, or offline into the journal. */
+  private async makeNode(parent: number, name: string, node: NewNode): Promise<Attr> {
+    const view = this.view;
+    view.forgetName(parent, name);
+    const sealed = this.names.seal(parent, name);
+    const ino = await this.newIno();
+    return this.change(async () => {
+      const a = await this.meta.create(parent, sealed, { ...node, ino });
+      view.forget(parent);
+      view.changedName(parent, name, view.remember(a), { csn: a.version, fresh: true });
+      return a;
+    }, () => {
+      const there = view.localEntry(parent, name);
+      if (there) throw new EntryExistsError('an entry with that name already exists');
+      if (there === undefined) throw this.unknownOffline(`the folder's entries`);
+      const now = Date.now();
+      this.journal.append({ kind: 'create', parent, name: sealed, node: { ...node, ino, timeMs: now } });
+      const attr: Attr = {
+        ino, mode: node.mode, uid: node.uid, gid: node.gid, size: node.size ?? 0, nlink: isDir(node.mode) ? 2 : 1, rdev: node.rdev ?? 0,
+        atimeMs: now, mtimeMs: now, ctimeMs: now, crtimeMs: now, version: 0, hasXattrs: false,
+      };
+      view.joinLocally(parent, name, view.localAttr(attr), now, true);
+      return attr;
+    });
+  }
+
+  async readlink(ino: number): Promise<string> {
+    const made = this.journal.pendingCreate(ino)?.node.target;
+    return this.names.openBlob(0, 'symlink', made ?? await this.meta.readlink(ino)).toString('utf8');
+  }
+
+  async link(ino: number, newParent: number, newName: string): Promise<Attr> {
+    this.view.forget(newParent);
+    this.view.forgetName(newParent, newName);
+    const a = this.view.remember(await this.meta.link(ino, newParent, this.names.seal(newParent, newName)));
+    this.view.changedName(newParent, newName, a, { csn: a.version });
+    return this.view.overlay(a);
+  }
+
+  /** Removes a name; returns the inode's attributes after (nlink 0: it has no name left). */
+  async unlink(parent: number, name: string): Promise<Attr> {
+    this.view.forgetName(parent, name);
+    const hash = this.names.hash(parent, name);
+    return this.change(async () => {
+      const a = await this.meta.unlink(parent, hash);
+      this.view.changedName(parent, name, undefined, { removed: true, csn: a.version });
+      this.view.forget(parent);
+      return this.view.remember(a);
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      if (isDir(a.mode)) throw new IsDirectoryError('is a directory');
+      this.journal.append({ kind: 'unlink', parent, hash, ino: a.ino });
+      return this.removedLocally(parent, name, a);
+    });
+  }
+
+  async rmdir(parent: number, name: string): Promise<void> {
+    this.view.forgetName(parent, name);
+    const hash = this.names.hash(parent, name);
+    await this.change(async () => {
+      await this.meta.rmdir(parent, hash);
+      this.view.changedName(parent, name, undefined, { removed: true });
+      this.view.forget(parent);
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      this.emptyOffline(a);
+      this.journal.append({ kind: 'rmdir', parent, hash, ino: a.ino });
+      this.removedLocally(parent, name, a);
+    });
+  }
+
+  /** Renames; returns what the new name held before, if anything (nlink 0: it has no name left). */
+  async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<Attr | undefined> {
+    if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
+    const view = this.view;
+    view.forgetName(parent, name);
+    view.forgetName(newParent, newName);
+    const hash = this.names.hash(parent, name);
+    const sealed = this.names.seal(newParent, newName);
+    const moving = view.localEntry(parent, name);
+    return this.change(async () => {
+      const r = await this.meta.rename(parent, hash, newParent, sealed, { noReplace: flags.noReplace });
+      view.changedName(parent, name, undefined, { removed: true });
+      view.changedName(newParent, newName, moving ?? undefined);
+      view.forget(parent, newParent);
+      if (r) view.forget(r.ino);
+      return r;
+    }, () => {
+      const a = this.knownOffline(parent, name);
+      const target = view.localEntry(newParent, newName);
+      if (target === undefined) throw this.unknownOffline(`the folder's entries`);
+      if (target?.ino === a.ino) return undefined;
+      if (target) {
+        if (flags.noReplace) throw new EntryExistsError('an entry with that name already exists');
+        if (isDir(target.mode) && !isDir(a.mode)) throw new IsDirectoryError('is a directory');
+        if (isDir(target.mode)) this.emptyOffline(target);
+        else if (isDir(a.mode)) throw new NotDirectoryError('not a directory');
+      }
+      this.journal.append({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, ...(target ? { replaces: target.ino } : {}) });
+      const gone = target ? this.removedLocally(newParent, newName, target) : undefined;
+      const now = Date.now();
+      view.leaveLocally(parent, name, a, now);
+      view.joinLocally(newParent, newName, view.localAttr({ ...a, ctimeMs: now }), now, false);
+      return gone;
+    });
+  }
+
+  /** The metadata half of dropping an inode that lost its last name (its data is dropped first). */
+  async reclaim(ino: number): Promise<void> {
+    this.view.forget(ino);
+    await this.change(() => this.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; }),
+      () => this.journal.append({ kind: 'reclaim', ino }));
+  }
+
+  /** The entry under a name as this mount knows it offline (ENOENT if known absent). */
+  private knownOffline(parent: number, name: string): Attr {
+    const a = this.view.localEntry(parent, name);
+    if (a === null) throw new NoEntryError(`no entry ${name}`);
+    if (!a) throw this.unknownOffline(`the folder's entries`);
+    return a;
+  }
+
+  /** A name removed offline: gone from its folder; the inode has one link less. */
+  private removedLocally(parent: number, name: string, a: Attr): Attr {
+    const now = Date.now();
+    this.view.leaveLocally(parent, name, a, now);
+    return this.view.localAttr({ ...a, nlink: isDir(a.mode) ? 0 : a.nlink - 1, ctimeMs: now });
+  }
+
+  /** Offline, a folder may go only if this mount knows it is empty. */
+  private emptyOffline(dir: Attr): void {
+    if (!isDir(dir.mode)) throw new NotDirectoryError('not a directory');
+    const listing = this.view.lastKnown.listing(dir.ino);
+    if (!listing) throw this.unknownOffline(`the folder's entries`);
+    if (listing.length > 0) throw new NotEmptyError('directory not empty');
+  }
+
+  // ---- extended attributes --------------------------------------------------------------
+
+  private checkXattrName(name: string): void {
+    if (Buffer.byteLength(name) > XATTR_NAME_MAX || name.length === 0) throw new OutOfRangeError('xattr name too long');
+    if (!/^(user|trusted|security)\./.test(name)) throw new NotSupportedError(`xattr namespace of "${name}" is not supported`);
+  }
+
+  async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
+    this.checkXattrName(name);
+    if (value.length > XATTR_SIZE_MAX) throw new TooBigError('xattr value over 64 KiB');
+    await this.meta.setXattr(ino, {
+      hash: this.names.xattrHash(ino, name),
+      nameEnc: this.names.sealBlob(ino, 'xattr-name', Buffer.from(name, 'utf8')),
+      valueEnc: this.names.sealBlob(ino, 'xattr-value', value),
+    }, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+    this.view.forget(ino);
+  }
+
+  async getxattr(ino: number, name: string): Promise<Buffer> {
+    if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
+    // `ls -l` asks every file for security.selinux: answered from the attributes when they say there are none.
+    if (this.view.cachedAttr(ino)?.hasXattrs === false) throw new NoAttributeError(`no attribute ${name}`);
+    const e = await this.meta.getXattr(ino, this.names.xattrHash(ino, name));
+    return this.names.openBlob(ino, 'xattr-value', e.valueEnc);
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    if (this.view.cachedAttr(ino)?.hasXattrs === false) return [];
+    const entries = await this.meta.listXattr(ino);
+    return entries.map((e) => this.names.openBlob(ino, 'xattr-name', e.nameEnc).toString('utf8'));
+  }
+
+  async removexattr(ino: number, name: string): Promise<void> {
+    await this.meta.removeXattr(ino, this.names.xattrHash(ino, name));
+    this.view.forget(ino);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Directory listings: open directory handles and the pages read through them (readdir plus:
+ * each entry with its attributes, remembered so the lookups and stats that follow a listing
+ * need no round trip each).
+ *
+ * Promises: offsets index a listing taken when the directory was opened, so they stay stable
+ * while it changes; offline, a listing is the last full one this mount took (with its own
+ * changes applied), never one cut off midway.
+ */
+import { InvalidArgumentError } from '../../errors.js';
+import type { NameCipher } from '../../crypto/names.js';
+import { ROOT_INO, S_IFDIR, isDir, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
+import type { ListedEntry } from './last-known.js';
+import type { MetaJournal } from './journal.js';
+import type { NamespaceView } from './view.js';
+
+/** A directory entry as listed (attributes absent for "." and ".."). */
+export type DirEntryOut = ListedEntry;
+
+interface DirHandle {
+  ino: number;
+  /** The directory's version when it was opened: its listing has every change up to it. */
+  version: number;
+  entries: DirEntryOut[];
+  cursor?: string;
+  complete: boolean;
+}
+
+export class Listings {
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextFh = 1;
+
+  constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal) {}
+
+  async opendir(ino: number): Promise<number> {
+    const attr = await this.view.committedAttr(ino);
+    if (!isDir(attr.mode)) throw new InvalidArgumentError('not a directory');
+    const fh = this.nextFh++;
+    this.dirs.set(fh, {
+      ino,
+      version: attr.version,
+      entries: [{ name: '.', ino, mode: S_IFDIR }, { name: '..', ino: ROOT_INO, mode: S_IFDIR }],
+      complete: false,
+    });
+    return fh;
+  }
+
+  /**
+   * Entries from position `offset` on (at most `max`), each with the offset of the next one.
+   * Offsets index a listing taken when the directory was opened, so they stay stable.
+   */
+  async readdir(fh: number, offset: number, max: number): Promise<(DirEntryOut & { next: number })[]> {
+    const d = this.dirs.get(fh);
+    if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
+    const view = this.view;
+    while (!d.complete && d.entries.length < offset + max) {
+      const listGen = view.generation(d.ino);
+      const first = d.cursor === undefined;
+      // Offline, a listing starts from the last full one (a listing cut off midway cannot be).
+      const local = first && this.journal.affects(d.ino) ? view.lastKnown.listing(d.ino) : undefined;
+      const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
+      if (Array.isArray(page)) {
+        d.entries.push(...page);
+        d.complete = true;
+        break;
+      }
+      for (const e of page.entries) {
+        const name = this.names.open(d.ino, e.hash, e.enc);
+        if (e.attr) {
+          view.remember(e.attr);
+          view.keepEntry(d.ino, name, e.ino, listGen);
+          view.named(e.ino, d.ino, name);
+        }
+        d.entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
+        view.gaveName(d.ino, name);
+      }
+      d.cursor = page.cursor;
+      d.complete = page.cursor === undefined;
+      if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version);
+    }
+    return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: offset + i + 1 }));
+  }
+
+  releasedir(fh: number): void {
+    this.dirs.delete(fh);
+  }
+
+  /** All names in a directory (for tools, prediction and tests). */
+  async list(ino: number): Promise<DirEntryOut[]> {
+    const fh = await this.opendir(ino);
+    try {
+      return (await this.readdir(fh, 2, Number.MAX_SAFE_INTEGER)).map(({ next: _n, ...e }) => e);
+    } finally {
+      this.releasedir(fh);
+    }
+  }
+}

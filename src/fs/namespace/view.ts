@@ -1,0 +1,304 @@
+/**
+ * What the mount knows of names and attributes: each inode's attributes, the inode under
+ * each name, the names handed to the kernel, the last name each inode was looked up by,
+ * and what is kept for outages (`LastKnown`). It remembers answers, forgets what this mount
+ * changed, and revalidates what the change feed says another client changed.
+ *
+ * Promises:
+ * - an answer never replaces newer attributes with older ones, nor one older than a change
+ *   the feed already announced (it raced the push);
+ * - what is fetched is trusted for the staleness bound (`attrTtlMs`), or, while the change
+ *   feed is connected, until a push says otherwise (`feedTtlMs` only bounds memory); when
+ *   the feed drops, everything fetched is forgotten;
+ * - what this mount changed while offline (journaled) stays what it shows until the
+ *   service has it;
+ * - a file's size and mtime as shown include this mount's writes not yet committed (`overlay`).
+ */
+import { LRUCache } from 'lru-cache';
+import type { BlockCache } from '../../cache/block-cache.js';
+import { isDir, type Attr, type MetaEngine } from '../../meta/types.js';
+import type { BlockMap } from '../data/block-map.js';
+import type { MetaJournal, Replayed } from './journal.js';
+import { LastKnown } from './last-known.js';
+
+export interface ViewOptions {
+  /**
+   * How long attributes fetched from the metadata service are trusted (ms): the bound on how
+   * stale another client's change can look. This mount's own changes update them at once.
+   */
+  attrTtlMs?: number;
+  /**
+   * How long attributes and names are trusted while the change feed is connected (ms,
+   * default 60 s): every change is then pushed, so the TTL only bounds memory.
+   */
+  feedTtlMs?: number;
+  /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
+  invalidate?: (ino: number) => void;
+  /** Tells the kernel to forget one name in a directory. */
+  invalidateEntry?: (parent: number, name: string) => void;
+}
+
+export class NamespaceView {
+  /** What was last known of the metadata: served while the service cannot be reached. */
+  readonly lastKnown = new LastKnown();
+  private readonly attrs: LRUCache<number, Attr>;
+  /**
+   * Names seen in listings and lookups ("parent/name" → inode), trusted for the attribute TTL
+   * like the attributes themselves: a listed directory's entries are then looked up and
+   * stat'ed without a round trip each (metadata prefetch). This mount's own changes to a
+   * name drop it at once.
+   */
+  private readonly dentries: LRUCache<string, { ino: number; gen: number }>;
+  /** The commit of this mount's last change to each folder's entries: the feed's word of it is no news. */
+  private readonly ownCommits = new LRUCache<number, number>({ max: 10_000 });
+  /** Bumped when another client changes a directory: its cached names are then stale. */
+  private readonly dirGen = new Map<number, number>();
+  /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
+  private readonly announced = new LRUCache<number, number>({ max: 100_000 });
+  private feedUp = false;
+  /** Names handed to the kernel per directory, so a change pushed for it can make the kernel forget them. */
+  private readonly kernelNames = new Map<number, Set<string>>();
+  /** The name each inode was last looked up by: directory prediction needs it at open. */
+  private readonly lastName = new LRUCache<number, { parent: number; name: string }>({ max: 10_000 });
+  /** The committed version each inode had when this mount last opened or wrote it: unchanged → the kernel keeps its pages. */
+  private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
+
+  constructor(private readonly meta: MetaEngine, readonly journal: MetaJournal, private readonly cache: BlockCache, private readonly blockMap: BlockMap,
+    private readonly options: ViewOptions = {}) {
+    this.attrs = new LRUCache<number, Attr>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
+    this.dentries = new LRUCache<string, { ino: number; gen: number }>({ max: 100_000, ttl: options.attrTtlMs ?? 1000 });
+    journal.replayed.on((r) => this.replayed(r));
+  }
+
+  /** Offline changes reached the service: what this mount shows of them is refreshed. */
+  private replayed({ inos, asJournaled }: Replayed): void {
+    this.lastKnown.noteSuccess();
+    for (const ino of inos) {
+      if (this.journal.affects(ino)) continue;
+      // As journaled, what this mount shows is what the service now has: only attributes
+      // (versions, times) are fetched again. Otherwise what it knows of them is old.
+      if (asJournaled) {
+        this.forget(ino);
+        this.options.invalidate?.(ino);
+      } else {
+        this.revalidate(ino);
+      }
+    }
+  }
+
+  // ---- attributes -----------------------------------------------------------------------
+
+  /** The inode's committed attributes: from the attribute cache unless `fresh` or expired. */
+  async committedAttr(ino: number, fresh = false): Promise<Attr> {
+    if (this.journal.affects(ino)) {
+      const local = this.lastKnown.attr(ino);
+      if (local) return local;
+    }
+    const hit = fresh ? undefined : this.attrs.get(ino);
+    return hit ?? this.lastKnown.orStale(async () => this.remember(await this.meta.getAttr(ino)), () => this.lastKnown.attr(ino));
+  }
+
+  /** Attributes as cached now (no fetch), or undefined. */
+  cachedAttr(ino: number): Attr | undefined {
+    return this.attrs.get(ino);
+  }
+
+  /** Keeps attributes the service answered with (unless older than what is known). */
+  remember(a: Attr): Attr {
+    // Changed offline and not yet replayed: the local attributes are what this mount shows.
+    if (this.journal.affects(a.ino)) return a;
+    const known = this.attrs.get(a.ino);
+    // Answers can arrive out of order: never replace newer attributes with older ones.
+    // An answer older than a change the feed already announced is not kept (it raced the push).
+    if ((!known || known.version <= a.version) && a.version >= (this.announced.get(a.ino) ?? 0)) {
+      this.attrs.set(a.ino, a, { ttl: this.ttl() });
+      this.lastKnown.keepAttr(a);
+    }
+    return a;
+  }
+
+  /** The attributes with writes not yet committed applied (size, mtime). */
+  overlay(a: Attr): Attr {
+    const p = this.cache.pending(a.ino);
+    return p ? { ...a, size: p.size, mtimeMs: Math.max(a.mtimeMs, p.mtimeMs), ctimeMs: Math.max(a.ctimeMs, p.mtimeMs) } : a;
+  }
+
+  /** How long what is fetched now may be trusted. */
+  ttl(): number {
+    return this.feedUp ? this.options.feedTtlMs ?? 60_000 : this.options.attrTtlMs ?? 1000;
+  }
+
+  /**
+   * The change feed is connected (and caught up) or lost. While it is up, cached attributes
+   * and names are trusted until a push says otherwise; when it drops, everything cached is
+   * forgotten and the staleness bound applies again until it is back.
+   */
+  setFeed(up: boolean): void {
+    if (up) this.lastKnown.noteSuccess();
+    if (this.feedUp && !up) {
+      this.attrs.clear();
+      this.dentries.clear();
+    }
+    this.feedUp = up;
+  }
+
+  /** Forgets fetched attributes (this mount changed the inodes). */
+  forget(...inos: number[]): void {
+    for (const ino of inos) {
+      // What this mount changed offline stays known until the service has it.
+      if (this.journal.affects(ino)) continue;
+      // What was last known stays for outages: a little old (times) after this mount's own
+      // change, it still says what the inode is; another client's change drops it (revalidate).
+      this.attrs.delete(ino);
+    }
+  }
+
+  /** The uploader committed blocks of `ino`: its attributes follow; the kernel keeps the pages we wrote. */
+  committed(attr: Attr): void {
+    this.remember(attr);
+    if (this.seenVersion.has(attr.ino)) this.seenVersion.set(attr.ino, attr.version);
+  }
+
+  /** Notes the committed version this mount opens; true if it is the one seen at the last open (the kernel's pages are good). */
+  opened(ino: number, version: number): boolean {
+    const same = this.seenVersion.get(ino) === version;
+    this.seenVersion.set(ino, version);
+    return same;
+  }
+
+  /** Attributes changed by this mount offline: kept until the service has them. */
+  localAttr(a: Attr): Attr {
+    this.attrs.set(a.ino, a, { ttl: 24 * 3600_000 });
+    this.lastKnown.setAttr(a);
+    return a;
+  }
+
+  // ---- names ----------------------------------------------------------------------------
+
+  /** How many times another client changed `dir` (names cached at an older count are stale). */
+  generation(dir: number): number {
+    return this.dirGen.get(dir) ?? 0;
+  }
+
+  /** The attributes under a name, if both the name and the attributes are cached and current. */
+  cachedEntry(parent: number, name: string): Attr | undefined {
+    const known = this.dentries.get(`${parent}/${name}`);
+    return known !== undefined && known.gen === this.generation(parent) ? this.attrs.get(known.ino) : undefined;
+  }
+
+  /** Keeps what a lookup or listing answered for a name, unless the folder changed since `gen`. */
+  keepEntry(parent: number, name: string, ino: number, gen: number): void {
+    if (this.generation(parent) !== gen) return;
+    this.dentries.set(`${parent}/${name}`, { ino, gen }, { ttl: this.ttl() });
+    this.lastKnown.keepName(parent, name, ino, gen);
+  }
+
+  /** The name `ino` was last seen under. */
+  named(ino: number, parent: number, name: string): void {
+    this.lastName.set(ino, { parent, name });
+  }
+
+  nameOf(ino: number): { parent: number; name: string } | undefined {
+    return this.lastName.get(ino);
+  }
+
+  /** A name handed to the kernel, which must forget it when another client changes the folder. */
+  gaveName(parent: number, name: string): void {
+    if (!this.options.invalidateEntry) return;
+    let set = this.kernelNames.get(parent);
+    if (!set) this.kernelNames.set(parent, (set = new Set()));
+    if (set.size < 100_000) set.add(name);
+  }
+
+  /** This mount changes a name: what it knew of it is old (offline, the change itself says what is new). */
+  forgetName(parent: number, name: string): void {
+    this.dentries.delete(`${parent}/${name}`);
+  }
+
+  /**
+   * This mount's change to a name reached the service: what it knows for outages follows it
+   * exactly (`attr` is what the name holds now, or undefined if it holds nothing or this mount
+   * does not know), so a folder listed before stays listed. `csn` is the change's commit: the
+   * change feed's word of it is then not taken for another client's change.
+   */
+  changedName(parent: number, name: string, attr: Attr | undefined, options: { csn?: number; fresh?: boolean; removed?: boolean } = {}): void {
+    if (attr) this.lastKnown.addEntry(parent, name, attr, this.generation(parent), options.fresh ?? false);
+    else if (options.removed) this.lastKnown.removeEntry(parent, name);
+    else this.lastKnown.forgetName(parent, name);
+    if (options.csn !== undefined) this.ownCommits.set(parent, options.csn);
+  }
+
+  /** What this mount knows of a name while its folder has offline changes or the service is away. */
+  localEntry(parent: number, name: string): Attr | null | undefined {
+    return this.lastKnown.entry(parent, name, this.generation(parent));
+  }
+
+  /** An entry joins a folder offline (made or moved there): the listing and the folder's times and links follow. */
+  joinLocally(parent: number, name: string, a: Attr, now: number, fresh: boolean): void {
+    this.lastKnown.addEntry(parent, name, a, this.generation(parent), fresh);
+    this.touchLocalDir(parent, isDir(a.mode) ? 1 : 0, now);
+    this.lastName.set(a.ino, { parent, name });
+  }
+
+  /** An entry leaves a folder offline (removed or moved away): the listing and the folder's times and links follow. */
+  leaveLocally(parent: number, name: string, a: Attr, now: number): void {
+    this.lastKnown.removeEntry(parent, name);
+    this.touchLocalDir(parent, isDir(a.mode) ? -1 : 0, now);
+  }
+
+  /** A folder's attributes after an offline change to its entries. */
+  private touchLocalDir(dir: number, nlinkDelta: number, now: number): void {
+    const d = this.lastKnown.attr(dir);
+    if (d) this.localAttr({ ...d, nlink: d.nlink + nlinkDelta, mtimeMs: now, ctimeMs: now });
+  }
+
+  // ---- the change feed ------------------------------------------------------------------
+
+  /**
+   * A commit from the change feed. Inodes whose cached version is older (another client
+   * changed them) are revalidated here and in the kernel; our own commits, already known,
+   * are skipped, so the kernel keeps the pages we wrote.
+   */
+  onRemoteCommit(c: { csn: number; inos: number[] }): void {
+    for (const ino of c.inos) {
+      this.announced.set(ino, Math.max(c.csn, this.announced.get(ino) ?? 0));
+      const known = this.attrs.get(ino);
+      if (known && known.version >= c.csn) continue;
+      if (this.ownCommits.get(ino) === c.csn) {
+        // This mount's own change to the folder: its names and listing already follow it.
+        this.forget(ino);
+        this.options.invalidate?.(ino);
+        continue;
+      }
+      this.revalidate(ino, c.csn);
+    }
+  }
+
+  /**
+   * Forgets cached metadata of an inode (another client changed it, in commit `csn` if known)
+   * and tells the kernel. What is kept for outages goes only if it is older than that commit.
+   */
+  revalidate(ino: number, csn?: number): void {
+    if (this.journal.affects(ino)) {
+      // This mount's offline changes to it are not at the service yet: they stay what it shows.
+      this.options.invalidate?.(ino);
+      return;
+    }
+    this.dirGen.set(ino, this.generation(ino) + 1);
+    const names = this.kernelNames.get(ino);
+    if (names) {
+      this.kernelNames.delete(ino);
+      for (const n of names) this.options.invalidateEntry?.(ino, n);
+    }
+    this.forget(ino);
+    this.lastKnown.forget(ino, csn);
+    this.blockMap.drop(ino);
+    this.seenVersion.delete(ino);
+    this.options.invalidate?.(ino);
+  }
+
+  /** Tells the kernel to drop what it caches of `ino`. */
+  invalidateKernel(ino: number): void {
+    this.options.invalidate?.(ino);
+  }
+}
