@@ -4,9 +4,10 @@
  * the VFS and the FUSE mount; serves a control socket for `lucid status`, `unmount`,
  * `cache`, `pin`, `unpin` and `warm`; and stops cleanly (uploads first, unless forced).
  */
+import { loadDescriptor } from '../fs/descriptor-store.js';
 import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
-import { loadDescriptor, unlockDescriptor } from '../crypto/descriptor.js';
+import { unlockDescriptor } from '../crypto/descriptor.js';
 import { InvalidArgumentError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { GcPacer } from '../util/gc-pacer.js';
@@ -33,6 +34,7 @@ import { mapLimit } from '../util/concurrency.js';
 import { lucidHome } from './home.js';
 import { connectMeta, openStore } from './open.js';
 import { ControlServer, mountId } from './control.js';
+import type { AgentStatus, ControlledAgent, WarmProgress } from './agent-types.js';
 
 export interface AgentConfig {
   mountpoint: string;
@@ -52,32 +54,7 @@ export interface AgentConfig {
   log: (line: string) => void;
 }
 
-export type WarmProgress = CopyProgress;
-
-export interface AgentStatus {
-  mountpoint: string;
-  pid: number;
-  state: 'mounted' | 'uploading' | 'stopping' | 'offline';
-  /** Present while the service or the store cannot be reached: cached data is served, writes wait in the cache. */
-  offline?: { since: string; reason: string };
-  filespaceId: string;
-  store: string;
-  service: string;
-  uploadBytes: number;
-  /** The agent's memory (bytes): resident set, JavaScript heap in use, memory outside it (buffers). */
-  memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
-  /** Changes to names and attributes made offline, waiting for the metadata service. */
-  changesWaiting: number;
-  uploadBlocks: number;
-  uploadsInFlight: number;
-  cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };
-  prefetch: { issued: number; used: number; cancelled: number; inflight: number; accuracy: number; predictedFiles: number };
-  store_requests: { get: number; put: number; getBytes: number; putBytes: number };
-  bytesRead: number;
-  bytesWritten: number;
-  openFiles: number;
-  startedAt: string;
-}
+export type { AgentStatus, WarmProgress } from './agent-types.js';
 
 const GiB = 1024 ** 3;
 
@@ -92,7 +69,7 @@ export function defaultCacheSize(dir: string): number {
 }
 
 /** The commit snapshot `id` shows; a UsageError when there is no such snapshot. */
-export class Agent {
+export class Agent implements ControlledAgent {
   private stopping?: Promise<void>;
   private control?: ControlServer;
   private resolveStopped!: () => void;

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { InternalError, LucidError, UsageError, type ErrorCode } from '../errors.js';
 import { lucidHome } from './home.js';
-import type { Agent } from './agent.js';
+import type { ControlledAgent } from './agent-types.js';
 
 export function mountId(mountpoint: string): string {
   return createHash('sha256').update(path.resolve(mountpoint)).digest('hex').slice(0, 16);
@@ -36,7 +36,7 @@ export interface MountRecord {
 export class ControlServer {
   private constructor(private readonly server: http.Server, private readonly files: string[]) {}
 
-  static async start(mountpoint: string, agent: Agent): Promise<ControlServer> {
+  static async start(mountpoint: string, agent: ControlledAgent): Promise<ControlServer> {
     await fs.mkdir(runDir(), { recursive: true, mode: 0o700 });
     const sock = socketPath(mountpoint);
     await fs.rm(sock, { force: true });
@@ -73,7 +73,7 @@ async function readJson(req: http.IncomingMessage): Promise<Record<string, unkno
   return text ? JSON.parse(text) : {};
 }
 
-async function handle(agent: Agent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function handle(agent: ControlledAgent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://agent');
   const send = (body: unknown) => {
     res.writeHead(200, { 'content-type': 'application/json' });

@@ -10,9 +10,7 @@
  *   without the keys changed any field (block size, users, service verifier).
  */
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { AlreadyExistsError, AlreadyInitializedError, IntegrityError, NotFoundError, NotInitializedError, WrongPasswordError } from '../errors.js';
-import { DESCRIPTOR_KEY } from '../store/keys.js';
-import type { ObjectStore } from '../store/types.js';
+import { IntegrityError, WrongPasswordError } from '../errors.js';
 import { equalBytes, hkdf, hmac, open, seal } from './aead.js';
 import { deriveKek, kdfParams, type KdfParams, type KdfStrength } from './kdf.js';
 import { FilespaceKeys, serviceVerifierOf } from './keys.js';
@@ -236,33 +234,4 @@ export async function unlockDescriptor(descriptor: Descriptor, password: string,
     return { descriptor, keys, user: u.name, master, privateDer, kek };
   }
   throw new WrongPasswordError(user ? `wrong password for user "${user}"` : 'wrong password for this filespace');
-}
-
-/** Reads the descriptor bytes, or says the store holds no filespace. */
-export function missingDescriptor(storeUrl: string): NotInitializedError {
-  return new NotInitializedError(`no Lucid filespace in ${storeUrl}: run "lucid init --store ${storeUrl}" first`);
-}
-
-/** Loads and checks the descriptor of the filespace in `store` (no password needed). */
-export async function loadDescriptor(store: ObjectStore): Promise<Descriptor> {
-  let bytes: Buffer;
-  try {
-    bytes = await store.get(DESCRIPTOR_KEY);
-  } catch (e) {
-    if (e instanceof NotFoundError) throw missingDescriptor(store.url);
-    throw e;
-  }
-  return parseDescriptor(bytes);
-}
-
-/** Writes a new filespace's descriptor; refuses to replace an existing one. */
-export async function saveNewDescriptor(store: ObjectStore, descriptor: Descriptor): Promise<void> {
-  const exists = () => new AlreadyInitializedError(`${store.url} already holds a Lucid filespace; it was left untouched (use another --store to create a new one)`);
-  if (await store.head(DESCRIPTOR_KEY)) throw exists();
-  try {
-    await store.put(DESCRIPTOR_KEY, serializeDescriptor(descriptor), { ifAbsent: true });
-  } catch (e) {
-    if (e instanceof AlreadyExistsError) throw exists();
-    throw e;
-  }
 }

@@ -14,8 +14,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, InvalidArgumentError, NoEntryError, UsageError } from '../errors.js';
-import { DESCRIPTOR_KEY } from '../store/keys.js';
-import type { ObjectStore } from '../store/types.js';
 import { seal } from './aead.js';
 import {
   dataKeyAad, macOf, newUserKeys, sealTo, serializeDescriptor, wrapAad, type Descriptor, type DescriptorUser, type UnlockedFilespace,
@@ -23,11 +21,6 @@ import {
 import { deriveKek, kdfParams, type KdfStrength } from './kdf.js';
 
 const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
-
-/** Writes a changed descriptor over the old one. */
-export async function saveDescriptor(store: ObjectStore, d: Descriptor): Promise<void> {
-  await store.put(DESCRIPTOR_KEY, serializeDescriptor(d));
-}
 
 function signed(u: UnlockedFilespace, d: Descriptor): Descriptor {
   d.mac = '';

@@ -9,8 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { InterruptedError, LockConflictError } from '../errors.js';
-import type { LockEvent, MetaClient } from '../meta/client.js';
-import type { HeldLock, LockKind, LockManager, LockRange } from './types.js';
+import type { HeldLock, LockEvent, LockKind, LockManager, LockRange, LockRpc } from './types.js';
 import { KeyedWaiters, type Wait } from '../util/waiters.js';
 
 export class RemoteLocks implements LockManager {
@@ -20,7 +19,7 @@ export class RemoteLocks implements LockManager {
   private heartbeat?: NodeJS.Timeout;
   private leaseMs = 15_000;
 
-  constructor(private readonly client: MetaClient, private readonly log?: (line: string) => void) {}
+  constructor(private readonly client: LockRpc, private readonly log?: (line: string) => void) {}
 
   async start(): Promise<void> {
     const r = await this.client.lockCall<{ leaseMs: number }>('renew', { client: this.clientId });

@@ -2,7 +2,7 @@
  * The service's side of distributed locks: owners named "<client id>:<kernel lock owner>",
  * and a lease per client. A client renews its lease with every lock call and a heartbeat; one
  * that stays silent for `leaseMs` (crashed, cut off) loses all its locks, whichever service
- * instance notices first. Locks and leases live in the metadata database (SqlLockStore), so
+ * instance notices first. Locks and leases live in the metadata database (LockStore), so
  * every instance over one PostgreSQL database serves the same locks; every change is
  * announced to `onChange` listeners (the change feed pushes it to every client, which wakes
  * their waiters and switches the file's consistency mode).
@@ -11,8 +11,8 @@
  * malformed requests are InvalidArgumentError and change nothing.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { LockChange, SqlLockStore } from './store.js';
-import type { HeldLock, LockKind, LockRange } from './types.js';
+import type { LockTable } from './table.js';
+import type { HeldLock, LockChange, LockKind, LockRange } from './types.js';
 
 const CLIENT_RE = /^[0-9a-f]{16,64}$/;
 
@@ -39,11 +39,30 @@ function checkOwner(owner: unknown): string {
   return owner;
 }
 
+/**
+ * Where the lock service keeps locks and leases, shared by every service instance over one
+ * database. `withInode` runs `fn` on one inode's locks alone, exclusively, and saves and
+ * announces them when it says they changed. The metadata engine's SQL tables implement it
+ * (src/meta/sql/lock-store.ts).
+ */
+export interface LockStore {
+  start(): Promise<void>;
+  onChange(listener: (c: LockChange) => void): () => void;
+  withInode<T>(ino: number, fn: (table: LockTable) => { result: T; changed: boolean }): Promise<T>;
+  renew(client: string, untilMs: number): Promise<void>;
+  /** Clients whose lease ended before `nowMs`. */
+  expired(nowMs: number): Promise<string[]>;
+  /** Drops a client's locks (only if its lease ended before `onlyIfExpiredBefore`, when given); returns the inodes that changed. */
+  dropClient(client: string, onlyIfExpiredBefore?: number): Promise<number[]>;
+  lockedInodes(): Promise<number[]>;
+  close(): void;
+}
+
 export class LockService {
   private readonly timer: NodeJS.Timeout;
   private sweeping = false;
 
-  constructor(private readonly store: SqlLockStore, readonly leaseMs = 15_000, private readonly log?: (line: string) => void) {
+  constructor(private readonly store: LockStore, readonly leaseMs = 15_000, private readonly log?: (line: string) => void) {
     this.timer = setInterval(() => void this.expire(), Math.max(250, Math.min(1000, leaseMs / 4)));
     this.timer.unref();
   }

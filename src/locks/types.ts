@@ -45,3 +45,19 @@ export interface LockManager {
   isLocked(ino: number): boolean;
   close(): Promise<void>;
 }
+
+/** A change to which inodes hold locks (the service announces these to every mount). */
+export interface LockChange {
+  ino: number;
+  locked: boolean;
+}
+
+/** What a mount hears of locks on the change feed: one inode's change, or every locked inode. */
+export type LockEvent = LockChange | { all: number[] };
+
+/** How a mount's lock manager calls the service's lock methods (the metadata client implements it). */
+export type LockMethod = 'test' | 'set' | 'release' | 'renew' | 'drop';
+
+export interface LockRpc {
+  lockCall<T>(method: LockMethod, params: Record<string, unknown>): Promise<T>;
+}

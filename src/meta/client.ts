@@ -8,15 +8,17 @@ import https from 'node:https';
 import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
-  Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo, MetaMethod,
+  Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo,
   LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
   PruneResult,
 } from './types.js';
 import { traced } from '../util/trace.js';
 import { decodeWire, encodeWire } from './wire.js';
+import type { MetaMethod } from './rpc.js';
+import type { LockEvent, LockMethod, LockRpc } from '../locks/types.js';
 
 /** A lock change pushed on the feed: one inode (`ino`, `locked`), or the whole set at (re)connect (`all`). */
-export type LockEvent = { ino: number; locked: boolean } | { all: number[] };
+export type { LockEvent } from '../locks/types.js';
 
 export interface MetaClientOptions {
   /** Extra CA certificates to trust for https (a self-signed service). */
@@ -24,7 +26,7 @@ export interface MetaClientOptions {
   timeoutMs?: number;
 }
 
-export class MetaClient implements MetaEngine {
+export class MetaClient implements MetaEngine, LockRpc {
   /** When set (LUCID_TRACE=1), every call is logged with its timing. */
   trace?: (line: string) => void;
   private readonly base: URL;
@@ -123,7 +125,7 @@ export class MetaClient implements MetaEngine {
   }
 
   /** One call to the service's lock endpoint (src/locks/service.ts). */
-  lockCall<T>(call: 'test' | 'set' | 'release' | 'renew' | 'drop', body: Record<string, unknown>): Promise<T> {
+  lockCall<T>(call: LockMethod, body: Record<string, unknown>): Promise<T> {
     return this.post<T>(`/v1/locks/${call}`, JSON.stringify(body), (t) => JSON.parse(t));
   }
 

@@ -17,18 +17,24 @@ import { timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { InternalError, InvalidArgumentError, LucidError, UnauthorizedError } from '../errors.js';
 import { serviceVerifierOf } from '../crypto/keys.js';
-import { META_METHODS, META_PARAMS, fitsParam, type MetaEngine, type MetaMethod } from './types.js';
-import type { CommitEvent } from './sql/engine.js';
+import type { Commit, MetaEngine } from './types.js';
+import { META_METHODS, META_PARAMS, fitsParam, type MetaMethod } from './rpc.js';
 import { decodeWire, encodeWire, statusOf } from './wire.js';
 import { LockService } from '../locks/service.js';
 import { startScheduler } from './scheduler.js';
-import type { SqlLockStore } from '../locks/store.js';
+import type { LockStore } from '../locks/service.js';
 
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const METHODS = new Set<string>(META_METHODS);
 
+/** An engine the service can serve: it announces its commits and keeps the lock tables. */
+export interface ServedEngine extends MetaEngine {
+  onCommit(listener: (c: Commit) => void): () => void;
+  lockStore(): Promise<LockStore>;
+}
+
 export interface ServiceOptions {
-  engine: MetaEngine & { onCommit(listener: (e: CommitEvent) => void): () => void; lockStore(): Promise<SqlLockStore> };
+  engine: ServedEngine;
   /** Accepted token verifiers (hex SHA-256, see serviceVerifierOf); a function is asked on every request (users added and removed while running). */
   verifiers: string[] | (() => string[]);
   tls?: { cert: Buffer; key: Buffer };
@@ -173,10 +179,10 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     ws.on('close', () => sockets.delete(ws));
     ws.on('error', () => ws.terminate());
     // Buffer live commits until the catch-up has been sent, so nothing falls in between.
-    const pending: CommitEvent[] = [];
+    const pending: Commit[] = [];
     let live = false;
     let last = Number.isSafeInteger(since) && since >= 0 ? since : 0;
-    const send = (e: CommitEvent) => {
+    const send = (e: Commit) => {
       if (e.csn <= last || ws.readyState !== ws.OPEN) return;
       last = e.csn;
       ws.send(JSON.stringify({ type: 'commit', ...e }));

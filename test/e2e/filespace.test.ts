@@ -2,6 +2,7 @@
  * The library end to end on real backends: what is written reads back byte for byte; the
  * store and the metadata database hold no plaintext; tampering is an IntegrityError.
  */
+import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -13,7 +14,7 @@ import { MemoryStore } from '../../src/store/memory.js';
 import { S3Store } from '../../src/store/s3.js';
 import { listAll } from '../../src/store/types.js';
 import { DESCRIPTOR_KEY, blockKey } from '../../src/store/keys.js';
-import { loadDescriptor } from '../../src/crypto/descriptor.js';
+
 import { startS3rver, tempDir } from '../helpers/servers.js';
 import { dbPathIn, makeFilespace } from '../helpers/filespace.js';
 

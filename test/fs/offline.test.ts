@@ -9,7 +9,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ServiceUnavailableError } from '../../src/errors.js';
 import { ROOT_INO } from '../../src/meta/types.js';
-import type { CommitEvent } from '../../src/meta/sql/engine.js';
+import type { Commit } from '../../src/meta/types.js';
 import { mountVfs, sharedFilespace, Switch } from '../helpers/shared.js';
 
 const ME = { uid: 0, gid: 0 };
@@ -21,7 +21,7 @@ t.test('late word of a change already listed keeps the listing for an outage; wo
   const sw = new Switch(shared.engine);
   const writer = await mountVfs(t, shared, 'writer');
   const reader = await mountVfs(t, shared, 'reader', { meta: sw.meta, attrTtlMs: TTL_MS });
-  const words: CommitEvent[] = [];
+  const words: Commit[] = [];
   t.teardown(shared.engine.onCommit((e) => words.push(e)));
   const names = async (ino: number) => (await reader.list(ino)).map((e) => e.name).filter((n) => !n.startsWith('.')).sort();
 

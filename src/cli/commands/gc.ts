@@ -4,8 +4,9 @@
  * agent (`--mount MP` or the only mount), or straight on a filespace's store and metadata
  * database with `--store URL [--db …]` (no keys needed: GC sees only object ids).
  */
+import { loadDescriptor } from '../../fs/descriptor-store.js';
 import type { Argv } from 'yargs';
-import { loadDescriptor } from '../../crypto/descriptor.js';
+
 import { collectGarbage, type GcProgress, type GcReport } from '../../gc/collector.js';
 import { formatDuration } from '../../util/duration.js';
 import { formatSize } from '../../util/size.js';

@@ -10,19 +10,14 @@ import {
   NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
 } from '../../errors.js';
 import {
-  LOOKUP_BLOCKS_MAX, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage,
+  LOOKUP_BLOCKS_MAX, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
   type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
-import { SqlLockStore } from '../../locks/store.js';
+import { SqlLockStore } from './lock-store.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
 import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
 
-export interface CommitEvent {
-  csn: number;
-  timeMs: number;
-  inos: number[];
-}
 
 const INODE_COLS = 'ino, csn_from, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms';
 /** The same columns of the inodes table aliased `i`. */
@@ -179,7 +174,7 @@ const DEFAULT_SCHEDULES: [string, number, number][] = [
 const COMMIT_CHANNEL = 'lucid_commits';
 
 export class SqlMetaEngine implements MetaEngine {
-  private readonly listeners = new Set<(e: CommitEvent) => void>();
+  private readonly listeners = new Set<(e: Commit) => void>();
 
   private constructor(private readonly db: SqlDriver, readonly filespaceId: string, readonly blockSize: number) {}
 
@@ -232,7 +227,7 @@ export class SqlMetaEngine implements MetaEngine {
   /** A commit announced through the database (any instance, this one too), in commit order. */
   private heard(payload: string): void {
     this.heardQueue = this.heardQueue.then(async () => {
-      const e = JSON.parse(payload) as CommitEvent & { more?: boolean };
+      const e = JSON.parse(payload) as Commit & { more?: boolean };
       if (e.more) {
         // Too many inodes for one notification: read them back.
         const page = await this.changesSince(e.csn - 1, 1);
@@ -243,7 +238,7 @@ export class SqlMetaEngine implements MetaEngine {
     }).catch(() => {});
   }
 
-  /** The lock tables of this database, for the service (src/locks/store.ts). */
+  /** The lock tables of this database, for the service (src/meta/sql/lock-store.ts). */
   async lockStore(): Promise<SqlLockStore> {
     const store = new SqlLockStore(this.db);
     await store.start();
@@ -251,7 +246,7 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   /** Called after each commit, in CSN order: the service's push channel listens here. */
-  onCommit(listener: (e: CommitEvent) => void): () => void {
+  onCommit(listener: (e: Commit) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -802,7 +797,7 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   private async mutate<T>(fn: (m: Mutation) => Promise<T>): Promise<T> {
-    let event: CommitEvent | undefined;
+    let event: Commit | undefined;
     const result = await this.db.transaction(async (tx) => {
       await tx.run("UPDATE counters SET value = value + 1 WHERE name = 'csn'");
       const row = await tx.get("SELECT value FROM counters WHERE name = 'csn'");

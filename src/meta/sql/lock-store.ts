@@ -6,18 +6,14 @@
  * lock on SQLite), applies the rule, and writes the result back. Lock changes are announced
  * with the driver's notify (every instance hears them, in commit order) or locally.
  */
-import type { SqlDriver, SqlRunner } from '../meta/sql/driver.js';
-import { LockTable } from './table.js';
-import type { HeldLock } from './types.js';
-
-export interface LockChange {
-  ino: number;
-  locked: boolean;
-}
+import type { SqlDriver, SqlRunner } from './driver.js';
+import type { LockStore } from '../../locks/service.js';
+import { LockTable } from '../../locks/table.js';
+import type { HeldLock, LockChange } from '../../locks/types.js';
 
 const CHANNEL = 'lucid_locks';
 
-export class SqlLockStore {
+export class SqlLockStore implements LockStore {
   private readonly listeners = new Set<(c: LockChange) => void>();
   private unlisten?: () => void;
 
