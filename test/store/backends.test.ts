@@ -1,4 +1,8 @@
-/** Runs the ObjectStore conformance suite against every backend: memory, file, S3 (s3rver), Azure (Azurite). */
+/**
+ * Runs the ObjectStore conformance suite against every backend — memory, file, S3 (s3rver),
+ * Azure (Azurite) — and through every wrapper (retry, metrics, fault injection with no fault
+ * set): a wrapper must behave as the store it wraps.
+ */
 import t from 'tap';
 import path from 'node:path';
 import { MemoryStore } from '../../src/store/memory.js';
@@ -7,6 +11,10 @@ import { S3Store } from '../../src/store/s3.js';
 import { AzureStore } from '../../src/store/azure.js';
 import { openStore } from '../../src/store/registry.js';
 import { BadStoreUrlError } from '../../src/errors.js';
+import { RetryingStore } from '../../src/store/retry.js';
+import { MeteredStore } from '../../src/store/metrics.js';
+import { FaultyStore } from '../../src/store/faults.js';
+import type { ObjectStore } from '../../src/store/types.js';
 import { startAzurite, startS3rver, tempDir } from '../helpers/servers.js';
 import { storeConformance } from './conformance.js';
 
@@ -37,6 +45,19 @@ storeConformance(t, 'azure (Azurite)', async () => {
   const missing = new AzureStore({ container: 'no-such-container', prefix: '', connectionString: az.connectionString });
   return { store, missing, missingName: 'no-such-container', close: () => az.close() };
 });
+
+const wrappers: [string, (inner: ObjectStore) => ObjectStore][] = [
+  ['RetryingStore', (inner) => new RetryingStore(inner, { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 })],
+  ['MeteredStore', (inner) => new MeteredStore(inner)],
+  ['FaultyStore (no faults)', (inner) => new FaultyStore(inner)],
+];
+for (const [name, wrap] of wrappers) {
+  storeConformance(t, `${name} over file`, async () => {
+    const tmp = tempDir();
+    const gone = path.join(tmp.dir, 'does-not-exist');
+    return { store: wrap(await openStore(`file://${tmp.dir}`)), missing: wrap(await openStore(`file://${gone}`)), missingName: gone, close: async () => tmp.remove() };
+  });
+}
 
 t.test('store URLs', async (t) => {
   t.type(await openStore('file:///tmp/x'), FileStore);
