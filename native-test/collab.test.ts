@@ -17,7 +17,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { lucid } from '../test/helpers/cli.js';
 import { startPostgres, tempDir, type PostgresServer } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe, within } from './helpers.js';
+import { PASSWORD, sh, startServe, within, sweepOnKill } from './helpers.js';
 
 interface Team {
   a: string;
@@ -38,6 +38,7 @@ async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<
   const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
   const store = `file://${dir('store')}`;
   const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD };
+  const swept = sweepOnKill(env.LUCID_HOME);
   const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
   const init = await run(['init', '--store', store, '--kdf', 'interactive']);
   if (init.code !== 0) throw new Error(init.stderr);
@@ -57,6 +58,7 @@ async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<
   }
   const mounted: string[] = [];
   t.teardown(async () => {
+    swept();
     for (const mp of mounted) await run(['unmount', mp, '--force']);
     await sh(`for m in ${mounted.join(' ')}; do grep -q " $m " /proc/mounts && umount -l $m; done; true`);
     for (const s of serves) s.kill('SIGTERM');

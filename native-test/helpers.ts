@@ -3,9 +3,13 @@
  * cache and mountpoint, mounts with the real CLI (a separate agent process), drives the
  * mount with real tools through bash, and always unmounts. Nothing here blocks this
  * process's event loop, so nothing can deadlock against the mount.
+ *
+ * A test file that is killed (tap's timeout sends SIGTERM) takes its mounts and agents with
+ * it: every Lucid home a fixture made is swept on SIGTERM, SIGINT and exit — each agent it
+ * recorded is killed and each mountpoint lazily unmounted — so nothing is left mounted.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { CLI, lucid, serveLucid, type CliResult } from '../test/helpers/cli.js';
@@ -49,6 +53,56 @@ export interface MountFixture {
 
 export const PASSWORD = 'native test password';
 
+/** Lucid homes (and their mountpoints) of the fixtures still alive in this process. */
+const live = new Map<string, string[]>();
+
+/**
+ * Sweeps `home` (its agents and mounts, and `mountpoints`) if this process is killed before
+ * its test's teardown; the returned function forgets it again.
+ */
+export function sweepOnKill(home: string, ...mountpoints: string[]): () => void {
+  live.set(home, mountpoints);
+  return () => { live.delete(home); };
+}
+
+/** Kills the agents a home recorded and lazily unmounts their mountpoints (synchronously: it runs on exit too). */
+function sweep(home: string, mountpoints: string[]): void {
+  const mps = new Set(mountpoints);
+  try {
+    const run = path.join(home, 'run');
+    for (const f of readdirSync(run).filter((n) => n.endsWith('.json'))) {
+      const { pid, mountpoint } = JSON.parse(readFileSync(path.join(run, f), 'utf8')) as { pid?: number; mountpoint?: string };
+      if (mountpoint) mps.add(mountpoint);
+      if (pid && pid !== process.pid) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      }
+    }
+  } catch { /* no run directory: no agent started */ }
+  for (const mp of mps) {
+    try {
+      if (readFileSync('/proc/mounts', 'utf8').includes(` ${mp} `)) execFileSync('umount', ['-l', mp], { stdio: 'ignore' });
+    } catch { /* not mounted */ }
+  }
+}
+
+/** `lucid serve` processes started here, stopped with the rest. */
+const serving = new Set<ChildProcess>();
+
+function sweepAll(): void {
+  for (const [home, mps] of live) sweep(home, mps);
+  live.clear();
+  for (const child of serving) child.kill('SIGKILL');
+  serving.clear();
+}
+
+process.once('exit', sweepAll);
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    sweepAll();
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
+
 /**
  * A fresh filespace in a file:// store (or the embedded default with `embedded`), mounted.
  * Unmounts (forcibly if it must) when the test ends.
@@ -81,9 +135,11 @@ export async function withMount(t: Test, options: { embedded?: boolean; cacheSiz
     const init = await lucid(['init', '--store', `file://${store}`, '--kdf', 'interactive', ...(options.blockSize ? ['--block-size', options.blockSize] : [])], { env });
     if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
   }
+  const swept = sweepOnKill(home, mp);
   t.teardown(async () => {
     await fx.unmount(true);
     await sh(`if grep -q " ${mp} " /proc/mounts; then umount -l ${mp}; fi`);
+    swept();
     root.remove();
   });
   if (options.mount !== false) {
@@ -96,8 +152,11 @@ export async function withMount(t: Test, options: { embedded?: boolean; cacheSiz
 export { CLI };
 
 /** Starts `lucid serve` for a store on `db` (a free port unless `extra` has `--listen`). */
-export function startServe(store: string, db: string, env: Record<string, string>, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
-  return serveLucid(['--store', store, '--db', db, ...(extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...extra], env, 'inherit');
+export async function startServe(store: string, db: string, env: Record<string, string>, extra: string[] = []): Promise<{ url: string; child: ChildProcess }> {
+  const started = await serveLucid(['--store', store, '--db', db, ...(extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...extra], env, 'inherit');
+  serving.add(started.child);
+  started.child.once('exit', () => serving.delete(started.child));
+  return started;
 }
 
 /** Runs `check` every 100 ms until it passes or `ms` elapse; resolves with the time it took (or -1). */

@@ -15,7 +15,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { lucid } from '../test/helpers/cli.js';
 import { freePort, tempDir } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe, within } from './helpers.js';
+import { PASSWORD, sh, startServe, within, sweepOnKill } from './helpers.js';
 
 
 t.test('service outage: cached work goes on, writes wait, then arrive', { timeout: 300_000 }, async (t) => {
@@ -23,6 +23,7 @@ t.test('service outage: cached work goes on, writes wait, then arrive', { timeou
   const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
   const store = `file://${dir('store')}`;
   const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD };
+  const swept = sweepOnKill(env.LUCID_HOME);
   const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
   t.equal((await run(['init', '--store', store, '--kdf', 'interactive'])).code, 0);
   const db = `sqlite:${root.dir}/meta.sqlite`;
@@ -30,6 +31,7 @@ t.test('service outage: cached work goes on, writes wait, then arrive', { timeou
   let serve = await startServe(store, db, env, ['--listen', listen]);
   const [a, b, work] = [dir('a'), dir('b'), dir('work')];
   t.teardown(async () => {
+    swept();
     for (const mp of [a, b]) await run(['unmount', mp, '--force']);
     await sh(`for m in ${a} ${b}; do grep -q " $m " /proc/mounts && umount -l $m; done; true`);
     serve.child.kill('SIGKILL');

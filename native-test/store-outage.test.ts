@@ -13,7 +13,7 @@ import path from 'node:path';
 import { lucid } from '../test/helpers/cli.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { startFaultProxy } from '../test/helpers/fault-proxy.js';
-import { PASSWORD, sh, within } from './helpers.js';
+import { PASSWORD, sh, within, sweepOnKill } from './helpers.js';
 
 t.test('store outage: cached files read, new writes wait in the cache, then upload', { timeout: 300_000 }, async (t) => {
   const s3 = await startS3rver();
@@ -24,9 +24,11 @@ t.test('store outage: cached files read, new writes wait in the cache, then uplo
   const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
   const store = `s3://${s3.bucket}/team?endpoint=${proxy.url}`;
   const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+  const swept = sweepOnKill(env.LUCID_HOME);
   const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
   const [mp, work] = [dir('mnt'), dir('work')];
   t.teardown(async () => {
+    swept();
     await run(['unmount', mp, '--force']);
     await sh(`grep -q " ${mp} " /proc/mounts && umount -l ${mp}; true`);
     root.remove();
