@@ -322,9 +322,14 @@ export class BlockCache {
     await fs.rm(this.objectPath(objectId), { force: true });
   }
 
-  /** Where the metadata journal is kept (src/fs/journal.ts): beside the dirty blocks, so both survive a restart. */
-  get journalStore(): Pick<CacheIndex, 'journalAppend' | 'journalEntries' | 'journalRemove'> {
-    return this.index;
+  /** The cache's directory (the mount keeps its metadata journal there too). */
+  get directory(): string {
+    return this.dir;
+  }
+
+  /** Journal entries this cache's index kept before the journal had a file of its own: handed over once. */
+  get legacyJournal(): { entries(): string[]; forget(): void } {
+    return { entries: () => this.index.legacyJournal(), forget: () => this.index.forgetLegacyJournal() };
   }
 
   // ---- pins -----------------------------------------------------------------------------

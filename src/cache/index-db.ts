@@ -69,9 +69,8 @@ export class CacheIndex {
       pinAdd: p('INSERT OR IGNORE INTO pins (ino) VALUES (?)'),
       pinDel: p('DELETE FROM pins WHERE ino = ?'),
       pinAll: p('SELECT ino FROM pins'),
-      journalAdd: p('INSERT INTO journal (op) VALUES (?)'),
       journalAll: p('SELECT seq, op FROM journal ORDER BY seq'),
-      journalDel: p('DELETE FROM journal WHERE seq = ?'),
+      journalClear: p('DELETE FROM journal'),
     };
   }
 
@@ -100,10 +99,12 @@ export class CacheIndex {
   unpin(ino: number): void { this.st.pinDel.run(ino); }
   pins(): number[] { return (this.st.pinAll.all() as { ino: number }[]).map((r) => r.ino); }
 
-  /** The metadata journal (src/fs/journal.ts): changes made while the service was away, in order. */
-  journalAppend(op: string): number { return Number(this.st.journalAdd.run(op).lastInsertRowid); }
-  journalEntries(): { seq: number; op: string }[] { return this.st.journalAll.all() as { seq: number; op: string }[]; }
-  journalRemove(seq: number): void { this.st.journalDel.run(seq); }
+  /**
+   * Metadata journal entries a cache from before the journal had a file of its own kept here
+   * (src/fs/namespace/journal-store.ts takes them over once), in order.
+   */
+  legacyJournal(): string[] { return (this.st.journalAll.all() as { op: string }[]).map((r) => r.op); }
+  forgetLegacyJournal(): void { this.st.journalClear.run(); }
 
   close(): void {
     this.db.close();

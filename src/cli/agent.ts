@@ -145,7 +145,7 @@ export class Agent implements ControlledAgent {
       });
       const writeback = vfs.uploader;
       cleanups.push(async () => writeback.close());
-      cleanups.push(async () => vfs.journal.stop());
+      cleanups.push(async () => vfs.journal.close());
       // Inode numbers set aside now let files be made while the service cannot be reached.
       if (config.snapshotId === undefined) void vfs.reserveInodes().catch((e: Error) => config.log(`could not reserve inode numbers for offline use: ${e.message}`));
       if (remote) {
@@ -289,6 +289,7 @@ export class Agent implements ControlledAgent {
         this.fuse.destroy();
       }
       this.writeback.close();
+      this.vfs.journal.close();
       await this.control?.close();
       await this.cache.close();
       await this.meta.close();

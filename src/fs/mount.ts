@@ -3,7 +3,8 @@
  * and a block cache, the journal, the namespace view and its changes, the block map, the
  * block loader, the uploader, file I/O, the directory predictor, and the VFS over them. The
  * agent and every test helper build a mount here, so the parts are joined one way, by
- * constructor arguments, in the order each needs the last.
+ * constructor arguments, in the order each needs the last. The one thing it opens is the
+ * journal's own file in the cache directory (unless given a journal store).
  */
 import type { BlockCodec } from '../block/format.js';
 import type { BlockCache } from '../cache/block-cache.js';
@@ -19,7 +20,8 @@ import { BlockLoader } from './data/block-loader.js';
 import { BlockMap } from './data/block-map.js';
 import { FileIo } from './data/file-io.js';
 import { NamespaceChanges } from './namespace/changes.js';
-import { MetaJournal, offlineCopyNames } from './namespace/journal.js';
+import { MetaJournal, offlineCopyNames, type JournalStore } from './namespace/journal.js';
+import { SqliteJournalStore } from './namespace/journal-store.js';
 import { Listings } from './namespace/listing.js';
 import { NamespaceView, type ViewOptions } from './namespace/view.js';
 import { Vfs } from './vfs.js';
@@ -45,6 +47,8 @@ export interface MountOptions extends ViewOptions {
   trace?: TraceSink;
   /** Block refs asked of the service at a time (default 1024). */
   mapWindowBlocks?: number;
+  /** Where the journal keeps changes not yet at the service (default: journal.sqlite in the cache's directory). */
+  journalStore?: JournalStore;
   /** The uploader's pacing (slots, idle time before a partial block goes, retry delay). */
   upload?: Omit<UploaderOptions, 'log' | 'committed' | 'holds'>;
 }
@@ -52,7 +56,8 @@ export interface MountOptions extends ViewOptions {
 export function buildMount(parts: MountParts, cache: BlockCache, options: MountOptions = {}): Vfs {
   const { store, meta, codec, names, blockSize } = parts;
   const log = options.log;
-  const journal = new MetaJournal(cache.journalStore, meta, { conflictName: offlineCopyNames(names), log: (line) => log?.(line) });
+  const journalStore = options.journalStore ?? SqliteJournalStore.open(cache.directory, cache.legacyJournal);
+  const journal = new MetaJournal(journalStore, meta, { conflictName: offlineCopyNames(names), log: (line) => log?.(line) });
   const blockMap = new BlockMap(meta, blockSize, { windowBlocks: options.mapWindowBlocks, madeLocally: (ino) => journal.pendingCreate(ino) !== undefined });
   const view = new NamespaceView(meta, journal, cache, blockMap, options);
   const uploader = new Uploader({ store, codec, meta, cache, blockSize }, {

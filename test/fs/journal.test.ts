@@ -2,12 +2,14 @@
  * Changes to names made while the metadata service cannot be reached: journaled, shown by
  * the mount that made them, replayed in order when the service is back — with another client
  * changing the same folder meanwhile, a reply lost after the service applied a create, and
- * the agent restarted before the service came back. Checked through a second client, byte
- * for byte.
+ * the agent restarted before the service came back, and a cache from before the journal had
+ * a file of its own. Checked through a second client, byte for byte.
  */
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import type { UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { BlockCache } from '../../src/cache/block-cache.js';
@@ -29,7 +31,7 @@ async function mountOn(u: UnlockedFilespace, store: ObjectStore, meta: MetaEngin
   const vfs = buildMount(fs, cache, { log: (l) => lines.push(l), upload: { idleMs: 0, retryMs: 100 } });
   const wb = vfs.uploader;
   wb.recover();
-  return { vfs, wb, cache, lines, close: async () => { vfs.journal.stop(); wb.close(); await cache.close(); } };
+  return { vfs, wb, cache, lines, close: async () => { vfs.journal.close(); wb.close(); await cache.close(); } };
 }
 
 async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
@@ -187,4 +189,36 @@ t.test('a create whose reply was lost is not made twice; the journal survives a 
   t.same(await names(b.vfs, 'proj'), ['later.bin'], 'replayed after the restart');
   t.ok((await readPath(b.vfs, 'proj/later.bin')).equals(later), 'with its data');
   t.equal((await engine.info()).inodes, 3, 'no orphan left behind: root, proj, later.bin');
+});
+
+t.test('changes an older cache kept in its index are taken over by the journal\'s own file, in order, once', async (t) => {
+  const { dir, u, store, sw, a, b } = await setup(t);
+  const proj = (await a.vfs.mkdir(ROOT_INO, 'proj', 0o755, ME)).ino;
+  await names(a.vfs, 'proj');
+  sw.down = true;
+  const data = randomBytes(BS + 3);
+  await writeFile(a.vfs, proj, 'kept.bin', data);
+  await a.vfs.rename(proj, 'kept.bin', proj, 'renamed.bin');
+  const waiting = a.vfs.journal.size;
+  t.ok(waiting >= 2, `${waiting} changes journaled`);
+  await a.close();
+  // As an older Lucid left it: the changes in the cache index's journal table, no journal file.
+  const cacheDir = path.join(dir, 'cache-a');
+  const own = new Database(path.join(cacheDir, 'journal.sqlite'));
+  const ops = (own.prepare('SELECT op FROM journal ORDER BY seq').all() as { op: string }[]).map((r) => r.op);
+  own.close();
+  for (const f of ['journal.sqlite', 'journal.sqlite-wal', 'journal.sqlite-shm']) rmSync(path.join(cacheDir, f), { force: true });
+  const index = new Database(path.join(cacheDir, 'index.sqlite'));
+  for (const op of ops) index.prepare('INSERT INTO journal (op) VALUES (?)').run(op);
+  index.close();
+  const again = await mountOn(u, store, sw.meta, cacheDir);
+  t.teardown(() => again.close());
+  t.equal(again.vfs.journal.size, waiting, 'every change is there after the upgrade');
+  const left = new Database(path.join(cacheDir, 'index.sqlite'));
+  t.equal((left.prepare('SELECT count(*) AS n FROM journal').get() as { n: number }).n, 0, 'and the index keeps none of them');
+  left.close();
+  sw.down = false;
+  await settle(again);
+  t.same(await names(b.vfs, 'proj'), ['renamed.bin'], 'replayed in order');
+  t.ok((await readPath(b.vfs, 'proj/renamed.bin')).equals(data), 'with its data');
 });

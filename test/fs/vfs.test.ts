@@ -27,7 +27,7 @@ async function makeVfs(dir: string, options: { idleMs?: number; limit?: number; 
   const cache = await BlockCache.open({ dir: path.join(dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: options.limit ?? 1 << 30, sealer: fs.codec });
   const vfs = buildMount(fs, cache, { upload: { idleMs: options.idleMs ?? 0 } });
   const wb = vfs.uploader;
-  return { vfs, cache, wb, engine, close: async () => { wb.close(); await cache.close(); await engine.close(); } };
+  return { vfs, cache, wb, engine, close: async () => { wb.close(); vfs.journal.close(); await cache.close(); await engine.close(); } };
 }
 
 for (const [idleMs, latencyMs] of [[0, 0], [0, 3], [5, 1]]) {

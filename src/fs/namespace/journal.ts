@@ -31,11 +31,14 @@ export type JournalOp =
 
 export type CreateOp = Extract<JournalOp, { kind: 'create' }>;
 
-/** Where the journal is kept (the cache's index). */
+/** Where the journal is kept (src/fs/namespace/journal-store.ts: a file of its own). */
 export interface JournalStore {
-  journalAppend(op: string): number;
-  journalEntries(): { seq: number; op: string }[];
-  journalRemove(seq: number): void;
+  /** Keeps `op` (durably, before this returns); returns its sequence number. */
+  append(op: string): number;
+  /** Every kept op, in the order appended. */
+  entries(): { seq: number; op: string }[];
+  remove(seq: number): void;
+  close?(): void;
 }
 
 export interface JournalHooks {
@@ -93,7 +96,7 @@ export class MetaJournal implements UploadHolds {
 
   constructor(private readonly store: JournalStore, private readonly engine: MetaEngine, private readonly hooks: JournalHooks) {
     // Kept as the service's wire JSON (binary values as {"$b": base64}).
-    this.entries = store.journalEntries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp }));
+    this.entries = store.entries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp }));
     for (const e of this.entries) this.track(e.op, 1);
   }
 
@@ -119,7 +122,7 @@ export class MetaJournal implements UploadHolds {
 
   /** Keeps a change (on disk before this returns) and replays it as soon as the service answers. */
   append(op: JournalOp): void {
-    const seq = this.store.journalAppend(encodeWire(op));
+    const seq = this.store.append(encodeWire(op));
     this.entries.push({ seq, op });
     this.track(op, 1);
     this.schedule();
@@ -146,6 +149,12 @@ export class MetaJournal implements UploadHolds {
   stop(): void {
     clearTimeout(this.timer);
     this.meta = undefined;
+  }
+
+  /** Stops replaying and closes the store (what waits stays there for the next mount). */
+  close(): void {
+    this.stop();
+    this.store.close?.();
   }
 
   private schedule(): void {
@@ -184,7 +193,7 @@ export class MetaJournal implements UploadHolds {
         this.hooks.log(`a change made offline could not be replayed and is dropped (${op.kind} of inode ${'ino' in op ? op.ino : op.node.ino}): ${(e as Error).message}`);
       }
       this.entries.shift();
-      this.store.journalRemove(seq);
+      this.store.remove(seq);
       this.track(op, -1);
       this.replayed.emit({ inos: inodesOf(op), asJournaled });
       this.released.emit();
