@@ -29,6 +29,7 @@ import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { EventLoopFileIo, UnreadableCacheFile, type CacheWriteError, type CleanFileIo } from './clean-files.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { Signal } from '../util/signal.js';
+import type { CleanBlocks } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
@@ -89,7 +90,7 @@ const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(
 /** Sealed objects waiting to be written by writeCleanInBackground past which their callers wait. */
 const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 
-export class BlockCache {
+export class BlockCache implements CleanBlocks {
   private readonly dirsMade = new Set<string>();
   /** Clean-block writes started by `writeCleanInBackground` and not yet finished; close() waits for them. */
   private readonly keeping = new Set<Promise<void>>();
@@ -296,7 +297,7 @@ export class BlockCache {
   }
 
   private addClean(objectId: string, size: number, ino: number): void {
-    this.index.putClean(objectId, size, ino);
+    this.index.addClean(objectId, size, ino);
     const entry = { size, ino };
     if (this.pinnedInos.has(ino)) {
       this.pinnedClean.set(objectId, entry);

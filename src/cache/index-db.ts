@@ -77,7 +77,7 @@ export class CacheIndex {
   cleanEntries(): { objectId: string; size: number; ino: number }[] {
     return (this.st.cleanAll.all() as { object_id: string; size: number; ino: number }[]).map((r) => ({ objectId: r.object_id, size: r.size, ino: r.ino }));
   }
-  putClean(objectId: string, size: number, ino: number): void { this.st.cleanPut.run(objectId, size, Date.now(), ino); }
+  addClean(objectId: string, size: number, ino: number): void { this.st.cleanPut.run(objectId, size, Date.now(), ino); }
   deleteClean(objectId: string): void { this.st.cleanDel.run(objectId); }
   touchClean(objectIds: Iterable<string>): void {
     const now = Date.now();

@@ -4,15 +4,19 @@
  * metadata engine, contents split into blocks, each block sealed into a new immutable
  * object, uploaded, and only then committed to the block map.
  *
- * The path API (mkdir, writeFile, readFile, …) is the library's entry point for scripts
- * and tests; the VFS serves the same operations to the kernel by inode.
+ * The path API (mkdir, writeFile, readFile, …) is the library's entry point for admin
+ * commands, scripts and tests; the VFS serves the same operations to the kernel by inode.
+ * Blocks go the mount's way: read through the same block loader (authenticated, one fetch
+ * per object, with no disk cache here), written through the uploader's `putBlock`.
  */
 import { NoEntryError, NotDirectoryError } from '../errors.js';
 import { NameCipher } from '../crypto/names.js';
 import type { UnlockedFilespace } from '../crypto/descriptor.js';
-import { BlockCodec, newObjectId } from '../block/format.js';
+import { BlockCodec } from '../block/format.js';
 import { assembleRange, spans } from '../block/layout.js';
-import { blockKey } from '../store/keys.js';
+import { NoDiskCache } from '../cache/no-disk.js';
+import { putBlock } from '../upload/put-block.js';
+import { BlockLoader } from './data/block-loader.js';
 import type { ObjectStore } from '../store/types.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir, type Attr, type BlockRef, type MetaEngine } from '../meta/types.js';
 import { mapLimit } from '../util/concurrency.js';
@@ -22,12 +26,12 @@ export interface DirListing {
   attr: Attr;
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
 export class Filespace {
   readonly names: NameCipher;
   readonly codec: BlockCodec;
   readonly blockSize: number;
   uploadConcurrency = 8;
+  private loaderMade?: BlockLoader;
 
   constructor(readonly unlocked: UnlockedFilespace, readonly store: ObjectStore, readonly meta: MetaEngine) {
     this.names = new NameCipher(unlocked.keys);
@@ -35,18 +39,23 @@ export class Filespace {
     this.blockSize = unlocked.descriptor.blockSize;
   }
 
+  /** The block loader reads go through: made at the first read (a mount never reads here). */
+  private get loader(): BlockLoader {
+    this.loaderMade ??= new BlockLoader(this.store, this.codec, new NoDiskCache(), this.blockSize, { memoryCacheBytes: 4 * this.blockSize });
+    return this.loaderMade;
+  }
+
   // ---- block level -------------------------------------------------------------------
 
   /** Seals and uploads one block as a new object; returns the block map entry to commit. */
   async uploadBlock(index: number, plaintext: Buffer): Promise<BlockRef> {
-    const objectId = newObjectId();
-    await this.store.put(blockKey(objectId), this.codec.seal(objectId, plaintext));
+    const { objectId } = await putBlock(this.store, this.codec, { plain: plaintext });
     return { index, objectId, length: plaintext.length };
   }
 
-  async fetchBlock(ref: BlockRef): Promise<Buffer> {
-    const plain = this.codec.open(ref.objectId, await this.store.get(blockKey(ref.objectId)));
-    return plain.length > ref.length ? plain.subarray(0, ref.length) : plain;
+  /** A copy of a committed block's bytes (exactly `ref.length`). */
+  async fetchBlock(ref: BlockRef, ino = 0): Promise<Buffer> {
+    return this.loader.use(ref, ino, (plain) => Buffer.from(plain.subarray(0, Math.min(ref.length, plain.length))));
   }
 
   /** Reads [offset, offset+length) of inode `ino` (as of a CSN if given). */
@@ -58,7 +67,7 @@ export class Filespace {
     const byIndex = new Map(refs.map((r) => [r.index, r]));
     return assembleRange(this.blockSize, attr.size, offset, length, async (i) => {
       const ref = byIndex.get(i);
-      return ref ? this.fetchBlock(ref) : undefined;
+      return ref ? this.fetchBlock(ref, ino) : undefined;
     });
   }
 
@@ -82,7 +91,7 @@ export class Filespace {
       } else {
         block = Buffer.alloc(Math.max(validOld, newEnd));
         const old = existing.get(s.index);
-        if (old) (await this.fetchBlock(old)).copy(block, 0, 0, validOld);
+        if (old) (await this.fetchBlock(old, ino)).copy(block, 0, 0, validOld);
         data.copy(block, s.start, s.outOffset, s.outOffset + s.length);
       }
       return this.uploadBlock(s.index, Buffer.from(block));

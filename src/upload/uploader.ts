@@ -17,8 +17,8 @@ import type { BlockCache } from '../cache/block-cache.js';
 import type { Attr, BlockRef, MetaEngine } from '../meta/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
-import { blockKey } from '../store/keys.js';
-import { newObjectId, type BlockCodec } from '../block/format.js';
+import type { BlockCodec } from '../block/format.js';
+import { putBlock } from './put-block.js';
 import type { CommitListener, UploadHolds } from './types.js';
 
 /** What the uploader works with: where objects go, how they are sealed, where maps are committed. */
@@ -208,9 +208,7 @@ export class Uploader {
       const snap = await this.cache.snapshotDirty(ino, idx);
       if (!snap) return;
       // A block written whole was sealed at write time; a partial one is sealed now.
-      const objectId = snap.sealed?.objectId ?? newObjectId();
-      const sealed = snap.sealed?.bytes ?? this.parts.codec.seal(objectId, snap.data!);
-      await this.parts.store.put(blockKey(objectId), sealed);
+      const { objectId, sealed } = await putBlock(this.parts.store, this.parts.codec, snap.sealed ? { objectId: snap.sealed.objectId, sealed: snap.sealed.bytes } : { plain: snap.data! });
       this.uploadedBytes += snap.length;
       // The block stays in flight until its commit is done: a second upload of it must not
       // start while this one waits to be committed.

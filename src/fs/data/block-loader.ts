@@ -17,7 +17,7 @@
 import { LRUCache } from 'lru-cache';
 import { IntegrityError } from '../../errors.js';
 import { plainSize, sealedSize, type BlockCodec } from '../../block/format.js';
-import type { BlockCache } from '../../cache/block-cache.js';
+import type { CleanBlocks } from '../../cache/types.js';
 import type { BlockRef } from '../../meta/types.js';
 import { blockKey } from '../../store/keys.js';
 import type { ObjectStore } from '../../store/types.js';
@@ -61,7 +61,7 @@ export class BlockLoader {
   /** Set when a block could not be written to the disk cache (said once), cleared when one is. */
   private cacheWritesFailing = false;
 
-  constructor(private readonly store: ObjectStore, private readonly codec: BlockCodec, private readonly cache: BlockCache, blockSize: number,
+  constructor(private readonly store: ObjectStore, private readonly codec: BlockCodec, private readonly cache: CleanBlocks, blockSize: number,
     private readonly options: BlockLoaderOptions = {}) {
     this.memoryBytes = Math.max(options.memoryCacheBytes ?? 24 * 1024 * 1024, blockSize);
     this.sealedBuffers = new BufferPool(sealedSize(blockSize), 16);

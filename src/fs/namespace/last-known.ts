@@ -5,7 +5,7 @@
  * (fresh answers and the TTL-bound caches serve); while it is down, lookups, stat, listings
  * and reads of cached files are served from here, so work on cached files goes on.
  *
- * Changes this mount makes while offline (journaled: src/fs/journal.ts) are applied here
+ * Changes this mount makes while offline (journaled: src/fs/namespace/journal.ts) are applied here
  * too — a new entry joins its folder's listing, a removed one leaves it — so the mount shows
  * its own offline changes until they are replayed.
  *
