@@ -93,7 +93,9 @@ export class Agent implements ControlledAgent {
   ) {}
 
   static async start(config: AgentConfig): Promise<Agent> {
-    const { store, metrics } = await openStore(config.storeUrl);
+    // LUCID_TRACE=1: every FUSE request, metadata call, block load, prefetch and store call, timed.
+    const trace = process.env.LUCID_TRACE ? config.log : undefined;
+    const { store, metrics } = await openStore(config.storeUrl, trace);
     const cleanups: (() => Promise<unknown>)[] = [() => store.close()];
     const undo = async () => { for (const c of cleanups.reverse()) await c().catch(() => {}); };
     try {
@@ -101,7 +103,7 @@ export class Agent implements ControlledAgent {
       const descriptor = await loadDescriptor(store);
       const unlocked = await unlockDescriptor(descriptor, config.password);
       const id = descriptor.filespaceId;
-      const connected = await connectMeta(config.storeUrl, unlocked, config.serviceUrl);
+      const connected = await connectMeta(config.storeUrl, unlocked, config.serviceUrl, undefined, trace);
       cleanups.push(() => connected.meta.close());
       let meta: MetaEngine = connected.meta;
       let remote: { client: MetaClient; locks: RemoteLocks; csn: number } | undefined;
@@ -132,10 +134,6 @@ export class Agent implements ControlledAgent {
       cleanups.push(() => cache.close());
       let fuseRef: FuseMount | undefined;
       const gcPacer = new GcPacer();
-      // LUCID_TRACE=1: every FUSE request, metadata call, block load, prefetch and store call, timed.
-      const trace = process.env.LUCID_TRACE ? config.log : undefined;
-      metrics.trace = trace;
-      if (remote) remote.client.trace = trace;
       // The kernel is told to forget what the mount made stale through the FUSE mount, made
       // after the VFS it serves: until it is there, the kernel holds nothing to forget.
       const vfs = buildMount(filespace, cache, {

@@ -16,8 +16,9 @@ import { openStore as openBackend } from '../store/registry.js';
 import { RetryingStore } from '../store/retry.js';
 import type { ObjectStore } from '../store/types.js';
 
-export async function openStore(url: string): Promise<{ store: ObjectStore; metrics: MeteredStore }> {
-  const metrics = new MeteredStore(await openBackend(url));
+/** `trace`: every store call logged with its timing (LUCID_TRACE=1). */
+export async function openStore(url: string, trace?: (line: string) => void): Promise<{ store: ObjectStore; metrics: MeteredStore }> {
+  const metrics = new MeteredStore(await openBackend(url), { trace });
   return { store: new RetryingStore(metrics), metrics };
 }
 
@@ -64,11 +65,12 @@ export async function openUnlocked(storeUrl: string, options: { passwordStdin?: 
 /**
  * The filespace's metadata engine as a client uses it: the service at `serviceUrl` (checked
  * to serve this filespace), else the embedded engine on `db` or the store's default database.
+ * `trace`: every service call logged with its timing (LUCID_TRACE=1).
  */
-export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string, db?: string): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {
+export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string, db?: string, trace?: (line: string) => void): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {
   const id = unlocked.descriptor.filespaceId;
   if (serviceUrl) {
-    const client = new MetaClient(serviceUrl, unlocked.keys.serviceToken.toString('hex'));
+    const client = new MetaClient(serviceUrl, unlocked.keys.serviceToken.toString('hex'), { trace });
     try {
       const info = await client.info();
       if (info.filespaceId !== id) throw new UsageError(`the service at ${serviceUrl} serves filespace ${info.filespaceId}, not ${id}`);

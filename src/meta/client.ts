@@ -24,17 +24,19 @@ export interface MetaClientOptions {
   /** Extra CA certificates to trust for https (a self-signed service). */
   ca?: Buffer;
   timeoutMs?: number;
+  /** When given (LUCID_TRACE=1), every call is logged with its timing. */
+  trace?: (line: string) => void;
 }
 
 export class MetaClient implements MetaEngine, LockRpc {
-  /** When set (LUCID_TRACE=1), every call is logged with its timing. */
-  trace?: (line: string) => void;
+  private readonly trace?: (line: string) => void;
   private readonly base: URL;
   private readonly agent: http.Agent;
   private readonly auth: string;
 
   constructor(url: string, token: string, private readonly options: MetaClientOptions = {}) {
     this.base = new URL(url);
+    this.trace = options.trace;
     this.auth = `Bearer ${token}`;
     this.agent = this.base.protocol === 'https:'
       ? new https.Agent({ keepAlive: true, maxSockets: 64, ca: options.ca })

@@ -21,10 +21,11 @@ const BUCKETS = 20;
 export class MeteredStore implements ObjectStore {
   readonly url: string;
   readonly stats: Record<StoreOp, OpStats>;
-  /** When set (LUCID_TRACE=1 in an agent), every call is logged with its timing. */
-  trace?: (line: string) => void;
+  /** When given (LUCID_TRACE=1 in an agent), every call is logged with its timing. */
+  private readonly trace?: (line: string) => void;
 
-  constructor(private readonly inner: ObjectStore) {
+  constructor(private readonly inner: ObjectStore, options: { trace?: (line: string) => void } = {}) {
+    this.trace = options.trace;
     this.url = inner.url;
     const blank = (): OpStats => ({ requests: 0, errors: 0, bytes: 0, totalMs: 0, maxMs: 0, histogram: new Array(BUCKETS).fill(0) });
     this.stats = { probe: blank(), put: blank(), get: blank(), head: blank(), list: blank(), delete: blank() };

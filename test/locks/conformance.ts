@@ -6,6 +6,7 @@
 import type { Test } from 'tap';
 import { InterruptedError, LockConflictError } from '../../src/errors.js';
 import type { LockKind, LockManager, LockRange } from '../../src/locks/types.js';
+import { until } from '../helpers/wait.js';
 
 export interface LockFixture {
   a: LockManager;
@@ -16,15 +17,6 @@ export interface LockFixture {
 }
 
 export const range = (type: LockRange['type'], start: number, end: number, kind: LockKind = 'posix'): LockRange => ({ kind, type, start, end, pid: 7 });
-
-async function until(check: () => boolean, ms = 5000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return check();
-}
 
 export function lockManagerConformance(t: Test, name: string, open: () => Promise<LockFixture>): void {
   t.test(`${name}: LockManager conformance`, async (t) => {

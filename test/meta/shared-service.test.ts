@@ -17,21 +17,13 @@ import { serviceVerifierOf } from '../../src/crypto/keys.js';
 import { ROOT_INO, S_IFREG, type Commit } from '../../src/meta/types.js';
 import { startPostgres, tempDir } from '../helpers/servers.js';
 import { BLOCK, nm } from './conformance.js';
+import { until } from '../helpers/wait.js';
 
 const TOKEN = 'ef'.repeat(32);
 const FILESPACE = 'b'.repeat(32);
 const CLIENT_A = 'a1'.repeat(16);
 const CLIENT_B = 'b2'.repeat(16);
 const range = (type: string, start: number, end: number) => ({ kind: 'posix', type, start, end, pid: 1 });
-
-async function until(check: () => boolean, ms = 5000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
 
 interface Pair { one: RunningService; two: RunningService; close(): Promise<void> }
 
