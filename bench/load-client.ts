@@ -8,9 +8,9 @@
  *
  * Usage: node dist/bench/load-client.js STORE_DIR SERVICE_URL PASSWORD CLIENT_NUMBER SECONDS SEED
  */
-import { loadDescriptor } from '../src/fs/descriptor-store.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { unlockDescriptor } from '../src/crypto/descriptor.js';
+import { loadDescriptor } from '../src/fs/descriptor-store.js';
 import { NoEntryError } from '../src/errors.js';
 import { Filespace } from '../src/fs/filespace.js';
 import { MetaClient } from '../src/meta/client.js';

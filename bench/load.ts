@@ -6,12 +6,12 @@
  * fresh reader and checked against the SHA-256 the client recorded, and every client's
  * folder must hold exactly the names it left.
  */
-import { loadDescriptor, saveNewDescriptor } from '../src/fs/descriptor-store.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createDescriptor, unlockDescriptor } from '../src/crypto/descriptor.js';
+import { loadDescriptor, saveNewDescriptor } from '../src/fs/descriptor-store.js';
 import { Filespace } from '../src/fs/filespace.js';
 import { MetaClient } from '../src/meta/client.js';
 import { FileStore } from '../src/store/file.js';

@@ -4,10 +4,10 @@
  * the VFS and the FUSE mount; serves a control socket for `lucid status`, `unmount`,
  * `cache`, `pin`, `unpin` and `warm`; and stops cleanly (uploads first, unless forced).
  */
-import { loadDescriptor } from '../fs/descriptor-store.js';
 import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { unlockDescriptor } from '../crypto/descriptor.js';
+import { loadDescriptor } from '../fs/descriptor-store.js';
 import { InvalidArgumentError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { GcPacer } from '../util/gc-pacer.js';

@@ -2,11 +2,11 @@
  * The one place that picks concrete classes: a store URL becomes a backend wrapped in
  * metrics and retry; a --db value becomes an engine over its driver.
  */
-import { loadDescriptor } from '../fs/descriptor-store.js';
 import { SqliteDriver } from '../meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../meta/sql/engine.js';
 import { UsageError } from '../errors.js';
 import { unlockDescriptor, type Descriptor, type UnlockedFilespace } from '../crypto/descriptor.js';
+import { loadDescriptor } from '../fs/descriptor-store.js';
 import { MetaClient } from '../meta/client.js';
 import type { MetaEngine } from '../meta/types.js';
 import { defaultDbPath, defaultStorePassword, isDefaultStore } from './home.js';

@@ -368,7 +368,7 @@ export class Vfs {
 
   /** Every regular file at or under `ino` (pin, warm). */
   filesUnder(ino: number): AsyncGenerator<Attr> {
-    return this.data.filesUnder(ino, (dir) => this.list(dir));
+    return this.listings.filesUnder(ino);
   }
 
   /** Brings every block of a file into the disk cache (FileIo.hydrate), from its committed map. */

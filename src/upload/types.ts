@@ -4,7 +4,6 @@
  * namespace journal is what implements `UploadHolds`.
  */
 import type { Attr, BlockRef } from '../meta/types.js';
-import type { Signal } from '../util/signal.js';
 
 /** Told about each block-map commit (`refs` may be empty when only the size caught up). */
 export type CommitListener = (ino: number, refs: BlockRef[], attr: Attr) => void;
@@ -12,6 +11,6 @@ export type CommitListener = (ino: number, refs: BlockRef[], attr: Attr) => void
 export interface UploadHolds {
   /** Whether `ino`'s blocks must wait (changes to it that the service does not have yet). */
   held(ino: number): boolean;
-  /** Emitted when holds may have been released: the uploader looks again. */
-  readonly released: Signal;
+  /** Says when holds may have been released: the uploader looks again. */
+  readonly released: { on(listener: () => void): void };
 }

@@ -3,12 +3,12 @@
  * (its embedded engine) and with `--store --service` (a running `lucid serve`). The files
  * are written and read back with the library, byte for byte.
  */
-import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { unlockDescriptor } from '../../src/crypto/descriptor.js';
+import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { MetaClient } from '../../src/meta/client.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';

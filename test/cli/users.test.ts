@@ -5,12 +5,12 @@
  * removed user cannot compute, even holding the master key); `lucid passwd` changes a
  * password without changing the token; you cannot remove yourself.
  */
-import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { blockKey } from '../../src/store/keys.js';
 import { unlockDescriptor, type UnlockedFilespace } from '../../src/crypto/descriptor.js';
+import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import { IntegrityError, UnauthorizedError, WrongPasswordError } from '../../src/errors.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { MetaClient } from '../../src/meta/client.js';

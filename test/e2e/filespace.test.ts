@@ -2,7 +2,6 @@
  * The library end to end on real backends: what is written reads back byte for byte; the
  * store and the metadata database hold no plaintext; tampering is an IntegrityError.
  */
-import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -17,6 +16,7 @@ import { DESCRIPTOR_KEY, blockKey } from '../../src/store/keys.js';
 
 import { startS3rver, tempDir } from '../helpers/servers.js';
 import { dbPathIn, makeFilespace } from '../helpers/filespace.js';
+import { loadDescriptor } from '../../src/fs/descriptor-store.js';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];

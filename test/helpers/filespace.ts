@@ -1,7 +1,7 @@
 /** Builds a real Filespace for tests: a store, a new descriptor, and a SQL engine (SQLite unless a driver is given; direct or behind the service). */
-import { loadDescriptor, saveNewDescriptor } from '../../src/fs/descriptor-store.js';
 import path from 'node:path';
 import { acceptedVerifiers, createDescriptor, unlockDescriptor } from '../../src/crypto/descriptor.js';
+import { loadDescriptor, saveNewDescriptor } from '../../src/fs/descriptor-store.js';
 import { Filespace } from '../../src/fs/filespace.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { SqlMetaEngine } from '../../src/meta/sql/engine.js';

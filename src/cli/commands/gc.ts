@@ -4,7 +4,6 @@
  * agent (`--mount MP` or the only mount), or straight on a filespace's store and metadata
  * database with `--store URL [--db …]` (no keys needed: GC sees only object ids).
  */
-import { loadDescriptor } from '../../fs/descriptor-store.js';
 import type { Argv } from 'yargs';
 
 import { collectGarbage, type GcProgress, type GcReport } from '../../gc/collector.js';
@@ -15,6 +14,7 @@ import { defaultStoreUrl } from '../home.js';
 import { openFilespaceEngine, openStore } from '../open.js';
 import { ProgressBar } from '../progress.js';
 import { parseGrace } from './serve.js';
+import { loadDescriptor } from '../../fs/descriptor-store.js';
 
 interface GcArgs {
   dryRun?: boolean;

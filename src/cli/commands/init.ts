@@ -1,8 +1,8 @@
 /** `lucid init`: creates a filespace (its descriptor) in a store. */
-import { saveNewDescriptor } from '../../fs/descriptor-store.js';
 import { promises as fs } from 'node:fs';
 import type { Argv } from 'yargs';
 import { createDescriptor } from '../../crypto/descriptor.js';
+import { saveNewDescriptor } from '../../fs/descriptor-store.js';
 import type { KdfStrength } from '../../crypto/kdf.js';
 import { DEFAULT_BLOCK_SIZE, checkBlockSize } from '../../block/layout.js';
 import { localStoreDir } from '../../store/registry.js';

@@ -1,10 +1,10 @@
 /** `lucid serve`: runs the metadata & lock service for one filespace. */
-import { loadDescriptor } from '../../fs/descriptor-store.js';
 import { promises as fs } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { parseDuration } from '../../util/duration.js';
 import { acceptedVerifiers } from '../../crypto/descriptor.js';
+import { loadDescriptor } from '../../fs/descriptor-store.js';
 import { startService } from '../../meta/service.js';
 import { defaultStoreUrl } from '../home.js';
 import { openFilespaceEngine, openStore } from '../open.js';

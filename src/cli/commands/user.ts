@@ -5,9 +5,9 @@
  * writes (mounts pick it up when next mounted). Works on the store directly: the descriptor
  * is the one place users live.
  */
-import { loadDescriptor, saveDescriptor } from '../../fs/descriptor-store.js';
 import type { Argv } from 'yargs';
-import { type UnlockedFilespace } from '../../crypto/descriptor.js';
+import type { UnlockedFilespace } from '../../crypto/descriptor.js';
+import { loadDescriptor, saveDescriptor } from '../../fs/descriptor-store.js';
 import type { KdfStrength } from '../../crypto/kdf.js';
 import { addUser, changePassword, checkUserName, removeUser } from '../../crypto/users.js';
 import { LucidError, UsageError } from '../../errors.js';

@@ -83,11 +83,6 @@ export class BlockLoader {
     return { sealed: this.sealedBuffers, plain: this.plainBuffers };
   }
 
-  /** Whether the object's plaintext is in memory. */
-  inMemory(objectId: string): boolean {
-    return this.plain.has(objectId);
-  }
-
   /** Whether the object is in memory, on its way there, or on disk: nothing to fetch. */
   isLocal(objectId: string): boolean {
     return this.plain.has(objectId) || this.cache.holdsClean(objectId);

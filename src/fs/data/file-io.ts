@@ -14,7 +14,7 @@
 import { spans } from '../../block/layout.js';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { IsDirectoryError, InvalidArgumentError } from '../../errors.js';
-import { S_IFMT, S_IFREG, isDir, type Attr } from '../../meta/types.js';
+import { isDir } from '../../meta/types.js';
 import { Prefetcher, prefetchWindowBlocks } from '../../prefetch/prefetcher.js';
 import type { Uploader } from '../../upload/uploader.js';
 import { mapLimit } from '../../util/concurrency.js';
@@ -209,16 +209,6 @@ export class FileIo {
         release();
       }
     });
-  }
-
-  /** Every regular file at or under `ino` (`list` names a folder's entries). */
-  async *filesUnder(ino: number, list: (dir: number) => Promise<{ ino: number }[]>): AsyncGenerator<Attr> {
-    const attr = this.attrs.overlay(await this.attrs.committedAttr(ino));
-    if (!isDir(attr.mode)) {
-      if ((attr.mode & S_IFMT) === S_IFREG) yield attr;
-      return;
-    }
-    for (const e of await list(ino)) yield* this.filesUnder(e.ino, list);
   }
 
   /**

@@ -83,8 +83,8 @@ function inodesOf(op: JournalOp): number[] {
 export class MetaJournal implements UploadHolds {
   /** Emitted after each change replayed (or dropped). */
   readonly replayed = new Signal<Replayed>();
-  /** Emitted with `replayed`: inodes held back for the service may go now. */
-  readonly released = new Signal();
+  /** For the uploader: a replay may release inodes it held back. */
+  readonly released = this.replayed;
   private readonly entries: { seq: number; op: JournalOp }[];
   private readonly pending = new Map<number, number>();
   private readonly creates = new Map<number, CreateOp>();
@@ -112,7 +112,7 @@ export class MetaJournal implements UploadHolds {
 
   /** The uploader holds back the blocks of inodes with changes waiting. */
   held(ino: number): boolean {
-    return this.pending.has(ino);
+    return this.affects(ino);
   }
 
   /** The journaled creation of `ino`, while it waits. */
@@ -196,7 +196,6 @@ export class MetaJournal implements UploadHolds {
       this.store.remove(seq);
       this.track(op, -1);
       this.replayed.emit({ inos: inodesOf(op), asJournaled });
-      this.released.emit();
       if (this.entries.length === 0) this.moved.clear();
     }
   }

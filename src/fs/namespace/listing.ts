@@ -9,7 +9,7 @@
  */
 import { InvalidArgumentError } from '../../errors.js';
 import type { NameCipher } from '../../crypto/names.js';
-import { ROOT_INO, S_IFDIR, isDir, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
 import type { ListedEntry } from './last-known.js';
 import type { MetaJournal } from './journal.js';
 import type { NamespaceView } from './view.js';
@@ -83,6 +83,16 @@ export class Listings {
 
   releasedir(fh: number): void {
     this.dirs.delete(fh);
+  }
+
+  /** Every regular file at or under `ino` (pin, warm). */
+  async *filesUnder(ino: number): AsyncGenerator<Attr> {
+    const attr = this.view.overlay(await this.view.committedAttr(ino));
+    if (!isDir(attr.mode)) {
+      if ((attr.mode & S_IFMT) === S_IFREG) yield attr;
+      return;
+    }
+    for (const e of await this.list(ino)) yield* this.filesUnder(e.ino);
   }
 
   /** All names in a directory (for tools, prediction and tests). */

@@ -296,9 +296,4 @@ export class NamespaceView {
     this.seenVersion.delete(ino);
     this.options.invalidate?.(ino);
   }
-
-  /** Tells the kernel to drop what it caches of `ino`. */
-  invalidateKernel(ino: number): void {
-    this.options.invalidate?.(ino);
-  }
 }
