@@ -29,7 +29,7 @@ import { CacheIndex, type DirtyRow, type PendingRow } from './index-db.js';
 import { EventLoopFileIo, UnreadableCacheFile, type CacheWriteError, type CleanFileIo } from './clean-files.js';
 import { KeyedMutex } from '../util/mutex.js';
 import { Signal } from '../util/signal.js';
-import type { CleanBlocks } from './types.js';
+import type { CleanBlocks, DirtyBlocks, DirtySnapshot } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
@@ -49,14 +49,6 @@ export interface BlockCacheOptions {
   sealer: BlockSealer;
   /** Opens and writes clean cache files (default: on the event loop with `sealer`). */
   files?: CleanFileIo;
-}
-
-/** A dirty block as the uploader takes it: plaintext to seal, or an object sealed at write. */
-export interface DirtySnapshot {
-  gen: number;
-  length: number;
-  data?: Buffer;
-  sealed?: { objectId: string; bytes: Buffer };
 }
 
 
@@ -90,7 +82,7 @@ const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(
 /** Sealed objects waiting to be written by writeCleanInBackground past which their callers wait. */
 const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 
-export class BlockCache implements CleanBlocks {
+export class BlockCache implements CleanBlocks, DirtyBlocks {
   private readonly dirsMade = new Set<string>();
   /** Clean-block writes started by `writeCleanInBackground` and not yet finished; close() waits for them. */
   private readonly keeping = new Set<Promise<void>>();

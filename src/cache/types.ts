@@ -1,4 +1,6 @@
 /**
+ * The cache's two seams.
+ *
  * The clean-block seam: where sealed block objects fetched from the store are kept so they
  * need not be fetched again. The block loader (src/fs/data/block-loader.ts) depends on this
  * interface only. Implementations: `BlockCache` (the persistent, encrypted, size-bounded
@@ -9,6 +11,16 @@
  * undefined (a damaged copy throws IntegrityError, and `dropClean` forgets it); bytes handed
  * to `writeCleanInBackground` stay readable through `sealedBeingWritten` until the returned
  * promise settles, and not after (the caller may then reuse their buffer).
+ *
+ * The dirty-block seam (`DirtyBlocks`): blocks written and not yet uploaded, and the size
+ * each written file will have once they are. File I/O writes into it and the uploader
+ * drains it; both depend on this interface only. Implementations: `BlockCache` (on disk,
+ * encrypted, durable across a kill) and `MemoryDirtyBlocks` (the library API, which
+ * uploads each write before it returns).
+ *
+ * Promises of every implementation: a read of a dirty block sees every write that resolved
+ * before it; each change to a block gives it a new generation, never reused, so
+ * `settleUploaded` and `dropDirty(…, ifGen)` leave a block alone that changed since.
  */
 export interface CleanBlocks {
   /** The plaintext of a kept object (opened into `buffer(size)` when given), or undefined. */
@@ -24,4 +36,56 @@ export interface CleanBlocks {
   /** Whether writes waiting are past their backlog: callers then wait for their own. */
   readonly keepingBacklogged: boolean;
   dropClean(objectId: string): Promise<void>;
+}
+
+/** A block written and not yet uploaded. */
+export interface DirtyBlock {
+  ino: number;
+  idx: number;
+  /** Plaintext bytes of the block. */
+  length: number;
+  /** Changes with every write to the block; never reused. */
+  gen: number;
+}
+
+/** A dirty block as the uploader takes it: plaintext to seal, or an object sealed at write. */
+export interface DirtySnapshot {
+  gen: number;
+  length: number;
+  data?: Buffer;
+  sealed?: { objectId: string; bytes: Buffer };
+}
+
+/** The size and mtime a file has once its dirty blocks are committed. */
+export interface PendingSize {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface DirtyBlocks {
+  /** Emitted when writers wait for room: the uploader should start now. */
+  readonly pressure: { on(listener: () => void): void };
+  dirtyRow(ino: number, idx: number): DirtyBlock | undefined;
+  /** The inode's dirty blocks in block order. */
+  dirtyRowsOf(ino: number): DirtyBlock[];
+  allDirty(): DirtyBlock[];
+  /**
+   * Writes `data` at `offset` inside block (ino, idx). A block not yet dirty starts from
+   * `base()` (its committed plaintext, or undefined for a hole) unless the write covers it.
+   */
+  writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void>;
+  /** Plaintext [offset, offset+length) of a dirty block, zeros past its end; undefined if not dirty. */
+  readDirty(ino: number, idx: number, offset: number, length: number): Promise<Buffer | undefined>;
+  /** The whole dirty block as the uploader needs it, with the generation it had when read. */
+  snapshotDirty(ino: number, idx: number): Promise<DirtySnapshot | undefined>;
+  /** Generation `gen` was uploaded and committed as `objectId`: the block is clean unless it changed since. */
+  settleUploaded(ino: number, idx: number, gen: number, objectId: string, sealed: Buffer): Promise<void>;
+  /** Shortens a dirty block; bytes past the new end read as zeros if it grows again. */
+  truncateDirty(ino: number, idx: number, length: number): Promise<void>;
+  /** Forgets a dirty block (uploaded, or discarded); with `ifGen`, only if unchanged since. */
+  dropDirty(ino: number, idx: number, ifGen?: number): Promise<boolean>;
+  pending(ino: number): PendingSize | undefined;
+  setPending(row: PendingSize): void;
+  clearPending(ino: number): void;
 }

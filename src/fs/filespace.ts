@@ -7,7 +7,8 @@
  * The path API (mkdir, writeFile, readFile, …) is the library's entry point for admin
  * commands, scripts and tests; the VFS serves the same operations to the kernel by inode.
  * Blocks go the mount's way: read through the same block loader (authenticated, one fetch
- * per object, with no disk cache here), written through the uploader's `putBlock`.
+ * per object, with no disk cache here), written through the same file I/O and uploader
+ * (over dirty blocks kept in memory, each write uploaded and committed before it returns).
  */
 import { NoEntryError, NotDirectoryError } from '../errors.js';
 import { NameCipher } from '../crypto/names.js';
@@ -15,11 +16,15 @@ import type { UnlockedFilespace } from '../crypto/descriptor.js';
 import { BlockCodec } from '../block/format.js';
 import { assembleRange, spans } from '../block/layout.js';
 import { NoDiskCache } from '../cache/no-disk.js';
-import { putBlock } from '../upload/put-block.js';
+import { MemoryDirtyBlocks } from '../cache/memory-dirty.js';
+import type { DirtyBlocks } from '../cache/types.js';
+import { Uploader } from '../upload/uploader.js';
 import { BlockLoader } from './data/block-loader.js';
+import { BlockMap } from './data/block-map.js';
+import { FileIo } from './data/file-io.js';
+import { withPending, type InodeAttrs } from './data/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFREG, isDir, type Attr, type BlockRef, type MetaEngine } from '../meta/types.js';
-import { mapLimit } from '../util/concurrency.js';
 
 export interface DirListing {
   name: string;
@@ -32,6 +37,7 @@ export class Filespace {
   readonly blockSize: number;
   uploadConcurrency = 8;
   private loaderMade?: BlockLoader;
+  private writerMade?: LibraryWriter;
 
   constructor(readonly unlocked: UnlockedFilespace, readonly store: ObjectStore, readonly meta: MetaEngine) {
     this.names = new NameCipher(unlocked.keys);
@@ -46,12 +52,6 @@ export class Filespace {
   }
 
   // ---- block level -------------------------------------------------------------------
-
-  /** Seals and uploads one block as a new object; returns the block map entry to commit. */
-  async uploadBlock(index: number, plaintext: Buffer): Promise<BlockRef> {
-    const { objectId } = await putBlock(this.store, this.codec, { plain: plaintext });
-    return { index, objectId, length: plaintext.length };
-  }
 
   /** A copy of a committed block's bytes (exactly `ref.length`). */
   async fetchBlock(ref: BlockRef, ino = 0): Promise<Buffer> {
@@ -72,31 +72,46 @@ export class Filespace {
   }
 
   /**
-   * Writes `data` at `offset`: partial blocks are read, patched and written whole as new
-   * objects; every object is in the store before the block map commit that names it.
+   * Writes `data` at `offset` the mount's way (file I/O into dirty blocks, the uploader to
+   * the store and the block map) and returns once it is committed, with the inode's
+   * attributes then. A write that cannot be committed throws and leaves nothing to land later.
    */
   async write(ino: number, offset: number, data: Buffer): Promise<Attr> {
-    const attr = await this.meta.getAttr(ino);
-    const parts = spans(this.blockSize, offset, data.length);
-    const existing = parts.length
-      ? new Map((await this.meta.getBlocks(ino, parts[0].index, parts.length)).map((r) => [r.index, r]))
-      : new Map<number, BlockRef>();
-    const refs = await mapLimit(parts, this.uploadConcurrency, async (s) => {
-      const blockStart = s.index * this.blockSize;
-      const validOld = Math.max(0, Math.min(this.blockSize, attr.size - blockStart));
-      const newEnd = s.start + s.length;
-      let block: Buffer;
-      if (s.start === 0 && newEnd >= validOld) {
-        block = data.subarray(s.outOffset, s.outOffset + s.length);
-      } else {
-        block = Buffer.alloc(Math.max(validOld, newEnd));
-        const old = existing.get(s.index);
-        if (old) (await this.fetchBlock(old, ino)).copy(block, 0, 0, validOld);
-        data.copy(block, s.start, s.outOffset, s.outOffset + s.length);
-      }
-      return this.uploadBlock(s.index, Buffer.from(block));
-    });
-    return this.meta.commitBlocks(ino, refs, { minSize: offset + data.length, expectVersion: attr.version });
+    if (data.length === 0) return this.meta.getAttr(ino);
+    const w = this.writer;
+    // Asked afresh once per write (a restore can bring an older version back).
+    w.attrs.forget(ino);
+    w.attrs.takeCommitted(ino);
+    w.blockMap.drop(ino);
+    try {
+      await w.io.write(ino, offset, data, false);
+      await w.uploader.flush(ino);
+    } catch (e) {
+      await w.io.discard(ino, async () => {});
+      throw e;
+    } finally {
+      w.attrs.forget(ino);
+    }
+    // No commit means the uploader found the inode gone: getAttr says so.
+    return w.attrs.takeCommitted(ino) ?? this.meta.getAttr(ino);
+  }
+
+  /** The write path, made at the first write (admin commands that only read never make it). */
+  private get writer(): LibraryWriter {
+    if (!this.writerMade) {
+      const dirty = new MemoryDirtyBlocks();
+      const attrs = new LibraryAttrs(this.meta, dirty);
+      const blockMap = new BlockMap(this.meta, this.blockSize);
+      const uploader = new Uploader({ store: this.store, codec: this.codec, meta: this.meta, cache: dirty, blockSize: this.blockSize }, {
+        slots: this.uploadConcurrency,
+        committed: (ino, refs, attr) => {
+          attrs.committed(attr);
+          blockMap.committed(ino, refs, attr.version);
+        },
+      });
+      this.writerMade = { attrs, blockMap, uploader, io: new FileIo(this.loader, blockMap, dirty, uploader, attrs, this.blockSize) };
+    }
+    return this.writerMade;
   }
 
   // ---- path level --------------------------------------------------------------------
@@ -201,6 +216,50 @@ export class Filespace {
     const parent = await this.resolve(parts.join('/'));
     if (!isDir(parent.mode)) throw new NotDirectoryError(`${path}: parent is not a directory`);
     return { parent, name };
+  }
+}
+
+interface LibraryWriter {
+  attrs: LibraryAttrs;
+  blockMap: BlockMap;
+  uploader: Uploader;
+  io: FileIo;
+}
+
+/** A file's attributes as the library's writes need them: asked of the engine once per write, then told by each commit. */
+class LibraryAttrs implements InodeAttrs {
+  private readonly known = new Map<number, Attr>();
+  private readonly lastCommit = new Map<number, Attr>();
+
+  constructor(private readonly meta: MetaEngine, private readonly dirty: DirtyBlocks) {}
+
+  async committedAttr(ino: number, fresh = false): Promise<Attr> {
+    const had = fresh ? undefined : this.known.get(ino);
+    if (had) return had;
+    const attr = await this.meta.getAttr(ino);
+    this.known.set(ino, attr);
+    return attr;
+  }
+
+  overlay(a: Attr): Attr {
+    return withPending(a, this.dirty.pending(a.ino));
+  }
+
+  committed(attr: Attr): void {
+    this.known.set(attr.ino, attr);
+    this.lastCommit.set(attr.ino, attr);
+  }
+
+  /** The attributes of the inode's last commit since the last call, if any. */
+  takeCommitted(ino: number): Attr | undefined {
+    const a = this.lastCommit.get(ino);
+    this.lastCommit.delete(ino);
+    return a;
+  }
+
+  /** Drops what is known of the inode: the next write asks the engine again. */
+  forget(ino: number): void {
+    this.known.delete(ino);
   }
 }
 

@@ -49,6 +49,11 @@ export interface MountOptions extends ViewOptions {
   mapWindowBlocks?: number;
   /** Where the journal keeps changes not yet at the service (default: journal.sqlite in the cache's directory). */
   journalStore?: JournalStore;
+  /**
+   * Changes to names and attributes that the mount can decide locally return at once and
+   * reach the service in batches behind them (default true; false: each waits for the service).
+   */
+  writeBack?: boolean;
   /** The uploader's pacing (slots, idle time before a partial block goes, retry delay). */
   upload?: Omit<UploaderOptions, 'log' | 'committed' | 'holds'>;
 }
@@ -69,8 +74,11 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   });
   const loader = new BlockLoader(store, codec, cache, blockSize, { memoryCacheBytes: options.memoryCacheBytes, log, allocated: options.allocated, trace: options.trace });
   const data = new FileIo(loader, blockMap, cache, uploader, view, blockSize, { trace: options.trace });
-  const changes = new NamespaceChanges(meta, names, view, journal, blockMap, cache);
   const listings = new Listings(meta, names, view, journal);
+  const locks = options.locks ?? new LocalLocks();
+  const changes = new NamespaceChanges(meta, names, view, journal, blockMap, cache, listings, {
+    writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino),
+  });
   const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);
   // Predicted files starting within a third of the plaintext memory (the frame opened and the
   // next) come into memory; those further ahead would be evicted before they are read, so
@@ -89,6 +97,6 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   if (journal.size > 0) log?.(`${journal.size} change(s) made offline wait for the metadata service`);
   journal.start();
   return new Vfs({
-    meta, blockSize, cache, uploader, journal, view, changes, listings, blockMap, data, predictor, locks: options.locks ?? new LocalLocks(),
+    meta, blockSize, cache, uploader, journal, view, changes, listings, blockMap, data, predictor, locks,
   });
 }

@@ -252,11 +252,22 @@ export class Vfs {
   }
 
   async fsyncInode(ino: number): Promise<void> {
-    if (this.journal.affects(ino)) {
-      await this.journal.replay();
-      if (this.journal.affects(ino)) throw new ServiceUnavailableError('the metadata service cannot be reached: the file is kept in the cache and its changes are journaled until it is back');
-    }
+    await this.pushChanges(ino);
     await this.uploader.flush(ino);
+  }
+
+  /** Waits until the folder's entries, as this mount changed them, are committed. */
+  async fsyncDir(ino: number): Promise<void> {
+    await this.pushChanges(ino);
+  }
+
+  /** Waits until the journal's changes to `ino` (and every change made before them) are at the service. */
+  private async pushChanges(ino: number): Promise<void> {
+    if (!this.journal.affects(ino)) return;
+    await this.journal.flush().catch((e) => {
+      if (e instanceof ServiceUnavailableError) throw new ServiceUnavailableError(`the metadata service cannot be reached: the changes are kept in the cache's journal until it is back (${e.message})`);
+      throw e;
+    });
   }
 
   async release(fh: number): Promise<void> {
@@ -291,6 +302,8 @@ export class Vfs {
    * the file, so the holder reads the previous holder's committed writes.
    */
   async setlk(ino: number, owner: string, want: LockRange, options: { wait?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    // This mount's changes to the file reach the service first (strong mode from here on).
+    await this.pushChanges(ino);
     if (want.type === 'unlock') {
       await this.uploader.flush(ino);
       await this.lockManager.set(ino, owner, want);
@@ -303,6 +316,7 @@ export class Vfs {
   /** Drops an owner's locks of one kind (close of a file: fcntl locks; last close: flock). */
   async releaseLocks(ino: number, owner: string, kind: LockKind): Promise<void> {
     if (!this.lockManager.isLocked(ino)) return;
+    await this.pushChanges(ino);
     await this.uploader.flush(ino);
     await this.lockManager.release(ino, owner, kind);
   }

@@ -39,6 +39,7 @@ export class AsOfMeta implements MetaEngine {
   reclaim = refuse;
   setXattr = refuse;
   removeXattr = refuse;
+  applyBatch = refuse;
   createSnapshot = refuse;
   deleteSnapshot = refuse;
   createSchedule = refuse;

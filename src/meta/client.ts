@@ -8,7 +8,7 @@ import https from 'node:https';
 import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
-  Attr, AttrChanges, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo,
+  Attr, AttrChanges, BatchOp, BatchResult, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo,
   LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
   PruneResult,
 } from './types.js';
@@ -72,6 +72,7 @@ export class MetaClient implements MetaEngine, LockRpc {
   listXattr(ino: number, options?: ReadOptions): Promise<XattrEntry[]> { return this.call('listXattr', [ino, options]); }
   async setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void> { await this.call('setXattr', [ino, entry, flags]); }
   async removeXattr(ino: number, hash: Buffer): Promise<void> { await this.call('removeXattr', [ino, hash]); }
+  applyBatch(ops: BatchOp[]): Promise<BatchResult> { return this.call('applyBatch', [ops]); }
   changesSince(csn: number, limit?: number): Promise<ChangesPage> { return this.call('changesSince', [csn, limit]); }
   createSnapshot(name?: string): Promise<Snapshot> { return this.call('createSnapshot', [name]); }
   listSnapshots(): Promise<Snapshot[]> { return this.call('listSnapshots', []); }

@@ -200,6 +200,34 @@ export interface MetaInfo {
   bytes: number;
 }
 
+/** The most operations one batch may carry. */
+export const BATCH_MAX = 1000;
+
+/**
+ * One change in a batch (`applyBatch`): a mutation as its own call would make it, with the
+ * preconditions a write-back replay needs. `expectIno`: the name must still hold that inode
+ * (VersionConflict otherwise); `replaces`: the rename may replace only that inode
+ * (EntryExists if the new name holds another).
+ */
+export type BatchOp =
+  | { op: 'create'; parent: number; name: EntryName; node: NewNode }
+  | { op: 'link'; ino: number; parent: number; name: EntryName }
+  | { op: 'unlink'; parent: number; hash: Buffer; expectIno?: number }
+  | { op: 'rmdir'; parent: number; hash: Buffer; expectIno?: number }
+  | { op: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; noReplace?: boolean; expectIno?: number; replaces?: number }
+  | { op: 'setAttr'; ino: number; changes: AttrChanges; options?: MutateOptions }
+  | { op: 'commitBlocks'; ino: number; blocks: BlockRef[]; options?: CommitBlocksOptions }
+  | { op: 'reclaim'; ino: number }
+  | { op: 'setXattr'; ino: number; entry: XattrEntry; flags?: XattrSetFlags }
+  | { op: 'removeXattr'; ino: number; hash: Buffer };
+
+export interface BatchResult {
+  /** One per operation applied, in order: its commit's CSN and what its own call returns (null for nothing). */
+  applied: { csn: number; value: Attr | null }[];
+  /** The first operation that did not apply (none after it was tried): its index and typed error. */
+  failed?: { index: number; code: string; message: string };
+}
+
 export interface MetaEngine {
   info(): Promise<MetaInfo>;
   getAttr(ino: number, options?: ReadOptions): Promise<Attr>;
@@ -225,6 +253,11 @@ export interface MetaEngine {
   listXattr(ino: number, options?: ReadOptions): Promise<XattrEntry[]>;
   setXattr(ino: number, entry: XattrEntry, flags?: XattrSetFlags): Promise<void>;
   removeXattr(ino: number, hash: Buffer): Promise<void>;
+  /**
+   * Applies many changes in one request and one transaction, in order, each its own commit;
+   * stops at the first that fails (see BatchResult). What a write-back mount sends.
+   */
+  applyBatch(ops: BatchOp[]): Promise<BatchResult>;
   changesSince(csn: number, limit?: number): Promise<ChangesPage>;
   /** A named view of the filespace as of the last commit: metadata only, instant. */
   createSnapshot(name?: string): Promise<Snapshot>;

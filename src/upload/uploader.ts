@@ -13,7 +13,7 @@
  *   truncate or a delete can change the inode's dirty blocks safely.
  * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
  */
-import type { BlockCache } from '../cache/block-cache.js';
+import type { DirtyBlocks } from '../cache/types.js';
 import type { Attr, BlockRef, MetaEngine } from '../meta/types.js';
 import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
@@ -26,7 +26,8 @@ export interface UploaderParts {
   store: ObjectStore;
   codec: BlockCodec;
   meta: MetaEngine;
-  cache: BlockCache;
+  /** Where dirty blocks wait: the mount's block cache, or memory for the library API. */
+  cache: DirtyBlocks;
   blockSize: number;
 }
 
@@ -71,7 +72,7 @@ export class Uploader {
   private closed = false;
   uploadedBytes = 0;
   commits = 0;
-  private readonly cache: BlockCache;
+  private readonly cache: DirtyBlocks;
 
   constructor(private readonly parts: UploaderParts, private readonly options: UploaderOptions = {}) {
     this.cache = parts.cache;

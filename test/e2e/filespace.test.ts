@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { IntegrityError, NoEntryError } from '../../src/errors.js';
 import { FileStore } from '../../src/store/file.js';
 import { MemoryStore } from '../../src/store/memory.js';
+import { FaultyStore } from '../../src/store/faults.js';
 import { S3Store } from '../../src/store/s3.js';
 import { listAll } from '../../src/store/types.js';
 import { DESCRIPTOR_KEY, blockKey } from '../../src/store/keys.js';
@@ -200,6 +201,28 @@ t.test('random writes, truncates and reads match a reference buffer', async (t) 
   const off = Math.floor(Math.random() * reference.length);
   t.ok((await f.read(attr.ino, off, 100_000)).equals(reference.subarray(off, off + 100_000)), 'a random range');
   t.ok((await f.readFile('r.bin')).equals(reference), 'whole file identical');
+  await fx.close();
+});
+
+t.test('a library write that cannot reach the store throws, and nothing of it lands later', async (t) => {
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const store = new FaultyStore(new MemoryStore());
+  const fx = await makeFilespace(store, path.join(tmp.dir, 'm.sqlite'), { blockSize: 65536 });
+  const { fs: f } = fx;
+  const first = randomBytes(65536 * 2 + 100);
+  const attr = await f.writeFile('w.bin', first);
+  t.equal(attr.size, first.length, 'writeFile returns the committed size');
+  store.inject({ op: 'put', fault: { kind: 'accessDenied' } });
+  await t.rejects(f.write(attr.ino, 10, Buffer.from('never lands')), { code: 'AccessDenied' }, 'the store\'s error reaches the caller');
+  store.clear();
+  // The uploader retries a failed block after 2 s: a discarded write must not be among them.
+  await new Promise((r) => setTimeout(r, 2500));
+  t.ok((await f.readFile('w.bin')).equals(first), 'the file is as before the failed write');
+  const after = await f.write(attr.ino, 65536 * 2 + 90, Buffer.from('past the end of the file'));
+  const expected = Buffer.concat([first.subarray(0, 65536 * 2 + 90), Buffer.from('past the end of the file')]);
+  t.equal(after.size, expected.length, 'a write past the end returns the grown size');
+  t.ok((await f.readFile('w.bin')).equals(expected), 'partial block patched byte for byte');
   await fx.close();
 });
 

@@ -32,6 +32,7 @@ t.test('late word of a change already listed keeps the listing for an outage; wo
     await writer.release(fh);
     notes = attr.ino;
   }
+  await writer.journal.flush(); // the writer's changes are at the service (write-back sends them behind the calls)
   const late = words.splice(0);
   t.ok(late.some((e) => e.inos.includes(proj)), 'the creates changed the folder');
   t.same(await names(proj), ['cut.mov', 'notes.txt'], 'listed while the service answers');
@@ -44,6 +45,7 @@ t.test('late word of a change already listed keeps the listing for an outage; wo
   sw.down = false;
 
   await writer.release((await writer.create(proj, 'take2.mov', 0o644, O_RDWR, ME)).fh);
+  await writer.journal.flush();
   for (const e of words.splice(0)) reader.view.onRemoteCommit(e);
   sw.down = true;
   await t.rejects(names(proj), ServiceUnavailableError, 'a change after the listing: offline, the old listing is not served');

@@ -393,6 +393,68 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       t.ok(x.first + 5 <= y.first || y.first + 5 <= x.first, 'reservations made at once do not overlap');
     });
 
+    t.test('batches: many changes in one call, each its own commit, stopping at the first refusal', async (t) => {
+      const d = await scratch();
+      const r = await e.reserveInodes(10);
+      const start = (await e.info()).csn;
+      const sub = r.first;
+      const f = r.first + 1;
+      const g = r.first + 2;
+      const objectId = oid();
+      const res = await e.applyBatch([
+        { op: 'create', parent: d, name: nm('sub'), node: { ...dir, ino: sub } },
+        { op: 'create', parent: sub, name: nm('f'), node: { ...file, ino: f } },
+        { op: 'setAttr', ino: f, changes: { mode: 0o600, mtimeMs: 1_000_000 } },
+        { op: 'commitBlocks', ino: f, blocks: [{ index: 0, objectId, length: 100 }], options: { minSize: 100 } },
+        { op: 'setXattr', ino: f, entry: { hash: h('user.x'), nameEnc: Buffer.from('n'), valueEnc: Buffer.from('v') } },
+        { op: 'create', parent: sub, name: nm('g'), node: { ...file, ino: g } },
+        { op: 'rename', parent: sub, hash: h('g'), newParent: d, newName: nm('g2'), expectIno: g },
+        { op: 'link', ino: f, parent: d, name: nm('f-link') },
+        { op: 'unlink', parent: d, hash: h('f-link'), expectIno: f },
+      ]);
+      t.equal(res.failed, undefined, 'every operation applied');
+      t.same(res.applied.map((a) => a.csn), Array.from({ length: 9 }, (_, i) => start + 1 + i), 'each its own commit, in order');
+      t.equal(res.applied[0].value?.ino, sub, 'each result is what the call returns');
+      t.equal(res.applied[3].value?.size, 100);
+      t.equal(res.applied[4].value, null, 'null for a call that returns nothing');
+      const fa = await e.lookup(sub, h('f'));
+      t.same([fa.ino, fa.mode & 0o7777, fa.size, fa.nlink, fa.hasXattrs], [f, 0o600, 100, 1, true]);
+      t.same((await e.getBlocks(f, 0, 1)).map((b) => b.objectId), [objectId]);
+      t.equal((await e.lookup(d, h('g2'))).ino, g);
+      await t.rejects(e.lookup(d, h('f-link')), NoEntryError);
+      const page = await e.changesSince(start);
+      t.same(page.commits.map((c) => c.csn), res.applied.map((a) => a.csn), 'the feed has every commit of the batch');
+      t.same(page.commits[1].inos, [sub, f].sort((x, y) => x - y));
+
+      const before = (await e.info()).csn;
+      const other = await e.create(d, nm('taken'), file);
+      const stop = await e.applyBatch([
+        { op: 'setAttr', ino: g, changes: { mode: 0o640 } },
+        { op: 'create', parent: d, name: nm('taken'), node: { ...file, ino: r.first + 3 } },
+        { op: 'setAttr', ino: r.first + 3, changes: { mode: 0o600 } },
+      ]);
+      t.equal(stop.applied.length, 1, 'what came before the refusal applied');
+      t.same(stop.failed && [stop.failed.index, stop.failed.code], [1, 'EntryExists'], 'the refusal, typed');
+      t.equal((await e.getAttr(g)).mode & 0o7777, 0o640);
+      t.equal((await e.lookup(d, h('taken'))).ino, other.ino, 'the other client\'s entry kept');
+      await t.rejects(e.getAttr(r.first + 3), NoEntryError, 'nothing after the refusal was tried');
+      t.equal((await e.info()).csn, before + 2, 'a refused operation takes no CSN');
+
+      const replay = await e.applyBatch([{ op: 'create', parent: sub, name: nm('f'), node: { ...file, ino: f } }]);
+      t.equal(replay.applied[0].value?.ino, f, 'a create replayed finds its own inode');
+      const wrong = await e.applyBatch([{ op: 'unlink', parent: sub, hash: h('f'), expectIno: g }]);
+      t.equal(wrong.failed?.code, 'VersionConflict', 'an unlink of a name that holds another inode is refused');
+      t.equal((await e.lookup(sub, h('f'))).ino, f);
+      const notMine = await e.applyBatch([{ op: 'rename', parent: d, hash: h('g2'), newParent: d, newName: nm('taken'), replaces: 999_999 }]);
+      t.equal(notMine.failed?.code, 'EntryExists', 'a rename replaces only the inode it saw');
+      const mine = await e.applyBatch([{ op: 'rename', parent: d, hash: h('g2'), newParent: d, newName: nm('taken'), replaces: other.ino }]);
+      t.equal(mine.applied[0].value?.ino, other.ino, 'and replaces the one it saw');
+      const bad = await e.applyBatch([{ op: 'setAttr', ino: f, changes: { mode: 0o644 } }, { op: 'nonsense' } as never]);
+      t.same([bad.applied.length, bad.failed?.index, bad.failed?.code], [1, 1, 'InvalidArgument'], 'an unknown operation is refused in place');
+      await t.rejects(e.applyBatch([]), InvalidArgumentError, 'an empty batch');
+      await t.rejects(e.applyBatch(Array.from({ length: 1001 }, () => ({ op: 'reclaim', ino: f }) as const)), InvalidArgumentError, 'over 1000 operations');
+    });
+
     t.test('garbage collection: replaced refs go unless a snapshot shows them or they were replaced after the cut-off', async (t) => {
       const pause = () => new Promise((r) => setTimeout(r, 5));
       const d = await scratch();

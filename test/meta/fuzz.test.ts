@@ -14,7 +14,7 @@ import { SqlMetaEngine } from '../../src/meta/sql/engine.js';
 import { SqliteDriver } from '../../src/meta/sql/sqlite.js';
 import { MetaClient } from '../../src/meta/client.js';
 import { ROOT_INO, S_IFDIR, S_IFREG } from '../../src/meta/types.js';
-import { META_METHODS, META_PARAMS } from '../../src/meta/rpc.js';
+import { BATCH_OP_PARAMS, META_METHODS, META_PARAMS } from '../../src/meta/rpc.js';
 import { encodeWire } from '../../src/meta/wire.js';
 import { tempDir } from '../helpers/servers.js';
 import { seededRandom } from '../helpers/random.js';
@@ -149,6 +149,56 @@ t.test('random wrong-shaped calls of every method: never a 5xx, nothing changes'
     else if (status < 400) t.fail(`a call with a wrong argument was accepted: ${method}(${JSON.stringify(args)})`);
   }
   t.ok([...statuses.keys()].every((s) => s < 500), `statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+  t.equal(await send('/v1/health', '', {}, 'GET'), 200, 'the service still answers');
+  t.equal(await state(), before, 'the metadata is exactly as before');
+});
+
+t.test('hostile batches: refused whole (4xx) or at their first operation, and nothing changes', async (t) => {
+  const rand = seededRandom(20261205);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const name = { hash: b64(Buffer.alloc(32, 3)), enc: b64(Buffer.from('x')) };
+  const valid: Record<string, Record<string, unknown>> = {
+    create: { parent: dir.ino, name, node: { mode: S_IFREG | 0o644, uid: 0, gid: 0 } },
+    link: { ino: file.ino, parent: dir.ino, name },
+    unlink: { parent: dir.ino, hash: b64(nm('cut.edl').hash), expectIno: file.ino },
+    rmdir: { parent: ROOT_INO, hash: b64(nm('proj').hash) },
+    rename: { parent: dir.ino, hash: b64(nm('cut.edl').hash), newParent: dir.ino, newName: name, noReplace: true },
+    setAttr: { ino: file.ino, changes: { mode: 0o600 } },
+    commitBlocks: { ino: file.ino, blocks: [{ index: 0, objectId: '2'.repeat(32), length: 10 }] },
+    reclaim: { ino: file.ino },
+    setXattr: { ino: file.ino, entry: { hash: b64(Buffer.alloc(32, 4)), nameEnc: b64(Buffer.from('n')), valueEnc: b64(Buffer.from('v')) } },
+    removeXattr: { ino: file.ino, hash: b64(Buffer.alloc(32, 4)) },
+  };
+  // No empty object or list: `changes: {}` and `blocks: []` are operations that do nothing, and apply.
+  const pool: unknown[] = [null, true, -1, 0.5, 2 ** 62, '', 'x', [[]], { x: 1 }, { $b: '!!!' }, b64(Buffer.alloc(3)), 987654, { hash: 1, enc: 2 }];
+  const corpus: unknown[][] = [
+    [null], [1], ['create'], [[]], [{}], [{ op: 'dropEverything' }], [{ op: '__proto__' }], [{ op: 'toString' }],
+    [{ op: 'create', parent: dir.ino, name, node: { mode: S_IFREG | 0o644, uid: 0, gid: 0 }, extra: 1 }],
+    [{ op: 'setAttr', ino: file.ino, changes: { mode: 0o600 }, options: { expectVersion: 1 } }],
+    [{ op: 'unlink', parent: dir.ino, hash: b64(nm('cut.edl').hash), expectIno: dir.ino }],
+    Array.from({ length: 1001 }, () => ({ op: 'reclaim', ino: file.ino })),
+  ];
+  // Each kind of operation with one field certainly wrong (or missing), as the first of the batch.
+  for (let i = 0; i < 600; i++) {
+    const kind = pick(Object.keys(valid));
+    const op: Record<string, unknown> = { op: kind, ...valid[kind] };
+    // A required field (an optional one left out, or null, makes a valid operation).
+    const field = pick(Object.keys(valid[kind]).filter((k) => !BATCH_OP_PARAMS[kind as keyof typeof BATCH_OP_PARAMS][k].endsWith('?')));
+    if (rand() < 0.2) delete op[field];
+    else op[field] = pick(pool);
+    corpus.push([op, { op: 'setAttr', ino: file.ino, changes: { mode: 0o600 } }]);
+  }
+  let refusedWhole = 0;
+  let refusedFirst = 0;
+  for (const ops of corpus) {
+    const res = await fetch(`${service.url}/v1/rpc/applyBatch`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: encodeWire({ args: [ops] }) });
+    const body = await res.json() as { result?: { applied: unknown[]; failed?: { index: number } } };
+    if (res.status >= 500) t.fail(`${JSON.stringify(ops).slice(0, 200)} → ${res.status}`);
+    else if (res.status >= 400) refusedWhole++;
+    else if (body.result?.applied.length === 0 && body.result.failed?.index === 0) refusedFirst++;
+    else t.fail(`a hostile batch applied something: ${JSON.stringify(ops).slice(0, 200)} → ${JSON.stringify(body)}`);
+  }
+  t.equal(refusedWhole + refusedFirst, corpus.length, `${refusedWhole} refused whole, ${refusedFirst} at their first operation`);
   t.equal(await send('/v1/health', '', {}, 'GET'), 200, 'the service still answers');
   t.equal(await state(), before, 'the metadata is exactly as before');
 });

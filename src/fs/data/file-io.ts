@@ -12,7 +12,7 @@
  * - `write` returns once the bytes are in the cache (durable there) and queued for upload.
  */
 import { spans } from '../../block/layout.js';
-import type { BlockCache } from '../../cache/block-cache.js';
+import type { DirtyBlocks } from '../../cache/types.js';
 import { IsDirectoryError, InvalidArgumentError } from '../../errors.js';
 import { isDir } from '../../meta/types.js';
 import { Prefetcher, prefetchWindowBlocks } from '../../prefetch/prefetcher.js';
@@ -30,7 +30,7 @@ export class FileIo {
   bytesRead = 0;
   bytesWritten = 0;
 
-  constructor(readonly loader: BlockLoader, private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly uploader: Uploader,
+  constructor(readonly loader: BlockLoader, private readonly blockMap: BlockMap, private readonly cache: DirtyBlocks, private readonly uploader: Uploader,
     private readonly attrs: InodeAttrs, private readonly blockSize: number, options: { trace?: TraceSink } = {}) {
     this.prefetcher = new Prefetcher({
       isCached: (ino, idx) => this.isCached(ino, idx),

@@ -3,6 +3,7 @@
  * committed attributes and how this mount shows them. The namespace's view implements it;
  * nothing under src/fs/data imports src/fs/namespace.
  */
+import type { PendingSize } from '../../cache/types.js';
 import type { Attr } from '../../meta/types.js';
 
 export interface InodeAttrs {
@@ -10,4 +11,9 @@ export interface InodeAttrs {
   committedAttr(ino: number, fresh?: boolean): Promise<Attr>;
   /** The attributes with this mount's writes not yet committed applied. */
   overlay(a: Attr): Attr;
+}
+
+/** `a` with a pending size applied: the size written, and times no older than the write. */
+export function withPending(a: Attr, p: PendingSize | undefined): Attr {
+  return p ? { ...a, size: p.size, mtimeMs: Math.max(a.mtimeMs, p.mtimeMs), ctimeMs: Math.max(a.ctimeMs, p.mtimeMs) } : a;
 }

@@ -240,7 +240,7 @@ export class FuseMount {
         return;
       }
       case 'releasedir': v.releasedir(r.fh!); return b.replyErr(r.req, 0);
-      case 'fsyncdir': return b.replyErr(r.req, 0);
+      case 'fsyncdir': await v.fsyncDir(r.ino); return b.replyErr(r.req, 0);
       case 'statfs': {
         const s = await v.statfs();
         return b.replyStatfs(r.req, new Float64Array([s.blockSize, s.blockSize, s.blocks, s.blocksFree, s.blocksFree, s.files, s.filesFree, s.filesFree, s.nameMax]));

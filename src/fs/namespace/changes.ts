@@ -1,8 +1,14 @@
 /**
  * How the mount looks up and changes names and attributes: lookup, create, mkdir, mknod,
- * symlink, link, unlink, rmdir, rename, setattr and xattrs. Each change goes to the
- * metadata service or, while it cannot be reached (or earlier offline changes still wait),
- * into the journal, applied to what this mount knows so it shows its own change at once.
+ * symlink, link, unlink, rmdir, rename, setattr and xattrs.
+ *
+ * Write-back (the eventual mode, the default): a change the mount can decide locally — it
+ * holds the folder's current listing and the attributes of what it touches — is applied to
+ * what it shows and put in the journal, which sends it to the service at once, in batches;
+ * the call returns without a round trip. A change it cannot decide locally first lets what
+ * the journal holds reach the service, then goes there itself. A file someone holds a lock
+ * on (the strong mode) has its attributes changed at the service, synchronously.
+ * While the service cannot be reached, every change goes to the journal (the offline mode).
  *
  * Promises:
  * - names reach the service sealed (encrypted, looked up by keyed hash); so do symlink
@@ -22,7 +28,20 @@ import type { NameCipher } from '../../crypto/names.js';
 import { LOOKUP_BLOCKS_MAX, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type MetaEngine, type NewNode } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
 import type { MetaJournal } from './journal.js';
+import type { Listings } from './listing.js';
 import type { NamespaceView } from './view.js';
+
+export interface ChangesOptions {
+  /** Changes decided locally return before the service has them (default true). */
+  writeBack?: boolean;
+  /** Whether a file is locked anywhere: its changes then go to the service synchronously. */
+  strong?: (ino: number) => boolean;
+  /** The most entries a folder may have for a lookup there to bring its whole listing (default 5 000). */
+  learnListingMax?: number;
+}
+
+/** A local decision lacks what it needs (a folder's listing, an inode's attributes): the service decides. */
+class UndecidedLocally extends ServiceUnavailableError {}
 
 export interface Caller {
   uid: number;
@@ -50,8 +69,14 @@ export class NamespaceChanges {
   private readonly reservedInos: number[] = [];
   private reserving?: Promise<void>;
 
+  private readonly writeBack: boolean;
+  /** Folders whose listing is being learnt (a lookup there found nothing). */
+  private readonly learning = new Map<number, Promise<void>>();
+
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
-    private readonly blockMap: BlockMap, private readonly cache: BlockCache) {}
+    private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly listings: Listings, private readonly options: ChangesOptions = {}) {
+    this.writeBack = options.writeBack ?? true;
+  }
 
   /**
    * Sets aside inode numbers for new entries while the service answers, so that files and
@@ -72,18 +97,54 @@ export class NamespaceChanges {
   }
 
   /**
-   * Makes a change to names or attributes: at the service, or — while it cannot be reached,
-   * or while earlier offline changes still wait — into the journal, applied to what this
-   * mount knows (`offline`, which throws when it knows too little to decide).
+   * Makes a change to names or attributes. `local(strict)` applies it to what this mount
+   * knows and journals it, or throws UndecidedLocally when it knows too little (`strict`:
+   * only what is current counts, not what was last known before an outage). Write-back
+   * tries that first (unless `ino` is locked somewhere); otherwise, or undecided, what the
+   * journal holds goes first and then `online`; while the service cannot be reached, `local`.
    */
-  private async change<T>(online: () => Promise<T>, offline: () => T | Promise<T>): Promise<T> {
-    if (this.journal.size === 0) return this.view.lastKnown.whenUnreachable(online, offline);
-    void this.journal.replay();
-    return offline();
+  private async change<T>(online: () => Promise<T>, local: (strict: boolean) => T | Promise<T>, ino?: number): Promise<T> {
+    const strong = ino !== undefined && (this.options.strong?.(ino) ?? false);
+    if (this.writeBack && !strong) {
+      try {
+        return await local(this.view.lastKnown.offlineSinceMs === 0);
+      } catch (e) {
+        if (!(e instanceof UndecidedLocally)) throw e;
+      }
+    } else if (!this.writeBack && this.journal.size > 0) {
+      void this.journal.replay();
+      return local(false);
+    }
+    if (this.journal.size > 0) {
+      // Changes made before this one reach the service before it.
+      try {
+        await this.journal.flush();
+      } catch (e) {
+        if (!(e instanceof ServiceUnavailableError)) throw e;
+        return local(false);
+      }
+    }
+    return this.view.lastKnown.whenUnreachable(online, () => local(false));
   }
 
   private unknownOffline(what: string): ServiceUnavailableError {
-    return new ServiceUnavailableError(`the metadata service cannot be reached and this mount has not seen ${what}`);
+    return new UndecidedLocally(this.view.lastKnown.offlineSinceMs === 0
+      ? `this mount does not know ${what} well enough to decide locally`
+      : `the metadata service cannot be reached and this mount has not seen ${what}`);
+  }
+
+  /** Whether lookups and creates in `dir` may be decided from this mount's listing of it. */
+  private decidable(dir: number, strict: boolean): boolean {
+    return !strict || this.view.trustsListing(dir);
+  }
+
+  /** A lookup found nothing in a folder this mount has not listed: its listing is fetched in the background. */
+  private learnListing(dir: number): void {
+    if (!this.writeBack || this.learning.has(dir) || this.view.trustsListing(dir)) return;
+    const p = this.listings.learn(dir, this.options.learnListingMax ?? 5000)
+      .catch(() => {})
+      .finally(() => this.learning.delete(dir));
+    this.learning.set(dir, p);
   }
 
   // ---- lookup and attributes ------------------------------------------------------------
@@ -97,6 +158,10 @@ export class NamespaceChanges {
       return view.overlay(hit);
     }
     const gen = view.generation(parent);
+    if (this.writeBack && view.lastKnown.offlineSinceMs === 0 && view.trustsListing(parent) && view.localEntry(parent, name) === null) {
+      // The folder's current listing does not have it: no round trip for a name about to be made.
+      throw new NoEntryError(`no entry ${name}`);
+    }
     if (this.journal.affects(parent)) {
       const local = view.localEntry(parent, name);
       if (local === null) throw new NoEntryError(`no entry ${name}`);
@@ -108,7 +173,10 @@ export class NamespaceChanges {
     // The first block refs come with the answer (256 MiB of 1 MiB blocks): a read from the disk
     // cache gets that far in ~130 ms, time for the rest of the map to arrive (see Vfs.openFile).
     const { blocks, ...attr } = await view.lastKnown.whenUnreachable<Attr & { blocks?: BlockRef[] }>(
-      () => this.meta.lookup(parent, this.names.hash(parent, name), { blocks: LOOKUP_BLOCKS_MAX }), (e) => {
+      () => this.meta.lookup(parent, this.names.hash(parent, name), { blocks: LOOKUP_BLOCKS_MAX }).catch((e) => {
+        if (e instanceof NoEntryError) this.learnListing(parent);
+        throw e;
+      }), (e) => {
         // Offline, a name missing from a folder's last full listing does not exist (so it can be made).
         const known = view.localEntry(parent, name);
         if (known === null) throw new NoEntryError(`no entry ${name}`);
@@ -141,13 +209,13 @@ export class NamespaceChanges {
 
   /** Changes attributes at the service, or offline into the journal. */
   setAttr(ino: number, changes: AttrChanges): Promise<Attr> {
-    return this.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), () => {
-      const a = this.view.lastKnown.attr(ino) ?? this.view.cachedAttr(ino);
+    return this.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), (strict) => {
+      const a = strict ? this.view.cachedAttr(ino) ?? (this.journal.affects(ino) ? this.view.lastKnown.attr(ino) : undefined) : this.view.lastKnown.attr(ino) ?? this.view.cachedAttr(ino);
       if (!a) throw this.unknownOffline(`inode ${ino}`);
       this.journal.append({ kind: 'setAttr', ino, changes });
       const { mode, ...rest } = changes;
       return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
-    });
+    }, ino);
   }
 
   /** Sets the size (truncate's metadata half); true if the change was journaled offline. */
@@ -196,8 +264,8 @@ export class NamespaceChanges {
       view.forget(parent);
       view.changedName(parent, name, view.remember(a), { csn: a.version, fresh: true });
       return a;
-    }, () => {
-      const there = view.localEntry(parent, name);
+    }, (strict) => {
+      const there = this.decidable(parent, strict) ? view.localEntry(parent, name) : undefined;
       if (there) throw new EntryExistsError('an entry with that name already exists');
       if (there === undefined) throw this.unknownOffline(`the folder's entries`);
       const now = Date.now();
@@ -233,8 +301,8 @@ export class NamespaceChanges {
       this.view.changedName(parent, name, undefined, { removed: true, csn: a.version });
       this.view.forget(parent);
       return this.view.remember(a);
-    }, () => {
-      const a = this.knownOffline(parent, name);
+    }, (strict) => {
+      const a = this.knownOffline(parent, name, strict);
       if (isDir(a.mode)) throw new IsDirectoryError('is a directory');
       this.journal.append({ kind: 'unlink', parent, hash, ino: a.ino });
       return this.removedLocally(parent, name, a);
@@ -248,9 +316,9 @@ export class NamespaceChanges {
       await this.meta.rmdir(parent, hash);
       this.view.changedName(parent, name, undefined, { removed: true });
       this.view.forget(parent);
-    }, () => {
-      const a = this.knownOffline(parent, name);
-      this.emptyOffline(a);
+    }, (strict) => {
+      const a = this.knownOffline(parent, name, strict);
+      this.emptyOffline(a, strict);
       this.journal.append({ kind: 'rmdir', parent, hash, ino: a.ino });
       this.removedLocally(parent, name, a);
     });
@@ -272,15 +340,15 @@ export class NamespaceChanges {
       view.forget(parent, newParent);
       if (r) view.forget(r.ino);
       return r;
-    }, () => {
-      const a = this.knownOffline(parent, name);
-      const target = view.localEntry(newParent, newName);
+    }, (strict) => {
+      const a = this.knownOffline(parent, name, strict);
+      const target = this.decidable(newParent, strict) ? view.localEntry(newParent, newName) : undefined;
       if (target === undefined) throw this.unknownOffline(`the folder's entries`);
       if (target?.ino === a.ino) return undefined;
       if (target) {
         if (flags.noReplace) throw new EntryExistsError('an entry with that name already exists');
         if (isDir(target.mode) && !isDir(a.mode)) throw new IsDirectoryError('is a directory');
-        if (isDir(target.mode)) this.emptyOffline(target);
+        if (isDir(target.mode)) this.emptyOffline(target, strict);
         else if (isDir(a.mode)) throw new NotDirectoryError('not a directory');
       }
       this.journal.append({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, ...(target ? { replaces: target.ino } : {}) });
@@ -300,8 +368,8 @@ export class NamespaceChanges {
   }
 
   /** The entry under a name as this mount knows it offline (ENOENT if known absent). */
-  private knownOffline(parent: number, name: string): Attr {
-    const a = this.view.localEntry(parent, name);
+  private knownOffline(parent: number, name: string, strict: boolean): Attr {
+    const a = this.decidable(parent, strict) ? this.view.localEntry(parent, name) : undefined;
     if (a === null) throw new NoEntryError(`no entry ${name}`);
     if (!a) throw this.unknownOffline(`the folder's entries`);
     return a;
@@ -315,9 +383,9 @@ export class NamespaceChanges {
   }
 
   /** Offline, a folder may go only if this mount knows it is empty. */
-  private emptyOffline(dir: Attr): void {
+  private emptyOffline(dir: Attr, strict: boolean): void {
     if (!isDir(dir.mode)) throw new NotDirectoryError('not a directory');
-    const listing = this.view.lastKnown.listing(dir.ino);
+    const listing = this.decidable(dir.ino, strict) ? this.view.lastKnown.listing(dir.ino) : undefined;
     if (!listing) throw this.unknownOffline(`the folder's entries`);
     if (listing.length > 0) throw new NotEmptyError('directory not empty');
   }

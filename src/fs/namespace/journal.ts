@@ -1,10 +1,17 @@
 /**
- * The metadata journal: changes to names and attributes made while the metadata service
- * could not be reached — create, mkdir, symlink, unlink, rmdir, rename, chmod/chown/utimes/
- * truncate — kept in order in the cache's index (beside the dirty blocks, so a restart keeps
- * both) and replayed when the service answers again.
+ * The metadata journal: changes to names and attributes this mount made and the service does
+ * not have yet — create, mkdir, symlink, unlink, rmdir, rename, chmod/chown/utimes/truncate.
+ * In the eventual mode every change the mount can decide locally comes here (write-back);
+ * while the service cannot be reached, every change does. Each is kept in order in a file of
+ * its own in the cache directory (so a restart keeps it, beside the dirty blocks) and sent
+ * to the service at once, in order, in batches: one request, many changes, one transaction
+ * (`applyBatch`); the next batch takes what was appended meanwhile.
  *
  * Promises:
+ * - a change is in the journal's file before `append` returns (a kill -9 loses nothing);
+ * - changes reach the service in the order they were made, each batch a prefix of what waits;
+ *   a change the service refuses in a batch is replayed alone by the rules below, and the
+ *   batch after it starts behind it;
  * - replay is idempotent: a create carries an inode number reserved beforehand (a retry
  *   finds its own inode under the name); an unlink, rmdir or rename first checks that the
  *   name still holds the inode this mount saw, and one already done is not done twice;
@@ -15,7 +22,7 @@
  *   what it knows locally, and its data is not committed before its creation is.
  */
 import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../../errors.js';
-import { ROOT_INO, type AttrChanges, type EntryName, type MetaEngine, type NewNode } from '../../meta/types.js';
+import { ROOT_INO, type Attr, type AttrChanges, type BatchOp, type BatchResult, type EntryName, type MetaEngine, type NewNode } from '../../meta/types.js';
 import { decodeWire, encodeWire } from '../../meta/wire.js';
 import type { NameCipher } from '../../crypto/names.js';
 import type { UploadHolds } from '../../upload/types.js';
@@ -28,6 +35,9 @@ export type JournalOp =
   | { kind: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; ino: number; replaces?: number }
   | { kind: 'setAttr'; ino: number; changes: AttrChanges }
   | { kind: 'reclaim'; ino: number };
+
+/** Changes sent in one batch at most. */
+const BATCH_OPS = 256;
 
 export type CreateOp = Extract<JournalOp, { kind: 'create' }>;
 
@@ -55,6 +65,12 @@ export interface JournalHooks {
 export interface Replayed {
   inos: number[];
   asJournaled: boolean;
+  /** What the service answered with for the change (its attributes after), when it said. */
+  attr?: Attr;
+  /** The change's commit at the service, when known. */
+  csn?: number;
+  /** Every commit of the batch that carried it (the change feed's word of these is this mount's own). */
+  batchCsns?: readonly number[];
 }
 
 const RETRY_MS = 2000;
@@ -85,24 +101,40 @@ export class MetaJournal implements UploadHolds {
   readonly replayed = new Signal<Replayed>();
   /** For the uploader: a replay may release inodes it held back. */
   readonly released = this.replayed;
-  private readonly entries: { seq: number; op: JournalOp }[];
+  private readonly entries: { seq: number; op: JournalOp; atMs: number }[];
+  /** Changes sent so far (appended ones get the next numbers): what `flush` waits on. */
+  private sent = 0;
+  private appended = 0;
+  private flushWaiters: { upTo: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** Requests to the service that carried changes, and changes they carried (lucid status, bench). */
+  batches = 0;
+  batchedOps = 0;
+  private batchesRefused = false;
   private readonly pending = new Map<number, number>();
   private readonly creates = new Map<number, CreateOp>();
   /** Where replay put an entry other than where it was journaled ("parent:hash" → place). */
   private readonly moved = new Map<string, { parent: number; name: EntryName }>();
   private replaying?: Promise<void>;
   private timer?: NodeJS.Timeout;
+  private immediate?: NodeJS.Immediate;
   private meta?: MetaEngine;
 
   constructor(private readonly store: JournalStore, private readonly engine: MetaEngine, private readonly hooks: JournalHooks) {
     // Kept as the service's wire JSON (binary values as {"$b": base64}).
-    this.entries = store.entries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp }));
+    const now = Date.now();
+    this.entries = store.entries().map((e) => ({ seq: e.seq, op: decodeWire(e.op) as JournalOp, atMs: now }));
     for (const e of this.entries) this.track(e.op, 1);
+    this.appended = this.entries.length;
   }
 
   /** Changes waiting for the service. */
   get size(): number {
     return this.entries.length;
+  }
+
+  /** How long the oldest change has waited (ms; 0 when none waits). */
+  get oldestAgeMs(): number {
+    return this.entries.length ? Date.now() - this.entries[0].atMs : 0;
   }
 
   /** Whether changes to `ino` (an inode, or a folder's entries) are waiting. */
@@ -123,9 +155,42 @@ export class MetaJournal implements UploadHolds {
   /** Keeps a change (on disk before this returns) and replays it as soon as the service answers. */
   append(op: JournalOp): void {
     const seq = this.store.append(encodeWire(op));
-    this.entries.push({ seq, op });
+    this.entries.push({ seq, op, atMs: Date.now() });
+    this.appended++;
     this.track(op, 1);
-    this.schedule();
+    this.soon();
+  }
+
+  /**
+   * Resolves once every change appended before the call is at the service (fsync, a lock
+   * taken, unmount); rejects with ServiceUnavailableError if a try to send them finds the
+   * service away (they stay journaled, and go when it is back).
+   */
+  flush(): Promise<void> {
+    if (this.entries.length === 0) return Promise.resolve();
+    const upTo = this.appended;
+    const p = new Promise<void>((resolve, reject) => this.flushWaiters.push({ upTo, resolve, reject }));
+    void this.replay();
+    return p;
+  }
+
+  /** Sends what waits as soon as the event loop is free (appends made meanwhile join the batch). */
+  private soon(): void {
+    if (!this.meta || this.timer || this.immediate) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      void this.replay();
+    });
+  }
+
+  private settleFlushes(failure?: Error): void {
+    const waiting = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of waiting) {
+      if (this.sent >= w.upTo) w.resolve();
+      else if (failure) w.reject(failure);
+      else this.flushWaiters.push(w);
+    }
   }
 
   private track(op: JournalOp, delta: 1 | -1): void {
@@ -148,7 +213,10 @@ export class MetaJournal implements UploadHolds {
 
   stop(): void {
     clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
     this.meta = undefined;
+    this.settleFlushes(new ServiceUnavailableError('the mount is stopping: changes not yet at the metadata service stay journaled for the next mount'));
   }
 
   /** Stops replaying and closes the store (what waits stays there for the next mount). */
@@ -180,23 +248,79 @@ export class MetaJournal implements UploadHolds {
   private async replayAll(): Promise<void> {
     const meta = this.meta;
     if (!meta) return;
-    while (this.entries.length > 0) {
-      const { seq, op } = this.entries[0];
-      let asJournaled = false;
-      try {
-        asJournaled = await this.apply(meta, op);
-      } catch (e) {
-        if (e instanceof ServiceUnavailableError) {
-          this.schedule();
-          return;
+    try {
+      while (this.entries.length > 0 && this.meta === meta) {
+        const batch = this.entries.slice(0, BATCH_OPS);
+        const res = await this.sendBatch(meta, batch.map((e) => e.op));
+        const batchCsns = res.applied.map((a) => a.csn);
+        res.applied.forEach((done, i) => this.done(batch[i], { inos: inodesOf(batch[i].op), asJournaled: true, attr: done.value ?? undefined, csn: done.csn, batchCsns }));
+        if (!res.failed) continue;
+        // Refused as sent (a name taken, a folder no longer empty, an inode gone, or a change
+        // already made by a reply that was lost): replayed alone, by the rules of a conflict.
+        const refused = batch[res.failed.index];
+        let asJournaled = false;
+        try {
+          asJournaled = await this.apply(meta, refused.op);
+        } catch (e) {
+          if (e instanceof ServiceUnavailableError) throw e;
+          this.hooks.log(`a change could not be made at the metadata service and is dropped (${refused.op.kind} of inode ${'ino' in refused.op ? refused.op.ino : refused.op.node.ino}): ${(e as Error).message}`);
         }
-        this.hooks.log(`a change made offline could not be replayed and is dropped (${op.kind} of inode ${'ino' in op ? op.ino : op.node.ino}): ${(e as Error).message}`);
+        this.done(refused, { inos: inodesOf(refused.op), asJournaled });
       }
-      this.entries.shift();
-      this.store.remove(seq);
-      this.track(op, -1);
-      this.replayed.emit({ inos: inodesOf(op), asJournaled });
-      if (this.entries.length === 0) this.moved.clear();
+    } catch (e) {
+      if (!(e instanceof ServiceUnavailableError)) throw e;
+      this.settleFlushes(e);
+      this.schedule();
+    }
+  }
+
+  /**
+   * Sends changes as one batch. A service that refuses batches whole (one older than them)
+   * gets the first change alone instead, by `apply`, and no batch again from this mount.
+   */
+  private async sendBatch(meta: MetaEngine, ops: JournalOp[]): Promise<BatchResult> {
+    if (!this.batchesRefused) {
+      try {
+        const res = await meta.applyBatch(ops.map((op) => this.batchOpOf(op)));
+        this.batches++;
+        this.batchedOps += res.applied.length;
+        return res;
+      } catch (e) {
+        if (e instanceof ServiceUnavailableError) throw e;
+        this.batchesRefused = true;
+        this.hooks.log(`the metadata service refused a batch of changes (${(e as Error).message}): they go one at a time`);
+      }
+    }
+    return { applied: [], failed: { index: 0, code: 'NotSupported', message: 'one at a time' } };
+  }
+
+  /** One change is at the service (or dropped): forgotten here, and said. */
+  private done(entry: { seq: number; op: JournalOp }, replayed: Replayed): void {
+    if (this.entries[0] !== entry) return; // a replay before this one already took it
+    this.entries.shift();
+    this.store.remove(entry.seq);
+    this.track(entry.op, -1);
+    this.sent++;
+    this.replayed.emit(replayed);
+    if (this.entries.length === 0) this.moved.clear();
+    this.settleFlushes();
+  }
+
+  /** A journaled change as the batch call takes it, with the preconditions replay checks. */
+  private batchOpOf(op: JournalOp): BatchOp {
+    switch (op.kind) {
+      case 'create': return { op: 'create', parent: op.parent, name: op.name, node: op.node };
+      case 'unlink':
+      case 'rmdir': {
+        const at = this.place(op.parent, op.hash);
+        return { op: op.kind, parent: at.parent, hash: at.hash, expectIno: op.ino };
+      }
+      case 'rename': {
+        const at = this.place(op.parent, op.hash);
+        return { op: 'rename', parent: at.parent, hash: at.hash, newParent: op.newParent, newName: op.newName, expectIno: op.ino, ...(op.replaces ? { replaces: op.replaces } : { noReplace: true }) };
+      }
+      case 'setAttr': return { op: 'setAttr', ino: op.ino, changes: op.changes };
+      case 'reclaim': return { op: 'reclaim', ino: op.ino };
     }
   }
 

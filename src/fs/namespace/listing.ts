@@ -95,6 +95,30 @@ export class Listings {
     for (const e of await this.list(ino)) yield* this.filesUnder(e.ino);
   }
 
+  /**
+   * Takes a folder's full listing for the mount to decide names there locally (write-back),
+   * unless it has more than `maxEntries`: a folder that large is looked up name by name.
+   * One request per 1 000 entries; nothing is kept if the folder changed meanwhile.
+   */
+  async learn(ino: number, maxEntries = 5000): Promise<void> {
+    const view = this.view;
+    const listGen = view.generation(ino);
+    const version = (await view.committedAttr(ino)).version;
+    const entries: DirEntryOut[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.meta.readdir(ino, { cursor, limit: 1000, plus: true });
+      for (const e of page.entries) {
+        const name = this.names.open(ino, e.hash, e.enc);
+        if (e.attr) view.remember(e.attr);
+        entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
+      }
+      cursor = page.cursor;
+      if (entries.length > maxEntries) return;
+    } while (cursor);
+    if (view.generation(ino) === listGen && !this.journal.affects(ino)) view.lastKnown.keepListing(ino, entries, version);
+  }
+
   /** All names in a directory (for tools, prediction and tests). */
   async list(ino: number): Promise<DirEntryOut[]> {
     const fh = await this.opendir(ino);

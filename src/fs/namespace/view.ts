@@ -18,6 +18,7 @@ import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { isDir, type Attr, type MetaEngine } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
+import { withPending } from '../data/types.js';
 import type { MetaJournal, Replayed } from './journal.js';
 import { LastKnown } from './last-known.js';
 
@@ -32,6 +33,8 @@ export interface ViewOptions {
    * default 60 s): every change is then pushed, so the TTL only bounds memory.
    */
   feedTtlMs?: number;
+  /** No other client changes this filespace (the service runs in this process): listings stay current. */
+  soleClient?: boolean;
   /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
   invalidate?: (ino: number) => void;
   /** Tells the kernel to forget one name in a directory. */
@@ -62,6 +65,11 @@ export class NamespaceView {
   private readonly lastName = new LRUCache<number, { parent: number; name: string }>({ max: 10_000 });
   /** The committed version each inode had when this mount last opened or wrote it: unchanged → the kernel keeps its pages. */
   private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
+  /** Commits of this mount's own journaled changes (the feed's word of them is no news). */
+  private readonly ownCsns = new LRUCache<number, true>({ max: 20_000 });
+  private lastBatchCsns?: readonly number[];
+  /** Commits the feed announced for inodes with journaled changes waiting: checked when those reach the service. */
+  private readonly missed = new Map<number, Set<number>>();
 
   constructor(private readonly meta: MetaEngine, readonly journal: MetaJournal, private readonly cache: BlockCache, private readonly blockMap: BlockMap,
     private readonly options: ViewOptions = {}) {
@@ -70,18 +78,39 @@ export class NamespaceView {
     journal.replayed.on((r) => this.replayed(r));
   }
 
-  /** Offline changes reached the service: what this mount shows of them is refreshed. */
-  private replayed({ inos, asJournaled }: Replayed): void {
+  /**
+   * Journaled changes reached the service. As journaled, what this mount shows is what the
+   * service now has: the service's answer (the inode's attributes after) is kept, and what
+   * else the change touched (its folders) keeps the attributes shown, at the change's commit
+   * — no round trip, and the change feed's word of the commit is no news. Otherwise (a
+   * conflict changed the outcome), or when another client changed one of them while the
+   * change waited, what the mount knows of them is old.
+   */
+  private replayed({ inos, asJournaled, attr, csn, batchCsns }: Replayed): void {
     this.lastKnown.noteSuccess();
+    if (batchCsns && batchCsns !== this.lastBatchCsns) {
+      this.lastBatchCsns = batchCsns;
+      for (const c of batchCsns) this.ownCsns.set(c, true);
+    }
     for (const ino of inos) {
       if (this.journal.affects(ino)) continue;
-      // As journaled, what this mount shows is what the service now has: only attributes
-      // (versions, times) are fetched again. Otherwise what it knows of them is old.
-      if (asJournaled) {
+      const missed = this.missed.get(ino);
+      this.missed.delete(ino);
+      if (!asJournaled || (missed && [...missed].some((c) => !this.ownCsns.has(c)))) {
+        this.revalidate(ino);
+        continue;
+      }
+      const shown = this.attrs.get(ino) ?? this.lastKnown.attr(ino);
+      if (attr?.ino === ino) {
+        this.attrs.delete(ino);
+        this.remember(attr);
+      } else if (shown && csn !== undefined) {
+        const a = { ...shown, version: Math.max(shown.version, csn) };
+        this.attrs.set(ino, a, { ttl: this.ttl() });
+        this.lastKnown.keepAttr(a);
+      } else {
         this.forget(ino);
         this.options.invalidate?.(ino);
-      } else {
-        this.revalidate(ino);
       }
     }
   }
@@ -119,8 +148,7 @@ export class NamespaceView {
 
   /** The attributes with writes not yet committed applied (size, mtime). */
   overlay(a: Attr): Attr {
-    const p = this.cache.pending(a.ino);
-    return p ? { ...a, size: p.size, mtimeMs: Math.max(a.mtimeMs, p.mtimeMs), ctimeMs: Math.max(a.ctimeMs, p.mtimeMs) } : a;
+    return withPending(a, this.cache.pending(a.ino));
   }
 
   /** How long what is fetched now may be trusted. */
@@ -228,6 +256,18 @@ export class NamespaceView {
     if (options.csn !== undefined) this.ownCommits.set(parent, options.csn);
   }
 
+  /**
+   * Whether this mount's listing of `dir` is current enough to decide names there locally:
+   * kept current by this mount's own changes, and by the change feed while it is connected
+   * (another client's change drops it); with no feed, for the staleness bound after it was
+   * taken; always while this mount's own changes to the folder wait for the service.
+   */
+  trustsListing(dir: number): boolean {
+    if (!this.lastKnown.listing(dir)) return false;
+    return this.feedUp || this.options.soleClient === true || this.journal.affects(dir) ||
+      this.lastKnown.recentListing(dir, this.options.attrTtlMs ?? 1000) !== undefined;
+  }
+
   /** What this mount knows of a name while its folder has offline changes or the service is away. */
   localEntry(parent: number, name: string): Attr | null | undefined {
     return this.lastKnown.entry(parent, name, this.generation(parent));
@@ -260,6 +300,8 @@ export class NamespaceView {
    * are skipped, so the kernel keeps the pages we wrote.
    */
   onRemoteCommit(c: { csn: number; inos: number[] }): void {
+    // A commit of this mount's own journaled changes: what it shows already follows it.
+    if (this.ownCsns.has(c.csn)) return;
     for (const ino of c.inos) {
       this.announced.set(ino, Math.max(c.csn, this.announced.get(ino) ?? 0));
       const known = this.attrs.get(ino);
@@ -280,7 +322,15 @@ export class NamespaceView {
    */
   revalidate(ino: number, csn?: number): void {
     if (this.journal.affects(ino)) {
-      // This mount's offline changes to it are not at the service yet: they stay what it shows.
+      // This mount's changes to it are not at the service yet: they stay what it shows, and
+      // the word is weighed when they get there (this mount's own commit, or another's).
+      if (csn !== undefined && Number.isFinite(csn)) {
+        let set = this.missed.get(ino);
+        if (!set) this.missed.set(ino, (set = new Set()));
+        if (set.size < 1000) set.add(csn);
+      } else {
+        this.missed.set(ino, new Set([Infinity]));
+      }
       this.options.invalidate?.(ino);
       return;
     }

@@ -6,15 +6,16 @@
  * inodes changed for the change feed.
  */
 import {
-  EntryExistsError, InternalError, InvalidArgumentError, IsDirectoryError, NoAttributeError, NoEntryError,
+  EntryExistsError, InternalError, InvalidArgumentError, LucidError, IsDirectoryError, NoAttributeError, NoEntryError,
   NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
 } from '../../errors.js';
 import {
-  LOOKUP_BLOCKS_MAX, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
+  BATCH_MAX, LOOKUP_BLOCKS_MAX, ROOT_INO, type BatchOp, type BatchResult, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
   type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from './lock-store.js';
+import { checkBatchOp } from '../rpc.js';
 import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } from './driver.js';
 import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
 
@@ -73,6 +74,13 @@ function checkBytes(v: unknown, what: string, min: number, max: number): Buffer 
 
 const checkHash = (v: unknown) => checkBytes(v, 'hash', 32, 32);
 const checkName = (n: EntryName) => ({ hash: checkHash(n?.hash), enc: checkBytes(n?.enc, 'sealed name', 1, MAX_SEALED_NAME) });
+
+/** The entry under a name, which must be there and, given `expectIno`, hold that inode. */
+function expectedEntry<E extends { ino: number }>(e: E | undefined, expectIno: number | undefined): E {
+  if (!e) throw new NoEntryError('no such entry');
+  if (expectIno !== undefined && e.ino !== checkInt(expectIno, 'expectIno', 1)) throw new VersionConflictError(`the name holds inode ${e.ino}, not ${expectIno}`);
+  return e;
+}
 
 /** The writes of one transaction: every versioned row it touches is stamped with its CSN. */
 class Mutation {
@@ -312,18 +320,30 @@ export class SqlMetaEngine implements MetaEngine {
 
   async create(parent: number, name: EntryName, node: NewNode): Promise<Attr> {
     const n = checkName(name);
-    const mode = checkInt(node?.mode, 'mode');
-    if (!FILE_TYPES.has(mode & S_IFMT) || mode > 0o177777) throw new InvalidArgumentError('mode must carry one file type (regular, folder, symlink, fifo, socket, device) and permission bits');
-    const target = node.target === undefined ? null : checkBytes(node.target, 'symlink target', 1, MAX_SEALED_BLOB);
-    const reserved = node.ino === undefined ? undefined : checkInt(node.ino, 'ino', ROOT_INO + 1);
+    const reserved = node?.ino === undefined ? undefined : checkInt(node.ino, 'ino', ROOT_INO + 1);
     if (reserved !== undefined) {
       // A replay of a create that already landed: the name holds this very inode.
       const there = await this.lookup(parent, n.hash).catch((e) => { if (e instanceof NoEntryError) return undefined; throw e; });
       if (there?.ino === reserved) return this.getAttr(reserved);
     }
-    return this.mutate(async (m) => {
+    return this.mutate(this.createBody(parent, name, node));
+  }
+
+  private createBody(parent: number, name: EntryName, node: NewNode): (m: Mutation) => Promise<Attr> {
+    const n = checkName(name);
+    const mode = checkInt(node?.mode, 'mode');
+    if (!FILE_TYPES.has(mode & S_IFMT) || mode > 0o177777) throw new InvalidArgumentError('mode must carry one file type (regular, folder, symlink, fifo, socket, device) and permission bits');
+    const target = node.target === undefined ? null : checkBytes(node.target, 'symlink target', 1, MAX_SEALED_BLOB);
+    const reserved = node.ino === undefined ? undefined : checkInt(node.ino, 'ino', ROOT_INO + 1);
+    return async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
-      if (await m.entry(parent, n.hash)) throw new EntryExistsError('an entry with that name already exists');
+      const there = await m.entry(parent, n.hash);
+      // A replay of a create that already landed: the name holds this very inode.
+      if (there && there.ino === reserved) {
+        const { target: _, ...attr } = await m.inode(reserved);
+        return attr;
+      }
+      if (there) throw new EntryExistsError('an entry with that name already exists');
       const next = Number((await m.tx.get("SELECT value FROM counters WHERE name = 'next_ino'"))!.value);
       let ino = next;
       if (reserved === undefined) {
@@ -341,7 +361,7 @@ export class SqlMetaEngine implements MetaEngine {
       await m.addEntry(parent, n, ino, mode);
       await m.touchDir(parent, isDir(mode) ? 1 : 0);
       return attr;
-    });
+    };
   }
 
   async reserveInodes(count: number): Promise<{ first: number; count: number }> {
@@ -356,8 +376,12 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   async link(ino: number, parent: number, name: EntryName): Promise<Attr> {
+    return this.mutate(this.linkBody(ino, parent, name));
+  }
+
+  private linkBody(ino: number, parent: number, name: EntryName): (m: Mutation) => Promise<Attr> {
     const n = checkName(name);
-    return this.mutate(async (m) => {
+    return async (m) => {
       const target = await m.inode(checkInt(ino, 'ino', 1));
       if (isDir(target.mode)) throw new NotPermittedError('hard links to directories are not allowed');
       if (target.nlink === 0) throw new NoEntryError(`inode ${ino} has been removed`);
@@ -366,51 +390,67 @@ export class SqlMetaEngine implements MetaEngine {
       await m.addEntry(parent, n, ino, target.mode);
       await m.touchDir(parent);
       return m.update(ino, (a) => ({ nlink: a.nlink + 1 }));
-    });
+    };
   }
 
   async unlink(parent: number, hash: Buffer): Promise<Attr> {
+    return this.mutate(this.unlinkBody(parent, hash));
+  }
+
+  /** With `expectIno`, only if the name still holds that inode (VersionConflict otherwise). */
+  private unlinkBody(parent: number, hash: Buffer, expectIno?: number): (m: Mutation) => Promise<Attr> {
     checkHash(hash);
-    return this.mutate(async (m) => {
+    return async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
-      const e = await m.entry(parent, hash);
-      if (!e) throw new NoEntryError('no such entry');
+      const e = expectedEntry(await m.entry(parent, hash), expectIno);
       if (isDir(e.mode)) throw new IsDirectoryError('is a directory: use rmdir');
       await m.removeEntry(parent, hash);
       await m.touchDir(parent);
       return m.update(e.ino, (a) => ({ nlink: Math.max(0, a.nlink - 1) }));
-    });
+    };
   }
 
   async rmdir(parent: number, hash: Buffer): Promise<void> {
+    await this.mutate(this.rmdirBody(parent, hash));
+  }
+
+  private rmdirBody(parent: number, hash: Buffer, expectIno?: number): (m: Mutation) => Promise<undefined> {
     checkHash(hash);
-    await this.mutate(async (m) => {
+    return async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
-      const e = await m.entry(parent, hash);
-      if (!e) throw new NoEntryError('no such entry');
+      const e = expectedEntry(await m.entry(parent, hash), expectIno);
       if (!isDir(e.mode)) throw new NotDirectoryError('not a directory');
       if (!(await m.isEmptyDir(e.ino))) throw new NotEmptyError('directory not empty');
       await m.removeEntry(parent, hash);
       await m.dropInode(e.ino);
       await m.touchDir(parent, -1);
-    });
+      return undefined;
+    };
   }
 
   async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags: { noReplace?: boolean } = {}): Promise<Attr | undefined> {
+    return this.mutate(this.renameBody(parent, hash, newParent, newName, flags));
+  }
+
+  /**
+   * With `expectIno`, only if the old name still holds that inode; with `replaces`, the new
+   * name may be replaced only if it holds that inode (EntryExists otherwise).
+   */
+  private renameBody(parent: number, hash: Buffer, newParent: number, newName: EntryName,
+    flags: { noReplace?: boolean; expectIno?: number; replaces?: number } = {}): (m: Mutation) => Promise<Attr | undefined> {
     checkHash(hash);
     const n = checkName(newName);
-    return this.mutate(async (m) => {
+    return async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
       await m.dir(checkInt(newParent, 'newParent', 1));
-      const src = await m.entry(parent, hash);
-      if (!src) throw new NoEntryError('no such entry');
+      const src = expectedEntry(await m.entry(parent, hash), flags.expectIno);
       const dst = await m.entry(newParent, n.hash);
       // Same inode under both names (the same entry, or two hard links): POSIX does nothing.
       if (dst && dst.ino === src.ino) return undefined;
       if (isDir(src.mode) && parent !== newParent) await m.checkNotAncestor(src.ino, newParent);
       let replaced: Attr | undefined;
       if (dst) {
-        if (flags.noReplace) throw new EntryExistsError('the target name exists');
+        if (flags.noReplace || (flags.replaces !== undefined && flags.replaces !== dst.ino)) throw new EntryExistsError('the target name exists');
         if (isDir(src.mode)) {
           if (!isDir(dst.mode)) throw new NotDirectoryError('cannot replace a file with a directory');
           if (!(await m.isEmptyDir(dst.ino))) throw new NotEmptyError('the target directory is not empty');
@@ -433,16 +473,20 @@ export class SqlMetaEngine implements MetaEngine {
       if (newParent !== parent) await m.touchDir(newParent, moveDir ? 1 : 0);
       await m.update(src.ino, () => ({}));
       return replaced;
-    });
+    };
   }
 
   async setAttr(ino: number, changes: AttrChanges, options: MutateOptions = {}): Promise<Attr> {
+    return this.mutate(this.setAttrBody(ino, changes, options));
+  }
+
+  private setAttrBody(ino: number, changes: AttrChanges, options: MutateOptions = {}): (m: Mutation) => Promise<Attr> {
     checkInt(ino, 'ino', 1);
     for (const [k, v] of Object.entries(changes ?? {})) {
       if (!ATTR_FIELDS.has(k)) throw new InvalidArgumentError(`${k} is not an attribute that can be set`);
       if (v !== undefined) checkInt(v, k);
     }
-    return this.mutate(async (m) => {
+    return async (m) => {
       const cur = await m.inode(ino);
       this.checkVersion(cur, options);
       if (changes.size !== undefined && changes.size !== cur.size) {
@@ -458,7 +502,7 @@ export class SqlMetaEngine implements MetaEngine {
         ...(changes.mtimeMs !== undefined ? { mtimeMs: changes.mtimeMs } : {}),
         ...(changes.ctimeMs !== undefined ? { ctimeMs: changes.ctimeMs } : {}),
       }));
-    });
+    };
   }
 
   async readlink(ino: number, options?: ReadOptions): Promise<Buffer> {
@@ -477,6 +521,10 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   async commitBlocks(ino: number, blocks: BlockRef[], options: CommitBlocksOptions = {}): Promise<Attr> {
+    return this.mutate(this.commitBlocksBody(ino, blocks, options));
+  }
+
+  private commitBlocksBody(ino: number, blocks: BlockRef[], options: CommitBlocksOptions = {}): (m: Mutation) => Promise<Attr> {
     checkInt(ino, 'ino', 1);
     if (!Array.isArray(blocks)) throw new InvalidArgumentError('blocks must be a list');
     for (const b of blocks) {
@@ -486,7 +534,7 @@ export class SqlMetaEngine implements MetaEngine {
       if (typeof b.objectId !== 'string' || !/^[0-9a-f]{32}$/.test(b.objectId)) throw new InvalidArgumentError('objectId must be 32 hex digits');
     }
     if (options.minSize !== undefined) checkInt(options.minSize, 'minSize');
-    return this.mutate(async (m) => {
+    return async (m) => {
       const cur = await m.inode(ino);
       this.checkVersion(cur, options);
       if (isDir(cur.mode)) throw new IsDirectoryError('cannot write blocks to a directory');
@@ -501,7 +549,7 @@ export class SqlMetaEngine implements MetaEngine {
         mtimeMs: writtenAt,
         ctimeMs: Math.max(a.ctimeMs, writtenAt),
       }));
-    });
+    };
   }
 
   async reclaim(ino: number): Promise<void> {
@@ -512,10 +560,16 @@ export class SqlMetaEngine implements MetaEngine {
       if (!r) throw new NoEntryError(`no inode ${ino}`);
       return;
     }
-    await this.mutate(async (m) => {
+    await this.mutate(this.reclaimBody(ino));
+  }
+
+  private reclaimBody(ino: number): (m: Mutation) => Promise<undefined> {
+    checkInt(ino, 'ino', 1);
+    return async (m) => {
       const cur = await m.inode(ino);
       if (cur.nlink === 0) await m.dropInode(ino);
-    });
+      return undefined;
+    };
   }
 
   async getXattr(ino: number, hash: Buffer, options?: ReadOptions): Promise<XattrEntry> {
@@ -537,11 +591,15 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   async setXattr(ino: number, entry: XattrEntry, flags: XattrSetFlags = {}): Promise<void> {
+    await this.mutate(this.setXattrBody(ino, entry, flags));
+  }
+
+  private setXattrBody(ino: number, entry: XattrEntry, flags: XattrSetFlags = {}): (m: Mutation) => Promise<undefined> {
     checkInt(ino, 'ino', 1);
     const hash = checkHash(entry?.hash);
     const nameEnc = checkBytes(entry.nameEnc, 'sealed xattr name', 1, MAX_SEALED_NAME);
     const valueEnc = checkBytes(entry.valueEnc, 'sealed xattr value', 0, MAX_SEALED_BLOB);
-    await this.mutate(async (m) => {
+    return async (m) => {
       await m.inode(ino);
       const exists = await m.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND hash = ? AND csn_to = ?', [ino, hash, LIVE]);
       if (exists && flags.create) throw new EntryExistsError('the extended attribute exists');
@@ -549,19 +607,76 @@ export class SqlMetaEngine implements MetaEngine {
       await m.end('xattrs', 'ino = ? AND hash = ?', [ino, hash]);
       await m.insert('xattrs', { ino, hash, name_enc: nameEnc, value_enc: valueEnc });
       await m.update(ino, () => ({}));
-    });
+      return undefined;
+    };
   }
 
   async removeXattr(ino: number, hash: Buffer): Promise<void> {
+    await this.mutate(this.removeXattrBody(ino, hash));
+  }
+
+  private removeXattrBody(ino: number, hash: Buffer): (m: Mutation) => Promise<undefined> {
     checkInt(ino, 'ino', 1);
     checkHash(hash);
-    await this.mutate(async (m) => {
+    return async (m) => {
       await m.inode(ino);
       const exists = await m.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND hash = ? AND csn_to = ?', [ino, hash, LIVE]);
       if (!exists) throw new NoAttributeError('no such extended attribute');
       await m.end('xattrs', 'ino = ? AND hash = ?', [ino, hash]);
       await m.update(ino, () => ({}));
+      return undefined;
+    };
+  }
+
+  // ---- batches --------------------------------------------------------------------------
+
+  /**
+   * Applies `ops` in order in one transaction, each its own commit (its own CSN, announced
+   * on the feed as if made alone). Stops at the first that fails: the ones before it stay
+   * applied, it and the ones after are not, and its typed error is in `failed`.
+   */
+  async applyBatch(ops: BatchOp[]): Promise<BatchResult> {
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > BATCH_MAX) throw new InvalidArgumentError(`a batch is 1 to ${BATCH_MAX} operations`);
+    let events: Commit[] = [];
+    const result = await this.db.transaction(async (tx) => {
+      events = [];
+      const applied: BatchResult['applied'] = [];
+      for (let i = 0; i < ops.length; i++) {
+        await tx.run('SAVEPOINT batch_op');
+        try {
+          const done = await this.commitIn(tx, this.bodyOf(ops[i]));
+          await tx.run('RELEASE SAVEPOINT batch_op');
+          applied.push({ csn: done.event.csn, value: done.value ?? null });
+          events.push(done.event);
+        } catch (e) {
+          await tx.run('ROLLBACK TO SAVEPOINT batch_op');
+          await tx.run('RELEASE SAVEPOINT batch_op');
+          if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
+          return { applied, failed: { index: i, code: e.code, message: e.message } };
+        }
+      }
+      return { applied };
     });
+    this.announce(events);
+    return result;
+  }
+
+  /** The mutation one batch operation makes (its parameters checked first). */
+  private bodyOf(unchecked: BatchOp): (m: Mutation) => Promise<Attr | undefined> {
+    const op = checkBatchOp(unchecked);
+    switch (op.op) {
+      case 'create': return this.createBody(op.parent, op.name, op.node);
+      case 'link': return this.linkBody(op.ino, op.parent, op.name);
+      case 'unlink': return this.unlinkBody(op.parent, op.hash, op.expectIno ?? undefined);
+      case 'rmdir': return this.rmdirBody(op.parent, op.hash, op.expectIno ?? undefined);
+      case 'rename': return this.renameBody(op.parent, op.hash, op.newParent, op.newName, { noReplace: op.noReplace ?? undefined, expectIno: op.expectIno ?? undefined, replaces: op.replaces ?? undefined });
+      case 'setAttr': return this.setAttrBody(op.ino, op.changes, op.options ?? undefined);
+      case 'commitBlocks': return this.commitBlocksBody(op.ino, op.blocks, op.options ?? undefined);
+      case 'reclaim': return this.reclaimBody(op.ino);
+      case 'setXattr': return this.setXattrBody(op.ino, op.entry, op.flags ?? undefined);
+      case 'removeXattr': return this.removeXattrBody(op.ino, op.hash);
+      default: throw new InvalidArgumentError(`unknown batch operation ${JSON.stringify((op as { op?: unknown }).op)}`);
+    }
   }
 
   // ---- snapshots ----------------------------------------------------------------------
@@ -799,21 +914,34 @@ export class SqlMetaEngine implements MetaEngine {
   private async mutate<T>(fn: (m: Mutation) => Promise<T>): Promise<T> {
     let event: Commit | undefined;
     const result = await this.db.transaction(async (tx) => {
-      await tx.run("UPDATE counters SET value = value + 1 WHERE name = 'csn'");
-      const row = await tx.get("SELECT value FROM counters WHERE name = 'csn'");
-      const m = new Mutation(tx, Number(row!.value), Date.now());
-      const value = await fn(m);
-      await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
-      for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
-      event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
-      if (this.db.shared && this.db.notify) {
-        const text = JSON.stringify(event);
-        // NOTIFY payloads stay under 8000 bytes: a big commit announces only its CSN.
-        await this.db.notify(tx, COMMIT_CHANNEL, text.length < 7000 ? text : JSON.stringify({ csn: event.csn, timeMs: event.timeMs, inos: [], more: true }));
-      }
-      return value;
+      const done = await this.commitIn(tx, fn);
+      event = done.event;
+      return done.value;
     });
-    if (!this.db.shared) for (const l of this.listeners) l(event!);
+    this.announce([event!]);
     return result;
+  }
+
+  /** One commit inside transaction `tx`: takes the next CSN, runs `fn`, records what changed. */
+  private async commitIn<T>(tx: SqlRunner, fn: (m: Mutation) => Promise<T>): Promise<{ value: T; event: Commit }> {
+    await tx.run("UPDATE counters SET value = value + 1 WHERE name = 'csn'");
+    const row = await tx.get("SELECT value FROM counters WHERE name = 'csn'");
+    const m = new Mutation(tx, Number(row!.value), Date.now());
+    const value = await fn(m);
+    await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
+    for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
+    const event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
+    if (this.db.shared && this.db.notify) {
+      const text = JSON.stringify(event);
+      // NOTIFY payloads stay under 8000 bytes: a big commit announces only its CSN.
+      await this.db.notify(tx, COMMIT_CHANNEL, text.length < 7000 ? text : JSON.stringify({ csn: event.csn, timeMs: event.timeMs, inos: [], more: true }));
+    }
+    return { value, event };
+  }
+
+  /** Tells this process's listeners of committed changes (a shared database announces through NOTIFY). */
+  private announce(events: Commit[]): void {
+    if (this.db.shared) return;
+    for (const e of events) for (const l of this.listeners) l(e);
   }
 }
