@@ -54,10 +54,11 @@ async function runPeer(name: string, mountpoint: string, cmd: string, args: stri
   };
 }
 
-export async function mountRclone(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; cacheDir: string; keyId: string; secret: string }): Promise<PeerMount> {
+/** rclone over the prefix, read-only unless `writable` (the small-file benchmark writes). */
+export async function mountRclone(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; cacheDir: string; keyId: string; secret: string; writable?: boolean }): Promise<PeerMount> {
   return runPeer('rclone mount --vfs-cache-mode full', o.mountpoint, 'rclone', ['mount', `:s3:${o.bucket}/${o.prefix}`, o.mountpoint, '--vfs-cache-mode', 'full', '--cache-dir', o.cacheDir,
     '--s3-provider', 'Other', '--s3-endpoint', o.endpoint, '--s3-access-key-id', o.keyId, '--s3-secret-access-key', o.secret,
-    '--s3-force-path-style', '--read-only', '--log-level', 'ERROR']);
+    '--s3-force-path-style', ...(o.writable ? [] : ['--read-only']), '--log-level', 'ERROR']);
 }
 
 export async function mountS3fs(o: { mountpoint: string; endpoint: string; bucket: string; prefix: string; workDir: string; keyId: string; secret: string }): Promise<PeerMount> {
@@ -66,3 +67,4 @@ export async function mountS3fs(o: { mountpoint: string; endpoint: string; bucke
   return runPeer('s3fs (parallel_count=8)', o.mountpoint, 's3fs', [`${o.bucket}:/${o.prefix}`, o.mountpoint, '-f', '-o', `url=${o.endpoint}`, '-o', 'use_path_request_style',
     '-o', `passwd_file=${passwd}`, '-o', 'parallel_count=8', '-o', 'ro', '-o', 'nosuid']);
 }
+

@@ -2,7 +2,8 @@
  * Benchmark runner: `npm run bench -- NAME [--seconds N]`. Prints a table and writes JSON
  * under bench/results/. Benchmarks: aead, stream (`--size MiB --rtt ms --mbps Mbit --random N
  * --frames N --frame-mib MiB --entries N --warm-rounds N --no-peers`), warm (`--size MiB --rounds N --threads
- * 0,1`: warm reads from the disk cache against the no-op ceiling), load (`--clients N --seconds S`).
+ * 0,1`: warm reads from the disk cache against the no-op ceiling), load (`--clients N --seconds S`),
+ * smallfiles (`--files N --git-files N --rtt ms --mbps Mbit --no-peers`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { benchAead } from './aead.js';
 import { benchStream } from './stream.js';
 import { benchWarm } from './warm.js';
 import { runLoad } from './load.js';
+import { benchSmallFiles } from './smallfiles.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -71,6 +73,25 @@ if (name === 'aead') {
     const s3fs = r.peers.find((p) => p.name.startsWith('s3fs'));
     if (s3fs) console.log(`  target cold sequential ≥ 1.2 x s3fs: ${(r.coldSeqMBps / s3fs.coldSeqMBps).toFixed(2)}x ${r.coldSeqMBps >= 1.2 * s3fs.coldSeqMBps ? 'met' : 'MISSED'}`);
   }
+  console.log(`results: ${save(r)}`);
+} else if (name === 'smallfiles') {
+  const r = await benchSmallFiles({
+    files: num('--files', 10_000), gitFiles: num('--git-files', 2000), rttMs: num('--rtt', 50), bytesPerSecond: num('--mbps', 1000) * 1e6 / 8 * 0.976,
+    peers: !args.includes('--no-peers'), log: (l) => console.error(l),
+  });
+  const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? 'n/a' : Number.isFinite(x) ? x.toFixed(d) : 'never').padStart(9);
+  console.log(`Small files over an emulated link: RTT ${r.rttMs} ms; ${r.files} files of 4 KiB in 20 folders; git clone of ${r.gitFiles} files`);
+  console.log('                                         untar files/s  visible after s  ls -lR s  cold read files/s  rm -rf files/s  git clone s');
+  for (const x of r.runs) {
+    console.log(`  ${x.name.padEnd(38)}${f(x.untarFilesPerSec, 0)}      ${f(x.visibleAfterSec, 2)}    ${f(x.lsLRSec, 2)}     ${f(x.coldReadFilesPerSec, 0)}        ${f(x.rmFilesPerSec, 0)}    ${f(x.gitCloneSec, 1)}`);
+  }
+  const lucidWan = r.runs[0];
+  const rclone = r.runs.find((x) => x.name.startsWith('rclone'));
+  const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  console.log('Targets (10 000 files, 50 ms):');
+  console.log(`  untar ≥ 1 000 files/s: ${met(lucidWan.untarFilesPerSec >= 1000)}${rclone ? `; ≥ 5 x rclone: ${(lucidWan.untarFilesPerSec / rclone.untarFilesPerSec).toFixed(1)}x ${met(lucidWan.untarFilesPerSec >= 5 * rclone.untarFilesPerSec)}` : ''}`);
+  console.log(`  visible on a second mount ≤ 3 s after tar: ${met((lucidWan.visibleAfterSec ?? Infinity) <= 3)}`);
+  console.log(`  rm -rf ≥ 1 000 files/s: ${met(lucidWan.rmFilesPerSec >= 1000)}; cold read ≥ 300 files/s: ${met((lucidWan.coldReadFilesPerSec ?? 0) >= 300)}; cold ls -lR ≤ 2 s: ${met((lucidWan.lsLRSec ?? Infinity) <= 2)}`);
   console.log(`results: ${save(r)}`);
 } else if (name === 'warm') {
   const t = args.indexOf('--threads');

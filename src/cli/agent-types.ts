@@ -20,8 +20,14 @@ export interface AgentStatus {
   uploadBytes: number;
   /** The agent's memory (bytes): resident set, JavaScript heap in use, memory outside it (buffers). */
   memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
-  /** Changes to names and attributes made offline, waiting for the metadata service. */
+  /** Changes to names and attributes not yet at the metadata service (write-back, or offline). */
   changesWaiting: number;
+  /** How long the oldest of them has waited (ms). */
+  changesOldestMs: number;
+  /** Changes another client's change made land as a conflict copy, or skipped, since the mount started. */
+  conflicts: number;
+  /** Requests that carried changes to the service, and the changes they carried. */
+  metaBatches: { requests: number; changes: number };
   uploadBlocks: number;
   uploadsInFlight: number;
   cache: ReturnType<BlockCache['stats']> & { dir: string; hitRatio: number };

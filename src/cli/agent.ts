@@ -199,7 +199,8 @@ export class Agent implements ControlledAgent {
       ...(offline ? { offline } : {}),
       filespaceId: this.filespaceId, store: this.store.url,
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
-      uploadBytes: c.uploadBytes, changesWaiting: this.vfs.journal.size, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
+      uploadBytes: c.uploadBytes, changesWaiting: this.vfs.journal.size, changesOldestMs: this.vfs.journal.oldestAgeMs,
+      conflicts: this.vfs.journal.conflicts, metaBatches: { requests: this.vfs.journal.batches, changes: this.vfs.journal.batchedOps }, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
       prefetch: (() => { const p = this.vfs.data.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),
       store_requests: { get: s.get.requests, put: s.put.requests, getBytes: s.get.bytes, putBytes: s.put.bytes },
@@ -264,10 +265,10 @@ export class Agent implements ControlledAgent {
     this.stopping ??= (async () => {
       if (!options.external) {
         if (!options.force) {
-          await this.vfs.journal.replay();
+          await this.vfs.journal.flush().catch(() => {});
           if (this.vfs.journal.size > 0) {
             this.stopping = undefined;
-            throw new InvalidArgumentError(`${this.vfs.journal.size} change(s) made offline have not reached the metadata service yet: wait for it, or unmount with --force (they stay in the cache and are replayed at the next mount)`);
+            throw new InvalidArgumentError(`${this.vfs.journal.size} change(s) to names and attributes have not reached the metadata service yet (it cannot be reached): wait for it, or unmount with --force (they stay in the cache and are sent at the next mount)`);
           }
           try {
             await this.writeback.flushAll();

@@ -14,13 +14,14 @@ import type { LockManager } from '../locks/types.js';
 import { S_IFMT, S_IFREG, type MetaEngine } from '../meta/types.js';
 import { DirectoryPredictor } from '../prefetch/directory.js';
 import type { ObjectStore } from '../store/types.js';
+import { CommitBatcher } from '../upload/commit-batcher.js';
 import { Uploader, type UploaderOptions } from '../upload/uploader.js';
 import type { TraceSink } from '../util/trace.js';
 import { BlockLoader } from './data/block-loader.js';
 import { BlockMap } from './data/block-map.js';
 import { FileIo } from './data/file-io.js';
 import { NamespaceChanges } from './namespace/changes.js';
-import { MetaJournal, offlineCopyNames, type JournalStore } from './namespace/journal.js';
+import { MetaJournal, conflictCopyNames, type JournalStore } from './namespace/journal.js';
 import { SqliteJournalStore } from './namespace/journal-store.js';
 import { Listings } from './namespace/listing.js';
 import { NamespaceView, type ViewOptions } from './namespace/view.js';
@@ -62,10 +63,10 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   const { store, meta, codec, names, blockSize } = parts;
   const log = options.log;
   const journalStore = options.journalStore ?? SqliteJournalStore.open(cache.directory, cache.legacyJournal);
-  const journal = new MetaJournal(journalStore, meta, { conflictName: offlineCopyNames(names), log: (line) => log?.(line) });
+  const journal = new MetaJournal(journalStore, meta, { conflictName: conflictCopyNames(names), log: (line) => log?.(line) });
   const blockMap = new BlockMap(meta, blockSize, { windowBlocks: options.mapWindowBlocks, madeLocally: (ino) => journal.pendingCreate(ino) !== undefined });
   const view = new NamespaceView(meta, journal, cache, blockMap, options);
-  const uploader = new Uploader({ store, codec, meta, cache, blockSize }, {
+  const uploader = new Uploader({ store, codec, meta: new CommitBatcher(meta), cache, blockSize }, {
     ...options.upload, log, holds: journal,
     committed: (ino, refs, attr) => {
       view.committed(attr);
@@ -74,7 +75,7 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   });
   const loader = new BlockLoader(store, codec, cache, blockSize, { memoryCacheBytes: options.memoryCacheBytes, log, allocated: options.allocated, trace: options.trace });
   const data = new FileIo(loader, blockMap, cache, uploader, view, blockSize, { trace: options.trace });
-  const listings = new Listings(meta, names, view, journal);
+  const listings = new Listings(meta, names, view, journal, blockMap);
   const locks = options.locks ?? new LocalLocks();
   const changes = new NamespaceChanges(meta, names, view, journal, blockMap, cache, listings, {
     writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino),
@@ -93,7 +94,7 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
       const a = view.cachedAttr(ino);
       if (a) await blockMap.ref(ino, 0, a.version);
     },
-  }, data.prefetcher, { blockSize, listingTtlMs, memoryBytes: loader.memoryBytes / 3 });
+  }, data.prefetcher, { blockSize, listingTtlMs, memoryBytes: loader.memoryBytes / 3, walkAfterOpens: 2 });
   if (journal.size > 0) log?.(`${journal.size} change(s) made offline wait for the metadata service`);
   journal.start();
   return new Vfs({

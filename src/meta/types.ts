@@ -54,6 +54,8 @@ export interface DirEntry extends EntryName {
   mode: number;
   /** Present when readdir was asked for attributes (`plus`). */
   attr?: Attr;
+  /** A regular file's first block ref, when readdir was asked for it (`firstBlock`) and it has one. */
+  first?: BlockRef;
 }
 
 export interface NewNode {
@@ -118,6 +120,8 @@ export interface ReaddirOptions extends ReadOptions {
   limit?: number;
   /** Include each entry's attributes. */
   plus?: boolean;
+  /** With `plus`: each regular file's first block ref too (a folder of small files reads with no map round trips). */
+  firstBlock?: boolean;
 }
 
 export interface ReaddirPage {

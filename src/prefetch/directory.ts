@@ -12,6 +12,12 @@
  * reader jumping between frames is not sent extra bytes. Files starting `memoryBytes` or more
  * ahead of the open are asked for on disk only.
  *
+ * Small files are walked in any order (`cp -r`, `tar c`, `find | xargs cat`, `rsync` visit a
+ * folder in listing or name order, not always the one this predicts): once `walkAfterOpens`
+ * files of one block or less (the mount: 2; default 0, no walks) were opened in a folder, the folder's other small files are
+ * brought in, `walkFiles` (256) at a time ahead of the opens and within `budgetBytes`, each
+ * one whole block (to disk only past `memoryBytes`); opening one makes room for the next.
+ *
  * Nothing a streak's next open needs waits on a round trip: the block maps of the
  * `mapsAheadFiles` files past the queued ones are loaded ahead (so the file the next open
  * adds is fetched at once), and a listing older than `listingTtlMs` is used while it is
@@ -46,6 +52,10 @@ export interface DirectoryPredictorOptions {
   listingTtlMs?: number;
   /** Predicted bytes brought into memory; files starting beyond them come to disk only. */
   memoryBytes?: number;
+  /** Small files opened in a folder before its other small files are brought in (default 0: never). */
+  walkAfterOpens?: number;
+  /** Small files of a walk queued ahead of the opens at most (default 256). */
+  walkFiles?: number;
 }
 
 /** A name's shape with its digit runs blanked: frame_0001.exr and frame_0002.exr share one. */
@@ -59,6 +69,8 @@ interface DirState {
   predicted: Set<number>;
   /** The last name whose block map was loaded ahead. */
   mappedThrough?: string;
+  /** A walk of the folder's small files: how many were opened, and which are queued (not yet opened). */
+  walk?: { opened: number; queued: Map<number, number> };
 }
 
 export class DirectoryPredictor {
@@ -68,6 +80,8 @@ export class DirectoryPredictor {
   private readonly ttl: number;
   private readonly memoryBytes: number;
   predictedFiles = 0;
+  /** Small files brought in by walks. */
+  walkedFiles = 0;
 
   constructor(private readonly lister: DirectoryLister, private readonly prefetcher: Prefetcher, private readonly options: DirectoryPredictorOptions) {
     this.budget = options.budgetBytes ?? 128 * 1024 * 1024;
@@ -87,6 +101,7 @@ export class DirectoryPredictor {
     const prev = d.last;
     d.last = name;
     d.predicted.delete(ino);
+    if ((this.options.walkAfterOpens ?? 0) > 0) void this.walkSmall(parent, d, name, ino).catch(() => {});
     if (prev === undefined) return this.firstGuess(parent, d, name);
     if (name <= prev) return this.reset(d);
     await this.listing(parent, d);
@@ -104,6 +119,38 @@ export class DirectoryPredictor {
     }
     d.streak++;
     this.predict(d, d.listing!.index.get(name)! + 1, this.maxFiles);
+  }
+
+  /** A small file was opened: past `walkAfterOpens` of them, the folder's other small files come in. */
+  private async walkSmall(parent: number, d: DirState, name: string, ino: number): Promise<void> {
+    const walk = (d.walk ??= { opened: 0, queued: new Map() });
+    walk.queued.delete(ino);
+    await this.listing(parent, d);
+    const l = d.listing!;
+    const at = l.index.get(name);
+    if (at === undefined || !this.small(l.files[at])) return;
+    walk.opened++;
+    if (walk.opened < this.options.walkAfterOpens!) return;
+    const most = this.options.walkFiles ?? 256;
+    let bytes = [...walk.queued.values()].reduce((n, b) => n + b, 0);
+    // From the file opened on, round the folder: every small file once.
+    for (let k = 1; k < l.files.length && walk.queued.size < most && bytes < this.budget; k++) {
+      const f = l.files[(at + k) % l.files.length];
+      if (!this.small(f) || f.ino === ino || walk.queued.has(f.ino) || d.predicted.has(f.ino)) continue;
+      walk.queued.set(f.ino, f.size);
+      const toDisk = bytes >= this.memoryBytes;
+      bytes += f.size;
+      const queue = () => {
+        if (walk.queued.has(f.ino) && this.prefetcher.prefetchFile(f.ino, 1, toDisk) > 0) this.walkedFiles++;
+      };
+      if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
+      else queue();
+    }
+  }
+
+  /** A regular file of one block or less, not empty. */
+  private small(f: ListedFile | undefined): boolean {
+    return f !== undefined && f.regular && f.size > 0 && f.size <= this.options.blockSize;
   }
 
   /** A first open: a numbered name followed by one of the same shape queues it and the next few. */
@@ -124,7 +171,7 @@ export class DirectoryPredictor {
     let i = from;
     for (let n = 0; i < files.length && n < maxFiles && bytes < this.budget; i++) {
       const f = files[i];
-      if (!f.regular || f.size === 0) continue;
+      if (!f.regular || f.size === 0 || d.walk?.queued.has(f.ino)) continue;
       n++;
       // Files that start further ahead than memory keeps plaintexts come to disk only.
       const toDisk = bytes >= this.memoryBytes;

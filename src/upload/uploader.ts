@@ -14,7 +14,8 @@
  * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
  */
 import type { DirtyBlocks } from '../cache/types.js';
-import type { Attr, BlockRef, MetaEngine } from '../meta/types.js';
+import type { Attr, BlockRef } from '../meta/types.js';
+import type { BlockCommits } from './commit-batcher.js';
 import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
 import type { BlockCodec } from '../block/format.js';
@@ -25,7 +26,8 @@ import type { CommitListener, UploadHolds } from './types.js';
 export interface UploaderParts {
   store: ObjectStore;
   codec: BlockCodec;
-  meta: MetaEngine;
+  /** Where block maps are committed (a CommitBatcher: many files' commits per request). */
+  meta: BlockCommits;
   /** Where dirty blocks wait: the mount's block cache, or memory for the library API. */
   cache: DirtyBlocks;
   blockSize: number;

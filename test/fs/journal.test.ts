@@ -150,15 +150,15 @@ t.test('a name another client took meanwhile: the offline file gets a conflict n
 
   sw.down = false;
   await settle(a);
-  t.same(await names(b.vfs, 'proj'), ['cut (offline copy).edl', 'cut.edl', 'shared (offline copy).txt', 'shared.txt', 'x.txt'], 'both versions of each name are there');
+  t.same(await names(b.vfs, 'proj'), ['cut (conflict copy).edl', 'cut.edl', 'shared (conflict copy).txt', 'shared.txt', 'x.txt'], 'both versions of each name are there');
   t.ok((await readPath(b.vfs, 'proj/x.txt')).equals(theirX), "an offline delete of a name that now holds another client's file leaves it");
-  t.ok((await readPath(b.vfs, 'take1 (offline copy).mov')).equals(take), 'a file made offline in a folder removed meanwhile is kept at the top');
+  t.ok((await readPath(b.vfs, 'take1 (conflict copy).mov')).equals(take), 'a file made offline in a folder removed meanwhile is kept at the top');
   t.ok((await readPath(b.vfs, 'proj/cut.edl')).equals(theirs), "the other client's file is untouched");
-  t.ok((await readPath(b.vfs, 'proj/cut (offline copy).edl')).equals(mine), 'the offline file is kept under a conflict name');
+  t.ok((await readPath(b.vfs, 'proj/cut (conflict copy).edl')).equals(mine), 'the offline file is kept under a conflict name');
   t.ok((await readPath(b.vfs, 'proj/shared.txt')).equals(theirs2), "a save over a file another client changed meanwhile does not replace theirs");
-  t.ok((await readPath(b.vfs, 'proj/shared (offline copy).txt')).equals(mine2), 'the offline save is kept beside it');
+  t.ok((await readPath(b.vfs, 'proj/shared (conflict copy).txt')).equals(mine2), 'the offline save is kept beside it');
   t.ok(a.lines.some((l) => /conflict name/.test(l)), 'the log says so');
-  t.same(await names(b.vfs, ''), ['made', 'proj', 'take1 (offline copy).mov'], 'the top of the filespace');
+  t.same(await names(b.vfs, ''), ['made', 'proj', 'take1 (conflict copy).mov'], 'the top of the filespace');
   t.same(await names(a.vfs, 'proj'), await names(b.vfs, 'proj'), 'A, back online, shows what the service has');
 });
 

@@ -84,6 +84,24 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.readdir((await e.lookup(d, h('file-1'))).ino), NotDirectoryError);
     });
 
+    t.test('readdir plus brings each file\'s first block ref when asked', async (t) => {
+      const d = await scratch();
+      const small = await e.create(d, nm('small'), file);
+      const big = await e.create(d, nm('big'), file);
+      await e.create(d, nm('empty'), file);
+      await e.create(d, nm('sub'), dir);
+      const first = oid();
+      await e.commitBlocks(small.ino, [{ index: 0, objectId: first, length: 1234 }], { minSize: 1234 });
+      await e.commitBlocks(big.ino, [{ index: 0, objectId: oid(), length: BLOCK }, { index: 1, objectId: oid(), length: 10 }], { minSize: BLOCK + 10 });
+      const page = await e.readdir(d, { plus: true, firstBlock: true });
+      const by = new Map(page.entries.map((x) => [x.enc.toString().slice(4), x]));
+      t.same(by.get('small')?.first, { index: 0, objectId: first, length: 1234 });
+      t.equal(by.get('big')?.first?.index, 0);
+      t.equal(by.get('empty')?.first, undefined, 'a file with no blocks has none');
+      t.equal(by.get('sub')?.first, undefined, 'nor a folder');
+      t.equal((await e.readdir(d, { plus: true })).entries.find((x) => x.first), undefined, 'not unless asked');
+    });
+
     t.test('hard links count, unlink leaves an orphan until reclaim', async (t) => {
       const d = await scratch();
       const a = await e.create(d, nm('a'), file);

@@ -153,3 +153,26 @@ t.test('an old listing serves the next open while it is re-read, one re-read at 
   t.equal(lists, 3, 'once answered, the next old listing is re-read again');
   t.ok(s.loads.includes('105:0'), 'and the streak goes on');
 });
+
+t.test('small files opened in any order: the rest of the folder\'s small files come in, within the walk\'s bounds', async (t) => {
+  // Names with no digits (no frame guess): a walk is not about name order.
+  const letters = (i: number) => String.fromCharCode(97 + ((i * 7) % 26), 97 + Math.floor(i / 26));
+  const files: ListedFile[] = Array.from({ length: 40 }, (_, i) => ({ name: `note-${letters(i)}.txt`, ino: 500 + i, size: 4096, regular: true }));
+  files.push({ name: 'big.mov', ino: 900, size: 3 * BS, regular: true }, { name: 'empty', ino: 901, size: 0, regular: true }, { name: 'sub', ino: 902, size: 0, regular: false });
+  const s = setup(files, 64 * BS, undefined, { options: { walkAfterOpens: 2, walkFiles: 16 } });
+  await s.predictor.onOpen(1, files[17].name, files[17].ino);
+  await new Promise((r) => setImmediate(r));
+  t.same(s.loads, [], 'one small file opened: nothing yet');
+  await s.predictor.onOpen(1, files[3].name, files[3].ino); // not the next in any order
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.loads.length, 16, 'the second brings 16 others in (the walk\'s bound)');
+  t.ok(s.loads.every((l) => l.endsWith(':0')), 'each its one block');
+  t.notOk(s.loads.some((l) => l.startsWith('900:') || l.startsWith('901:') || l.startsWith('902:')), 'not the large file, the empty one or the folder');
+  t.notOk(s.loads.includes(`${files[17].ino}:0`) || s.loads.includes(`${files[3].ino}:0`), 'nor the files already opened');
+  const next = s.loads.map((l) => Number(l.split(':')[0]))[0];
+  const f = files.find((x) => x.ino === next)!;
+  await s.predictor.onOpen(1, f.name, f.ino);
+  await new Promise((r) => setImmediate(r));
+  t.equal(s.predictor.walkedFiles, 17, 'opening a walked file makes room for one more');
+  t.equal(new Set(s.loads).size, s.loads.length, 'no file twice (a name-order guess skips what the walk queued)');
+});

@@ -33,7 +33,7 @@ export class BlockMap {
   /** Block refs are loaded from the service this many at a time. */
   readonly window: number;
 
-  constructor(private readonly meta: MetaEngine, private readonly blockSize: number, private readonly options: BlockMapOptions = {}) {
+  constructor(private readonly meta: MetaEngine, readonly blockSize: number, private readonly options: BlockMapOptions = {}) {
     this.window = options.windowBlocks ?? 1024;
   }
 

@@ -138,7 +138,7 @@ export class NamespaceChanges {
     return !strict || this.view.trustsListing(dir);
   }
 
-  /** A lookup found nothing in a folder this mount has not listed: its listing is fetched in the background. */
+  /** A folder this mount looked into (or found nothing in) and has not listed: its listing is fetched in the background. */
   private learnListing(dir: number): void {
     if (!this.writeBack || this.learning.has(dir) || this.view.trustsListing(dir)) return;
     const p = this.listings.learn(dir, this.options.learnListingMax ?? 5000)
@@ -185,6 +185,9 @@ export class NamespaceChanges {
       });
     const a = view.remember(attr);
     if (blocks) this.blockMap.prime(a, blocks);
+    // A folder reached by path: its listing comes in the background, so names in it are
+    // decided locally from now on (and while the service is away).
+    if (isDir(a.mode)) this.learnListing(a.ino);
     view.keepEntry(parent, name, a.ino, gen);
     view.named(a.ino, parent, name);
     return view.overlay(a);

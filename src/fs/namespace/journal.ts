@@ -16,7 +16,7 @@
  *   finds its own inode under the name); an unlink, rmdir or rename first checks that the
  *   name still holds the inode this mount saw, and one already done is not done twice;
  * - nothing written offline is lost to a conflict: a name another client took meanwhile
- *   gets the journaled file under "NAME (offline copy N)", a folder removed meanwhile gets it
+ *   gets the journaled file under "NAME (conflict copy N)", a folder removed meanwhile gets it
  *   at the top of the filespace, and another client's file is never replaced or deleted;
  * - while an inode has changes waiting, `affects(ino)` says so: the mount answers for it from
  *   what it knows locally, and its data is not committed before its creation is.
@@ -52,7 +52,7 @@ export interface JournalStore {
 }
 
 export interface JournalHooks {
-  /** The `n`th conflict name for `name` (sealed for `parent`), put under `newParent`: "NAME (offline copy N)". */
+  /** The `n`th conflict name for `name` (sealed for `parent`), put under `newParent`: "NAME (conflict copy N)". */
   conflictName(parent: number, name: EntryName, n: number, newParent: number): EntryName;
   log(line: string): void;
 }
@@ -75,13 +75,13 @@ export interface Replayed {
 
 const RETRY_MS = 2000;
 
-/** The conflict names a mount gives what it made offline: "NAME (offline copy N).ext", sealed. */
-export function offlineCopyNames(names: NameCipher): JournalHooks['conflictName'] {
+/** The conflict names a mount gives what another client's change kept from its place: "NAME (conflict copy N).ext", sealed. */
+export function conflictCopyNames(names: NameCipher): JournalHooks['conflictName'] {
   return (parent, name, n, newParent) => {
     const plain = names.open(parent, name.hash, name.enc);
     const dot = plain.lastIndexOf('.');
     const [stem, ext] = dot > 0 ? [plain.slice(0, dot), plain.slice(dot)] : [plain, ''];
-    return names.seal(newParent, `${stem.slice(0, 200)} (offline copy${n > 1 ? ` ${n}` : ''})${ext.slice(0, 30)}`);
+    return names.seal(newParent, `${stem.slice(0, 200)} (conflict copy${n > 1 ? ` ${n}` : ''})${ext.slice(0, 30)}`);
   };
 }
 const MAX_CONFLICT_NAMES = 100;
@@ -109,6 +109,8 @@ export class MetaJournal implements UploadHolds {
   /** Requests to the service that carried changes, and changes they carried (lucid status, bench). */
   batches = 0;
   batchedOps = 0;
+  /** Changes another client's change made land otherwise (a conflict copy) or not at all (skipped), since the mount started. */
+  conflicts = 0;
   private batchesRefused = false;
   private readonly pending = new Map<number, number>();
   private readonly creates = new Map<number, CreateOp>();
@@ -294,6 +296,12 @@ export class MetaJournal implements UploadHolds {
     return { applied: [], failed: { index: 0, code: 'NotSupported', message: 'one at a time' } };
   }
 
+  /** A change landed otherwise than it was made, or not at all: logged and counted (lucid status). */
+  private conflict(line: string): void {
+    this.conflicts++;
+    this.hooks.log(`conflict: ${line}`);
+  }
+
   /** One change is at the service (or dropped): forgotten here, and said. */
   private done(entry: { seq: number; op: JournalOp }, replayed: Replayed): void {
     if (this.entries[0] !== entry) return; // a replay before this one already took it
@@ -354,7 +362,7 @@ export class MetaJournal implements UploadHolds {
         const there = await this.inodeAt(meta, at.parent, at.hash);
         if (there === undefined) return true; // already gone
         if (there !== op.ino) {
-          this.hooks.log(`offline delete of inode ${op.ino} skipped: another client put inode ${there} under that name meanwhile`);
+          this.conflict(`a delete of inode ${op.ino} skipped: another client put inode ${there} under that name meanwhile`);
           return false;
         }
         try {
@@ -363,7 +371,7 @@ export class MetaJournal implements UploadHolds {
         } catch (e) {
           if (e instanceof NoEntryError) return true;
           if (e instanceof NotEmptyError) {
-            this.hooks.log(`offline removal of folder inode ${op.ino} skipped: another client put files in it meanwhile`);
+            this.conflict(`a removal of folder inode ${op.ino} skipped: another client put files in it meanwhile`);
             return false;
           }
           throw e;
@@ -375,7 +383,7 @@ export class MetaJournal implements UploadHolds {
         const there = await this.inodeAt(meta, at.parent, at.hash);
         if (there !== op.ino) {
           if (there === undefined && (await this.inodeAt(meta, op.newParent, op.newName.hash)) === op.ino) return true; // already done
-          this.hooks.log(`offline rename of inode ${op.ino} skipped: its name was changed by another client meanwhile`);
+          this.conflict(`a rename of inode ${op.ino} skipped: its name was changed by another client meanwhile`);
           return false;
         }
         const target = await this.inodeAt(meta, op.newParent, op.newName.hash);
@@ -422,7 +430,7 @@ export class MetaJournal implements UploadHolds {
         const other = this.hooks.conflictName(parent, name, n, dir);
         try {
           await put(dir, other);
-          this.hooks.log(`an entry ${what} offline was given a conflict name ${dir === parent ? 'in its folder' : 'at the top of the filespace'}: another client took its name or removed its folder meanwhile`);
+          this.conflict(`an entry ${what} by this mount was given a conflict name ${dir === parent ? 'in its folder' : 'at the top of the filespace'}: another client took its name or removed its folder meanwhile`);
           return { parent: dir, name: other };
         } catch (e) {
           if (e instanceof EntryExistsError) break;

@@ -9,7 +9,8 @@
  */
 import { InvalidArgumentError } from '../../errors.js';
 import type { NameCipher } from '../../crypto/names.js';
-import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type DirEntry, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
+import type { BlockMap } from '../data/block-map.js';
 import type { ListedEntry } from './last-known.js';
 import type { MetaJournal } from './journal.js';
 import type { NamespaceView } from './view.js';
@@ -30,7 +31,18 @@ export class Listings {
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
 
-  constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal) {}
+  constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
+    private readonly blockMap: BlockMap) {}
+
+  /**
+   * What a listing's entry tells beyond its name: its attributes, and a small file's whole
+   * block map (its first block ref, or none), so opening and reading it needs no map request.
+   */
+  private learnt(e: DirEntry): void {
+    if (!e.attr) return;
+    this.view.remember(e.attr);
+    if ((e.attr.mode & S_IFMT) === S_IFREG && e.attr.size <= this.blockMap.blockSize) this.blockMap.prime(e.attr, e.first ? [e.first] : []);
+  }
 
   async opendir(ino: number): Promise<number> {
     const attr = await this.view.committedAttr(ino);
@@ -58,7 +70,7 @@ export class Listings {
       const first = d.cursor === undefined;
       // Offline, a listing starts from the last full one (a listing cut off midway cannot be).
       const local = first && this.journal.affects(d.ino) ? view.lastKnown.listing(d.ino) : undefined;
-      const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
+      const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true, firstBlock: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
         d.entries.push(...page);
         d.complete = true;
@@ -67,7 +79,7 @@ export class Listings {
       for (const e of page.entries) {
         const name = this.names.open(d.ino, e.hash, e.enc);
         if (e.attr) {
-          view.remember(e.attr);
+          this.learnt(e);
           view.keepEntry(d.ino, name, e.ino, listGen);
           view.named(e.ino, d.ino, name);
         }
@@ -107,10 +119,10 @@ export class Listings {
     const entries: DirEntryOut[] = [];
     let cursor: string | undefined;
     do {
-      const page = await this.meta.readdir(ino, { cursor, limit: 1000, plus: true });
+      const page = await this.meta.readdir(ino, { cursor, limit: 1000, plus: true, firstBlock: true });
       for (const e of page.entries) {
         const name = this.names.open(ino, e.hash, e.enc);
-        if (e.attr) view.remember(e.attr);
+        this.learnt(e);
         entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
       }
       cursor = page.cursor;

@@ -303,9 +303,11 @@ export class SqlMetaEngine implements MetaEngine {
     if (options.plus) {
       const vi = visible(options, 'i.');
       const x = xattrFlag(options);
-      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}
-        FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}
-        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, parent, ...v.params, after, limit + 1]);
+      const vb = visible(options, 'b.');
+      const first = options.firstBlock === true;
+      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}${first ? ', b.object_id AS first_object, b.length AS first_length' : ''}
+        FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}${first ? ` LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND ${vb.sql}` : ''}
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, ...(first ? vb.params : []), parent, ...v.params, after, limit + 1]);
     } else {
       rows = await this.db.all(`SELECT d.hash, d.name_enc, d.ino, d.mode AS dmode FROM dentries d
         WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, limit + 1]);
@@ -314,6 +316,7 @@ export class SqlMetaEngine implements MetaEngine {
     const entries: DirEntry[] = rows.slice(0, limit).map((r) => ({
       hash: r.hash as Buffer, enc: r.name_enc as Buffer, ino: Number(r.ino), mode: Number(r.dmode),
       ...(options.plus ? { attr: toAttr(r) } : {}),
+      ...(r.first_object ? { first: { index: 0, objectId: String(r.first_object), length: Number(r.first_length) } } : {}),
     }));
     return { entries, cursor: more ? entries[entries.length - 1].hash.toString('hex') : undefined };
   }
