@@ -84,14 +84,14 @@ export class NamespaceChanges {
    */
   async reserveInodes(): Promise<void> {
     this.reserving ??= (async () => {
-      const r = await this.meta.reserveInodes(256);
+      const r = await this.meta.reserveInodes(1000);
       for (let i = 0; i < r.count; i++) this.reservedInos.push(r.first + i);
     })().finally(() => { this.reserving = undefined; });
     return this.reserving;
   }
 
   private async newIno(): Promise<number> {
-    if (this.reservedInos.length < 64) void this.reserveInodes().catch(() => {});
+    if (this.reservedInos.length < 500) void this.reserveInodes().catch(() => {});
     if (this.reservedInos.length === 0) await this.reserveInodes();
     return this.reservedInos.shift()!;
   }
