@@ -10,16 +10,7 @@
  */
 import t from 'tap';
 import path from 'node:path';
-import { sh, withMount } from './helpers.js';
-
-async function killAgent(pid: number | undefined): Promise<void> {
-  if (!pid) throw new Error('no agent pid');
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200; i++) {
-    try { process.kill(pid, 0); } catch { return; }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { killAgent, sh, withMount } from './helpers.js';
 
 t.test('kill -9 right after dd conv=fsync; a fresh cache dir reads it back identical', async (t) => {
   const fx = await withMount(t);

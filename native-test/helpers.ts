@@ -168,3 +168,29 @@ export async function within(ms: number, check: () => Promise<boolean>): Promise
   }
   return -1;
 }
+
+/** Kills an agent with SIGKILL (a crash) and waits until it is gone. */
+export async function killAgent(pid: number | undefined): Promise<void> {
+  if (!pid) throw new Error('no agent pid');
+  process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 200; i++) {
+    try { process.kill(pid, 0); } catch { return; }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * A new filespace on a file store in a temporary folder, for tests that start their own
+ * `lucid serve`: `dir(name)` makes a folder in it, `run` runs the CLI with its Lucid home and
+ * password; `swept()` forgets the sweep made if this process is killed (call it in teardown).
+ */
+export async function initFilespace(t: Test, prefix: string): Promise<{ root: string; dir(name: string): string; store: string; env: Record<string, string>; swept(): void; remove(): void; run(args: string[]): Promise<CliResult> }> {
+  const tmp = tempDir(prefix);
+  const dir = (n: string) => { const p = path.join(tmp.dir, n); mkdirSync(p, { recursive: true }); return p; };
+  const store = `file://${dir('store')}`;
+  const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD };
+  const swept = sweepOnKill(env.LUCID_HOME);
+  const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
+  t.equal((await run(['init', '--store', store, '--kdf', 'interactive'])).code, 0, 'lucid init');
+  return { root: tmp.dir, dir, store, env, swept, remove: () => tmp.remove(), run };
+}

@@ -11,22 +11,15 @@
  *   everything reads identical.
  */
 import t from 'tap';
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { lucid } from '../test/helpers/cli.js';
-import { freePort, tempDir } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe, within, sweepOnKill } from './helpers.js';
+import { freePort } from '../test/helpers/servers.js';
+import { initFilespace, sh, startServe, within } from './helpers.js';
 
 
 t.test('service outage: cached work goes on, writes wait, then arrive', { timeout: 300_000 }, async (t) => {
-  const root = tempDir('lucid-outage-');
-  const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
-  const store = `file://${dir('store')}`;
-  const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD };
-  const swept = sweepOnKill(env.LUCID_HOME);
-  const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
-  t.equal((await run(['init', '--store', store, '--kdf', 'interactive'])).code, 0);
-  const db = `sqlite:${root.dir}/meta.sqlite`;
+  const fx = await initFilespace(t, 'lucid-outage-');
+  const { dir, store, env, swept, run } = fx;
+  const db = `sqlite:${fx.root}/meta.sqlite`;
   const listen = `127.0.0.1:${await freePort()}`;
   let serve = await startServe(store, db, env, ['--listen', listen]);
   const [a, b, work] = [dir('a'), dir('b'), dir('work')];
@@ -35,10 +28,10 @@ t.test('service outage: cached work goes on, writes wait, then arrive', { timeou
     for (const mp of [a, b]) await run(['unmount', mp, '--force']);
     await sh(`for m in ${a} ${b}; do grep -q " $m " /proc/mounts && umount -l $m; done; true`);
     serve.child.kill('SIGKILL');
-    root.remove();
+    fx.remove();
   });
   for (const [mp, cache] of [[a, 'cache-a'], [b, 'cache-b']]) {
-    const m = await run(['mount', mp, '--store', store, '--service', serve.url, '--cache-dir', path.join(root.dir, cache)]);
+    const m = await run(['mount', mp, '--store', store, '--service', serve.url, '--cache-dir', path.join(fx.root, cache)]);
     t.equal(m.code, 0, m.stderr);
   }
 

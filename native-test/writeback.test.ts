@@ -8,29 +8,15 @@
  *   `lucid status` and the log say so.
  */
 import t from 'tap';
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { lucid } from '../test/helpers/cli.js';
-import { tempDir } from '../test/helpers/servers.js';
-import { PASSWORD, sh, startServe, within, sweepOnKill } from './helpers.js';
-
-async function killAgent(pid: number): Promise<void> {
-  process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 200; i++) {
-    try { process.kill(pid, 0); } catch { return; }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { initFilespace, killAgent, sh, startServe, within } from './helpers.js';
 
 t.test('write-back through real mounts', { timeout: 400_000 }, async (t) => {
-  const root = tempDir('lucid-writeback-');
-  const dir = (n: string) => { const p = path.join(root.dir, n); mkdirSync(p, { recursive: true }); return p; };
-  const store = `file://${dir('store')}`;
-  const env = { LUCID_HOME: dir('home'), LUCID_PASSWORD: PASSWORD };
-  const swept = sweepOnKill(env.LUCID_HOME);
-  const run = (args: string[]) => lucid(args, { env, timeoutMs: 120_000 });
-  t.equal((await run(['init', '--store', store, '--kdf', 'interactive'])).code, 0);
-  const serve = await startServe(store, `sqlite:${root.dir}/meta.sqlite`, env);
+  const fx = await initFilespace(t, 'lucid-writeback-');
+  const { dir, store, env, swept, run } = fx;
+  const root = { dir: fx.root, remove: fx.remove };
+  const serve = await startServe(store, `sqlite:${fx.root}/meta.sqlite`, env);
   const [a, b, c, work] = [dir('a'), dir('b'), dir('c'), dir('work')];
   t.teardown(async () => {
     swept();

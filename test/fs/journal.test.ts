@@ -19,7 +19,7 @@ import type { Vfs } from '../../src/fs/vfs.js';
 import { NoEntryError, ServiceUnavailableError } from '../../src/errors.js';
 import { ROOT_INO, type MetaEngine } from '../../src/meta/types.js';
 import type { ObjectStore } from '../../src/store/types.js';
-import { sharedFilespace, Switch } from '../helpers/shared.js';
+import { readPath, sharedFilespace, Switch, writeFile } from '../helpers/shared.js';
 
 const BS = 65536;
 const ME = { uid: 0, gid: 0 };
@@ -32,19 +32,6 @@ async function mountOn(u: UnlockedFilespace, store: ObjectStore, meta: MetaEngin
   const wb = vfs.uploader;
   wb.recover();
   return { vfs, wb, cache, lines, close: async () => { vfs.journal.close(); wb.close(); await cache.close(); } };
-}
-
-async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
-  const { attr, fh } = await vfs.create(parent, name, 0o644, 2, ME);
-  await vfs.write(fh, 0, data);
-  vfs.flush(fh);
-  await vfs.release(fh);
-  return attr.ino;
-}
-
-async function readPath(vfs: Vfs, p: string): Promise<Buffer> {
-  const a = await vfs.resolve(p);
-  return vfs.readInode(a.ino, 0, a.size);
 }
 
 const names = async (vfs: Vfs, p: string) => (await vfs.list((await vfs.resolve(p)).ino)).map((e) => e.name).sort();

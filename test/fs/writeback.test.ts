@@ -10,22 +10,10 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { ROOT_INO, type MetaEngine } from '../../src/meta/types.js';
 import type { Vfs } from '../../src/fs/vfs.js';
-import { mountVfs, sharedFilespace, watchingCalls, Switch } from '../helpers/shared.js';
+import { mountVfs, readPath, sharedFilespace, watchingCalls, Switch, writeFile } from '../helpers/shared.js';
 
 const ME = { uid: 0, gid: 0 };
 const O_RDWR = 2;
-
-async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
-  const { attr, fh } = await vfs.create(parent, name, 0o644, O_RDWR, ME);
-  await vfs.write(fh, 0, data);
-  await vfs.release(fh);
-  return attr.ino;
-}
-
-async function readPath(vfs: Vfs, p: string): Promise<Buffer> {
-  const a = await vfs.resolve(p);
-  return vfs.readInode(a.ino, 0, a.size);
-}
 
 const names = async (vfs: Vfs, p: string) => (await vfs.list((await vfs.resolve(p)).ino)).map((e) => e.name).sort();
 

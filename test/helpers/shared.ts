@@ -1,7 +1,8 @@
 /**
  * For VFS tests with several mounts: one descriptor, one in-memory store and one SQLite
  * engine in a temporary directory, shared by every VFS made on it (as machines share a
- * filespace), all removed when the test ends; `mountVfs` makes one such mount,
+ * filespace), all removed when the test ends; `mountVfs` makes one such mount, `writeFile`
+ * and `readPath` write and read a file through one,
  * `committedFile` a file of random bytes committed by a mount of its own, `watchingCalls`
  * and `countingCalls` an engine whose calls are seen or counted, and `Switch` one that can
  * be made unreachable.
@@ -110,4 +111,19 @@ export class Switch {
       },
     });
   }
+}
+
+/** Makes `name` in `parent` through a mount, writes `data`, starts its upload and closes it; its inode number. */
+export async function writeFile(vfs: Vfs, parent: number, name: string, data: Buffer): Promise<number> {
+  const { attr, fh } = await vfs.create(parent, name, 0o644, 2 /* O_RDWR */, { uid: 0, gid: 0 });
+  await vfs.write(fh, 0, data);
+  vfs.flush(fh);
+  await vfs.release(fh);
+  return attr.ino;
+}
+
+/** A file's bytes as a mount reads them, by path. */
+export async function readPath(vfs: Vfs, p: string): Promise<Buffer> {
+  const a = await vfs.resolve(p);
+  return vfs.readInode(a.ino, 0, a.size);
 }
