@@ -23,6 +23,7 @@ import {
   EntryExistsError, InvalidArgumentError, IsDirectoryError, NameTooLongError, NoAttributeError, NoEntryError, NotDirectoryError,
   NotEmptyError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
 } from '../../errors.js';
+import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { NameCipher } from '../../crypto/names.js';
 import { LOOKUP_BLOCKS_MAX, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type MetaEngine, type NewNode } from '../../meta/types.js';
@@ -71,7 +72,9 @@ export class NamespaceChanges {
 
   private readonly writeBack: boolean;
   /** Folders whose listing is being learnt (a lookup there found nothing). */
-  private readonly learning = new Map<number, Promise<void>>();
+  private readonly learning = new Map<number, Promise<unknown>>();
+  /** Folders found too large to learn: names there are looked up one by one (tried again after a while). */
+  private readonly tooLarge = new LRUCache<number, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
     private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly listings: Listings, private readonly options: ChangesOptions = {}) {
@@ -140,9 +143,9 @@ export class NamespaceChanges {
 
   /** A folder this mount looked into (or found nothing in) and has not listed: its listing is fetched in the background. */
   private learnListing(dir: number): void {
-    if (!this.writeBack || this.learning.has(dir) || this.view.trustsListing(dir)) return;
+    if (!this.writeBack || this.learning.has(dir) || this.tooLarge.has(dir) || this.view.trustsListing(dir)) return;
     const p = this.listings.learn(dir, this.options.learnListingMax ?? 5000)
-      .catch(() => {})
+      .then((kept) => { if (!kept) this.tooLarge.set(dir, true); }, () => {})
       .finally(() => this.learning.delete(dir));
     this.learning.set(dir, p);
   }

@@ -38,6 +38,12 @@ export type JournalOp =
 
 /** Changes sent in one batch at most. */
 const BATCH_OPS = 256;
+/**
+ * How long a change waits for others to join its batch when nothing is in flight (ms): a
+ * service nearby commits each batch with one disk flush, so a burst of changes is sent as
+ * one; far away, the batch in flight already gathers the next.
+ */
+const GATHER_MS = 5;
 
 export type CreateOp = Extract<JournalOp, { kind: 'create' }>;
 
@@ -118,7 +124,7 @@ export class MetaJournal implements UploadHolds {
   private readonly moved = new Map<string, { parent: number; name: EntryName }>();
   private replaying?: Promise<void>;
   private timer?: NodeJS.Timeout;
-  private immediate?: NodeJS.Immediate;
+  private gathering?: NodeJS.Timeout;
   private meta?: MetaEngine;
 
   constructor(private readonly store: JournalStore, private readonly engine: MetaEngine, private readonly hooks: JournalHooks) {
@@ -176,13 +182,13 @@ export class MetaJournal implements UploadHolds {
     return p;
   }
 
-  /** Sends what waits as soon as the event loop is free (appends made meanwhile join the batch). */
+  /** Sends what waits within GATHER_MS (appends made meanwhile join the batch). */
   private soon(): void {
-    if (!this.meta || this.timer || this.immediate) return;
-    this.immediate = setImmediate(() => {
-      this.immediate = undefined;
+    if (!this.meta || this.timer || this.gathering) return;
+    this.gathering = setTimeout(() => {
+      this.gathering = undefined;
       void this.replay();
-    });
+    }, GATHER_MS);
   }
 
   private settleFlushes(failure?: Error): void {
@@ -215,8 +221,8 @@ export class MetaJournal implements UploadHolds {
 
   stop(): void {
     clearTimeout(this.timer);
-    if (this.immediate) clearImmediate(this.immediate);
-    this.immediate = undefined;
+    clearTimeout(this.gathering);
+    this.gathering = undefined;
     this.meta = undefined;
     this.settleFlushes(new ServiceUnavailableError('the mount is stopping: changes not yet at the metadata service stay journaled for the next mount'));
   }

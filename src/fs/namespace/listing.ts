@@ -110,9 +110,10 @@ export class Listings {
   /**
    * Takes a folder's full listing for the mount to decide names there locally (write-back),
    * unless it has more than `maxEntries`: a folder that large is looked up name by name.
-   * One request per 1 000 entries; nothing is kept if the folder changed meanwhile.
+   * One request per 1 000 entries; nothing is kept if the folder changed meanwhile. Resolves
+   * false when the folder has more than `maxEntries`.
    */
-  async learn(ino: number, maxEntries = 5000): Promise<void> {
+  async learn(ino: number, maxEntries = 5000): Promise<boolean> {
     const view = this.view;
     const listGen = view.generation(ino);
     const version = (await view.committedAttr(ino)).version;
@@ -126,9 +127,10 @@ export class Listings {
         entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
       }
       cursor = page.cursor;
-      if (entries.length > maxEntries) return;
+      if (entries.length > maxEntries) return false;
     } while (cursor);
     if (view.generation(ino) === listGen && !this.journal.affects(ino)) view.lastKnown.keepListing(ino, entries, version);
+    return true;
   }
 
   /** All names in a directory (for tools, prediction and tests). */

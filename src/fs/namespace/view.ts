@@ -33,8 +33,6 @@ export interface ViewOptions {
    * default 60 s): every change is then pushed, so the TTL only bounds memory.
    */
   feedTtlMs?: number;
-  /** No other client changes this filespace (the service runs in this process): listings stay current. */
-  soleClient?: boolean;
   /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
   invalidate?: (ino: number) => void;
   /** Tells the kernel to forget one name in a directory. */
@@ -264,7 +262,7 @@ export class NamespaceView {
    */
   trustsListing(dir: number): boolean {
     if (!this.lastKnown.listing(dir)) return false;
-    return this.feedUp || this.options.soleClient === true || this.journal.affects(dir) ||
+    return this.feedUp || this.journal.affects(dir) ||
       this.lastKnown.recentListing(dir, this.options.attrTtlMs ?? 1000) !== undefined;
   }
 
