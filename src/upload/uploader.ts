@@ -67,6 +67,8 @@ export class Uploader {
   private readonly frozen = new Map<number, number>();
   private readonly idleTimers = new Map<number, NodeJS.Timeout>();
   private readonly errors = new Map<number, Error>();
+  /** Inodes committed while held, whose pending size is cleared once the journal releases them. */
+  private readonly unsettled = new Map<number, Attr>();
   /** The last upload or commit failure, until one succeeds again (lucid status: offline). */
   lastFailure?: { message: string; code?: string; sinceMs: number };
   private waiters: (() => void)[] = [];
@@ -155,9 +157,10 @@ export class Uploader {
     };
   }
 
-  /** Held inodes may have become free: start what waits. */
+  /** Held inodes may have become free: start what waits, and settle what waited. */
   resume(): void {
     this.pump();
+    this.settleReleased();
   }
 
   pendingUploads(): number {
@@ -284,8 +287,24 @@ export class Uploader {
     if (pending.size !== attr.size) {
       attr = await this.parts.meta.setAttr(ino, { size: pending.size, mtimeMs: pending.mtimeMs, ctimeMs: Math.max(attr.ctimeMs, pending.mtimeMs) });
     }
+    // While changes to the inode wait in the journal, the mount shows attributes of its own
+    // (a rename's, a chmod's) that this commit did not reach: the size written stays shown
+    // from the pending row until they are at the service.
+    if (this.held(ino)) {
+      this.unsettled.set(ino, attr);
+      return attr;
+    }
     if (this.cache.dirtyRowsOf(ino).length === 0 && this.cache.pending(ino)?.size === pending.size) this.cache.clearPending(ino);
     return attr;
+  }
+
+  /** Sizes whose settling waited for the journal: settled now for the inodes it released. */
+  private settleReleased(): void {
+    for (const [ino, attr] of this.unsettled) {
+      if (this.held(ino) || !this.idle(ino)) continue;
+      this.unsettled.delete(ino);
+      void this.settleSize(ino, attr).catch((e: Error) => this.options.log?.(`settling the size of inode ${ino} failed: ${e.message}`));
+    }
   }
 
   private fail(ino: number, idx: number, e: Error): void {

@@ -159,3 +159,30 @@ t.test('a folder reached only by path takes a new file while the service is away
   const fresh = await mountVfs(t, shared, 'fresh');
   t.ok((await readPath(fresh, 'deep/inner/NEW')).equals(data), 'arrived at the service with its data');
 });
+
+t.test('a file written, then renamed over another (a lock file saved into place), reads back its bytes every time', async (t) => {
+  const shared = await sharedFilespace(t);
+  const a = await mountVfs(t, shared, 'a', { idleMs: 0 });
+  await a.reserveInodes();
+  const dir = (await a.mkdir(ROOT_INO, 'repo', 0o755, ME)).ino;
+  await writeFile(a, dir, 'config', Buffer.from('first'));
+  let wrong = 0;
+  for (let i = 0; i < 60; i++) {
+    const data = randomBytes(10 + i * 7);
+    await writeFile(a, dir, 'config.lock', data);
+    // The upload of the new file races the rename's journaling: both orders are tried.
+    if (i % 3 === 1) await new Promise((r) => setTimeout(r, i % 5));
+    if (i % 3 === 2) await a.fsyncInode((await a.resolve('repo/config.lock')).ino);
+    await a.rename(dir, 'config.lock', dir, 'config');
+    for (let k = 0; k < 3; k++) {
+      const got = await readPath(a, 'repo/config');
+      if (!got.equals(data)) wrong++;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+  t.equal(wrong, 0, 'no read of the renamed file saw a wrong size or bytes');
+  await a.journal.flush();
+  await a.uploader.flushAll();
+  const b = await mountVfs(t, shared, 'b');
+  t.same(await (async () => (await b.list(dir)).map((e) => e.name))(), ['config'], 'one name left at the service');
+});

@@ -40,6 +40,8 @@ export class LastKnown {
    */
   private readonly listings = new LRUCache<number, { at: number; version: number; entries: ListedEntry[] }>({ max: KEPT_LISTINGS });
   private info?: MetaInfo;
+  /** A count per folder of this mount's changes to what it knows of the folder's names (see `mark`). */
+  private readonly marks = new LRUCache<number, number>({ max: 100_000 });
   /** When the service was first found unreachable (0: it answers). */
   offlineSinceMs = 0;
 
@@ -56,9 +58,23 @@ export class LastKnown {
    * A folder's full listing, taken after the folder was seen at `version` (not kept past
    * 5 000 entries: offline, such a folder does not list).
    */
-  keepListing(dir: number, entries: ListedEntry[], version: number): void {
+  keepListing(dir: number, entries: ListedEntry[], version: number, since?: number): void {
+    // A listing taken while this mount changed the folder's names may miss those changes.
+    if (since !== undefined && since !== this.mark(dir)) return;
     if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, { at: Date.now(), version, entries });
     else this.listings.delete(dir);
+  }
+
+  /**
+   * Changes with every change this mount makes to what it knows of `dir`'s names: a listing
+   * started before (`keepListing(…, since)`) is not kept over them.
+   */
+  mark(dir: number): number {
+    return this.marks.get(dir) ?? 0;
+  }
+
+  private touch(dir: number): void {
+    this.marks.set(dir, this.mark(dir) + 1);
   }
 
   keepInfo(info: MetaInfo): void {
@@ -77,6 +93,7 @@ export class LastKnown {
 
   /** A name changed in a way this mount cannot follow exactly: the folder's listing is old. */
   forgetName(parent: number, name: string): void {
+    this.touch(parent);
     this.names.delete(`${parent}/${name}`);
     this.listings.delete(parent);
   }
@@ -125,6 +142,7 @@ export class LastKnown {
    * folder's listing; a `fresh` folder (just made) is known empty.
    */
   addEntry(parent: number, name: string, attr: Attr, gen: number, fresh: boolean): void {
+    this.touch(parent);
     this.attrs.set(attr.ino, attr);
     this.names.set(`${parent}/${name}`, { ino: attr.ino, gen });
     const listing = this.listings.get(parent)?.entries;
@@ -140,6 +158,7 @@ export class LastKnown {
 
   /** An entry this mount removed (or moved away): gone from its folder's listing and from the names. */
   removeEntry(parent: number, name: string): void {
+    this.touch(parent);
     this.names.delete(`${parent}/${name}`);
     const listing = this.listings.get(parent)?.entries;
     const at = listing ? listing.findIndex((e) => e.name === name) : -1;

@@ -22,6 +22,8 @@ interface DirHandle {
   ino: number;
   /** The directory's version when it was opened: its listing has every change up to it. */
   version: number;
+  /** This mount's changes to the folder's names when it was opened (a listing across one is not kept). */
+  mark: number;
   entries: DirEntryOut[];
   cursor?: string;
   complete: boolean;
@@ -51,6 +53,7 @@ export class Listings {
     this.dirs.set(fh, {
       ino,
       version: attr.version,
+      mark: this.view.lastKnown.mark(ino),
       entries: [{ name: '.', ino, mode: S_IFDIR }, { name: '..', ino: ROOT_INO, mode: S_IFDIR }],
       complete: false,
     });
@@ -88,7 +91,7 @@ export class Listings {
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
-      if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version);
+      if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version, d.mark);
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: offset + i + 1 }));
   }
@@ -116,6 +119,7 @@ export class Listings {
   async learn(ino: number, maxEntries = 5000): Promise<boolean> {
     const view = this.view;
     const listGen = view.generation(ino);
+    const mark = view.lastKnown.mark(ino);
     const version = (await view.committedAttr(ino)).version;
     const entries: DirEntryOut[] = [];
     let cursor: string | undefined;
@@ -129,7 +133,7 @@ export class Listings {
       cursor = page.cursor;
       if (entries.length > maxEntries) return false;
     } while (cursor);
-    if (view.generation(ino) === listGen && !this.journal.affects(ino)) view.lastKnown.keepListing(ino, entries, version);
+    if (view.generation(ino) === listGen && !this.journal.affects(ino)) view.lastKnown.keepListing(ino, entries, version, mark);
     return true;
   }
 

@@ -102,7 +102,9 @@ export class NamespaceView {
       if (attr?.ino === ino) {
         this.attrs.delete(ino);
         this.remember(attr);
-      } else if (shown && csn !== undefined) {
+      } else if (shown && csn !== undefined && isDir(shown.mode)) {
+        // A folder: its entries and times are as this mount shows them. (A file's size may
+        // have been committed by the uploader meanwhile: it is asked for again.)
         const a = { ...shown, version: Math.max(shown.version, csn) };
         this.attrs.set(ino, a, { ttl: this.ttl() });
         this.lastKnown.keepAttr(a);
