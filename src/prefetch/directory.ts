@@ -133,13 +133,17 @@ export class DirectoryPredictor {
     if (walk.opened < this.options.walkAfterOpens!) return;
     const most = this.options.walkFiles ?? 256;
     let bytes = [...walk.queued.values()].reduce((n, b) => n + b, 0);
+    // In memory a block takes a whole block's buffer, however small the file: memory is
+    // counted in blocks, the transfer budget in bytes.
+    let inMemory = walk.queued.size * this.options.blockSize;
     // From the file opened on, round the folder: every small file once.
     for (let k = 1; k < l.files.length && walk.queued.size < most && bytes < this.budget; k++) {
       const f = l.files[(at + k) % l.files.length];
       if (!this.small(f) || f.ino === ino || walk.queued.has(f.ino) || d.predicted.has(f.ino)) continue;
       walk.queued.set(f.ino, f.size);
-      const toDisk = bytes >= this.memoryBytes;
+      const toDisk = inMemory + this.options.blockSize > this.memoryBytes;
       bytes += f.size;
+      if (!toDisk) inMemory += this.options.blockSize;
       const queue = () => {
         if (walk.queued.has(f.ino) && this.prefetcher.prefetchFile(f.ino, 1, toDisk) > 0) this.walkedFiles++;
       };

@@ -174,5 +174,10 @@ t.test('small files opened in any order: the rest of the folder\'s small files c
   await s.predictor.onOpen(1, f.name, f.ino);
   await new Promise((r) => setImmediate(r));
   t.equal(s.predictor.walkedFiles, 17, 'opening a walked file makes room for one more');
+  const tight = setup(files, 64 * BS, 3 * BS, { options: { walkAfterOpens: 2, walkFiles: 16 } });
+  await tight.predictor.onOpen(1, files[17].name, files[17].ino);
+  await tight.predictor.onOpen(1, files[3].name, files[3].ino);
+  await new Promise((r) => setImmediate(r));
+  t.same([tight.loads.length, tight.toDisk.length], [3, 13], 'memory counts a block\'s buffer per small file: three blocks of memory take three files, the rest go to disk');
   t.equal(new Set(s.loads).size, s.loads.length, 'no file twice (a name-order guess skips what the walk queued)');
 });
