@@ -38,11 +38,6 @@ export class MemoryDirtyBlocks implements DirtyBlocks {
     return [...this.blocks.values()].flatMap((m) => [...m.values()]);
   }
 
-  /** Bytes held (what a caller that forgot to flush would be keeping). */
-  get heldBytes(): number {
-    return this.allDirty().reduce((n, b) => n + b.length, 0);
-  }
-
   writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
     return this.locks.run(key(ino, idx), async () => {
       const end = offset + data.length;

@@ -79,8 +79,8 @@ export class Filespace {
   async write(ino: number, offset: number, data: Buffer): Promise<Attr> {
     if (data.length === 0) return this.meta.getAttr(ino);
     const w = this.writer;
-    // Asked afresh once per write (a restore can bring an older version back).
-    w.attrs.forget(ino);
+    // Asked afresh once per write (a restore can bring an older version back): what the
+    // last write knew was forgotten when it ended.
     w.attrs.takeCommitted(ino);
     w.blockMap.drop(ino);
     try {

@@ -26,9 +26,6 @@ interface Waiting {
 export class CommitBatcher implements BlockCommits {
   private queue: Waiting[] = [];
   private sending = false;
-  /** Requests sent and commits they carried (for tests and status). */
-  requests = 0;
-  commits = 0;
 
   constructor(private readonly meta: Pick<MetaEngine, 'applyBatch'>) {}
 
@@ -61,8 +58,6 @@ export class CommitBatcher implements BlockCommits {
           for (const w of batch) w.reject(e as Error);
           continue;
         }
-        this.requests++;
-        this.commits += res.applied.length;
         res.applied.forEach((a, i) => batch[i].resolve(a.value!));
         if (res.failed) {
           batch[res.failed.index].reject(errorFromCode(res.failed.code, res.failed.message));

@@ -69,6 +69,7 @@ export class Uploader {
   private readonly errors = new Map<number, Error>();
   /** Inodes committed while held, whose pending size is cleared once the journal releases them. */
   private readonly unsettled = new Map<number, Attr>();
+  private resuming = false;
   /** The last upload or commit failure, until one succeeds again (lucid status: offline). */
   lastFailure?: { message: string; code?: string; sinceMs: number };
   private waiters: (() => void)[] = [];
@@ -157,10 +158,19 @@ export class Uploader {
     };
   }
 
-  /** Held inodes may have become free: start what waits, and settle what waited. */
+  /**
+   * Held inodes may have become free: start what waits, and settle what waited — once per
+   * turn of the event loop (the journal says so after each change of a batch it sent).
+   */
   resume(): void {
-    this.pump();
-    this.settleReleased();
+    if (this.resuming) return;
+    this.resuming = true;
+    setImmediate(() => {
+      this.resuming = false;
+      if (this.closed) return;
+      this.pump();
+      this.settleReleased();
+    });
   }
 
   pendingUploads(): number {

@@ -161,14 +161,14 @@ export class NamespaceChanges {
       return view.overlay(hit);
     }
     const gen = view.generation(parent);
-    if (this.writeBack && view.lastKnown.offlineSinceMs === 0 && view.trustsListing(parent) && view.localEntry(parent, name) === null) {
-      // The folder's current listing does not have it: no round trip for a name about to be made.
-      throw new NoEntryError(`no entry ${name}`);
-    }
-    if (this.journal.affects(parent)) {
+    const current = this.writeBack && view.lastKnown.offlineSinceMs === 0 && view.trustsListing(parent);
+    if (current || this.journal.affects(parent)) {
+      // A name the folder's current listing lacks (a name about to be made) costs no round
+      // trip; one it has is answered locally only while this mount's changes to it wait
+      // (otherwise the service's answer brings fresh attributes and the first block refs).
       const local = view.localEntry(parent, name);
       if (local === null) throw new NoEntryError(`no entry ${name}`);
-      if (local) {
+      if (local && this.journal.affects(parent)) {
         view.named(local.ino, parent, name);
         return view.overlay(local);
       }

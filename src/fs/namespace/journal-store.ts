@@ -19,7 +19,7 @@ export class SqliteJournalStore implements JournalStore {
   private constructor(private readonly db: Database.Database) {
     this.add = db.prepare('INSERT INTO journal (op) VALUES (?)');
     this.all = db.prepare('SELECT seq, op FROM journal ORDER BY seq');
-    this.del = db.prepare('DELETE FROM journal WHERE seq = ?');
+    this.del = db.prepare('DELETE FROM journal WHERE seq <= ?');
   }
 
   /**
@@ -49,7 +49,7 @@ export class SqliteJournalStore implements JournalStore {
     return this.all.all() as { seq: number; op: string }[];
   }
 
-  remove(seq: number): void {
+  removeThrough(seq: number): void {
     this.del.run(seq);
   }
 

@@ -53,7 +53,8 @@ export interface JournalStore {
   append(op: string): number;
   /** Every kept op, in the order appended. */
   entries(): { seq: number; op: string }[];
-  remove(seq: number): void;
+  /** Forgets every kept op up to and including `seq` (what reached the service is always the oldest). */
+  removeThrough(seq: number): void;
   close?(): void;
 }
 
@@ -75,8 +76,6 @@ export interface Replayed {
   attr?: Attr;
   /** The change's commit at the service, when known. */
   csn?: number;
-  /** Every commit of the batch that carried it (the change feed's word of these is this mount's own). */
-  batchCsns?: readonly number[];
 }
 
 const RETRY_MS = 2000;
@@ -260,8 +259,9 @@ export class MetaJournal implements UploadHolds {
       while (this.entries.length > 0 && this.meta === meta) {
         const batch = this.entries.slice(0, BATCH_OPS);
         const res = await this.sendBatch(meta, batch.map((e) => e.op));
-        const batchCsns = res.applied.map((a) => a.csn);
-        res.applied.forEach((done, i) => this.done(batch[i], { inos: inodesOf(batch[i].op), asJournaled: true, attr: done.value ?? undefined, csn: done.csn, batchCsns }));
+        res.applied.forEach((done, i) => this.done(batch[i], { inos: inodesOf(batch[i].op), asJournaled: true, attr: done.value ?? undefined, csn: done.csn }));
+        // One row removal for the whole batch: replay is idempotent if a stop comes first.
+        if (res.applied.length > 0) this.store.removeThrough(batch[res.applied.length - 1].seq);
         if (!res.failed) continue;
         // Refused as sent (a name taken, a folder no longer empty, an inode gone, or a change
         // already made by a reply that was lost): replayed alone, by the rules of a conflict.
@@ -274,6 +274,7 @@ export class MetaJournal implements UploadHolds {
           this.hooks.log(`a change could not be made at the metadata service and is dropped (${refused.op.kind} of inode ${'ino' in refused.op ? refused.op.ino : refused.op.node.ino}): ${(e as Error).message}`);
         }
         this.done(refused, { inos: inodesOf(refused.op), asJournaled });
+        this.store.removeThrough(refused.seq);
       }
     } catch (e) {
       if (!(e instanceof ServiceUnavailableError)) throw e;
@@ -308,11 +309,10 @@ export class MetaJournal implements UploadHolds {
     this.hooks.log(`conflict: ${line}`);
   }
 
-  /** One change is at the service (or dropped): forgotten here, and said. */
+  /** One change is at the service (or dropped): forgotten here (its row goes with its batch's), and said. */
   private done(entry: { seq: number; op: JournalOp }, replayed: Replayed): void {
     if (this.entries[0] !== entry) return; // a replay before this one already took it
     this.entries.shift();
-    this.store.remove(entry.seq);
     this.track(entry.op, -1);
     this.sent++;
     this.replayed.emit(replayed);

@@ -31,6 +31,25 @@ const KEPT_INODES = 20_000;
 const KEPT_LISTINGS = 256;
 const KEPT_LISTING_ENTRIES = 5_000;
 
+/** A folder's full listing, when it was taken, the folder's version before, and its entries by name. */
+interface KeptListing {
+  at: number;
+  version: number;
+  entries: ListedEntry[];
+  byName: Map<string, ListedEntry>;
+}
+
+const kept = (entries: ListedEntry[], version: number): KeptListing =>
+  ({ at: Date.now(), version, entries, byName: new Map(entries.map((e) => [e.name, e])) });
+
+/** Takes `name` out of a kept listing, if it is there. */
+function dropName(listing: KeptListing, name: string): void {
+  const e = listing.byName.get(name);
+  if (!e) return;
+  listing.byName.delete(name);
+  listing.entries.splice(listing.entries.indexOf(e), 1);
+}
+
 export class LastKnown {
   private readonly attrs = new LRUCache<number, Attr>({ max: KEPT_INODES });
   private readonly names = new LRUCache<string, { ino: number; gen: number }>({ max: KEPT_INODES });
@@ -38,7 +57,7 @@ export class LastKnown {
    * Full listings, when each was taken, and the folder's version known before it was taken
    * (the listing has every change up to that version); this mount's own changes keep them current.
    */
-  private readonly listings = new LRUCache<number, { at: number; version: number; entries: ListedEntry[] }>({ max: KEPT_LISTINGS });
+  private readonly listings = new LRUCache<number, KeptListing>({ max: KEPT_LISTINGS });
   private info?: MetaInfo;
   /** A count per folder of this mount's changes to what it knows of the folder's names (see `mark`). */
   private readonly marks = new LRUCache<number, number>({ max: 100_000 });
@@ -61,7 +80,7 @@ export class LastKnown {
   keepListing(dir: number, entries: ListedEntry[], version: number, since?: number): void {
     // A listing taken while this mount changed the folder's names may miss those changes.
     if (since !== undefined && since !== this.mark(dir)) return;
-    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, { at: Date.now(), version, entries });
+    if (entries.length <= KEPT_LISTING_ENTRIES) this.listings.set(dir, kept(entries, version));
     else this.listings.delete(dir);
   }
 
@@ -131,9 +150,9 @@ export class LastKnown {
     const n = this.names.get(`${parent}/${name}`);
     const a = n && n.gen === gen ? this.attrs.get(n.ino) : undefined;
     if (a) return a;
-    const listing = this.listings.get(parent)?.entries;
+    const listing = this.listings.get(parent);
     if (!listing) return undefined;
-    const e = listing.find((x) => x.name === name);
+    const e = listing.byName.get(name);
     return e ? this.attrs.get(e.ino) ?? e.attr ?? undefined : null;
   }
 
@@ -145,24 +164,27 @@ export class LastKnown {
     this.touch(parent);
     this.attrs.set(attr.ino, attr);
     this.names.set(`${parent}/${name}`, { ino: attr.ino, gen });
-    const listing = this.listings.get(parent)?.entries;
+    const listing = this.listings.get(parent);
     if (listing) {
       // Listings are copied out when read, so they change in place.
-      const at = listing.findIndex((e) => e.name === name);
-      if (at >= 0) listing.splice(at, 1);
-      if (listing.length < KEPT_LISTING_ENTRIES) listing.push({ name, ino: attr.ino, mode: attr.mode, attr });
-      else this.listings.delete(parent);
+      dropName(listing, name);
+      if (listing.entries.length < KEPT_LISTING_ENTRIES) {
+        const e = { name, ino: attr.ino, mode: attr.mode, attr };
+        listing.entries.push(e);
+        listing.byName.set(name, e);
+      } else {
+        this.listings.delete(parent);
+      }
     }
-    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, { at: Date.now(), version: attr.version, entries: [] });
+    if (fresh && isDir(attr.mode)) this.listings.set(attr.ino, kept([], attr.version));
   }
 
   /** An entry this mount removed (or moved away): gone from its folder's listing and from the names. */
   removeEntry(parent: number, name: string): void {
     this.touch(parent);
     this.names.delete(`${parent}/${name}`);
-    const listing = this.listings.get(parent)?.entries;
-    const at = listing ? listing.findIndex((e) => e.name === name) : -1;
-    if (at >= 0) listing!.splice(at, 1);
+    const listing = this.listings.get(parent);
+    if (listing) dropName(listing, name);
   }
 
   /** Attributes changed offline (same version: the service has not seen them yet). */

@@ -65,7 +65,6 @@ export class NamespaceView {
   private readonly seenVersion = new LRUCache<number, number>({ max: 100_000 });
   /** Commits of this mount's own journaled changes (the feed's word of them is no news). */
   private readonly ownCsns = new LRUCache<number, true>({ max: 20_000 });
-  private lastBatchCsns?: readonly number[];
   /** Commits the feed announced for inodes with journaled changes waiting: checked when those reach the service. */
   private readonly missed = new Map<number, Set<number>>();
 
@@ -84,12 +83,11 @@ export class NamespaceView {
    * conflict changed the outcome), or when another client changed one of them while the
    * change waited, what the mount knows of them is old.
    */
-  private replayed({ inos, asJournaled, attr, csn, batchCsns }: Replayed): void {
+  private replayed({ inos, asJournaled, attr, csn }: Replayed): void {
     this.lastKnown.noteSuccess();
-    if (batchCsns && batchCsns !== this.lastBatchCsns) {
-      this.lastBatchCsns = batchCsns;
-      for (const c of batchCsns) this.ownCsns.set(c, true);
-    }
+    // Word the feed brought of an inode while changes to it waited is weighed once the last
+    // of them is here (below): by then the commit of every one of them is known as own.
+    if (csn !== undefined) this.ownCsns.set(csn, true);
     for (const ino of inos) {
       if (this.journal.affects(ino)) continue;
       const missed = this.missed.get(ino);
