@@ -47,5 +47,11 @@ export interface ControlledAgent {
   status(): AgentStatus;
   pin(rel: string, on: boolean): Promise<{ files: number; bytes: number }>;
   warm(rel: string, recursive: boolean, progress: (p: WarmProgress) => void): Promise<WarmProgress>;
+  /**
+   * What `sync` would do if the kernel asked (it does not ask a FUSE file system): waits until
+   * every change to names and attributes and every written block is at the service and in
+   * the store. Returns what waited when it was called.
+   */
+  sync(): Promise<{ changes: number; bytes: number }>;
   stop(options?: { force?: boolean; external?: boolean }): Promise<void>;
 }

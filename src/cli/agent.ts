@@ -8,7 +8,7 @@ import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { unlockDescriptor } from '../crypto/descriptor.js';
 import { loadDescriptor } from '../fs/descriptor-store.js';
-import { InvalidArgumentError, UsageError } from '../errors.js';
+import { InvalidArgumentError, ServiceUnavailableError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { GcPacer } from '../util/gc-pacer.js';
 import type { Vfs } from '../fs/vfs.js';
@@ -258,6 +258,20 @@ export class Agent implements ControlledAgent {
       progress(p);
     });
     return p;
+  }
+
+  async sync(): Promise<{ changes: number; bytes: number }> {
+    const waited = { changes: this.vfs.journal.size, bytes: this.cache.stats().uploadBytes };
+    try {
+      await this.vfs.journal.flush();
+      await this.writeback.flushAll();
+      // A file's commit may have waited on its creation: whatever the uploads left is sent too.
+      await this.vfs.journal.flush();
+    } catch (e) {
+      if (e instanceof ServiceUnavailableError) throw new ServiceUnavailableError(`not synced: ${e.message}; the changes stay in the cache and are sent when it is back`);
+      throw e;
+    }
+    return waited;
   }
 
   /** Uploads everything, unmounts, and closes every part. */

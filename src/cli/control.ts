@@ -81,6 +81,7 @@ async function handle(agent: ControlledAgent, req: http.IncomingMessage, res: ht
   };
   switch (`${req.method} ${url.pathname}`) {
     case 'GET /status': return send(agent.status());
+    case 'POST /sync': return send(await agent.sync());
     case 'POST /unmount': {
       const body = await readJson(req);
       await agent.stop({ force: body.force === true });

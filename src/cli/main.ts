@@ -10,7 +10,7 @@ import { LucidError } from '../errors.js';
 import { initCommand } from './commands/init.js';
 import { serveCommand } from './commands/serve.js';
 import { mountCommand } from './commands/mount.js';
-import { cacheCommand, pinCommands, statusCommand, unmountCommand, warmCommand } from './commands/manage.js';
+import { cacheCommand, pinCommands, statusCommand, syncCommand, unmountCommand, warmCommand } from './commands/manage.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { gcCommand } from './commands/gc.js';
 import { passwdCommand, userCommand } from './commands/user.js';
@@ -35,6 +35,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(serveCommand as never)
     .command(mountCommand as never)
     .command(unmountCommand as never)
+    .command(syncCommand as never)
     .command(statusCommand as never)
     .command(cacheCommand as never)
     .command(pinCommands[0] as never)

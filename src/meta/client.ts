@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
   Attr, AttrChanges, BatchOp, BatchResult, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo,
-  LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, XattrEntry, XattrSetFlags,
+  LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, RenameFlags, XattrEntry, XattrSetFlags,
   PruneResult,
 } from './types.js';
 import { traced } from '../util/trace.js';
@@ -56,7 +56,7 @@ export class MetaClient implements MetaEngine, LockRpc {
   link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }
   unlink(parent: number, hash: Buffer): Promise<Attr> { return this.call('unlink', [parent, hash]); }
   async rmdir(parent: number, hash: Buffer): Promise<void> { await this.call('rmdir', [parent, hash]); }
-  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: { noReplace?: boolean }): Promise<Attr | undefined> {
+  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: RenameFlags): Promise<Attr | undefined> {
     return (await this.call<Attr | null>('rename', [parent, hash, newParent, newName, flags])) ?? undefined;
   }
   setAttr(ino: number, changes: AttrChanges, options?: MutateOptions): Promise<Attr> { return this.call('setAttr', [ino, changes, options]); }

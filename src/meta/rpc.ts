@@ -56,7 +56,7 @@ export const BATCH_OP_PARAMS: Record<BatchOp['op'], Record<string, ParamKind>> =
   link: { ino: 'int', parent: 'int', name: 'name' },
   unlink: { parent: 'int', hash: 'bytes', expectIno: 'int?' },
   rmdir: { parent: 'int', hash: 'bytes', expectIno: 'int?' },
-  rename: { parent: 'int', hash: 'bytes', newParent: 'int', newName: 'name', noReplace: 'bool?', expectIno: 'int?', replaces: 'int?' },
+  rename: { parent: 'int', hash: 'bytes', newParent: 'int', newName: 'name', noReplace: 'bool?', exchange: 'bool?', expectIno: 'int?', replaces: 'int?' },
   setAttr: { ino: 'int', changes: 'object', options: 'object?' },
   commitBlocks: { ino: 'int', blocks: 'array', options: 'object?' },
   reclaim: { ino: 'int' },

@@ -213,12 +213,17 @@ export const BATCH_MAX = 1000;
  * (VersionConflict otherwise); `replaces`: the rename may replace only that inode
  * (EntryExists if the new name holds another).
  */
+export interface RenameFlags {
+  noReplace?: boolean;
+  exchange?: boolean;
+}
+
 export type BatchOp =
   | { op: 'create'; parent: number; name: EntryName; node: NewNode }
   | { op: 'link'; ino: number; parent: number; name: EntryName }
   | { op: 'unlink'; parent: number; hash: Buffer; expectIno?: number }
   | { op: 'rmdir'; parent: number; hash: Buffer; expectIno?: number }
-  | { op: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; noReplace?: boolean; expectIno?: number; replaces?: number }
+  | { op: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; noReplace?: boolean; exchange?: boolean; expectIno?: number; replaces?: number }
   | { op: 'setAttr'; ino: number; changes: AttrChanges; options?: MutateOptions }
   | { op: 'commitBlocks'; ino: number; blocks: BlockRef[]; options?: CommitBlocksOptions }
   | { op: 'reclaim'; ino: number }
@@ -245,8 +250,11 @@ export interface MetaEngine {
   /** Removes a non-directory entry; returns the inode after (nlink 0: an orphan until `reclaim`). */
   unlink(parent: number, hash: Buffer): Promise<Attr>;
   rmdir(parent: number, hash: Buffer): Promise<void>;
-  /** Atomic rename; returns the attributes of an inode it replaced (nlink after), if any. */
-  rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: { noReplace?: boolean }): Promise<Attr | undefined>;
+  /**
+   * Atomic rename; returns the attributes of an inode it replaced (nlink after), if any.
+   * `exchange` (RENAME_EXCHANGE): both names must exist, and swap what they hold.
+   */
+  rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags?: RenameFlags): Promise<Attr | undefined>;
   setAttr(ino: number, changes: AttrChanges, options?: MutateOptions): Promise<Attr>;
   readlink(ino: number, options?: ReadOptions): Promise<Buffer>;
   getBlocks(ino: number, first: number, count: number, options?: ReadOptions): Promise<BlockRef[]>;

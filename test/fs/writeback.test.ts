@@ -186,3 +186,93 @@ t.test('a file written, then renamed over another (a lock file saved into place)
   const b = await mountVfs(t, shared, 'b');
   t.same(await (async () => (await b.list(dir)).map((e) => e.name))(), ['config'], 'one name left at the service');
 });
+
+t.test('hard links and extended attributes are written back (no round trip), offline too, and arrive as made', async (t) => {
+  const shared = await sharedFilespace(t);
+  const rec = recording(shared.engine, 5);
+  const sw = new Switch(rec.meta);
+  const a = await mountVfs(t, shared, 'a', { meta: sw.meta, attrTtlMs: 60_000 });
+  await a.reserveInodes();
+  const dir = (await a.mkdir(ROOT_INO, 'media', 0o755, ME)).ino;
+  const data = randomBytes(5000);
+  const ino = await writeFile(a, dir, 'clip.mov', data);
+  const before = rec.calls.length;
+  await a.setxattr(ino, 'user.reel', Buffer.from('A001'), 0);
+  await a.setxattr(ino, 'user.scene', Buffer.from('12'), 1 /* XATTR_CREATE */);
+  await t.rejects(a.setxattr(ino, 'user.scene', Buffer.from('13'), 1), { code: 'EntryExists' }, 'XATTR_CREATE of one that waits: EEXIST, decided locally');
+  await t.rejects(a.setxattr(ino, 'user.take', Buffer.from('1'), 2), { code: 'NoAttribute' }, 'XATTR_REPLACE of one this new file lacks: ENODATA');
+  t.same((await a.getxattr(ino, 'user.reel')).toString(), 'A001', 'read back before the service has it');
+  t.same((await a.listxattr(ino)).sort(), ['user.reel', 'user.scene']);
+  const linked = await a.link(ino, dir, 'clip-link.mov');
+  t.equal(linked.nlink, 2, 'two names');
+  await t.rejects(a.link(ino, dir, 'clip.mov'), { code: 'EntryExists' });
+  await t.rejects(a.link(dir, ROOT_INO, 'dirlink'), { code: 'NotPermitted' }, 'no hard link to a folder');
+  t.same(rec.calls.slice(before).filter((c) => c !== 'applyBatch' && c !== 'commitBlocks' && c !== 'readdir'), [], 'none of it waited on the service');
+
+  await a.list(ROOT_INO); // the top folder's listing, so a name there is decided offline
+  await a.journal.flush();
+  sw.down = true;
+  // Offline, what needs the file's attribute set decides only where the mount knows it.
+  await t.rejects(a.removexattr(ino, 'user.reel'), { code: 'ServiceUnavailable' }, 'offline, removing an attribute of a file whose attributes only the service knows: EIO, nothing journaled');
+  await a.setxattr(ino, 'user.scene', Buffer.from('14'), 0);
+  await a.link(ino, ROOT_INO, 'clip-top.mov');
+  const made = await writeFile(a, dir, 'notes.txt', Buffer.from('made offline'));
+  await a.setxattr(made, 'user.tmp', Buffer.from('x'), 1);
+  await a.setxattr(made, 'user.keep', Buffer.from('y'), 0);
+  await a.removexattr(made, 'user.tmp');
+  await t.rejects(a.removexattr(made, 'user.tmp'), { code: 'NoAttribute' }, 'a file made here has just the attributes this mount gave it');
+  t.same((await a.getxattr(ino, 'user.scene')).toString(), '14', 'set offline, read back');
+  t.ok((await readPath(a, 'clip-top.mov')).equals(data), 'the new name reads the file offline');
+  sw.down = false;
+  await a.journal.flush();
+  await a.uploader.flushAll();
+
+  const b = await mountVfs(t, shared, 'b');
+  for (const p of ['media/clip.mov', 'media/clip-link.mov', 'clip-top.mov']) {
+    const at = await b.resolve(p);
+    t.equal(at.ino, ino, `${p} is the same inode`);
+    t.equal(at.nlink, 3, `${p}: three names`);
+    t.ok((await readPath(b, p)).equals(data), `${p} byte for byte`);
+  }
+  t.same((await b.listxattr(ino)).sort(), ['user.reel', 'user.scene'], 'the second mount sees the attributes as left');
+  t.same((await b.getxattr(ino, 'user.scene')).toString(), '14');
+  const notes = await b.resolve('media/notes.txt');
+  t.same(await b.listxattr(notes.ino), ['user.keep'], 'the offline file\'s attributes arrived with it');
+  t.same((await b.getxattr(notes.ino, 'user.keep')).toString(), 'y');
+  await a.unlink(dir, 'clip-link.mov');
+  await a.journal.flush();
+  const c = await mountVfs(t, shared, 'c');
+  t.equal((await c.resolve('media/clip.mov')).nlink, 2, 'an unlink of one name arrives too');
+});
+
+t.test('RENAME_EXCHANGE swaps two names locally, offline too, and the service ends up the same', async (t) => {
+  const shared = await sharedFilespace(t);
+  const sw = new Switch(shared.engine);
+  const a = await mountVfs(t, shared, 'a', { meta: sw.meta, attrTtlMs: 60_000 });
+  await a.reserveInodes();
+  const left = (await a.mkdir(ROOT_INO, 'left', 0o755, ME)).ino;
+  const right = (await a.mkdir(ROOT_INO, 'right', 0o755, ME)).ino;
+  const one = randomBytes(3000);
+  const two = randomBytes(4000);
+  const file = await writeFile(a, left, 'cut.edl', one);
+  const sub = (await a.mkdir(right, 'cut.edl', 0o755, ME)).ino;
+  await writeFile(a, sub, 'inside', two);
+  await a.rename(left, 'cut.edl', right, 'cut.edl', { exchange: true });
+  t.equal((await a.resolve('left/cut.edl')).ino, sub, 'the folder is on the left');
+  t.ok((await readPath(a, 'right/cut.edl')).equals(one), 'the file on the right, byte for byte');
+  t.equal((await a.resolve('left')).nlink, 3, 'the left folder gained the moved folder\'s ".."');
+  await t.rejects(a.rename(left, 'cut.edl', right, 'nothing', { exchange: true }), { code: 'NoEntry' }, 'both names must exist');
+  await a.journal.flush();
+  sw.down = true;
+  await a.rename(right, 'cut.edl', left, 'cut.edl', { exchange: true });
+  t.equal((await a.resolve('left/cut.edl')).ino, file, 'offline, swapped back');
+  t.equal((await a.resolve('right/cut.edl')).ino, sub);
+  sw.down = false;
+  await a.journal.flush();
+  await a.uploader.flushAll();
+  const b = await mountVfs(t, shared, 'b');
+  t.ok((await readPath(b, 'left/cut.edl')).equals(one), 'the second mount reads the file where it ended');
+  t.ok((await readPath(b, 'right/cut.edl/inside')).equals(two), 'and the folder with its contents');
+  t.equal((await b.resolve('right')).nlink, 3);
+  t.equal((await b.resolve('left')).nlink, 2);
+});

@@ -182,6 +182,32 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       t.ok(await e.lookup(d, h('c')));
     });
 
+    t.test('rename with exchange: the two names swap what they hold, folders take their links along', async (t) => {
+      const d = await scratch();
+      const other = await scratch();
+      const f = await e.create(d, nm('f'), file);
+      const sub = await e.create(other, nm('sub'), dir);
+      const [dBefore, oBefore] = [(await e.getAttr(d)).nlink, (await e.getAttr(other)).nlink];
+      t.equal(await e.rename(d, h('f'), other, nm('sub'), { exchange: true }), undefined, 'nothing is replaced');
+      t.equal((await e.lookup(d, h('f'))).ino, sub.ino, 'the folder is under the file\'s name');
+      t.equal((await e.lookup(other, h('sub'))).ino, f.ino, 'the file under the folder\'s name');
+      t.equal((await e.getAttr(d)).nlink, dBefore + 1, 'the folder\'s ".." moved to its new parent');
+      t.equal((await e.getAttr(other)).nlink, oBefore - 1);
+      const listed = (await e.readdir(d)).entries.find((x) => x.hash.equals(h('f')));
+      t.same(listed?.enc, nm('f').enc, 'each name keeps its own sealed form');
+      await t.rejects(e.rename(d, h('f'), other, nm('absent'), { exchange: true }), NoEntryError, 'both names must exist');
+      await t.rejects(e.rename(d, h('f'), sub.ino, nm('x'), { exchange: true }), NoEntryError);
+      const inner = await e.create(sub.ino, nm('inner'), dir);
+      await t.rejects(e.rename(d, h('f'), sub.ino, nm('inner'), { exchange: true }), InvalidArgumentError, 'a folder into itself');
+      t.equal((await e.lookup(sub.ino, h('inner'))).ino, inner.ino, 'a refusal changes nothing');
+      await t.rejects(e.rename(d, h('f'), other, nm('sub'), { exchange: true, noReplace: true }), InvalidArgumentError, 'not with NOREPLACE');
+      const res = await e.applyBatch([{ op: 'rename', parent: d, hash: h('f'), newParent: other, newName: nm('sub'), exchange: true, expectIno: sub.ino, replaces: f.ino }]);
+      t.equal(res.failed, undefined, 'in a batch, with both inodes expected');
+      t.equal((await e.lookup(d, h('f'))).ino, f.ino, 'and swapped back');
+      const refused = await e.applyBatch([{ op: 'rename', parent: d, hash: h('f'), newParent: other, newName: nm('sub'), exchange: true, expectIno: f.ino, replaces: f.ino }]);
+      t.equal(refused.failed?.code, 'VersionConflict', 'the second name no longer holds the inode seen: refused');
+    });
+
     t.test('setAttr changes what it is asked to, and checks versions', async (t) => {
       const d = await scratch();
       const a = await e.create(d, nm('a'), file);

@@ -1,5 +1,5 @@
 /**
- * Commands that talk to a running mount agent: unmount, status, cache, pin, unpin, warm.
+ * Commands that talk to a running mount agent: unmount, sync, status, cache, pin, unpin, warm.
  */
 import path from 'node:path';
 import type { Argv } from 'yargs';
@@ -77,6 +77,17 @@ function describe(s: AgentStatus): string {
     `  traffic    read ${formatSize(s.bytesRead)}, wrote ${formatSize(s.bytesWritten)}; store GET ${s.store_requests.get} (${formatSize(s.store_requests.getBytes)}), PUT ${s.store_requests.put} (${formatSize(s.store_requests.putBytes)})`,
   ].join('\n');
 }
+
+export const syncCommand = {
+  command: 'sync <mountpoint>',
+  describe: 'Wait until every change made in the mount is at the service and in the store (what sync(1) cannot ask of a FUSE mount)',
+  builder: (y: Argv) => y.positional('mountpoint', { type: 'string' }),
+  handler: async (args: { mountpoint: string }) => {
+    const rec = requireMount(args.mountpoint);
+    const done = await callAgent<{ changes: number; bytes: number }>(rec, 'POST', '/sync', {});
+    process.stdout.write(`Synced ${rec.mountpoint}: ${done.changes} change(s) to names and attributes and ${formatSize(done.bytes)} of data were waiting\n`);
+  },
+};
 
 export const statusCommand = {
   command: 'status [mountpoint]',

@@ -20,15 +20,14 @@
  *   to name its inode, and works offline.
  */
 import {
-  EntryExistsError, InvalidArgumentError, IsDirectoryError, NameTooLongError, NoAttributeError, NoEntryError, NotDirectoryError,
-  NotEmptyError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
+  EntryExistsError, IsDirectoryError, NameTooLongError, NoAttributeError, NoEntryError, NotDirectoryError,
+  NotEmptyError, NotPermittedError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
 } from '../../errors.js';
-import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { NameCipher } from '../../crypto/names.js';
 import { LOOKUP_BLOCKS_MAX, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type MetaEngine, type NewNode } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
-import type { MetaJournal } from './journal.js';
+import type { MetaJournal, PendingXattr } from './journal.js';
 import type { Listings } from './listing.js';
 import type { NamespaceView } from './view.js';
 
@@ -37,8 +36,6 @@ export interface ChangesOptions {
   writeBack?: boolean;
   /** Whether a file is locked anywhere: its changes then go to the service synchronously. */
   strong?: (ino: number) => boolean;
-  /** The most entries a folder may have for a lookup there to bring its whole listing (default 5 000). */
-  learnListingMax?: number;
 }
 
 /** A local decision lacks what it needs (a folder's listing, an inode's attributes): the service decides. */
@@ -71,10 +68,6 @@ export class NamespaceChanges {
   private reserving?: Promise<void>;
 
   private readonly writeBack: boolean;
-  /** Folders whose listing is being learnt (a lookup there found nothing). */
-  private readonly learning = new Map<number, Promise<unknown>>();
-  /** Folders found too large to learn: names there are looked up one by one (tried again after a while). */
-  private readonly tooLarge = new LRUCache<number, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
     private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly listings: Listings, private readonly options: ChangesOptions = {}) {
@@ -136,6 +129,14 @@ export class NamespaceChanges {
       : `the metadata service cannot be reached and this mount has not seen ${what}`);
   }
 
+  /** An inode's attributes as this mount knows them well enough to decide a change locally (`strict`: current). */
+  private knownAttr(ino: number, strict: boolean): Attr {
+    const view = this.view;
+    const a = strict ? view.cachedAttr(ino) ?? (this.journal.affects(ino) ? view.lastKnown.attr(ino) : undefined) : view.lastKnown.attr(ino) ?? view.cachedAttr(ino);
+    if (!a) throw this.unknownOffline(`inode ${ino}`);
+    return a;
+  }
+
   /** Whether lookups and creates in `dir` may be decided from this mount's listing of it. */
   private decidable(dir: number, strict: boolean): boolean {
     return !strict || this.view.trustsListing(dir);
@@ -143,11 +144,7 @@ export class NamespaceChanges {
 
   /** A folder this mount looked into (or found nothing in) and has not listed: its listing is fetched in the background. */
   private learnListing(dir: number): void {
-    if (!this.writeBack || this.learning.has(dir) || this.tooLarge.has(dir) || this.view.trustsListing(dir)) return;
-    const p = this.listings.learn(dir, this.options.learnListingMax ?? 5000)
-      .then((kept) => { if (!kept) this.tooLarge.set(dir, true); }, () => {})
-      .finally(() => this.learning.delete(dir));
-    this.learning.set(dir, p);
+    if (this.writeBack) this.listings.learnSoon(dir);
   }
 
   // ---- lookup and attributes ------------------------------------------------------------
@@ -216,8 +213,7 @@ export class NamespaceChanges {
   /** Changes attributes at the service, or offline into the journal. */
   setAttr(ino: number, changes: AttrChanges): Promise<Attr> {
     return this.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), (strict) => {
-      const a = strict ? this.view.cachedAttr(ino) ?? (this.journal.affects(ino) ? this.view.lastKnown.attr(ino) : undefined) : this.view.lastKnown.attr(ino) ?? this.view.cachedAttr(ino);
-      if (!a) throw this.unknownOffline(`inode ${ino}`);
+      const a = this.knownAttr(ino, strict);
       this.journal.append({ kind: 'setAttr', ino, changes });
       const { mode, ...rest } = changes;
       return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
@@ -291,11 +287,27 @@ export class NamespaceChanges {
   }
 
   async link(ino: number, newParent: number, newName: string): Promise<Attr> {
-    this.view.forget(newParent);
-    this.view.forgetName(newParent, newName);
-    const a = this.view.remember(await this.meta.link(ino, newParent, this.names.seal(newParent, newName)));
-    this.view.changedName(newParent, newName, a, { csn: a.version });
-    return this.view.overlay(a);
+    const view = this.view;
+    view.forgetName(newParent, newName);
+    const sealed = this.names.seal(newParent, newName);
+    return view.overlay(await this.change(async () => {
+      view.forget(newParent);
+      const a = view.remember(await this.meta.link(ino, newParent, sealed));
+      view.changedName(newParent, newName, a, { csn: a.version });
+      return a;
+    }, (strict) => {
+      const a = this.knownAttr(ino, strict);
+      if (isDir(a.mode)) throw new NotPermittedError('hard links to directories are not allowed');
+      if (a.nlink === 0) throw new NoEntryError(`inode ${ino} has been removed`);
+      const there = this.decidable(newParent, strict) ? view.localEntry(newParent, newName) : undefined;
+      if (there) throw new EntryExistsError('an entry with that name already exists');
+      if (there === undefined) throw this.unknownOffline(`the folder's entries`);
+      this.journal.append({ kind: 'link', ino, parent: newParent, name: sealed });
+      const now = Date.now();
+      const linked = view.localAttr({ ...a, nlink: a.nlink + 1, ctimeMs: now });
+      view.joinLocally(newParent, newName, linked, now, false);
+      return linked;
+    }, ino));
   }
 
   /** Removes a name; returns the inode's attributes after (nlink 0: it has no name left). */
@@ -332,7 +344,7 @@ export class NamespaceChanges {
 
   /** Renames; returns what the new name held before, if anything (nlink 0: it has no name left). */
   async rename(parent: number, name: string, newParent: number, newName: string, flags: { noReplace?: boolean; exchange?: boolean } = {}): Promise<Attr | undefined> {
-    if (flags.exchange) throw new InvalidArgumentError('RENAME_EXCHANGE is not supported');
+    if (flags.exchange) return this.exchange(parent, name, newParent, newName);
     const view = this.view;
     view.forgetName(parent, name);
     view.forgetName(newParent, newName);
@@ -363,6 +375,33 @@ export class NamespaceChanges {
       view.leaveLocally(parent, name, a, now);
       view.joinLocally(newParent, newName, view.localAttr({ ...a, ctimeMs: now }), now, false);
       return gone;
+    });
+  }
+
+  /** RENAME_EXCHANGE: the two names swap what they hold (both must exist). */
+  private async exchange(parent: number, name: string, newParent: number, newName: string): Promise<undefined> {
+    const view = this.view;
+    view.forgetName(parent, name);
+    view.forgetName(newParent, newName);
+    const hash = this.names.hash(parent, name);
+    const sealed = this.names.seal(newParent, newName);
+    return this.change(async () => {
+      await this.meta.rename(parent, hash, newParent, sealed, { exchange: true });
+      view.changedName(parent, name, undefined);
+      view.changedName(newParent, newName, undefined);
+      view.forget(parent, newParent);
+      return undefined;
+    }, (strict) => {
+      const a = this.knownOffline(parent, name, strict);
+      const b = this.knownOffline(newParent, newName, strict);
+      if (a.ino === b.ino) return undefined;
+      this.journal.append({ kind: 'rename', parent, hash, newParent, newName: sealed, ino: a.ino, replaces: b.ino, exchange: true });
+      const now = Date.now();
+      view.leaveLocally(parent, name, a, now);
+      view.leaveLocally(newParent, newName, b, now);
+      view.joinLocally(parent, name, view.localAttr({ ...b, ctimeMs: now }), now, false);
+      view.joinLocally(newParent, newName, view.localAttr({ ...a, ctimeMs: now }), now, false);
+      return undefined;
     });
   }
 
@@ -403,33 +442,81 @@ export class NamespaceChanges {
     if (!/^(user|trusted|security)\./.test(name)) throw new NotSupportedError(`xattr namespace of "${name}" is not supported`);
   }
 
+  /**
+   * Whether `ino` has the extended attribute `hash`, as this mount knows without asking:
+   * from a change to it that waits, or from attributes that say it has none (undefined:
+   * only the service knows).
+   */
+  private hasXattrLocally(ino: number, hash: Buffer): PendingXattr | false | undefined {
+    const pending = this.journal.pendingXattrs(ino).filter((p) => (p.removed ? p.hash : p.entry.hash).equals(hash)).pop();
+    if (pending) return pending;
+    // A file made by this mount and not yet at the service has just the attributes the journal holds.
+    if (this.journal.pendingCreate(ino) || this.view.cachedAttr(ino)?.hasXattrs === false) return false;
+    return undefined;
+  }
+
   async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
     this.checkXattrName(name);
     if (value.length > XATTR_SIZE_MAX) throw new TooBigError('xattr value over 64 KiB');
-    await this.meta.setXattr(ino, {
+    const entry = {
       hash: this.names.xattrHash(ino, name),
       nameEnc: this.names.sealBlob(ino, 'xattr-name', Buffer.from(name, 'utf8')),
       valueEnc: this.names.sealBlob(ino, 'xattr-value', value),
-    }, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
-    this.view.forget(ino);
+    };
+    const create = (flags & XATTR_CREATE) !== 0;
+    const replace = (flags & XATTR_REPLACE) !== 0;
+    await this.change(async () => {
+      await this.meta.setXattr(ino, entry, { create, replace });
+      this.view.forget(ino);
+    }, (strict) => {
+      const a = this.knownAttr(ino, strict);
+      if (create || replace) {
+        const known = this.hasXattrLocally(ino, entry.hash);
+        if (known === undefined) throw this.unknownOffline(`the extended attributes of inode ${ino}`);
+        const exists = known !== false && !known.removed;
+        if (create && exists) throw new EntryExistsError('the extended attribute exists');
+        if (replace && !exists) throw new NoAttributeError('no such extended attribute');
+      }
+      this.journal.append({ kind: 'setXattr', ino, entry });
+      this.view.localAttr({ ...a, hasXattrs: true, ctimeMs: Date.now() });
+    }, ino);
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
     if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
     // `ls -l` asks every file for security.selinux: answered from the attributes when they say there are none.
-    if (this.view.cachedAttr(ino)?.hasXattrs === false) throw new NoAttributeError(`no attribute ${name}`);
-    const e = await this.meta.getXattr(ino, this.names.xattrHash(ino, name));
+    const hash = this.names.xattrHash(ino, name);
+    const known = this.hasXattrLocally(ino, hash);
+    if (known === false || known?.removed) throw new NoAttributeError(`no attribute ${name}`);
+    const e = known ? known.entry : await this.meta.getXattr(ino, hash);
     return this.names.openBlob(ino, 'xattr-value', e.valueEnc);
   }
 
   async listxattr(ino: number): Promise<string[]> {
-    if (this.view.cachedAttr(ino)?.hasXattrs === false) return [];
-    const entries = await this.meta.listXattr(ino);
-    return entries.map((e) => this.names.openBlob(ino, 'xattr-name', e.nameEnc).toString('utf8'));
+    const pending = this.journal.pendingXattrs(ino);
+    const none = this.journal.pendingCreate(ino) || this.view.cachedAttr(ino)?.hasXattrs === false;
+    // What the service has, then what waits here, in order.
+    const entries = new Map<string, Buffer>();
+    if (!none) for (const e of await this.meta.listXattr(ino)) entries.set(e.hash.toString('hex'), e.nameEnc);
+    for (const p of pending) {
+      if (p.removed) entries.delete(p.hash.toString('hex'));
+      else entries.set(p.entry.hash.toString('hex'), p.entry.nameEnc);
+    }
+    return [...entries.values()].map((nameEnc) => this.names.openBlob(ino, 'xattr-name', nameEnc).toString('utf8'));
   }
 
   async removexattr(ino: number, name: string): Promise<void> {
-    await this.meta.removeXattr(ino, this.names.xattrHash(ino, name));
-    this.view.forget(ino);
+    const hash = this.names.xattrHash(ino, name);
+    await this.change(async () => {
+      await this.meta.removeXattr(ino, hash);
+      this.view.forget(ino);
+    }, (strict) => {
+      const a = this.knownAttr(ino, strict);
+      const known = this.hasXattrLocally(ino, hash);
+      if (known === undefined) throw this.unknownOffline(`the extended attributes of inode ${ino}`);
+      if (known === false || known.removed) throw new NoAttributeError(`no attribute ${name}`);
+      this.journal.append({ kind: 'removeXattr', ino, hash });
+      this.view.localAttr({ ...a, ctimeMs: Date.now() });
+    }, ino);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * The metadata journal: changes to names and attributes this mount made and the service does
- * not have yet — create, mkdir, symlink, unlink, rmdir, rename, chmod/chown/utimes/truncate.
+ * not have yet — create, mkdir, symlink, link, unlink, rmdir, rename, chmod/chown/utimes/truncate,
+ * setxattr and removexattr.
  * In the eventual mode every change the mount can decide locally comes here (write-back);
  * while the service cannot be reached, every change does. Each is kept in order in a file of
  * its own in the cache directory (so a restart keeps it, beside the dirty blocks) and sent
@@ -21,8 +22,8 @@
  * - while an inode has changes waiting, `affects(ino)` says so: the mount answers for it from
  *   what it knows locally, and its data is not committed before its creation is.
  */
-import { EntryExistsError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../../errors.js';
-import { ROOT_INO, type Attr, type AttrChanges, type BatchOp, type BatchResult, type EntryName, type MetaEngine, type NewNode } from '../../meta/types.js';
+import { EntryExistsError, NoAttributeError, NoEntryError, NotEmptyError, NotPermittedError, ServiceUnavailableError } from '../../errors.js';
+import { ROOT_INO, type Attr, type AttrChanges, type BatchOp, type BatchResult, type EntryName, type MetaEngine, type NewNode, type XattrEntry } from '../../meta/types.js';
 import { decodeWire, encodeWire } from '../../meta/wire.js';
 import type { NameCipher } from '../../crypto/names.js';
 import type { UploadHolds } from '../../upload/types.js';
@@ -30,11 +31,17 @@ import { Signal } from '../../util/signal.js';
 
 export type JournalOp =
   | { kind: 'create'; parent: number; name: EntryName; node: NewNode & { ino: number } }
+  | { kind: 'link'; ino: number; parent: number; name: EntryName }
   | { kind: 'unlink'; parent: number; hash: Buffer; ino: number }
   | { kind: 'rmdir'; parent: number; hash: Buffer; ino: number }
-  | { kind: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; ino: number; replaces?: number }
+  | { kind: 'rename'; parent: number; hash: Buffer; newParent: number; newName: EntryName; ino: number; replaces?: number; exchange?: boolean }
   | { kind: 'setAttr'; ino: number; changes: AttrChanges }
-  | { kind: 'reclaim'; ino: number };
+  | { kind: 'reclaim'; ino: number }
+  | { kind: 'setXattr'; ino: number; entry: XattrEntry }
+  | { kind: 'removeXattr'; ino: number; hash: Buffer };
+
+/** An extended attribute's change waiting in the journal: its new value, or `removed`. */
+export type PendingXattr = { removed: false; entry: XattrEntry } | { removed: true; hash: Buffer };
 
 /** Changes sent in one batch at most. */
 const BATCH_OPS = 256;
@@ -95,6 +102,7 @@ const MAX_CONFLICT_NAMES = 100;
 function inodesOf(op: JournalOp): number[] {
   switch (op.kind) {
     case 'create': return [op.parent, op.node.ino];
+    case 'link': return [op.parent, op.ino];
     case 'unlink': case 'rmdir': return [op.parent, op.ino];
     case 'rename': return [op.parent, op.newParent, op.ino, ...(op.replaces ? [op.replaces] : [])];
     default: return [op.ino];
@@ -157,6 +165,17 @@ export class MetaJournal implements UploadHolds {
   /** The journaled creation of `ino`, while it waits. */
   pendingCreate(ino: number): CreateOp | undefined {
     return this.creates.get(ino);
+  }
+
+  /** The changes to `ino`'s extended attributes that wait, oldest first. */
+  pendingXattrs(ino: number): PendingXattr[] {
+    if (!this.pending.has(ino)) return [];
+    const out: PendingXattr[] = [];
+    for (const { op } of this.entries) {
+      if (op.kind === 'setXattr' && op.ino === ino) out.push({ removed: false, entry: op.entry });
+      else if (op.kind === 'removeXattr' && op.ino === ino) out.push({ removed: true, hash: op.hash });
+    }
+    return out;
   }
 
   /** Keeps a change (on disk before this returns) and replays it as soon as the service answers. */
@@ -324,6 +343,7 @@ export class MetaJournal implements UploadHolds {
   private batchOpOf(op: JournalOp): BatchOp {
     switch (op.kind) {
       case 'create': return { op: 'create', parent: op.parent, name: op.name, node: op.node };
+      case 'link': return { op: 'link', ino: op.ino, parent: op.parent, name: op.name };
       case 'unlink':
       case 'rmdir': {
         const at = this.place(op.parent, op.hash);
@@ -331,10 +351,14 @@ export class MetaJournal implements UploadHolds {
       }
       case 'rename': {
         const at = this.place(op.parent, op.hash);
+        if (op.exchange) return { op: 'rename', parent: at.parent, hash: at.hash, newParent: op.newParent, newName: op.newName, exchange: true, expectIno: op.ino, replaces: op.replaces };
         return { op: 'rename', parent: at.parent, hash: at.hash, newParent: op.newParent, newName: op.newName, expectIno: op.ino, ...(op.replaces ? { replaces: op.replaces } : { noReplace: true }) };
       }
       case 'setAttr': return { op: 'setAttr', ino: op.ino, changes: op.changes };
       case 'reclaim': return { op: 'reclaim', ino: op.ino };
+      // Decided locally with what this mount knew: sent as a plain set (the last word wins).
+      case 'setXattr': return { op: 'setXattr', ino: op.ino, entry: op.entry };
+      case 'removeXattr': return { op: 'removeXattr', ino: op.ino, hash: op.hash };
     }
   }
 
@@ -350,6 +374,16 @@ export class MetaJournal implements UploadHolds {
       return (await meta.lookup(parent, hash)).ino;
     } catch (e) {
       if (e instanceof NoEntryError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Whether inode `ino` still has a name at the service. */
+  private async exists(meta: MetaEngine, ino: number): Promise<boolean> {
+    try {
+      return (await meta.getAttr(ino)).nlink > 0;
+    } catch (e) {
+      if (e instanceof NoEntryError) return false;
       throw e;
     }
   }
@@ -387,6 +421,16 @@ export class MetaJournal implements UploadHolds {
       case 'rename': {
         const at = this.place(op.parent, op.hash);
         const there = await this.inodeAt(meta, at.parent, at.hash);
+        if (op.exchange) {
+          const other = await this.inodeAt(meta, op.newParent, op.newName.hash);
+          if (there === op.replaces && other === op.ino) return true; // already done
+          if (there !== op.ino || other !== op.replaces) {
+            this.conflict(`an exchange of inodes ${op.ino} and ${op.replaces} skipped: another client changed one of the names meanwhile`);
+            return false;
+          }
+          await meta.rename(at.parent, at.hash, op.newParent, op.newName, { exchange: true });
+          return true;
+        }
         if (there !== op.ino) {
           if (there === undefined && (await this.inodeAt(meta, op.newParent, op.newName.hash)) === op.ino) return true; // already done
           this.conflict(`a rename of inode ${op.ino} skipped: its name was changed by another client meanwhile`);
@@ -415,6 +459,27 @@ export class MetaJournal implements UploadHolds {
           if (!(e instanceof NoEntryError) && !(e instanceof NotPermittedError)) throw e;
         }
         return true;
+      case 'link': {
+        if ((await this.inodeAt(meta, op.parent, op.name.hash)) === op.ino) return true; // already done
+        if (!(await this.exists(meta, op.ino))) {
+          this.conflict(`a hard link to inode ${op.ino} skipped: another client removed the file meanwhile`);
+          return false;
+        }
+        const where = await this.settle(meta, op.parent, op.name, (parent, name) => meta.link(op.ino, parent, name), 'linked');
+        if (where) this.moved.set(`${op.parent}:${op.name.hash.toString('hex')}`, where);
+        return !where;
+      }
+      case 'setXattr':
+      case 'removeXattr':
+        try {
+          if (op.kind === 'setXattr') await meta.setXattr(op.ino, op.entry);
+          else await meta.removeXattr(op.ino, op.hash);
+          return true;
+        } catch (e) {
+          if (e instanceof NoAttributeError) return true; // removed already
+          if (!(e instanceof NoEntryError)) throw e;
+          return false;
+        }
     }
   }
 

@@ -3,10 +3,18 @@
  * each entry with its attributes, remembered so the lookups and stats that follow a listing
  * need no round trip each).
  *
+ * Listings are also learnt ahead, in the background: a folder looked up (or found lacking a
+ * name) and the subfolders of one listed, a few at a time, so that a walk down a tree
+ * (`ls -lR`, `find`, `cp -r`) finds each folder's listing here, and names there are decided
+ * locally (write-back).
+ *
  * Promises: offsets index a listing taken when the directory was opened, so they stay stable
- * while it changes; offline, a listing is the last full one this mount took (with its own
+ * while it changes; a listing is served from what this mount holds only while the view
+ * trusts it (the change feed is up, or within the staleness bound, or this mount's changes
+ * to the folder wait); offline, a listing is the last full one this mount took (with its own
  * changes applied), never one cut off midway.
  */
+import { LRUCache } from 'lru-cache';
 import { InvalidArgumentError } from '../../errors.js';
 import type { NameCipher } from '../../crypto/names.js';
 import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type DirEntry, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
@@ -29,12 +37,65 @@ interface DirHandle {
   complete: boolean;
 }
 
+export interface ListingsOptions {
+  /** The most entries a folder may have for its listing to be learnt and kept (default 5 000). */
+  learnMax?: number;
+  /** Subfolders of a listed folder whose listings are learnt ahead (default 64; 0: none). */
+  aheadFolders?: number;
+}
+
+/** Listings learnt ahead at once (subfolders of one listed); a folder looked up goes first. */
+const AHEAD_PARALLEL = 4;
+
 export class Listings {
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
+  /** Folders whose listing is being learnt in the background. */
+  private readonly learning = new Map<number, Promise<unknown>>();
+  /** Folders found too large to learn: names there are looked up one by one (tried again after a while). */
+  private readonly tooLarge = new LRUCache<number, true>({ max: 10_000, ttl: 10 * 60_000 });
+  /** Subfolders waiting to be learnt ahead, and how many are being learnt. */
+  private readonly ahead: number[] = [];
+  private aheadActive = 0;
 
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
-    private readonly blockMap: BlockMap) {}
+    private readonly blockMap: BlockMap, private readonly options: ListingsOptions = {}) {}
+
+  /** Learns `dir`'s listing in the background (once at a time; not a folder found too large, nor one already trusted). */
+  learnSoon(dir: number): void {
+    if (this.learning.has(dir) || this.tooLarge.has(dir) || this.view.trustsListing(dir)) return;
+    const p = this.learn(dir, this.options.learnMax ?? 5000)
+      .then((kept) => { if (!kept) this.tooLarge.set(dir, true); }, () => {})
+      .finally(() => this.learning.delete(dir));
+    this.learning.set(dir, p);
+  }
+
+  /** The subfolders of a folder just listed (by a reader: one level ahead of its walk) are learnt ahead, a few at a time. */
+  private learnAhead(entries: DirEntryOut[]): void {
+    const max = this.options.aheadFolders ?? 64;
+    let n = 0;
+    for (const e of entries) {
+      if (n >= max || this.ahead.length >= 4 * max) break;
+      if (!isDir(e.mode) || e.name === '.' || e.name === '..') continue;
+      this.ahead.push(e.ino);
+      n++;
+    }
+    this.nextAhead();
+  }
+
+  private nextAhead(): void {
+    while (this.aheadActive < AHEAD_PARALLEL && this.ahead.length > 0) {
+      const dir = this.ahead.shift()!;
+      this.learnSoon(dir);
+      const p = this.learning.get(dir);
+      if (!p) continue;
+      this.aheadActive++;
+      void p.finally(() => {
+        this.aheadActive--;
+        this.nextAhead();
+      });
+    }
+  }
 
   /**
    * What a listing's entry tells beyond its name: its attributes, and a small file's whole
@@ -68,15 +129,24 @@ export class Listings {
     const d = this.dirs.get(fh);
     if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
     const view = this.view;
+    // A listing being learnt (the folder was looked up a moment ago) is waited for, not asked again.
+    if (!d.complete && d.cursor === undefined) await this.learning.get(d.ino);
     while (!d.complete && d.entries.length < offset + max) {
       const listGen = view.generation(d.ino);
       const first = d.cursor === undefined;
-      // Offline, a listing starts from the last full one (a listing cut off midway cannot be).
-      const local = first && this.journal.affects(d.ino) ? view.lastKnown.listing(d.ino) : undefined;
+      // A listing this mount holds and trusts is served as it is (offline, the last full one:
+      // a listing cut off midway cannot be).
+      const current = first && view.servesListing(d.ino);
+      const local = first && (current || this.journal.affects(d.ino)) ? view.lastKnown.listing(d.ino) : undefined;
       const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true, firstBlock: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
-        d.entries.push(...page);
+        // Served as held: attributes where they are current (the kernel looks the others up).
+        for (const e of page) {
+          d.entries.push({ ...e, attr: view.cachedAttr(e.ino) ?? view.lastKnown.attr(e.ino) ?? (current ? undefined : e.attr) });
+          view.gaveName(d.ino, e.name);
+        }
         d.complete = true;
+        this.learnAhead(page);
         break;
       }
       for (const e of page.entries) {
@@ -92,6 +162,7 @@ export class Listings {
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
       if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version, d.mark);
+      if (d.complete) this.learnAhead(d.entries);
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: offset + i + 1 }));
   }

@@ -266,6 +266,15 @@ export class NamespaceView {
       this.lastKnown.recentListing(dir, this.options.attrTtlMs ?? 1000) !== undefined;
   }
 
+  /**
+   * Whether this mount's listing of `dir` is kept current by the change feed (connected, and
+   * no word of another client's change to the folder since): a reader's listing is served
+   * from it. (Within the staleness bound alone, a reader's listing is asked for afresh.)
+   */
+  servesListing(dir: number): boolean {
+    return this.feedUp && this.lastKnown.listing(dir) !== undefined;
+  }
+
   /** What this mount knows of a name while its folder has offline changes or the service is away. */
   localEntry(parent: number, name: string): Attr | null | undefined {
     return this.lastKnown.entry(parent, name, this.generation(parent));

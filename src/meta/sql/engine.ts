@@ -12,7 +12,7 @@ import {
 import {
   BATCH_MAX, LOOKUP_BLOCKS_MAX, ROOT_INO, type BatchOp, type BatchResult, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
-  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type XattrEntry, type XattrSetFlags,
+  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type RenameFlags, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from './lock-store.js';
 import { checkBatchOp } from '../rpc.js';
@@ -431,8 +431,34 @@ export class SqlMetaEngine implements MetaEngine {
     };
   }
 
-  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags: { noReplace?: boolean } = {}): Promise<Attr | undefined> {
+  async rename(parent: number, hash: Buffer, newParent: number, newName: EntryName, flags: RenameFlags = {}): Promise<Attr | undefined> {
     return this.mutate(this.renameBody(parent, hash, newParent, newName, flags));
+  }
+
+  /** RENAME_EXCHANGE: the two names swap what they hold (with `expectIno`, the first must hold that inode, and with `replaces`, the second). */
+  private exchangeBody(parent: number, hash: Buffer, newParent: number, newHash: Buffer, expectIno?: number, otherIno?: number): (m: Mutation) => Promise<undefined> {
+    return async (m) => {
+      const src = expectedEntry(await m.entry(parent, hash), expectIno);
+      const dst = expectedEntry(await m.entry(newParent, newHash), otherIno);
+      if (dst.ino === src.ino) return undefined;
+      if (parent !== newParent) {
+        if (isDir(src.mode)) await m.checkNotAncestor(src.ino, newParent);
+        if (isDir(dst.mode)) await m.checkNotAncestor(dst.ino, parent);
+      }
+      const names = await Promise.all([[parent, hash], [newParent, newHash]].map(async ([dir, h]) =>
+        (await m.tx.get('SELECT name_enc FROM dentries WHERE parent = ? AND hash = ? AND csn_to = ?', [dir, h, LIVE]))?.name_enc as Buffer));
+      await m.removeEntry(parent, hash);
+      await m.removeEntry(newParent, newHash);
+      await m.addEntry(parent, { hash, enc: names[0] }, dst.ino, dst.mode);
+      await m.addEntry(newParent, { hash: newHash, enc: names[1] }, src.ino, src.mode);
+      // A folder moved to the other parent takes its ".." link along.
+      const links = parent === newParent ? 0 : (isDir(dst.mode) ? 1 : 0) - (isDir(src.mode) ? 1 : 0);
+      await m.touchDir(parent, links);
+      if (newParent !== parent) await m.touchDir(newParent, -links);
+      await m.update(src.ino, () => ({}));
+      await m.update(dst.ino, () => ({}));
+      return undefined;
+    };
   }
 
   /**
@@ -440,12 +466,15 @@ export class SqlMetaEngine implements MetaEngine {
    * name may be replaced only if it holds that inode (EntryExists otherwise).
    */
   private renameBody(parent: number, hash: Buffer, newParent: number, newName: EntryName,
-    flags: { noReplace?: boolean; expectIno?: number; replaces?: number } = {}): (m: Mutation) => Promise<Attr | undefined> {
+    flags: RenameFlags & { expectIno?: number; replaces?: number } = {}): (m: Mutation) => Promise<Attr | undefined> {
     checkHash(hash);
     const n = checkName(newName);
+    const exchange = flags.exchange ? this.exchangeBody(parent, hash, newParent, n.hash, flags.expectIno, flags.replaces) : undefined;
+    if (flags.exchange && flags.noReplace) throw new InvalidArgumentError('RENAME_EXCHANGE and RENAME_NOREPLACE together');
     return async (m) => {
       await m.dir(checkInt(parent, 'parent', 1));
       await m.dir(checkInt(newParent, 'newParent', 1));
+      if (exchange) return exchange(m);
       const src = expectedEntry(await m.entry(parent, hash), flags.expectIno);
       const dst = await m.entry(newParent, n.hash);
       // Same inode under both names (the same entry, or two hard links): POSIX does nothing.
@@ -672,7 +701,7 @@ export class SqlMetaEngine implements MetaEngine {
       case 'link': return this.linkBody(op.ino, op.parent, op.name);
       case 'unlink': return this.unlinkBody(op.parent, op.hash, op.expectIno ?? undefined);
       case 'rmdir': return this.rmdirBody(op.parent, op.hash, op.expectIno ?? undefined);
-      case 'rename': return this.renameBody(op.parent, op.hash, op.newParent, op.newName, { noReplace: op.noReplace ?? undefined, expectIno: op.expectIno ?? undefined, replaces: op.replaces ?? undefined });
+      case 'rename': return this.renameBody(op.parent, op.hash, op.newParent, op.newName, { noReplace: op.noReplace ?? undefined, exchange: op.exchange ?? undefined, expectIno: op.expectIno ?? undefined, replaces: op.replaces ?? undefined });
       case 'setAttr': return this.setAttrBody(op.ino, op.changes, op.options ?? undefined);
       case 'commitBlocks': return this.commitBlocksBody(op.ino, op.blocks, op.options ?? undefined);
       case 'reclaim': return this.reclaimBody(op.ino);
