@@ -9,7 +9,10 @@ let passed = 0, failed = 0, skipped = 0;
 const stack = []; // { indent, name, children, failedLeaves }
 const failures = [];
 const where = (node) => [...stack.map((p) => p.name), node.name].join(' > ');
+let yaml = false; // inside a failure's diagnostic block ("---" … "..."), which may quote TAP
 for await (const line of createInterface({ input: process.stdin })) {
+  if (yaml) { if (/^\s*\.\.\.\s*$/.test(line)) yaml = false; continue; }
+  if (/^\s+---\s*$/.test(line)) { yaml = true; continue; }
   const header = /^( *)# Subtest: /.exec(line);
   if (header) {
     const indent = header[1].length;

@@ -33,6 +33,7 @@ import type { CleanBlocks, DirtyBlocks, DirtySnapshot } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
+import { openDirty, readDirtyFile, removeDirty, writeNewDirty } from './dirty-files.js';
 
 /** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
 export interface BlockSealer {
@@ -449,7 +450,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
       const length = Math.max(initial?.length ?? 0, end);
       const fileId = randomBytes(8).toString('hex');
-      const fh = await fs.open(this.dirtyPath(fileId), 'wx', 0o600);
+      const fh = await openDirty(this.dirtyPath(fileId), 'wx', allocated(length));
       try {
         const plain = Buffer.alloc(allocated(length));
         if (initial) initial.copy(plain, 0);
@@ -468,7 +469,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const fileId = Buffer.from(row.fileId, 'hex');
-    const fh = await fs.open(this.dirtyPath(row.fileId), 'r+');
+    const fh = await openDirty(this.dirtyPath(row.fileId), 'r+', Math.max(physEnd, allocated(end)));
     try {
       const plain = Buffer.alloc((last - first) * SECTOR);
       // Only the partial first and last sectors hold bytes that must survive the write.
@@ -502,27 +503,27 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const objectId = this.sealer.newObjectId();
     const sealed = this.sealer.seal(objectId, data);
     const fileId = randomBytes(8).toString('hex');
-    await fs.writeFile(this.dirtyPath(fileId), sealed, { mode: 0o600, flag: 'wx' });
+    await writeNewDirty(this.dirtyPath(fileId), sealed);
     const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
     this.index.putDirty(row);
     this.setDirtyRow(row);
     this.dirtyBytes += bytesOf(row) - (old ? bytesOf(old) : 0);
-    if (old) await fs.rm(this.dirtyPath(old.fileId), { force: true });
+    if (old) await removeDirty(this.dirtyPath(old.fileId), bytesOf(old));
     this.wake();
   }
 
   /** Turns a block journaled sealed back into sector form, for a partial write or a truncate. */
   private async unsealLocked(row: DirtyRow): Promise<DirtyRow> {
-    const plain = this.sealer.open(row.sealedId!, await fs.readFile(this.dirtyPath(row.fileId)));
+    const plain = this.sealer.open(row.sealedId!, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
     const fileId = randomBytes(8).toString('hex');
     const padded = Buffer.alloc(allocated(row.length));
     plain.copy(padded, 0, 0, row.length);
-    await fs.writeFile(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded), { mode: 0o600, flag: 'wx' });
+    await writeNewDirty(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded));
     const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
     this.index.putDirty(next);
     this.setDirtyRow(next);
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
-    await fs.rm(this.dirtyPath(row.fileId), { force: true });
+    await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
     return next;
   }
 
@@ -539,14 +540,14 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const end = Math.min(offset + length, row.length);
     if (end <= offset) return out;
     if (row.sealedId) {
-      const plain = this.sealer.open(row.sealedId, await fs.readFile(this.dirtyPath(row.fileId)));
+      const plain = this.sealer.open(row.sealedId, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
       plain.copy(out, 0, offset, end);
       return out;
     }
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const enc = Buffer.alloc((last - first) * SECTOR);
-    const fh = await fs.open(this.dirtyPath(row.fileId), 'r');
+    const fh = await openDirty(this.dirtyPath(row.fileId), 'r', bytesOf(row));
     try {
       await fh.read(enc, 0, enc.length, first * SECTOR);
     } finally {
@@ -563,7 +564,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       const row = this.dirtyRow(ino, idx);
       if (!row) return undefined;
       if (row.sealedId) {
-        return { gen: row.gen, length: row.length, sealed: { objectId: row.sealedId, bytes: await fs.readFile(this.dirtyPath(row.fileId)) } };
+        return { gen: row.gen, length: row.length, sealed: { objectId: row.sealedId, bytes: await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)) } };
       }
       const data = await this.readDirtyLocked(ino, idx, 0, row.length);
       return data ? { gen: row.gen, length: row.length, data } : undefined;
@@ -603,7 +604,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     if (!row || length >= row.length) return;
     if (row.sealedId) row = await this.unsealLocked(row);
     const fileId = Buffer.from(row.fileId, 'hex');
-    const fh = await fs.open(this.dirtyPath(row.fileId), 'r+');
+    const fh = await openDirty(this.dirtyPath(row.fileId), 'r+', bytesOf(row));
     try {
       if (length % SECTOR !== 0) {
         const s = Math.floor(length / SECTOR);
@@ -633,7 +634,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const row = this.dirtyRow(ino, idx);
     if (!row || (ifGen !== undefined && row.gen !== ifGen)) return false;
     this.forgetDirty(row);
-    await fs.rm(this.dirtyPath(row.fileId), { force: true });
+    await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
     return true;
   }
 

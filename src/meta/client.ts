@@ -2,6 +2,10 @@
  * MetaClient: the MetaEngine interface over the service's HTTP API, plus a subscription to
  * its change feed. Connections are kept alive; errors come back as the same typed errors the
  * engine threw; a service that cannot be reached is a ServiceUnavailableError.
+ *
+ * The feed never overtakes a reply: word of a commit is handed on only after the metadata
+ * calls that were in flight when it arrived have settled (and their callers have run), so a
+ * mount hears of its own commits after their replies, and knows them as its own.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -20,6 +24,16 @@ import type { LockEvent, LockMethod, LockRpc } from '../locks/types.js';
 /** A lock change pushed on the feed: one inode (`ino`, `locked`), or the whole set at (re)connect (`all`). */
 export type { LockEvent } from '../locks/types.js';
 
+/** What the feed's WebSocket carries (and, `disconnected`, what its closing is queued as). */
+interface FeedMessage {
+  type: 'commit' | 'lock' | 'locks' | 'ready' | 'disconnected';
+  csn?: number;
+  timeMs?: number;
+  inos?: number[];
+  ino?: number;
+  locked?: boolean | number[];
+}
+
 export interface MetaClientOptions {
   /** Extra CA certificates to trust for https (a self-signed service). */
   ca?: Buffer;
@@ -33,6 +47,8 @@ export class MetaClient implements MetaEngine, LockRpc {
   private readonly base: URL;
   private readonly agent: http.Agent;
   private readonly auth: string;
+  /** Metadata calls waiting for their replies (lock calls, which may wait long, are not counted). */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(url: string, token: string, private readonly options: MetaClientOptions = {}) {
     this.base = new URL(url);
@@ -98,27 +114,51 @@ export class MetaClient implements MetaEngine, LockRpc {
     let ws: WebSocket | undefined;
     let closed = false;
     let delay = 100;
+    const handle = (msg: FeedMessage) => {
+      if (closed) return;
+      if (msg.type === 'lock') onLocks?.({ ino: msg.ino!, locked: msg.locked === true });
+      else if (msg.type === 'locks') onLocks?.({ all: msg.locked as number[] });
+      else if (msg.type === 'commit' && msg.csn! > last) {
+        last = msg.csn!;
+        onCommit({ csn: msg.csn!, timeMs: msg.timeMs!, inos: msg.inos! });
+      } else if (msg.type === 'ready') {
+        delay = 100;
+        onReady?.(msg.csn!);
+      } else if (msg.type === 'disconnected') {
+        onDisconnect?.();
+      }
+    };
+    // Messages are handled in order, each once the calls in flight when it came have settled
+    // and the event loop has turned (their callers have run).
+    const pending: { msg: FeedMessage; before: Promise<unknown>[] }[] = [];
+    let draining = false;
+    const drain = async () => {
+      draining = true;
+      try {
+        while (pending.length > 0) {
+          await Promise.allSettled(pending[0].before);
+          await new Promise<void>((r) => setImmediate(r));
+          while (pending.length > 0 && pending[0].before.every((p) => !this.inFlight.has(p))) handle(pending.shift()!.msg);
+        }
+      } finally {
+        draining = false;
+      }
+    };
+    const deliver = (msg: FeedMessage) => {
+      if (pending.length === 0 && this.inFlight.size === 0) return handle(msg);
+      pending.push({ msg, before: [...this.inFlight] });
+      if (!draining) void drain();
+    };
     const connect = () => {
       if (closed) return;
       const url = new URL(`/v1/feed?since=${last}`, this.base);
       url.protocol = this.base.protocol === 'https:' ? 'wss:' : 'ws:';
       ws = new WebSocket(url, { headers: { authorization: this.auth }, ca: this.options.ca });
-      ws.on('message', (data) => {
-        const msg = JSON.parse(String(data)) as { type: string; csn: number; timeMs: number; inos: number[]; ino: number; locked: boolean | number[] };
-        if (msg.type === 'lock') onLocks?.({ ino: msg.ino, locked: msg.locked === true });
-        else if (msg.type === 'locks') onLocks?.({ all: msg.locked as number[] });
-        else if (msg.type === 'commit' && msg.csn > last) {
-          last = msg.csn;
-          onCommit({ csn: msg.csn, timeMs: msg.timeMs, inos: msg.inos });
-        } else if (msg.type === 'ready') {
-          delay = 100;
-          onReady?.(msg.csn);
-        }
-      });
+      ws.on('message', (data) => deliver(JSON.parse(String(data)) as FeedMessage));
       ws.on('error', () => {});
       ws.on('close', () => {
         if (closed) return;
-        onDisconnect?.();
+        deliver({ type: 'disconnected' });
         setTimeout(connect, delay).unref();
         delay = Math.min(delay * 2, 5_000);
       });
@@ -134,8 +174,12 @@ export class MetaClient implements MetaEngine, LockRpc {
 
   private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
-    return traced(this.trace, () => `meta ${method} ${typeof args[0] === 'number' ? args[0] : ''}`,
+    const p = traced(this.trace, () => `meta ${method} ${typeof args[0] === 'number' ? args[0] : ''}`,
       () => this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire));
+    this.inFlight.add(p);
+    const gone = () => { this.inFlight.delete(p); };
+    p.then(gone, gone);
+    return p;
   }
 
   private post<T>(route: string, body: string, decode: (text: string) => unknown): Promise<T> {

@@ -145,7 +145,7 @@ export class DirectoryPredictor {
       bytes += f.size;
       if (!toDisk) inMemory += this.options.blockSize;
       const queue = () => {
-        if (walk.queued.has(f.ino) && this.prefetcher.prefetchFile(f.ino, 1, toDisk) > 0) this.walkedFiles++;
+        if (walk.queued.has(f.ino) && this.prefetcher.prefetchFile(f.ino, 1, toDisk, f.size) > 0) this.walkedFiles++;
       };
       if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
       else queue();

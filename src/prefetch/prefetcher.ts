@@ -11,8 +11,9 @@
  *   prefetches. A stream from the start of a file thus asks for 2, then 8, then all 16
  *   blocks: the link is full one block-fetch sooner than with doubling, while the first
  *   fetch still has the link to itself.
- * - Fetches run in parallel, at most `maxInflight` at once across all handles: a budget of
- *   memory and bandwidth the prefetcher never exceeds. Demand reads never wait behind it
+ * - Fetches run in parallel, at most `maxInflight` blocks' bytes at once across all handles
+ *   (and at most `maxRequests` fetches, however small): a budget of memory and bandwidth
+ *   the prefetcher never exceeds. Demand reads never wait behind it
  *   (they go straight to the loader, which shares in-flight fetches with prefetches).
  * - Accuracy: blocks prefetched and later read, against blocks prefetched.
  * - `prefetchFile` brings in the first blocks of a file nobody has opened yet (the directory
@@ -36,7 +37,14 @@ export interface PrefetchOptions {
   maxWindowBlocks?: number;
   /** How many times the window grows with each read that keeps the pattern (4). */
   growth?: number;
+  /** Block fetches in flight at most (16): a budget of `maxInflight` blocks' bytes. */
   maxInflight?: number;
+  /**
+   * Fetches in flight at most, however small (64): whole small files (`prefetchFile` with
+   * their size) count their own bytes against the budget, so a walk of 4 KiB files keeps
+   * many more requests on the link than a stream of full blocks.
+   */
+  maxRequests?: number;
   /** A seek of up to this many bytes still counts as sequential. */
   toleranceBytes?: number;
 }
@@ -76,13 +84,16 @@ export interface PrefetchStats {
 
 export class Prefetcher {
   private readonly handles = new Map<number, HandleState>();
-  private readonly queue: { fh: number; ino: number; idx: number; toDisk: boolean }[] = [];
+  private readonly queue: { fh: number; ino: number; idx: number; toDisk: boolean; bytes: number }[] = [];
+  /** Bytes of the fetches in flight (a block's size unless a small file's size was given). */
+  private inflightBytes = 0;
   private readonly inflight = new Set<string>();
   private readonly prefetched = new Set<string>();
   private readonly initial: number;
   private readonly max: number;
   private readonly growth: number;
   private readonly maxInflight: number;
+  private readonly maxRequests: number;
   private readonly tolerance: number;
   private stats_ = { issued: 0, used: 0, cancelled: 0 };
 
@@ -91,6 +102,7 @@ export class Prefetcher {
     this.max = options.maxWindowBlocks ?? 32;
     this.growth = options.growth ?? 4;
     this.maxInflight = options.maxInflight ?? 16;
+    this.maxRequests = Math.max(this.maxInflight, options.maxRequests ?? 64);
     this.tolerance = options.toleranceBytes ?? 2 * options.blockSize;
   }
 
@@ -163,16 +175,17 @@ export class Prefetcher {
 
   /**
    * Prefetches blocks [0, blocks) of a file that is not open yet (directory prediction),
-   * queued behind the open handles' own prefetches. Returns how many were queued.
+   * queued behind the open handles' own prefetches. Returns how many were queued. `bytes`:
+   * the file's size when it is one block or less (its fetch takes that much of the budget).
    */
-  prefetchFile(ino: number, blocks: number, toDisk = false): number {
+  prefetchFile(ino: number, blocks: number, toDisk = false, bytes?: number): number {
     let h = this.handles.get(-ino);
     if (!h) {
       h = { ino, pattern: 'none', window: 0, lastStart: 0, lastEnd: 0, stride: 0, block: 0, steps: 0, queued: new Set() };
       this.handles.set(-ino, h);
     }
     const before = h.queued.size;
-    for (let i = 0; i < blocks; i++) this.want(-ino, h, i, toDisk);
+    for (let i = 0; i < blocks; i++) this.want(-ino, h, i, toDisk, blocks === 1 ? bytes : undefined);
     const added = h.queued.size - before;
     this.pump();
     return added;
@@ -199,11 +212,12 @@ export class Prefetcher {
     return { ...this.stats_, inflight: this.inflight.size };
   }
 
-  private want(fh: number, h: HandleState, idx: number, toDisk = false): void {
+  private want(fh: number, h: HandleState, idx: number, toDisk = false, bytes?: number): void {
     const k = `${h.ino}:${idx}`;
     if (h.queued.has(idx) || this.inflight.has(k) || this.loader.isCached(h.ino, idx)) return;
     h.queued.add(idx);
-    this.queue.push({ fh, ino: h.ino, idx, toDisk });
+    const bs = this.options.blockSize;
+    this.queue.push({ fh, ino: h.ino, idx, toDisk, bytes: bytes !== undefined && bytes > 0 ? Math.min(bytes, bs) : bs });
   }
 
   private cancel(fh: number, h: HandleState): void {
@@ -214,20 +228,24 @@ export class Prefetcher {
   }
 
   private pump(): void {
-    while (this.inflight.size < this.maxInflight && this.queue.length > 0) {
-      const { fh, ino, idx, toDisk } = this.queue.shift()!;
+    const budget = this.maxInflight * this.options.blockSize;
+    while (this.queue.length > 0 && this.inflight.size < this.maxRequests
+      && (this.inflight.size === 0 || this.inflightBytes + this.queue[0].bytes <= budget)) {
+      const { fh, ino, idx, toDisk, bytes } = this.queue.shift()!;
       const owner = this.handles.get(fh);
       owner?.queued.delete(idx);
       if (fh < 0 && owner && owner.queued.size === 0) this.handles.delete(fh);
       const k = `${ino}:${idx}`;
       if (this.inflight.has(k) || this.loader.isCached(ino, idx)) continue;
       this.inflight.add(k);
+      this.inflightBytes += bytes;
       this.stats_.issued++;
       this.prefetched.add(k);
       this.loader.load(ino, idx, toDisk)
         .catch(() => { this.prefetched.delete(k); })
         .finally(() => {
           this.inflight.delete(k);
+          this.inflightBytes -= bytes;
           this.pump();
         });
     }

@@ -36,7 +36,7 @@ function recording(engine: MetaEngine, batchMs: number): { meta: MetaEngine; cal
 
 t.test('a folder of small files made with no round trip per change, sent in batches, seen in order by another mount', async (t) => {
   const shared = await sharedFilespace(t);
-  const rec = recording(shared.engine, 20);
+  const rec = recording(shared.engine, 50);
   // No change feed between these mounts: a listing is trusted for the staleness bound, here a minute.
   const a = await mountVfs(t, shared, 'a', { meta: rec.meta, attrTtlMs: 60_000 });
   const b = await mountVfs(t, shared, 'b');

@@ -119,6 +119,26 @@ t.test('whole-file prefetch for a predicted file can be dropped before it starts
   t.equal(p.stats().cancelled, 4);
 });
 
+t.test('small whole files count their own bytes: many more in flight, within the request cap and the byte budget', async (t) => {
+  const f = fakeLoader();
+  const p = new Prefetcher(f.loader, { blockSize: BS, maxInflight: 4, maxRequests: 10 });
+  for (let ino = 100; ino < 120; ino++) p.prefetchFile(ino, 1, false, 4096);
+  t.equal(f.inflight(), 10, '4 KiB files: the request cap (10), not the block budget (4)');
+  await f.finishAll();
+  t.equal(f.loads.length, 20, 'every file fetched once');
+  t.equal(f.peak(), 10);
+
+  const g = fakeLoader();
+  const q = new Prefetcher(g.loader, { blockSize: BS, maxInflight: 4, maxRequests: 10 });
+  for (let ino = 200; ino < 210; ino++) q.prefetchFile(ino, 1, false, BS / 2);
+  t.equal(g.inflight(), 8, 'half-block files: the byte budget (4 blocks) holds 8');
+  for (let ino = 300; ino < 305; ino++) q.prefetchFile(ino, 1, false);
+  await g.finishAll();
+  t.ok(g.peak() <= 8, `peak ${g.peak()}`);
+  t.equal(new Set(g.loads).size, 15, 'each fetched once');
+  t.equal(q.stats().inflight, 0);
+});
+
 t.test('the window fits in the memory kept for plaintexts', async (t) => {
   const MiB = 1024 * 1024;
   t.equal(prefetchWindowBlocks(24 * MiB, MiB), 16, 'the default 24 MiB: 16 blocks of 1 MiB');

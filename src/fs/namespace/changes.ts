@@ -185,8 +185,10 @@ export class NamespaceChanges {
       });
     const a = view.remember(attr);
     if (blocks) this.blockMap.prime(a, blocks);
-    // A folder reached by path: its listing comes in the background, so names in it are
-    // decided locally from now on (and while the service is away).
+    // The folder looked into, and a folder reached by path: their listings come in the
+    // background, so names in them are decided locally from now on (and while the service
+    // is away): `rm -rf DIR` then removes DIR itself without waiting for the service.
+    this.learnListing(parent);
     if (isDir(a.mode)) this.learnListing(a.ino);
     view.keepEntry(parent, name, a.ino, gen);
     view.named(a.ino, parent, name);
@@ -450,9 +452,18 @@ export class NamespaceChanges {
   private hasXattrLocally(ino: number, hash: Buffer): PendingXattr | false | undefined {
     const pending = this.journal.pendingXattrs(ino).filter((p) => (p.removed ? p.hash : p.entry.hash).equals(hash)).pop();
     if (pending) return pending;
+    return this.noneAtService(ino) ? false : undefined;
+  }
+
+  /** Whether this mount knows `ino` has no extended attributes at the service. */
+  private noneAtService(ino: number): boolean {
     // A file made by this mount and not yet at the service has just the attributes the journal holds.
-    if (this.journal.pendingCreate(ino) || this.view.cachedAttr(ino)?.hasXattrs === false) return false;
-    return undefined;
+    return this.journal.pendingCreate(ino) !== undefined || this.view.cachedAttr(ino)?.hasXattrs === false;
+  }
+
+  /** Whether this mount knows `ino` has no extended attributes at all: none at the service, none waiting. */
+  private hasNoXattrs(ino: number): boolean {
+    return this.noneAtService(ino) && this.journal.pendingXattrs(ino).length === 0;
   }
 
   async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
@@ -484,7 +495,9 @@ export class NamespaceChanges {
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
     if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
-    // `ls -l` asks every file for security.selinux: answered from the attributes when they say there are none.
+    // `ls -l` asks every file for security.selinux, and the kernel asks for security.capability
+    // before every write: answered from the attributes when they say there are none.
+    if (this.hasNoXattrs(ino)) throw new NoAttributeError(`no attribute ${name}`);
     const hash = this.names.xattrHash(ino, name);
     const known = this.hasXattrLocally(ino, hash);
     if (known === false || known?.removed) throw new NoAttributeError(`no attribute ${name}`);
@@ -494,7 +507,7 @@ export class NamespaceChanges {
 
   async listxattr(ino: number): Promise<string[]> {
     const pending = this.journal.pendingXattrs(ino);
-    const none = this.journal.pendingCreate(ino) || this.view.cachedAttr(ino)?.hasXattrs === false;
+    const none = this.noneAtService(ino);
     // What the service has, then what waits here, in order.
     const entries = new Map<string, Buffer>();
     if (!none) for (const e of await this.meta.listXattr(ino)) entries.set(e.hash.toString('hex'), e.nameEnc);

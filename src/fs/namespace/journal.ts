@@ -127,6 +127,8 @@ export class MetaJournal implements UploadHolds {
   private batchesRefused = false;
   private readonly pending = new Map<number, number>();
   private readonly creates = new Map<number, CreateOp>();
+  /** How many xattr changes wait per inode (so a file without any is answered without a scan). */
+  private readonly xattrChanges = new Map<number, number>();
   /** Where replay put an entry other than where it was journaled ("parent:hash" → place). */
   private readonly moved = new Map<string, { parent: number; name: EntryName }>();
   private replaying?: Promise<void>;
@@ -169,7 +171,7 @@ export class MetaJournal implements UploadHolds {
 
   /** The changes to `ino`'s extended attributes that wait, oldest first. */
   pendingXattrs(ino: number): PendingXattr[] {
-    if (!this.pending.has(ino)) return [];
+    if (!this.xattrChanges.has(ino)) return [];
     const out: PendingXattr[] = [];
     for (const { op } of this.entries) {
       if (op.kind === 'setXattr' && op.ino === ino) out.push({ removed: false, entry: op.entry });
@@ -228,6 +230,10 @@ export class MetaJournal implements UploadHolds {
     if (op.kind === 'create') {
       if (delta > 0) this.creates.set(op.node.ino, op);
       else this.creates.delete(op.node.ino);
+    } else if (op.kind === 'setXattr' || op.kind === 'removeXattr') {
+      const n = (this.xattrChanges.get(op.ino) ?? 0) + delta;
+      if (n > 0) this.xattrChanges.set(op.ino, n);
+      else this.xattrChanges.delete(op.ino);
     }
   }
 
