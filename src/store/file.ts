@@ -18,6 +18,12 @@ import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, 
 
 export class FileStore implements ObjectStore {
   readonly url: string;
+  /**
+   * Folders this store made or found (a put into one needs no check of the root and no
+   * mkdir: for small objects those two took as long as the write). A put that finds one gone
+   * checks the root then (a removed store directory is NoSuchBucket, never made again).
+   */
+  private readonly dirsMade = new Set<string>();
 
   constructor(readonly root: string) {
     this.url = `file://${root}`;
@@ -42,11 +48,23 @@ export class FileStore implements ObjectStore {
     assertValidKey(key);
     const target = this.pathOf(key);
     const dir = path.dirname(target);
-    await this.ensureRoot();
+    const known = this.dirsMade.has(dir);
+    if (!known) await this.ensureRoot();
     const tmp = path.join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
     try {
-      await fs.mkdir(dir, { recursive: true });
-      const fh = await fs.open(tmp, 'wx', 0o600);
+      if (!known) {
+        await fs.mkdir(dir, { recursive: true });
+        this.dirsMade.add(dir);
+      }
+      let fh;
+      try {
+        fh = await fs.open(tmp, 'wx', 0o600);
+      } catch (e) {
+        if (!known || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        // The folder went (the store directory removed, or pruned by hand): look again.
+        this.dirsMade.delete(dir);
+        return await this.put(key, body, options);
+      }
       try {
         await fh.writeFile(body);
         await fh.sync();

@@ -102,6 +102,29 @@ t.test('the feed pushes commits live and catches up from a CSN', async (t) => {
   t.equal(status, 401, 'the feed needs the token too');
 });
 
+t.test('the feed never overtakes a reply: word of a commit comes after the answer to the call that made it', async (t) => {
+  const client = new MetaClient(service.url, TOKEN);
+  const start = (await client.info()).csn;
+  const order: string[] = [];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => { ready = r; });
+  const sub = client.subscribe(start, (c) => order.push(`feed ${c.csn}`), () => ready());
+  await isReady;
+  const a = await client.create(ROOT_INO, nm('feed-order'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
+  order.push(`reply ${a.version}`);
+  const csns = [a.version];
+  for (let i = 0; i < 40; i++) {
+    const res = await client.applyBatch([{ op: 'setAttr', ino: a.ino, changes: { mode: 0o600 | (i % 2) } }]);
+    order.push(`reply ${res.applied[0].csn}`);
+    csns.push(res.applied[0].csn);
+  }
+  for (let i = 0; i < 200 && !order.includes(`feed ${csns.at(-1)}`); i++) await new Promise((r) => setTimeout(r, 10));
+  const late = csns.filter((csn) => !(order.indexOf(`reply ${csn}`) < order.indexOf(`feed ${csn}`)));
+  t.same(late, [], `each of ${csns.length} commits was answered before the feed told of it`);
+  sub.close();
+  await client.close();
+});
+
 t.test('a database from another filespace is refused', async (t) => {
   const other = tempDir();
   const file = path.join(other.dir, 'm.sqlite');

@@ -27,8 +27,15 @@ export interface BlockMapOptions {
   madeLocally?: (ino: number) => boolean;
 }
 
+/** Block refs kept in memory at most, across files (~100 bytes each). */
+const MAP_REFS_KEPT = 256 * 1024;
+
 export class BlockMap {
-  private readonly maps = new LRUCache<number, KnownMap>({ max: 256 });
+  /**
+   * Maps of recently used files, bounded by the refs they hold (a small file's map is one
+   * ref: a folder of thousands of small files learnt ahead keeps every one of them).
+   */
+  private readonly maps = new LRUCache<number, KnownMap>({ max: 50_000, maxSize: MAP_REFS_KEPT, sizeCalculation: (c) => Math.min(c.map.size + 1, MAP_REFS_KEPT / 4) });
   private readonly loads = new Map<string, Promise<void>>();
   /** Block refs are loaded from the service this many at a time. */
   readonly window: number;
@@ -60,6 +67,7 @@ export class BlockMap {
           if (this.maps.get(ino) !== known || known.gen !== gen) return; // a commit or truncate came in between
           for (let i = first; i < first + window; i++) if (!known.map.has(i)) known.map.set(i, null);
           for (const r of got) known.map.set(r.index, r);
+          this.maps.set(ino, known); // counted again at its new size
         })().finally(() => this.loads.delete(loadKey));
         this.loads.set(loadKey, load);
       }

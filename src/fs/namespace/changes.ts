@@ -169,6 +169,15 @@ export class NamespaceChanges {
         view.named(local.ino, parent, name);
         return view.overlay(local);
       }
+      // A listing the change feed keeps current, and attributes no word of a change has
+      // dropped since they were learnt: the name is answered here too.
+      const known = local && current && view.servesListing(parent) ? view.cachedAttr(local.ino) ?? view.lastKnown.attr(local.ino) : undefined;
+      if (known) {
+        view.keepEntry(parent, name, known.ino, gen);
+        view.named(known.ino, parent, name);
+        if (isDir(known.mode)) this.learnListing(known.ino);
+        return view.overlay(known);
+      }
     }
     // The first block refs come with the answer (256 MiB of 1 MiB blocks): a read from the disk
     // cache gets that far in ~130 ms, time for the rest of the map to arrive (see Vfs.openFile).

@@ -142,7 +142,14 @@ export class Listings {
       if (Array.isArray(page)) {
         // Served as held: attributes where they are current (the kernel looks the others up).
         for (const e of page) {
-          d.entries.push({ ...e, attr: view.cachedAttr(e.ino) ?? view.lastKnown.attr(e.ino) ?? (current ? undefined : e.attr) });
+          const attr = view.cachedAttr(e.ino) ?? view.lastKnown.attr(e.ino) ?? (current ? undefined : e.attr);
+          if (attr) {
+            // As a listing from the service would: the name is known (lookups answer from it)
+            // and the file's folder too (the directory predictor walks it when it is read).
+            view.keepEntry(d.ino, e.name, e.ino, listGen);
+            view.named(e.ino, d.ino, e.name);
+          }
+          d.entries.push({ ...e, attr });
           view.gaveName(d.ino, e.name);
         }
         d.complete = true;
