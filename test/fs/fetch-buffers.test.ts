@@ -14,7 +14,8 @@
  *
  * Plaintexts are decrypted into reused buffers too: one evicted while readers still wait
  * for it is reused only once they have their bytes (three blocks arriving in one turn with
- * memory for one: each reader gets its own block).
+ * memory for one: each reader gets its own block). A small file's plaintext is kept in
+ * memory at its own size, not in a block's buffer.
  */
 import t from 'tap';
 import { IntegrityError } from '../../src/errors.js';
@@ -185,4 +186,20 @@ t.test('a plaintext evicted while readers wait for it is reused only once they h
   t.ok(plainPool.stats.reused >= 10, `plaintext buffers were reused (${plainPool.stats.reused} reuses, ${plainPool.stats.made} made)`);
   open();
   await reader.release(fh);
+});
+
+t.test('small files are kept in memory at their own size, not a block each', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const files: { ino: number; data: Buffer }[] = [];
+  for (let i = 0; i < 30; i++) files.push(await committedFile(t, shared, `note-${i}.txt`, 1000 + i));
+  // Memory for two blocks: 30 small files fit only at their own size.
+  const reader = await mountVfs(t, shared, 'reader', { memoryCacheBytes: 2 * BS });
+  for (const f of files) {
+    const fh = await reader.open(f.ino, O_RDONLY);
+    if (!(await reader.read(fh, 0, 4096)).equals(f.data)) t.fail(`inode ${f.ino} reads back wrong`);
+    await reader.release(fh);
+  }
+  const held = reader.data.loader.held;
+  t.equal(held.blocks, 30, 'every small file is still in memory');
+  t.ok(held.bytes <= 30 * 1100, `and they take ${held.bytes} bytes (a block each would be ${30 * BS})`);
 });

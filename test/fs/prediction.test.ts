@@ -5,14 +5,15 @@
  * after another client changes the folder, the listing is taken again. Frames predicted
  * further ahead than memory keeps plaintexts come to the disk cache only, each block fetched
  * once even when a read wants it while it is on its way (opened from the bytes held until
- * they are written), and are opened from disk after.
+ * they are written), and are opened from disk after. A folder of small files whose listing
+ * the mount learnt ahead and serves from what it holds is walked like one just fetched.
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import type { MetaEngine } from '../../src/meta/types.js';
 import { FaultyStore } from '../../src/store/faults.js';
 import { MeteredStore } from '../../src/store/metrics.js';
-import { countingCalls, mountVfs, sharedFilespace } from '../helpers/shared.js';
+import { countingCalls, mountVfs, sharedFilespace, watchingCalls } from '../helpers/shared.js';
 
 const BS = 65536;
 const O_RDONLY = 0;
@@ -74,6 +75,45 @@ t.test('the first frame opened after a listing is predicted from that listing', 
   await until('a new listing', () => readdirs.calls() > afterList);
   t.ok(readdirs.calls() > afterList, 'the changed folder is listed again, not predicted from the old listing');
   await third.release(h3);
+});
+
+t.test('a listing learnt ahead and served from what the mount holds starts the walk of small files, with no map request per file', async (t) => {
+  const shared = await sharedFilespace(t, BS);
+  const calls: string[] = [];
+  const meta = watchingCalls(shared.engine, ['readdir', 'getBlocks', 'lookup'], (m) => calls.push(m));
+  const writer = await mountVfs(t, shared, 'writer', { idleMs: 0 });
+  const reader = await mountVfs(t, shared, 'reader', { meta });
+  reader.view.setFeed(true); // as the agent does once the change feed is connected
+
+  const top = await writer.mkdir(1, 'project', 0o755, caller);
+  const sub = await writer.mkdir(top.ino, 'assets', 0o755, caller);
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 40; i++) {
+    const name = `asset_${String(i).padStart(3, '0')}.json`;
+    files.set(name, randomBytes(500 + i * 10));
+    const { fh } = await writer.create(sub.ino, name, 0o644, O_RDWR, caller);
+    await writer.write(fh, 0, files.get(name)!);
+    await writer.fsync(fh);
+    await writer.release(fh);
+  }
+
+  await reader.list((await reader.lookup(1, 'project')).ino);
+  await until('the subfolder\'s listing is learnt ahead', () => reader.view.servesListing(sub.ino));
+  const before = calls.length;
+  const listed = await reader.list((await reader.lookup(top.ino, 'assets')).ino);
+  t.same(listed.map((e) => e.name).sort(), [...files.keys()].sort(), 'the held listing serves every name');
+  for (const e of listed.slice(0, 3)) {
+    const fh = await reader.open(e.ino, O_RDONLY);
+    t.ok((await reader.read(fh, 0, 4096)).equals(files.get(e.name)!), `${e.name} identical`);
+    await reader.release(fh);
+  }
+  await until('the folder\'s other small files are walked in', () => reader.predictor.walkedFiles >= 30);
+  for (const e of listed.slice(3)) {
+    const fh = await reader.open(e.ino, O_RDONLY);
+    if (!(await reader.read(fh, 0, 4096)).equals(files.get(e.name)!)) t.fail(`${e.name} reads back wrong`);
+    await reader.release(fh);
+  }
+  t.same(calls.slice(before), [], 'no listing, lookup or block-map request while the folder was listed and read');
 });
 
 t.test('frames predicted beyond memory come to disk once and are opened from there', async (t) => {

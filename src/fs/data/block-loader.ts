@@ -34,6 +34,9 @@ export interface BlockLoaderOptions {
   trace?: TraceSink;
 }
 
+/** Plaintexts up to this size are kept in buffers of their own size (see `compact`). */
+const SMALL_PLAINTEXT_MAX = 256 * 1024;
+
 export class BlockLoader {
   /** Bytes of opened block plaintexts kept in memory (the `plain` LRU's size). */
   readonly memoryBytes: number;
@@ -69,7 +72,8 @@ export class BlockLoader {
     this.plainBuffers = new BufferPool(blockSize, 8, { shared: Math.ceil(this.memoryBytes / blockSize) + 8 });
     this.plain = new LRUCache<string, Buffer>({
       maxSize: this.memoryBytes,
-      sizeCalculation: (b) => Math.max(1, b.length),
+      // The memory held: a plaintext is a view of a block-sized buffer unless compacted.
+      sizeCalculation: (b) => Math.max(1, b.buffer.byteLength),
       dispose: (b, id) => {
         const users = this.users.get(id);
         if (users) (users.evicted ??= []).push(b);
@@ -81,6 +85,13 @@ export class BlockLoader {
   /** The buffer pools, for their statistics (tests, status). */
   get pools(): { sealed: BufferPool; plain: BufferPool } {
     return { sealed: this.sealedBuffers, plain: this.plainBuffers };
+  }
+
+  /** Plaintexts held in memory now: how many, and the memory their buffers take. */
+  get held(): { blocks: number; bytes: number } {
+    let bytes = 0;
+    for (const b of this.plain.values()) bytes += b.buffer.byteLength;
+    return { blocks: this.plain.size, bytes };
   }
 
   /** Whether the object is in memory, on its way there, or on disk: nothing to fetch. */
@@ -173,13 +184,14 @@ export class BlockLoader {
     if (staging) await staging.catch(() => undefined);
     const held = this.cache.sealedBeingWritten(objectId);
     if (held) {
-      const plain = this.openSealed(objectId, held, ino);
+      const plain = this.compact(this.openSealed(objectId, held, ino));
       this.plain.set(objectId, plain);
       return plain;
     }
     try {
-      const cached = await this.openFromDisk(objectId, urgent);
-      if (cached) {
+      const opened = await this.openFromDisk(objectId, urgent);
+      if (opened) {
+        const cached = this.compact(opened);
         this.plain.set(objectId, cached);
         return cached;
       }
@@ -188,12 +200,27 @@ export class BlockLoader {
       this.options.log?.(`cached copy of block object ${objectId} is damaged; fetching it again`);
       await this.cache.dropClean(objectId);
     }
-    const { plain, kept } = await this.fetch(objectId, ino);
+    const fetched = await this.fetch(objectId, ino);
+    const { kept } = fetched;
+    const plain = this.compact(fetched.plain);
     this.plain.set(objectId, plain);
     // The reader is served while the sealed copy goes to disk; behind a backlog of such
     // writes (a slow cache disk) it waits, so the sealed copies in memory stay bounded.
     if (this.cache.keepingBacklogged) await kept.catch(() => {});
     return plain;
+  }
+
+  /**
+   * A small plaintext (a small file's block) moves out of its block-sized pool buffer into
+   * one of its own size, and the pool buffer goes back: kept in memory, thousands of 4 KiB
+   * files held a MiB each (5.6 GiB of buffers in a cold read of 10 000 small files).
+   */
+  private compact(plain: Buffer): Buffer {
+    if (plain.length > SMALL_PLAINTEXT_MAX || plain.buffer.byteLength < 2 * plain.length + 4096) return plain;
+    const own = Buffer.allocUnsafeSlow(plain.length);
+    plain.copy(own);
+    this.plainBuffers.give(plain);
+    return own;
   }
 
   /**
