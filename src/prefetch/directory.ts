@@ -15,8 +15,9 @@
  * Small files are walked in any order (`cp -r`, `tar c`, `find | xargs cat`, `rsync` visit a
  * folder in listing or name order, not always the one this predicts): once `walkAfterOpens`
  * files of one block or less (the mount: 2; default 0, no walks) were opened in a folder, the folder's other small files are
- * brought in, `walkFiles` (256) at a time ahead of the opens and within `budgetBytes`, each
- * one whole block (to disk only past `memoryBytes`); opening one makes room for the next.
+ * brought in, `walkFiles` (256) on their way at a time and within `budgetBytes`, each one
+ * whole block (to disk only past `memoryBytes`), round the folder once; a file brought in
+ * (or opened) makes room for the next, whatever order the reader opens them in.
  *
  * Nothing a streak's next open needs waits on a round trip: the block maps of the
  * `mapsAheadFiles` files past the queued ones are loaded ahead (so the file the next open
@@ -69,8 +70,11 @@ interface DirState {
   predicted: Set<number>;
   /** The last name whose block map was loaded ahead. */
   mappedThrough?: string;
-  /** A walk of the folder's small files: how many were opened, and which are queued (not yet opened). */
-  walk?: { opened: number; queued: Map<number, number> };
+  /**
+   * A walk of the folder's small files: how many were opened; which are queued (size by
+   * inode; `handed`: given to the prefetcher); which were brought in (or dropped) already.
+   */
+  walk?: { opened: number; queued: Map<number, number>; handed: Set<number>; done: Set<number> };
 }
 
 export class DirectoryPredictor {
@@ -123,8 +127,16 @@ export class DirectoryPredictor {
 
   /** A small file was opened: past `walkAfterOpens` of them, the folder's other small files come in. */
   private async walkSmall(parent: number, d: DirState, name: string, ino: number): Promise<void> {
-    const walk = (d.walk ??= { opened: 0, queued: new Map() });
+    const walk = (d.walk ??= { opened: 0, queued: new Map(), handed: new Set(), done: new Set() });
     walk.queued.delete(ino);
+    // Files already brought in make room for more: the walk keeps `walkFiles` on their way,
+    // not `walkFiles` ahead of a reader whose order may be another than the listing's.
+    for (const f of walk.handed) {
+      if (!this.prefetcher.settled(f)) continue;
+      walk.handed.delete(f);
+      walk.queued.delete(f);
+      walk.done.add(f);
+    }
     await this.listing(parent, d);
     const l = d.listing!;
     const at = l.index.get(name);
@@ -139,13 +151,15 @@ export class DirectoryPredictor {
     // From the file opened on, round the folder: every small file once.
     for (let k = 1; k < l.files.length && walk.queued.size < most && bytes < this.budget; k++) {
       const f = l.files[(at + k) % l.files.length];
-      if (!this.small(f) || f.ino === ino || walk.queued.has(f.ino) || d.predicted.has(f.ino)) continue;
+      if (!this.small(f) || f.ino === ino || walk.queued.has(f.ino) || walk.done.has(f.ino) || d.predicted.has(f.ino)) continue;
       walk.queued.set(f.ino, f.size);
       const toDisk = inMemory + this.options.blockSize > this.memoryBytes;
       bytes += f.size;
       if (!toDisk) inMemory += this.options.blockSize;
       const queue = () => {
-        if (walk.queued.has(f.ino) && this.prefetcher.prefetchFile(f.ino, 1, toDisk, f.size) > 0) this.walkedFiles++;
+        if (!walk.queued.has(f.ino)) return;
+        walk.handed.add(f.ino);
+        if (this.prefetcher.prefetchFile(f.ino, 1, toDisk, f.size) > 0) this.walkedFiles++;
       };
       if (this.lister.prepare) void this.lister.prepare(f.ino).then(queue, queue);
       else queue();
@@ -175,7 +189,7 @@ export class DirectoryPredictor {
     let i = from;
     for (let n = 0; i < files.length && n < maxFiles && bytes < this.budget; i++) {
       const f = files[i];
-      if (!f.regular || f.size === 0 || d.walk?.queued.has(f.ino)) continue;
+      if (!f.regular || f.size === 0 || d.walk?.queued.has(f.ino) || d.walk?.done.has(f.ino)) continue;
       n++;
       // Files that start further ahead than memory keeps plaintexts come to disk only.
       const toDisk = bytes >= this.memoryBytes;

@@ -191,6 +191,11 @@ export class Prefetcher {
     return added;
   }
 
+  /** Whether block `idx` of a file not open (`prefetchFile`) is neither queued nor in flight: fetched, dropped or failed. */
+  settled(ino: number, idx = 0): boolean {
+    return !this.handles.get(-ino)?.queued.has(idx) && !this.inflight.has(`${ino}:${idx}`);
+  }
+
   /** Drops predicted prefetches of a file not started yet (the guess was wrong). */
   forgetFile(ino: number): void {
     this.close(-ino);
