@@ -20,6 +20,8 @@ import type { TraceSink } from '../util/trace.js';
 import { BlockLoader } from './data/block-loader.js';
 import { BlockMap } from './data/block-map.js';
 import { FileIo } from './data/file-io.js';
+import { ChangeGate } from './namespace/gate.js';
+import { XattrChanges } from './namespace/xattrs.js';
 import { NamespaceChanges } from './namespace/changes.js';
 import { MetaJournal, conflictCopyNames, type JournalStore } from './namespace/journal.js';
 import { SqliteJournalStore } from './namespace/journal-store.js';
@@ -77,9 +79,9 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   const data = new FileIo(loader, blockMap, cache, uploader, view, blockSize, { trace: options.trace });
   const listings = new Listings(meta, names, view, journal, blockMap);
   const locks = options.locks ?? new LocalLocks();
-  const changes = new NamespaceChanges(meta, names, view, journal, blockMap, cache, listings, {
-    writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino),
-  });
+  const gate = new ChangeGate(view, journal, { writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino) });
+  const changes = new NamespaceChanges(meta, names, view, journal, gate, blockMap, cache, listings);
+  const xattrs = new XattrChanges(meta, names, view, journal, gate);
   const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);
   // Predicted files starting within a third of the plaintext memory (the frame opened and the
   // next) come into memory; those further ahead would be evicted before they are read, so
@@ -98,6 +100,6 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   if (journal.size > 0) log?.(`${journal.size} change(s) made offline wait for the metadata service`);
   journal.start();
   return new Vfs({
-    meta, blockSize, cache, uploader, journal, view, changes, listings, blockMap, data, predictor, locks,
+    meta, blockSize, cache, uploader, journal, view, changes, xattrs, listings, blockMap, data, predictor, locks,
   });
 }

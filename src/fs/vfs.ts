@@ -21,12 +21,13 @@ import type { Uploader } from '../upload/uploader.js';
 import type { BlockMap } from './data/block-map.js';
 import { copyOfReply, type FileIo } from './data/file-io.js';
 import type { Caller, NamespaceChanges, SetAttrRequest } from './namespace/changes.js';
+import type { XattrChanges } from './namespace/xattrs.js';
 import type { MetaJournal } from './namespace/journal.js';
 import type { DirEntryOut, Listings } from './namespace/listing.js';
 import type { NamespaceView } from './namespace/view.js';
 
 export type { Caller, SetAttrRequest } from './namespace/changes.js';
-export { XATTR_CREATE, XATTR_REPLACE } from './namespace/changes.js';
+export { XATTR_CREATE, XATTR_REPLACE } from './namespace/xattrs.js';
 export type { DirEntryOut } from './namespace/listing.js';
 
 export interface StatFs {
@@ -60,6 +61,7 @@ export interface VfsParts {
   journal: MetaJournal;
   view: NamespaceView;
   changes: NamespaceChanges;
+  xattrs: XattrChanges;
   listings: Listings;
   blockMap: BlockMap;
   data: FileIo;
@@ -80,6 +82,7 @@ export class Vfs {
   /** What the mount knows of names and attributes (the change feed and restores tell it what changed). */
   readonly view: NamespaceView;
   private readonly changes: NamespaceChanges;
+  private readonly xattrs: XattrChanges;
   private readonly listings: Listings;
   private readonly blockMap: BlockMap;
   /** File contents: reads, writes, truncates, hydration (and its block loader). */
@@ -92,7 +95,7 @@ export class Vfs {
 
   constructor(parts: VfsParts) {
     ({ blockSize: this.blockSize, cache: this.cache, uploader: this.uploader, journal: this.journal, predictor: this.predictor, meta: this.meta } = parts);
-    ({ view: this.view, changes: this.changes, listings: this.listings, blockMap: this.blockMap, data: this.data, locks: this.lockManager } = parts);
+    ({ view: this.view, changes: this.changes, xattrs: this.xattrs, listings: this.listings, blockMap: this.blockMap, data: this.data, locks: this.lockManager } = parts);
   }
 
   reserveInodes(): Promise<void> {
@@ -358,19 +361,19 @@ export class Vfs {
   // ---- extended attributes --------------------------------------------------------------
 
   setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    return this.changes.setxattr(ino, name, value, flags);
+    return this.xattrs.setxattr(ino, name, value, flags);
   }
 
   getxattr(ino: number, name: string): Promise<Buffer> {
-    return this.changes.getxattr(ino, name);
+    return this.xattrs.getxattr(ino, name);
   }
 
   listxattr(ino: number): Promise<string[]> {
-    return this.changes.listxattr(ino);
+    return this.xattrs.listxattr(ino);
   }
 
   removexattr(ino: number, name: string): Promise<void> {
-    return this.changes.removexattr(ino, name);
+    return this.xattrs.removexattr(ino, name);
   }
 
   /** Resolves a path relative to the root to an inode. */

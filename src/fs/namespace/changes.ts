@@ -1,6 +1,7 @@
 /**
  * How the mount looks up and changes names and attributes: lookup, create, mkdir, mknod,
- * symlink, link, unlink, rmdir, rename, setattr and xattrs.
+ * symlink, link, unlink, rmdir, rename and setattr (xattrs: xattrs.ts; when a change may be
+ * decided locally: gate.ts).
  *
  * Write-back (the eventual mode, the default): a change the mount can decide locally — it
  * holds the folder's current listing and the attributes of what it touches — is applied to
@@ -20,26 +21,17 @@
  *   to name its inode, and works offline.
  */
 import {
-  EntryExistsError, IsDirectoryError, NameTooLongError, NoAttributeError, NoEntryError, NotDirectoryError,
-  NotEmptyError, NotPermittedError, NotSupportedError, OutOfRangeError, ServiceUnavailableError, TooBigError,
+  EntryExistsError, IsDirectoryError, NameTooLongError, NoEntryError, NotDirectoryError, NotEmptyError, NotPermittedError,
 } from '../../errors.js';
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { NameCipher } from '../../crypto/names.js';
 import { LOOKUP_BLOCKS_MAX, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type MetaEngine, type NewNode } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
-import type { MetaJournal, PendingXattr } from './journal.js';
+import type { MetaJournal } from './journal.js';
 import type { Listings } from './listing.js';
 import type { NamespaceView } from './view.js';
+import type { ChangeGate } from './gate.js';
 
-export interface ChangesOptions {
-  /** Changes decided locally return before the service has them (default true). */
-  writeBack?: boolean;
-  /** Whether a file is locked anywhere: its changes then go to the service synchronously. */
-  strong?: (ino: number) => boolean;
-}
-
-/** A local decision lacks what it needs (a folder's listing, an inode's attributes): the service decides. */
-class UndecidedLocally extends ServiceUnavailableError {}
 
 export interface Caller {
   uid: number;
@@ -57,22 +49,15 @@ export interface SetAttrRequest {
 }
 
 const S_ISGID = 0o2000;
-export const XATTR_CREATE = 1;
-export const XATTR_REPLACE = 2;
-const XATTR_NAME_MAX = 255;
-const XATTR_SIZE_MAX = 65536;
 
 export class NamespaceChanges {
   /** Inode numbers reserved at the service for new entries (so creating works offline too). */
   private readonly reservedInos: number[] = [];
   private reserving?: Promise<void>;
 
-  private readonly writeBack: boolean;
-
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView, private readonly journal: MetaJournal,
-    private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly listings: Listings, private readonly options: ChangesOptions = {}) {
-    this.writeBack = options.writeBack ?? true;
-  }
+    private readonly gate: ChangeGate,
+    private readonly blockMap: BlockMap, private readonly cache: BlockCache, private readonly listings: Listings) {}
 
   /**
    * Sets aside inode numbers for new entries while the service answers, so that files and
@@ -92,51 +77,6 @@ export class NamespaceChanges {
     return this.reservedInos.shift()!;
   }
 
-  /**
-   * Makes a change to names or attributes. `local(strict)` applies it to what this mount
-   * knows and journals it, or throws UndecidedLocally when it knows too little (`strict`:
-   * only what is current counts, not what was last known before an outage). Write-back
-   * tries that first (unless `ino` is locked somewhere); otherwise, or undecided, what the
-   * journal holds goes first and then `online`; while the service cannot be reached, `local`.
-   */
-  private async change<T>(online: () => Promise<T>, local: (strict: boolean) => T | Promise<T>, ino?: number): Promise<T> {
-    const strong = ino !== undefined && (this.options.strong?.(ino) ?? false);
-    if (this.writeBack && !strong) {
-      try {
-        return await local(this.view.lastKnown.offlineSinceMs === 0);
-      } catch (e) {
-        if (!(e instanceof UndecidedLocally)) throw e;
-      }
-    } else if (!this.writeBack && this.journal.size > 0) {
-      void this.journal.replay();
-      return local(false);
-    }
-    if (this.journal.size > 0) {
-      // Changes made before this one reach the service before it.
-      try {
-        await this.journal.flush();
-      } catch (e) {
-        if (!(e instanceof ServiceUnavailableError)) throw e;
-        return local(false);
-      }
-    }
-    return this.view.lastKnown.whenUnreachable(online, () => local(false));
-  }
-
-  private unknownOffline(what: string): ServiceUnavailableError {
-    return new UndecidedLocally(this.view.lastKnown.offlineSinceMs === 0
-      ? `this mount does not know ${what} well enough to decide locally`
-      : `the metadata service cannot be reached and this mount has not seen ${what}`);
-  }
-
-  /** An inode's attributes as this mount knows them well enough to decide a change locally (`strict`: current). */
-  private knownAttr(ino: number, strict: boolean): Attr {
-    const view = this.view;
-    const a = strict ? view.cachedAttr(ino) ?? (this.journal.affects(ino) ? view.lastKnown.attr(ino) : undefined) : view.lastKnown.attr(ino) ?? view.cachedAttr(ino);
-    if (!a) throw this.unknownOffline(`inode ${ino}`);
-    return a;
-  }
-
   /** Whether lookups and creates in `dir` may be decided from this mount's listing of it. */
   private decidable(dir: number, strict: boolean): boolean {
     return !strict || this.view.trustsListing(dir);
@@ -144,7 +84,7 @@ export class NamespaceChanges {
 
   /** A folder this mount looked into (or found nothing in) and has not listed: its listing is fetched in the background. */
   private learnListing(dir: number): void {
-    if (this.writeBack) this.listings.learnSoon(dir);
+    if (this.gate.writeBack) this.listings.learnSoon(dir);
   }
 
   // ---- lookup and attributes ------------------------------------------------------------
@@ -158,7 +98,7 @@ export class NamespaceChanges {
       return view.overlay(hit);
     }
     const gen = view.generation(parent);
-    const current = this.writeBack && view.lastKnown.offlineSinceMs === 0 && view.trustsListing(parent);
+    const current = this.gate.writeBack && view.lastKnown.offlineSinceMs === 0 && view.trustsListing(parent);
     if (current || this.journal.affects(parent)) {
       // A name the folder's current listing lacks (a name about to be made) costs no round
       // trip; one it has is answered locally only while this mount's changes to it wait
@@ -223,8 +163,8 @@ export class NamespaceChanges {
 
   /** Changes attributes at the service, or offline into the journal. */
   setAttr(ino: number, changes: AttrChanges): Promise<Attr> {
-    return this.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), (strict) => {
-      const a = this.knownAttr(ino, strict);
+    return this.gate.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), (strict) => {
+      const a = this.gate.knownAttr(ino, strict);
       this.journal.append({ kind: 'setAttr', ino, changes });
       const { mode, ...rest } = changes;
       return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
@@ -272,7 +212,7 @@ export class NamespaceChanges {
     view.forgetName(parent, name);
     const sealed = this.names.seal(parent, name);
     const ino = await this.newIno();
-    return this.change(async () => {
+    return this.gate.change(async () => {
       const a = await this.meta.create(parent, sealed, { ...node, ino });
       view.forget(parent);
       view.changedName(parent, name, view.remember(a), { csn: a.version, fresh: true });
@@ -280,7 +220,7 @@ export class NamespaceChanges {
     }, (strict) => {
       const there = this.decidable(parent, strict) ? view.localEntry(parent, name) : undefined;
       if (there) throw new EntryExistsError('an entry with that name already exists');
-      if (there === undefined) throw this.unknownOffline(`the folder's entries`);
+      if (there === undefined) throw this.gate.unknownOffline(`the folder's entries`);
       const now = Date.now();
       this.journal.append({ kind: 'create', parent, name: sealed, node: { ...node, ino, timeMs: now } });
       const attr: Attr = {
@@ -301,18 +241,18 @@ export class NamespaceChanges {
     const view = this.view;
     view.forgetName(newParent, newName);
     const sealed = this.names.seal(newParent, newName);
-    return view.overlay(await this.change(async () => {
+    return view.overlay(await this.gate.change(async () => {
       view.forget(newParent);
       const a = view.remember(await this.meta.link(ino, newParent, sealed));
       view.changedName(newParent, newName, a, { csn: a.version });
       return a;
     }, (strict) => {
-      const a = this.knownAttr(ino, strict);
+      const a = this.gate.knownAttr(ino, strict);
       if (isDir(a.mode)) throw new NotPermittedError('hard links to directories are not allowed');
       if (a.nlink === 0) throw new NoEntryError(`inode ${ino} has been removed`);
       const there = this.decidable(newParent, strict) ? view.localEntry(newParent, newName) : undefined;
       if (there) throw new EntryExistsError('an entry with that name already exists');
-      if (there === undefined) throw this.unknownOffline(`the folder's entries`);
+      if (there === undefined) throw this.gate.unknownOffline(`the folder's entries`);
       this.journal.append({ kind: 'link', ino, parent: newParent, name: sealed });
       const now = Date.now();
       const linked = view.localAttr({ ...a, nlink: a.nlink + 1, ctimeMs: now });
@@ -325,7 +265,7 @@ export class NamespaceChanges {
   async unlink(parent: number, name: string): Promise<Attr> {
     this.view.forgetName(parent, name);
     const hash = this.names.hash(parent, name);
-    return this.change(async () => {
+    return this.gate.change(async () => {
       const a = await this.meta.unlink(parent, hash);
       this.view.changedName(parent, name, undefined, { removed: true, csn: a.version });
       this.view.forget(parent);
@@ -341,7 +281,7 @@ export class NamespaceChanges {
   async rmdir(parent: number, name: string): Promise<void> {
     this.view.forgetName(parent, name);
     const hash = this.names.hash(parent, name);
-    await this.change(async () => {
+    await this.gate.change(async () => {
       await this.meta.rmdir(parent, hash);
       this.view.changedName(parent, name, undefined, { removed: true });
       this.view.forget(parent);
@@ -362,7 +302,7 @@ export class NamespaceChanges {
     const hash = this.names.hash(parent, name);
     const sealed = this.names.seal(newParent, newName);
     const moving = view.localEntry(parent, name);
-    return this.change(async () => {
+    return this.gate.change(async () => {
       const r = await this.meta.rename(parent, hash, newParent, sealed, { noReplace: flags.noReplace });
       view.changedName(parent, name, undefined, { removed: true });
       view.changedName(newParent, newName, moving ?? undefined);
@@ -372,7 +312,7 @@ export class NamespaceChanges {
     }, (strict) => {
       const a = this.knownOffline(parent, name, strict);
       const target = this.decidable(newParent, strict) ? view.localEntry(newParent, newName) : undefined;
-      if (target === undefined) throw this.unknownOffline(`the folder's entries`);
+      if (target === undefined) throw this.gate.unknownOffline(`the folder's entries`);
       if (target?.ino === a.ino) return undefined;
       if (target) {
         if (flags.noReplace) throw new EntryExistsError('an entry with that name already exists');
@@ -396,7 +336,7 @@ export class NamespaceChanges {
     view.forgetName(newParent, newName);
     const hash = this.names.hash(parent, name);
     const sealed = this.names.seal(newParent, newName);
-    return this.change(async () => {
+    return this.gate.change(async () => {
       await this.meta.rename(parent, hash, newParent, sealed, { exchange: true });
       view.changedName(parent, name, undefined);
       view.changedName(newParent, newName, undefined);
@@ -419,7 +359,7 @@ export class NamespaceChanges {
   /** The metadata half of dropping an inode that lost its last name (its data is dropped first). */
   async reclaim(ino: number): Promise<void> {
     this.view.forget(ino);
-    await this.change(() => this.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; }),
+    await this.gate.change(() => this.meta.reclaim(ino).catch((e) => { if (!(e instanceof NoEntryError)) throw e; }),
       () => this.journal.append({ kind: 'reclaim', ino }));
   }
 
@@ -427,7 +367,7 @@ export class NamespaceChanges {
   private knownOffline(parent: number, name: string, strict: boolean): Attr {
     const a = this.decidable(parent, strict) ? this.view.localEntry(parent, name) : undefined;
     if (a === null) throw new NoEntryError(`no entry ${name}`);
-    if (!a) throw this.unknownOffline(`the folder's entries`);
+    if (!a) throw this.gate.unknownOffline(`the folder's entries`);
     return a;
   }
 
@@ -442,103 +382,7 @@ export class NamespaceChanges {
   private emptyOffline(dir: Attr, strict: boolean): void {
     if (!isDir(dir.mode)) throw new NotDirectoryError('not a directory');
     const listing = this.decidable(dir.ino, strict) ? this.view.lastKnown.listing(dir.ino) : undefined;
-    if (!listing) throw this.unknownOffline(`the folder's entries`);
+    if (!listing) throw this.gate.unknownOffline(`the folder's entries`);
     if (listing.length > 0) throw new NotEmptyError('directory not empty');
-  }
-
-  // ---- extended attributes --------------------------------------------------------------
-
-  private checkXattrName(name: string): void {
-    if (Buffer.byteLength(name) > XATTR_NAME_MAX || name.length === 0) throw new OutOfRangeError('xattr name too long');
-    if (!/^(user|trusted|security)\./.test(name)) throw new NotSupportedError(`xattr namespace of "${name}" is not supported`);
-  }
-
-  /**
-   * Whether `ino` has the extended attribute `hash`, as this mount knows without asking:
-   * from a change to it that waits, or from attributes that say it has none (undefined:
-   * only the service knows).
-   */
-  private hasXattrLocally(ino: number, hash: Buffer): PendingXattr | false | undefined {
-    const pending = this.journal.pendingXattrs(ino).filter((p) => (p.removed ? p.hash : p.entry.hash).equals(hash)).pop();
-    if (pending) return pending;
-    return this.noneAtService(ino) ? false : undefined;
-  }
-
-  /** Whether this mount knows `ino` has no extended attributes at the service. */
-  private noneAtService(ino: number): boolean {
-    // A file made by this mount and not yet at the service has just the attributes the journal holds.
-    return this.journal.pendingCreate(ino) !== undefined || this.view.cachedAttr(ino)?.hasXattrs === false;
-  }
-
-  /** Whether this mount knows `ino` has no extended attributes at all: none at the service, none waiting. */
-  private hasNoXattrs(ino: number): boolean {
-    return this.noneAtService(ino) && this.journal.pendingXattrs(ino).length === 0;
-  }
-
-  async setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    this.checkXattrName(name);
-    if (value.length > XATTR_SIZE_MAX) throw new TooBigError('xattr value over 64 KiB');
-    const entry = {
-      hash: this.names.xattrHash(ino, name),
-      nameEnc: this.names.sealBlob(ino, 'xattr-name', Buffer.from(name, 'utf8')),
-      valueEnc: this.names.sealBlob(ino, 'xattr-value', value),
-    };
-    const create = (flags & XATTR_CREATE) !== 0;
-    const replace = (flags & XATTR_REPLACE) !== 0;
-    await this.change(async () => {
-      await this.meta.setXattr(ino, entry, { create, replace });
-      this.view.forget(ino);
-    }, (strict) => {
-      const a = this.knownAttr(ino, strict);
-      if (create || replace) {
-        const known = this.hasXattrLocally(ino, entry.hash);
-        if (known === undefined) throw this.unknownOffline(`the extended attributes of inode ${ino}`);
-        const exists = known !== false && !known.removed;
-        if (create && exists) throw new EntryExistsError('the extended attribute exists');
-        if (replace && !exists) throw new NoAttributeError('no such extended attribute');
-      }
-      this.journal.append({ kind: 'setXattr', ino, entry });
-      this.view.localAttr({ ...a, hasXattrs: true, ctimeMs: Date.now() });
-    }, ino);
-  }
-
-  async getxattr(ino: number, name: string): Promise<Buffer> {
-    if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
-    // `ls -l` asks every file for security.selinux, and the kernel asks for security.capability
-    // before every write: answered from the attributes when they say there are none.
-    if (this.hasNoXattrs(ino)) throw new NoAttributeError(`no attribute ${name}`);
-    const hash = this.names.xattrHash(ino, name);
-    const known = this.hasXattrLocally(ino, hash);
-    if (known === false || known?.removed) throw new NoAttributeError(`no attribute ${name}`);
-    const e = known ? known.entry : await this.meta.getXattr(ino, hash);
-    return this.names.openBlob(ino, 'xattr-value', e.valueEnc);
-  }
-
-  async listxattr(ino: number): Promise<string[]> {
-    const pending = this.journal.pendingXattrs(ino);
-    const none = this.noneAtService(ino);
-    // What the service has, then what waits here, in order.
-    const entries = new Map<string, Buffer>();
-    if (!none) for (const e of await this.meta.listXattr(ino)) entries.set(e.hash.toString('hex'), e.nameEnc);
-    for (const p of pending) {
-      if (p.removed) entries.delete(p.hash.toString('hex'));
-      else entries.set(p.entry.hash.toString('hex'), p.entry.nameEnc);
-    }
-    return [...entries.values()].map((nameEnc) => this.names.openBlob(ino, 'xattr-name', nameEnc).toString('utf8'));
-  }
-
-  async removexattr(ino: number, name: string): Promise<void> {
-    const hash = this.names.xattrHash(ino, name);
-    await this.change(async () => {
-      await this.meta.removeXattr(ino, hash);
-      this.view.forget(ino);
-    }, (strict) => {
-      const a = this.knownAttr(ino, strict);
-      const known = this.hasXattrLocally(ino, hash);
-      if (known === undefined) throw this.unknownOffline(`the extended attributes of inode ${ino}`);
-      if (known === false || known.removed) throw new NoAttributeError(`no attribute ${name}`);
-      this.journal.append({ kind: 'removeXattr', ino, hash });
-      this.view.localAttr({ ...a, ctimeMs: Date.now() });
-    }, ino);
   }
 }
