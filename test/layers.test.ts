@@ -1,7 +1,8 @@
 /**
  * The shape of the code, checked on every run so it cannot quietly decay (DESIGN.md, "Where
  * the code lives"): every import points down the layers, type imports included, and no
- * file imports itself back through others (madge's import graph of src/).
+ * file imports itself back through others (madge's import graph of src/), and the files under
+ * src/fs stay small (the facade at most 400 lines, the rest at most 500).
  */
 import t from 'tap';
 import path from 'node:path';
@@ -53,4 +54,21 @@ t.test('every import points down the layers', async (t) => {
 
 t.test('there is no import cycle', async (t) => {
   t.same(graph.circular(), [], 'madge finds no cycle');
+});
+
+t.test('the facade stays thin and every room under src/fs small: vfs.ts at most 400 lines, any other file at most 500', async (t) => {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const over: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) { walk(p); continue; }
+      if (!e.name.endsWith('.ts')) continue;
+      const lines = readFileSync(p, 'utf8').split('\n').length - 1;
+      const limit = e.name === 'vfs.ts' && dir.endsWith(path.join('src', 'fs')) ? 400 : 500;
+      if (lines > limit) over.push(`${path.relative(root, p)}: ${lines} lines (at most ${limit})`);
+    }
+  };
+  walk(path.join(root, 'src', 'fs'));
+  t.same(over, [], 'no file over its bound');
 });
