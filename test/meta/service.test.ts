@@ -26,6 +26,15 @@ const post = (p: string, body: string, token: string = TOKEN) => fetch(`${servic
   method: 'POST', body, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
 });
 
+/** A subscription to the feed from `since`, once it has caught up. */
+async function subscribed(client: MetaClient, since: number, onCommit: (c: Commit) => void): Promise<{ close(): void }> {
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => { ready = r; });
+  const sub = client.subscribe(since, onCommit, () => ready());
+  await isReady;
+  return sub;
+}
+
 t.test('health answers 200 without a token', async (t) => {
   const res = await fetch(`${service.url}/v1/health`);
   t.equal(res.status, 200);
@@ -75,10 +84,7 @@ t.test('the feed pushes commits live and catches up from a CSN', async (t) => {
   const client = new MetaClient(service.url, TOKEN);
   const start = (await client.info()).csn;
   const got: Commit[] = [];
-  let ready!: () => void;
-  const isReady = new Promise<void>((r) => { ready = r; });
-  const sub = client.subscribe(start, (c) => got.push(c), () => ready());
-  await isReady;
+  const sub = await subscribed(client, start, (c) => got.push(c));
   const a = await client.create(ROOT_INO, nm('feed-a'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
   await client.setAttr(a.ino, { mode: 0o600 });
   for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
@@ -106,10 +112,7 @@ t.test('the feed never overtakes a reply: word of a commit comes after the answe
   const client = new MetaClient(service.url, TOKEN);
   const start = (await client.info()).csn;
   const order: string[] = [];
-  let ready!: () => void;
-  const isReady = new Promise<void>((r) => { ready = r; });
-  const sub = client.subscribe(start, (c) => order.push(`feed ${c.csn}`), () => ready());
-  await isReady;
+  const sub = await subscribed(client, start, (c) => order.push(`feed ${c.csn}`));
   const a = await client.create(ROOT_INO, nm('feed-order'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
   order.push(`reply ${a.version}`);
   const csns = [a.version];

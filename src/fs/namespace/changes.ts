@@ -111,7 +111,7 @@ export class NamespaceChanges {
       }
       // A listing the change feed keeps current, and attributes no word of a change has
       // dropped since they were learnt: the name is answered here too.
-      const known = local && current && view.servesListing(parent) ? view.cachedAttr(local.ino) ?? view.lastKnown.attr(local.ino) : undefined;
+      const known = local && current && view.servesListing(parent) ? view.heldAttr(local.ino) : undefined;
       if (known) {
         view.keepEntry(parent, name, known.ino, gen);
         view.named(known.ino, parent, name);

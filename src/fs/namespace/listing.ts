@@ -141,30 +141,14 @@ export class Listings {
       const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true, firstBlock: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
         // Served as held: attributes where they are current (the kernel looks the others up).
-        for (const e of page) {
-          const attr = view.cachedAttr(e.ino) ?? view.lastKnown.attr(e.ino) ?? (current ? undefined : e.attr);
-          if (attr) {
-            // As a listing from the service would: the name is known (lookups answer from it)
-            // and the file's folder too (the directory predictor walks it when it is read).
-            view.keepEntry(d.ino, e.name, e.ino, listGen);
-            view.named(e.ino, d.ino, e.name);
-          }
-          d.entries.push({ ...e, attr });
-          view.gaveName(d.ino, e.name);
-        }
+        for (const e of page) this.took(d, listGen, { ...e, attr: view.heldAttr(e.ino) ?? (current ? undefined : e.attr) });
         d.complete = true;
         this.learnAhead(page);
         break;
       }
       for (const e of page.entries) {
-        const name = this.names.open(d.ino, e.hash, e.enc);
-        if (e.attr) {
-          this.learnt(e);
-          view.keepEntry(d.ino, name, e.ino, listGen);
-          view.named(e.ino, d.ino, name);
-        }
-        d.entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
-        view.gaveName(d.ino, name);
+        if (e.attr) this.learnt(e);
+        this.took(d, listGen, { name: this.names.open(d.ino, e.hash, e.enc), ino: e.ino, mode: e.mode, attr: e.attr });
       }
       d.cursor = page.cursor;
       d.complete = page.cursor === undefined;
@@ -172,6 +156,21 @@ export class Listings {
       if (d.complete) this.learnAhead(d.entries);
     }
     return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: offset + i + 1 }));
+  }
+
+  /**
+   * An entry of a listing taken for a handle, from the service or as held: with attributes,
+   * its name is known (lookups answer from it) and so is its folder (the directory predictor
+   * walks it when it is read).
+   */
+  private took(d: DirHandle, listGen: number, e: DirEntryOut): void {
+    const view = this.view;
+    if (e.attr) {
+      view.keepEntry(d.ino, e.name, e.ino, listGen);
+      view.named(e.ino, d.ino, e.name);
+    }
+    d.entries.push(e);
+    view.gaveName(d.ino, e.name);
   }
 
   releasedir(fh: number): void {

@@ -130,6 +130,14 @@ export class NamespaceView {
     return this.attrs.get(ino);
   }
 
+  /**
+   * Attributes no word of another client's change has dropped since they were learnt (the
+   * cache, else what is kept for outages), or undefined: with the feed up, they are current.
+   */
+  heldAttr(ino: number): Attr | undefined {
+    return this.attrs.get(ino) ?? this.lastKnown.attr(ino);
+  }
+
   /** Keeps attributes the service answered with (unless older than what is known). */
   remember(a: Attr): Attr {
     // Changed offline and not yet replayed: the local attributes are what this mount shows.
