@@ -7,6 +7,7 @@
  * - flock and fcntl locks hold across mounts: conflicts refused, disjoint ranges granted, a
  *   waiter gets the lock when the holder lets go, and a kill -9'd holder's locks are free
  *   within the lease;
+ * - an extended attribute set on A is read on B within 3 s, though B answered "none" before;
  * - a file growing on A is seen growing on B, and ends identical;
  * - two mounts writing one file without locks: last committer wins per block, metadata intact;
  * - `lucid serve --gc-every` collects replaced versions with no client asking.
@@ -114,6 +115,20 @@ t.test(`on ${engine}`, { timeout: 300_000 }, async (t) => {
     await sh(`rm ${fx.a}/newdir/moved.bin`);
     const gone = await within(3000, async () => (await sh(`test ! -e ${fx.b}/newdir/moved.bin && echo y`)).stdout.trim() === 'y');
     t.ok(gone >= 0, `a delete on A is gone on B (after ${gone} ms)`);
+  });
+
+  t.test('an extended attribute set on A is read on B within 3 s, though B had answered "none"', async (t) => {
+    // B made the file: its binding answers getxattr of it with ENODATA without asking (the
+    // attributes said it has none) until the change feed tells it otherwise.
+    const fx = await team(t, engine);
+    await sh(`echo clip > ${fx.b}/take.mov`);
+    t.match((await sh(`getfattr -n user.tag ${fx.b}/take.mov 2>&1`)).stdout, /No such attribute/, 'B: none yet');
+    await within(3000, async () => (await sh(`test -e ${fx.a}/take.mov && echo y`)).stdout.trim() === 'y');
+    t.equal((await sh(`setfattr -n user.tag -v take2 ${fx.a}/take.mov && getfattr --only-values -n user.tag ${fx.a}/take.mov`)).stdout, 'take2', 'A reads its own set at once');
+    const seen = await within(3000, async () => (await sh(`getfattr --only-values -n user.tag ${fx.b}/take.mov 2>/dev/null`)).stdout === 'take2');
+    t.ok(seen >= 0, `B reads A's attribute (after ${seen} ms)`);
+    await sh(`setfattr -x user.tag ${fx.b}/take.mov`);
+    t.match((await sh(`getfattr -n user.tag ${fx.b}/take.mov 2>&1`)).stdout, /No such attribute/, 'B: gone after its own remove');
   });
 
   t.test('flock and fcntl locks hold across mounts', async (t) => {

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <time.h>
 
 enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
@@ -65,6 +66,14 @@ typedef struct lf_session {
   int thread_started;
   unsigned max_write;
   unsigned max_readahead;
+  /* Inodes known to have no extended attributes (see "no extended attributes" below). */
+  pthread_mutex_t nx_lock;
+  uint64_t nx_epoch, nx_changed;
+  int nx_pending;
+  struct { uint64_t ino; double until; } nx[8192];
+  /* Set once any lock request came: from then on flush goes to JavaScript (it releases the
+   * closing owner's fcntl locks); until then it has nothing to do and is answered here. */
+  int locks_seen;
 } lf_session;
 
 typedef struct lf_req {
@@ -88,6 +97,7 @@ typedef struct lf_req {
   int64_t lk_start, lk_end; /* end inclusive; -1 = to EOF */
   uint32_t lk_pid;
   uint64_t unique; /* interrupt: the request it cancels */
+  uint64_t xepoch; /* the session's xattr epoch when the request came */
   double *forgets; /* pairs of (ino, nlookup) for forget_multi */
   size_t forget_count;
   int exit_code;
@@ -114,6 +124,9 @@ static void dispatch(lf_session *s, lf_req *r) {
   if (!r) {
     return;
   }
+  pthread_mutex_lock(&s->nx_lock);
+  r->xepoch = s->nx_epoch;
+  pthread_mutex_unlock(&s->nx_lock);
   if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) {
     if (r->req) fuse_reply_err(r->req, EIO);
     free(r->name); free(r->name2); free(r->data); free(r->forgets); free(r);
@@ -121,6 +134,61 @@ static void dispatch(lf_session *s, lf_req *r) {
 }
 
 #define SESSION(req) ((lf_session *) fuse_req_userdata(req))
+
+/* ---- "no extended attributes", answered here ---------------------------------------
+ * The kernel asks for security.capability before every write and every chown, and `ls -l`
+ * asks every name for security.selinux: one trip to JavaScript each. When the attributes
+ * JavaScript replied for an inode said it has no extended attributes, a getxattr of it is
+ * answered ENODATA here for as long as those attributes may be cached (their attr timeout).
+ * A setxattr or removexattr of any inode, from its arrival until JavaScript has finished it
+ * (xattrsChanged), keeps replies to requests that came before from being taken as such; an
+ * invalidation of the inode forgets it. A lossy table: a missed inode goes to JavaScript. */
+#define NX_SLOTS 8192
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static void nx_forget_locked(lf_session *s, uint64_t ino) {
+  if (s->nx[ino % NX_SLOTS].ino == ino) s->nx[ino % NX_SLOTS].ino = 0;
+}
+
+static void nx_forget(lf_session *s, uint64_t ino) {
+  pthread_mutex_lock(&s->nx_lock);
+  nx_forget_locked(s, ino);
+  pthread_mutex_unlock(&s->nx_lock);
+}
+
+/* A reply to a request that came at `epoch` said whether `ino` has none, cacheable `timeout` s. */
+static void nx_note(lf_session *s, uint64_t ino, int none, double timeout, uint64_t epoch) {
+  if (!s || ino == 0) return;
+  pthread_mutex_lock(&s->nx_lock);
+  if (none && timeout > 0 && s->nx_pending == 0 && s->nx_changed <= epoch) {
+    s->nx[ino % NX_SLOTS].ino = ino;
+    s->nx[ino % NX_SLOTS].until = mono_now() + timeout;
+  } else {
+    nx_forget_locked(s, ino);
+  }
+  pthread_mutex_unlock(&s->nx_lock);
+}
+
+static int nx_known_none(lf_session *s, uint64_t ino) {
+  pthread_mutex_lock(&s->nx_lock);
+  int known = s->nx[ino % NX_SLOTS].ino == ino && s->nx[ino % NX_SLOTS].until > mono_now();
+  pthread_mutex_unlock(&s->nx_lock);
+  return known;
+}
+
+/* A setxattr or removexattr of `ino` came (start = 1) or JavaScript finished it (start = 0). */
+static void nx_change(lf_session *s, uint64_t ino, int start) {
+  pthread_mutex_lock(&s->nx_lock);
+  s->nx_changed = ++s->nx_epoch;
+  s->nx_pending += start ? 1 : (s->nx_pending > 0 ? -1 : 0);
+  nx_forget_locked(s, ino);
+  pthread_mutex_unlock(&s->nx_lock);
+}
 #define NEW_OR_FAIL(op) lf_req *r = new_req(op, req); if (!r) { fuse_reply_err(req, ENOMEM); return; }
 
 static void with_fi(lf_req *r, struct fuse_file_info *fi) {
@@ -242,6 +310,12 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  /* close(): with no lock ever taken through this mount, there is nothing to release, and
+   * release (which the kernel sends at the last close) starts the upload. */
+  if (!__atomic_load_n(&SESSION(req)->locks_seen, __ATOMIC_ACQUIRE)) {
+    fuse_reply_err(req, 0);
+    return;
+  }
   NEW_OR_FAIL(OP_FLUSH); r->ino = ino; with_fi(r, fi); dispatch(SESSION(req), r);
 }
 
@@ -275,10 +349,12 @@ static void on_interrupt(fuse_req_t req, void *data) {
 }
 
 static void ll_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock) {
+  __atomic_store_n(&SESSION(req)->locks_seen, 1, __ATOMIC_RELEASE);
   NEW_OR_FAIL(OP_GETLK); r->ino = ino; with_fi(r, fi); with_lock(r, lock); dispatch(SESSION(req), r);
 }
 
 static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *lock, int sleep) {
+  __atomic_store_n(&SESSION(req)->locks_seen, 1, __ATOMIC_RELEASE);
   NEW_OR_FAIL(OP_SETLK); r->ino = ino; with_fi(r, fi); with_lock(r, lock); r->lk_sleep = sleep;
   r->unique = (uint64_t) (uintptr_t) req;
   if (sleep) fuse_req_interrupt_func(req, on_interrupt, SESSION(req));
@@ -286,6 +362,7 @@ static void ll_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 }
 
 static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  __atomic_store_n(&SESSION(req)->locks_seen, 1, __ATOMIC_RELEASE);
   NEW_OR_FAIL(OP_FLOCK); r->ino = ino; with_fi(r, fi);
   r->lk_type = (op & LOCK_UN) ? F_UNLCK : (op & LOCK_EX) ? F_WRLCK : F_RDLCK;
   r->lk_sleep = (op & LOCK_NB) == 0 && !(op & LOCK_UN);
@@ -308,6 +385,7 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
   NEW_OR_FAIL(OP_SETXATTR);
+  nx_change(SESSION(req), ino, 1);
   r->data = malloc(size ? size : 1);
   if (!r->data) { free(r); fuse_reply_err(req, ENOMEM); return; }
   memcpy(r->data, value, size);
@@ -316,6 +394,11 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 }
 
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  if ((strncmp(name, "security.", 9) == 0 || strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 ||
+       strncmp(name, "system.", 7) == 0) && nx_known_none(SESSION(req), ino)) {
+    fuse_reply_err(req, ENODATA);
+    return;
+  }
   NEW_OR_FAIL(OP_GETXATTR); r->ino = ino; r->name = strdup(name); r->size = size; dispatch(SESSION(req), r);
 }
 
@@ -324,7 +407,8 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
-  NEW_OR_FAIL(OP_REMOVEXATTR); r->ino = ino; r->name = strdup(name); dispatch(SESSION(req), r);
+  NEW_OR_FAIL(OP_REMOVEXATTR);
+  nx_change(SESSION(req), ino, 1); r->ino = ino; r->name = strdup(name); dispatch(SESSION(req), r);
 }
 
 static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
@@ -446,6 +530,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     set_num(env, obj, "lockPid", r->lk_pid);
     set_num(env, obj, "sleep", r->lk_sleep);
   }
+  if (r->req) set_num(env, obj, "xepoch", (double) r->xepoch);
   if (r->unique) {
     char id[24];
     snprintf(id, sizeof(id), "%llx", (unsigned long long) r->unique);
@@ -505,8 +590,14 @@ static void ms_to_timespec(double ms, struct timespec *ts) {
 
 /* Attribute layout shared with JavaScript (Float64Array):
  * 0 ino, 1 mode, 2 nlink, 3 uid, 4 gid, 5 rdev, 6 size, 7 blocks, 8 atimeMs, 9 mtimeMs,
- * 10 ctimeMs, 11 attrTimeout, 12 entryTimeout, 13 generation, 14 blksize */
-static int read_attr(napi_env env, napi_value v, struct stat *st, double *attr_to, double *entry_to, uint64_t *gen) {
+ * 10 ctimeMs, 11 attrTimeout, 12 entryTimeout, 13 generation, 14 blksize, and optionally
+ * 15 has no extended attributes (1) or may have (0), 16 the request's xepoch. */
+static void note_xattrs(fuse_req_t req, const double *a, size_t len) {
+  if (len >= 17) nx_note(SESSION(req), (uint64_t) a[0], a[15] == 1, a[11], (uint64_t) a[16]);
+  else nx_forget(SESSION(req), (uint64_t) a[0]);
+}
+
+static int read_attr(napi_env env, napi_value v, struct stat *st, double *attr_to, double *entry_to, uint64_t *gen, fuse_req_t req) {
   double *a = NULL;
   size_t len = 0;
   napi_typedarray_type type;
@@ -529,6 +620,7 @@ static int read_attr(napi_env env, napi_value v, struct stat *st, double *attr_t
   if (attr_to) *attr_to = a[11];
   if (entry_to) *entry_to = a[12];
   if (gen) *gen = (uint64_t) a[13];
+  if (req) note_xattrs(req, a, len);
   return 0;
 }
 
@@ -550,7 +642,7 @@ static napi_value js_reply_none(napi_env env, napi_callback_info info) {
 /* Reads an entry into `e`; on a malformed one, answers EIO, throws, and returns -1. */
 static int read_entry(napi_env env, napi_value v, fuse_req_t req, struct fuse_entry_param *e) {
   memset(e, 0, sizeof(*e));
-  if (read_attr(env, v, &e->attr, &e->attr_timeout, &e->entry_timeout, &e->generation) != 0) {
+  if (read_attr(env, v, &e->attr, &e->attr_timeout, &e->entry_timeout, &e->generation, req) != 0) {
     fuse_reply_err(req, EIO);
     napi_throw_type_error(env, NULL, "entry must be a Float64Array of 15");
     return -1;
@@ -591,7 +683,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   ARGS(2);
   struct stat st;
   double timeout = 0;
-  if (read_attr(env, argv[1], &st, &timeout, NULL, NULL) != 0) {
+  if (read_attr(env, argv[1], &st, &timeout, NULL, NULL, req) != 0) {
     fuse_reply_err(req, EIO);
     napi_throw_type_error(env, NULL, "attr must be a Float64Array of 15");
     return NULL;
@@ -758,9 +850,15 @@ static napi_value js_reply_readdir(napi_env env, napi_callback_info info) {
   return reply_dir(env, req, (size_t) get_num(env, argv[1]), argv[2], count, offs, add_plain, &c);
 }
 
-/* readdirplus: (req, size, names[], entries Float64Array (15 per entry), offs Float64Array) */
+/* readdirplus: (req, size, names[], entries Float64Array (15 per entry), offs Float64Array,
+ * [noXattrs Float64Array (1 per entry: 1 = has none), xepoch]) */
 static napi_value js_reply_readdirplus(napi_env env, napi_callback_info info) {
-  ARGS(5);
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  if (!req) { napi_throw_type_error(env, NULL, "not a request"); return NULL; }
+  lf_session *s = SESSION(req);
   uint32_t count = 0;
   napi_get_array_length(env, argv[2], &count);
   double *attrs, *offs;
@@ -773,7 +871,30 @@ static napi_value js_reply_readdirplus(napi_env env, napi_callback_info info) {
     fuse_reply_err(req, EIO);
     return NULL;
   }
-  return reply_dir(env, req, (size_t) get_num(env, argv[1]), argv[2], count, offs, add_plus, attrs);
+  napi_value added_v = reply_dir(env, req, (size_t) get_num(env, argv[1]), argv[2], count, offs, add_plus, attrs);
+  uint32_t added = 0;
+  double *none = NULL;
+  size_t l3 = 0;
+  if (added_v && argc >= 7 && napi_get_value_uint32(env, added_v, &added) == napi_ok &&
+      napi_get_typedarray_info(env, argv[5], &t, &l3, (void **) &none, &ab, &o) == napi_ok && t == napi_float64_array && l3 >= added) {
+    uint64_t epoch = (uint64_t) get_num(env, argv[6]);
+    for (uint32_t i = 0; i < added; i++) {
+      const double *a = attrs + (size_t) i * 15;
+      if (a[2] > 0) nx_note(s, (uint64_t) a[0], none[i] == 1, a[11], epoch);
+    }
+  }
+  return added_v;
+}
+
+/* xattrsChanged(session, ino): JavaScript has finished a setxattr or removexattr of `ino`. */
+static napi_value js_xattrs_changed(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  lf_session *s = NULL;
+  CHECK(napi_get_value_external(env, argv[0], (void **) &s));
+  if (s) nx_change(s, (uint64_t) get_num(env, argv[1]), 0);
+  return NULL;
 }
 
 /* lock: (req, type "read"|"write"|"unlock", start, end (-1 = EOF), pid) answers getlk. */
@@ -842,6 +963,7 @@ static napi_value js_notify_inval_inode(napi_env env, napi_callback_info info) {
     lf_notice *n = calloc(1, sizeof(lf_notice));
     if (n) {
       n->ino = (uint64_t) get_num(env, argv[1]);
+      nx_forget(s, n->ino);
       n->off = (int64_t) get_num(env, argv[2]);
       n->len = (int64_t) get_num(env, argv[3]);
       queue_notice(s, n);
@@ -895,6 +1017,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_string_utf8(env, argv[1], options, sizeof(options), &len));
   lf_session *s = calloc(1, sizeof(lf_session));
   if (!s) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  pthread_mutex_init(&s->nx_lock, NULL);
   s->max_write = (unsigned) get_num(env, argv[3]);
   s->max_readahead = (unsigned) get_num(env, argv[4]);
   napi_value name;
@@ -1004,6 +1127,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "replyLock", NULL, js_reply_lock, NULL, NULL, NULL, napi_default, NULL },
     { "notifyInvalInode", NULL, js_notify_inval_inode, NULL, NULL, NULL, napi_default, NULL },
     { "notifyInvalEntry", NULL, js_notify_inval_entry, NULL, NULL, NULL, napi_default, NULL },
+    { "xattrsChanged", NULL, js_xattrs_changed, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -20,7 +20,6 @@
  * kill at any moment the index names only bytes that are really there; the limit is never
  * exceeded by dirty growth, and by clean inserts at most transiently by one block per upload.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -33,7 +32,7 @@ import type { CleanBlocks, DirtyBlocks, DirtySnapshot } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
-import { openDirty, readDirtyFile, removeDirty, writeNewDirty } from './dirty-files.js';
+import { SpareFiles, openDirty, readDirtyFile, removeDirty, writeNewDirty } from './dirty-files.js';
 
 /** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
 export interface BlockSealer {
@@ -120,10 +119,13 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   readonly lost: DirtyRow[] = [];
   /** Emitted when writers wait for space: the uploader should start now. */
   readonly pressure = new Signal();
+  /** Empty dirty files made ahead (a create is the slow step of a small file's write). */
+  private readonly spares: SpareFiles;
 
   private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
     private readonly files: CleanFileIo) {
     this.sectors = new SectorCipher(cacheKey);
+    this.spares = new SpareFiles(path.join(dir, 'dirty'));
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
     this.touchTimer.unref();
@@ -135,6 +137,8 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
     const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.files ?? new EventLoopFileIo(options.sealer));
     await cache.load();
+    // Only now: load() removes every file in dirty/ that the index does not name.
+    cache.spares.fill();
     return cache;
   }
 
@@ -449,8 +453,8 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       const baseData = needsBase ? await base() : undefined;
       const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
       const length = Math.max(initial?.length ?? 0, end);
-      const fileId = randomBytes(8).toString('hex');
-      const fh = await openDirty(this.dirtyPath(fileId), 'wx', allocated(length));
+      const { fileId, spare } = this.spares.take();
+      const fh = await openDirty(this.dirtyPath(fileId), spare ? 'r+' : 'wx', allocated(length));
       try {
         const plain = Buffer.alloc(allocated(length));
         if (initial) initial.copy(plain, 0);
@@ -502,8 +506,8 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   private async writeWholeLocked(ino: number, idx: number, data: Buffer, old: DirtyRow | undefined): Promise<void> {
     const objectId = this.sealer.newObjectId();
     const sealed = this.sealer.seal(objectId, data);
-    const fileId = randomBytes(8).toString('hex');
-    await writeNewDirty(this.dirtyPath(fileId), sealed);
+    const { fileId, spare } = this.spares.take();
+    await writeNewDirty(this.dirtyPath(fileId), sealed, spare ? 'r+' : 'wx');
     const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
     this.index.putDirty(row);
     this.setDirtyRow(row);
@@ -515,10 +519,10 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   /** Turns a block journaled sealed back into sector form, for a partial write or a truncate. */
   private async unsealLocked(row: DirtyRow): Promise<DirtyRow> {
     const plain = this.sealer.open(row.sealedId!, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
-    const fileId = randomBytes(8).toString('hex');
+    const { fileId, spare } = this.spares.take();
     const padded = Buffer.alloc(allocated(row.length));
     plain.copy(padded, 0, 0, row.length);
-    await writeNewDirty(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded));
+    await writeNewDirty(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded), spare ? 'r+' : 'wx');
     const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
     this.index.putDirty(next);
     this.setDirtyRow(next);
@@ -745,6 +749,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
 
   async close(): Promise<void> {
     clearInterval(this.touchTimer);
+    this.spares.close();
     await Promise.allSettled([...this.keeping]);
     await this.files.close();
     this.persistTouches();

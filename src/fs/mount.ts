@@ -6,6 +6,7 @@
  * constructor arguments, in the order each needs the last. The one thing it opens is the
  * journal's own file in the cache directory (unless given a journal store).
  */
+import { ActivityMeter } from '../util/activity.js';
 import type { BlockCodec } from '../block/format.js';
 import type { BlockCache } from '../cache/block-cache.js';
 import type { NameCipher } from '../crypto/names.js';
@@ -58,7 +59,7 @@ export interface MountOptions extends ViewOptions {
    */
   writeBack?: boolean;
   /** The uploader's pacing (slots, idle time before a partial block goes, retry delay). */
-  upload?: Omit<UploaderOptions, 'log' | 'committed' | 'holds'>;
+  upload?: Omit<UploaderOptions, 'log' | 'committed' | 'holds' | 'foreground'>;
 }
 
 export function buildMount(parts: MountParts, cache: BlockCache, options: MountOptions = {}): Vfs {
@@ -68,8 +69,9 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   const journal = new MetaJournal(journalStore, meta, { conflictName: conflictCopyNames(names), log: (line) => log?.(line) });
   const blockMap = new BlockMap(meta, blockSize, { windowBlocks: options.mapWindowBlocks, madeLocally: (ino) => journal.pendingCreate(ino) !== undefined });
   const view = new NamespaceView(meta, journal, cache, blockMap, options);
+  const activity = new ActivityMeter();
   const uploader = new Uploader({ store, codec, meta: new CommitBatcher(meta), cache, blockSize }, {
-    ...options.upload, log, holds: journal,
+    ...options.upload, log, holds: journal, foreground: activity,
     committed: (ino, refs, attr) => {
       view.committed(attr);
       blockMap.committed(ino, refs, attr.version);
@@ -79,7 +81,7 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   const data = new FileIo(loader, blockMap, cache, uploader, view, blockSize, { trace: options.trace });
   const listings = new Listings(meta, names, view, journal, blockMap);
   const locks = options.locks ?? new LocalLocks();
-  const gate = new ChangeGate(view, journal, { writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino) });
+  const gate = new ChangeGate(view, journal, { writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino), activity });
   const changes = new NamespaceChanges(meta, names, view, journal, gate, blockMap, cache, listings);
   const xattrs = new XattrChanges(meta, names, view, journal, gate);
   const listingTtlMs = Math.max(500, (options.attrTtlMs ?? 1000) / 2);

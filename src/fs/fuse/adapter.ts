@@ -102,6 +102,10 @@ export class FuseMount {
     if (this.session) this.b.notifyInvalInode(this.session, ino, 0, 0);
   }
 
+  private xattrsChanged(ino: number): void {
+    if (this.session) this.b.xattrsChanged(this.session, ino);
+  }
+
   invalidateEntry(parent: number, name: string): void {
     if (this.session) this.b.notifyInvalEntry(this.session, parent, name);
   }
@@ -125,9 +129,17 @@ export class FuseMount {
     return { kind, type: r.lockType ?? 'unlock', start: r.lockStart ?? 0, end: r.lockEnd ?? -1, pid: r.lockPid ?? r.pid };
   }
 
-  private entry(a: Attr): Float64Array {
-    return new Float64Array([a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
-      a.atimeMs, a.mtimeMs, a.ctimeMs, Math.max(this.attrTimeout, this.vfs.attrTimeoutSec()), Math.max(this.entryTimeout, this.vfs.attrTimeoutSec()), 0, this.vfs.blockSize]);
+  /**
+   * The attribute layout the binding reads (native/lucid_fuse.c). With `r`, it also says
+   * whether the inode has no extended attributes, and when the request came: the binding
+   * then answers getxattr of it with ENODATA itself while these attributes may be cached.
+   */
+  private entry(a: Attr, r?: FuseRequest): Float64Array {
+    const timeout = Math.max(this.attrTimeout, this.vfs.attrTimeoutSec());
+    const base = [a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
+      a.atimeMs, a.mtimeMs, a.ctimeMs, timeout, Math.max(this.entryTimeout, this.vfs.attrTimeoutSec()), 0, this.vfs.blockSize];
+    if (r) base.push(a.hasXattrs === false ? 1 : 0, r.xepoch);
+    return new Float64Array(base);
   }
 
   private handle(r: FuseRequest, onExit: (code: number) => void): void {
@@ -154,8 +166,8 @@ export class FuseMount {
     const b = this.b;
     const caller = { uid: r.uid, gid: r.gid, pid: r.pid };
     switch (r.op) {
-      case 'lookup': return b.replyEntry(r.req, this.entry(await v.lookup(r.ino, r.name!)));
-      case 'getattr': return b.replyAttr(r.req, this.entry(await v.getattr(r.ino)));
+      case 'lookup': return b.replyEntry(r.req, this.entry(await v.lookup(r.ino, r.name!), r));
+      case 'getattr': return b.replyAttr(r.req, this.entry(await v.getattr(r.ino), r));
       case 'setattr': {
         const t = r.toSet ?? 0;
         const req: SetAttrRequest = {};
@@ -167,25 +179,25 @@ export class FuseMount {
         else if (t & SET_ATIME) req.atimeMs = r.atimeMs;
         if (t & SET_MTIME_NOW) req.mtimeMs = 'now';
         else if (t & SET_MTIME) req.mtimeMs = r.mtimeMs;
-        return b.replyAttr(r.req, this.entry(await v.setattr(r.ino, req)));
+        return b.replyAttr(r.req, this.entry(await v.setattr(r.ino, req), r));
       }
       case 'readlink': return b.replyReadlink(r.req, await v.readlink(r.ino));
-      case 'mknod': return b.replyEntry(r.req, this.entry(await v.mknod(r.ino, r.name!, r.mode, r.rdev, caller)));
-      case 'mkdir': return b.replyEntry(r.req, this.entry(await v.mkdir(r.ino, r.name!, r.mode, caller)));
+      case 'mknod': return b.replyEntry(r.req, this.entry(await v.mknod(r.ino, r.name!, r.mode, r.rdev, caller), r));
+      case 'mkdir': return b.replyEntry(r.req, this.entry(await v.mkdir(r.ino, r.name!, r.mode, caller), r));
       case 'unlink': await v.unlink(r.ino, r.name!); return b.replyErr(r.req, 0);
       case 'rmdir': await v.rmdir(r.ino, r.name!); return b.replyErr(r.req, 0);
-      case 'symlink': return b.replyEntry(r.req, this.entry(await v.symlink(r.ino, r.name!, r.name2!, caller)));
+      case 'symlink': return b.replyEntry(r.req, this.entry(await v.symlink(r.ino, r.name!, r.name2!, caller), r));
       case 'rename':
         await v.rename(r.ino, r.name!, r.ino2!, r.name2!, { noReplace: (r.flags & RENAME_NOREPLACE) !== 0, exchange: (r.flags & RENAME_EXCHANGE) !== 0 });
         return b.replyErr(r.req, 0);
-      case 'link': return b.replyEntry(r.req, this.entry(await v.link(r.ino, r.ino2!, r.name!)));
+      case 'link': return b.replyEntry(r.req, this.entry(await v.link(r.ino, r.ino2!, r.name!), r));
       case 'open': {
         const { fh, keepCache } = await v.openFile(r.ino, r.flags);
         return b.replyOpen(r.req, fh, keepCache ? OPEN_KEEP_CACHE : 0);
       }
       case 'create': {
         const { attr, fh } = await v.create(r.ino, r.name!, r.mode, r.flags, caller);
-        return b.replyCreate(r.req, this.entry(attr), fh, 0);
+        return b.replyCreate(r.req, this.entry(attr, r), fh, 0);
       }
       case 'read': return v.readReply(r.fh!, r.off, r.size, (data) => b.replyBuf(r.req, data));
       case 'write': return b.replyWrite(r.req, await v.write(r.fh!, r.off, r.data!));
@@ -232,11 +244,13 @@ export class FuseMount {
         const max = Math.max(1, Math.floor(r.size / 64));
         const entries = await v.readdir(r.fh!, r.off, max);
         const attrs = new Float64Array(entries.length * 15);
+        const noXattrs = new Float64Array(entries.length);
         entries.forEach((e, i) => {
           if (e.attr) attrs.set(this.entry(e.attr), i * 15);
           else attrs.set([e.ino, e.mode], i * 15); // "." and "..": no attributes, no lookup
+          noXattrs[i] = e.attr?.hasXattrs === false ? 1 : 0;
         });
-        b.replyReaddirplus(r.req, r.size, entries.map((e) => e.name), attrs, new Float64Array(entries.map((e) => e.next)));
+        b.replyReaddirplus(r.req, r.size, entries.map((e) => e.name), attrs, new Float64Array(entries.map((e) => e.next)), noXattrs, r.xepoch);
         return;
       }
       case 'releasedir': v.releasedir(r.fh!); return b.replyErr(r.req, 0);
@@ -245,7 +259,13 @@ export class FuseMount {
         const s = await v.statfs();
         return b.replyStatfs(r.req, new Float64Array([s.blockSize, s.blockSize, s.blocks, s.blocksFree, s.blocksFree, s.files, s.filesFree, s.filesFree, s.nameMax]));
       }
-      case 'setxattr': await v.setxattr(r.ino, r.name!, r.data!, r.flags); return b.replyErr(r.req, 0);
+      case 'setxattr':
+        try {
+          await v.setxattr(r.ino, r.name!, r.data!, r.flags);
+        } finally {
+          this.xattrsChanged(r.ino);
+        }
+        return b.replyErr(r.req, 0);
       case 'getxattr': {
         const value = await v.getxattr(r.ino, r.name!);
         if (r.size === 0) return b.replyXattr(r.req, value.length);
@@ -259,7 +279,13 @@ export class FuseMount {
         if (list.length > r.size) throw new OutOfRangeError('xattr list larger than the buffer');
         return b.replyBuf(r.req, list);
       }
-      case 'removexattr': await v.removexattr(r.ino, r.name!); return b.replyErr(r.req, 0);
+      case 'removexattr':
+        try {
+          await v.removexattr(r.ino, r.name!);
+        } finally {
+          this.xattrsChanged(r.ino);
+        }
+        return b.replyErr(r.req, 0);
       default: throw new NotSupportedError(`FUSE operation ${r.op} is not supported`);
     }
   }

@@ -50,6 +50,11 @@ export interface FuseRequest {
   sleep?: number;
   /** setlk/flock: this request's id; interrupt: the id of the request it cancels. */
   unique?: string;
+  /**
+   * The session's xattr epoch when the request came: handed back with attributes that say
+   * the inode has no extended attributes, so the binding answers getxattr of it itself.
+   */
+  xepoch: number;
 }
 
 export interface FuseBinding {
@@ -68,10 +73,13 @@ export interface FuseBinding {
   replyReadlink(req: NativeReq, target: string): void;
   replyStatfs(req: NativeReq, st: Float64Array): void;
   replyReaddir(req: NativeReq, size: number, names: string[], inos: Float64Array, modes: Float64Array, offs: Float64Array): number;
-  replyReaddirplus(req: NativeReq, size: number, names: string[], entries: Float64Array, offs: Float64Array): number;
+  /** `noXattrs` (1 per entry, 1: it has none) and `xepoch` as in FuseRequest; both optional. */
+  replyReaddirplus(req: NativeReq, size: number, names: string[], entries: Float64Array, offs: Float64Array, noXattrs?: Float64Array, xepoch?: number): number;
   replyLock(req: NativeReq, type: 'read' | 'write' | 'unlock', start: number, end: number, pid: number): void;
   notifyInvalInode(session: NativeSession, ino: number, off: number, len: number): number;
   notifyInvalEntry(session: NativeSession, parent: number, name: string): number;
+  /** A setxattr or removexattr of `ino` is finished (done or refused). */
+  xattrsChanged(session: NativeSession, ino: number): void;
 }
 
 let cached: FuseBinding | undefined;

@@ -18,6 +18,8 @@ export interface ChangesOptions {
   writeBack?: boolean;
   /** Whether a file is locked anywhere: its changes then go to the service synchronously. */
   strong?: (ino: number) => boolean;
+  /** Told of every change made (background work steps back while callers are busy). */
+  activity?: { note(): void };
 }
 
 /** A local decision lacks what it needs (a folder's listing, an inode's attributes): the service decides. */
@@ -38,6 +40,7 @@ export class ChangeGate {
    * journal holds goes first and then `online`; while the service cannot be reached, `local`.
    */
   async change<T>(online: () => Promise<T>, local: (strict: boolean) => T | Promise<T>, ino?: number): Promise<T> {
+    this.options.activity?.note();
     const strong = ino !== undefined && (this.options.strong?.(ino) ?? false);
     if (this.writeBack && !strong) {
       try {
