@@ -25,7 +25,7 @@ import { ChangeGate } from './namespace/gate.js';
 import { XattrChanges } from './namespace/xattrs.js';
 import { NamespaceChanges } from './namespace/changes.js';
 import { MetaJournal, conflictCopyNames, type JournalStore } from './namespace/journal.js';
-import { SqliteJournalStore } from './namespace/journal-store.js';
+import { FileJournalStore } from './namespace/journal-store.js';
 import { Listings } from './namespace/listing.js';
 import { NamespaceView, type ViewOptions } from './namespace/view.js';
 import { Vfs } from './vfs.js';
@@ -51,7 +51,7 @@ export interface MountOptions extends ViewOptions {
   trace?: TraceSink;
   /** Block refs asked of the service at a time (default 1024). */
   mapWindowBlocks?: number;
-  /** Where the journal keeps changes not yet at the service (default: journal.sqlite in the cache's directory). */
+  /** Where the journal keeps changes not yet at the service (default: journal.log in the cache's directory). */
   journalStore?: JournalStore;
   /**
    * Changes to names and attributes that the mount can decide locally return at once and
@@ -65,7 +65,7 @@ export interface MountOptions extends ViewOptions {
 export function buildMount(parts: MountParts, cache: BlockCache, options: MountOptions = {}): Vfs {
   const { store, meta, codec, names, blockSize } = parts;
   const log = options.log;
-  const journalStore = options.journalStore ?? SqliteJournalStore.open(cache.directory, cache.legacyJournal);
+  const journalStore = options.journalStore ?? FileJournalStore.open(cache.directory, cache.legacyJournal);
   const journal = new MetaJournal(journalStore, meta, { conflictName: conflictCopyNames(names), log: (line) => log?.(line) });
   const blockMap = new BlockMap(meta, blockSize, { windowBlocks: options.mapWindowBlocks, madeLocally: (ino) => journal.pendingCreate(ino) !== undefined });
   const view = new NamespaceView(meta, journal, cache, blockMap, options);

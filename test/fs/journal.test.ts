@@ -8,7 +8,8 @@
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { SqliteJournalStore } from '../../src/fs/namespace/journal-store.js';
 import Database from 'better-sqlite3';
 import type { UnlockedFilespace } from '../../src/crypto/descriptor.js';
 import { Filespace } from '../../src/fs/filespace.js';
@@ -196,10 +197,8 @@ t.test('changes an older cache kept in its index are taken over by the journal\'
   await a.close();
   // As an older Lucid left it: the changes in the cache index's journal table, no journal file.
   const cacheDir = path.join(dir, 'cache-a');
-  const own = new Database(path.join(cacheDir, 'journal.sqlite'));
-  const ops = (own.prepare('SELECT op FROM journal ORDER BY seq').all() as { op: string }[]).map((r) => r.op);
-  own.close();
-  for (const f of ['journal.sqlite', 'journal.sqlite-wal', 'journal.sqlite-shm']) rmSync(path.join(cacheDir, f), { force: true });
+  const ops = journalLines(cacheDir);
+  for (const f of ['journal.log', 'journal.done']) rmSync(path.join(cacheDir, f), { force: true });
   const index = new Database(path.join(cacheDir, 'index.sqlite'));
   for (const op of ops) index.prepare('INSERT INTO journal (op) VALUES (?)').run(op);
   index.close();
@@ -214,3 +213,37 @@ t.test('changes an older cache kept in its index are taken over by the journal\'
   t.same(await names(b.vfs, 'proj'), ['renamed.bin'], 'replayed in order');
   t.ok((await readPath(b.vfs, 'proj/renamed.bin')).equals(data), 'with its data');
 });
+
+t.test('changes a cache kept in its SQLite journal (journal.sqlite) come over to journal.log, in order, once', async (t) => {
+  const { dir, u, store, sw, a, b } = await setup(t);
+  const proj = (await a.vfs.mkdir(ROOT_INO, 'proj', 0o755, ME)).ino;
+  await names(a.vfs, 'proj');
+  sw.down = true;
+  const data = randomBytes(BS + 5);
+  await writeFile(a.vfs, proj, 'kept.bin', data);
+  await a.vfs.rename(proj, 'kept.bin', proj, 'moved.bin');
+  const waiting = a.vfs.journal.size;
+  await a.close();
+  const cacheDir = path.join(dir, 'cache-a');
+  const ops = journalLines(cacheDir);
+  for (const f of ['journal.log', 'journal.done']) rmSync(path.join(cacheDir, f), { force: true });
+  const old = SqliteJournalStore.open(cacheDir);
+  for (const op of ops) old.append(op);
+  old.close();
+  const again = await mountOn(u, store, sw.meta, cacheDir);
+  t.teardown(() => again.close());
+  t.equal(again.vfs.journal.size, waiting, 'every change is there after the upgrade');
+  t.notOk(existsSync(path.join(cacheDir, 'journal.sqlite')), 'and the SQLite journal is gone');
+  sw.down = false;
+  await settle(again);
+  t.same(await names(b.vfs, 'proj'), ['moved.bin'], 'replayed in order');
+  t.ok((await readPath(b.vfs, 'proj/moved.bin')).equals(data), 'with its data');
+});
+
+/** The changes waiting in a cache directory's journal.log, oldest first. */
+function journalLines(cacheDir: string): string[] {
+  const done = existsSync(path.join(cacheDir, 'journal.done')) ? Number(readFileSync(path.join(cacheDir, 'journal.done'), 'utf8').trim()) : 0;
+  return readFileSync(path.join(cacheDir, 'journal.log'), 'utf8').split('\n').filter(Boolean)
+    .map((l) => ({ seq: Number(l.slice(0, l.indexOf(' '))), op: l.slice(l.indexOf(' ') + 1) }))
+    .filter((e) => e.seq > done).map((e) => e.op);
+}
