@@ -108,13 +108,33 @@ export class BlockMap {
     this.maps.set(a.ino, { version: a.version, gen: (known?.gen ?? 0) + 1, map });
   }
 
-  /** This mount committed `refs` of `ino` as `version`. */
+  /**
+   * This mount committed `refs` of `ino` as `version`. With no map known yet (a file this
+   * mount made: its reads never needed one), the map starts from these refs — the rest is
+   * loaded if a reader asks — so reading back what was just written (`git clone` reads the
+   * objects it wrote) asks the service nothing.
+   */
   committed(ino: number, refs: BlockRef[], version: number): void {
-    const c = this.maps.get(ino);
-    if (!c) return;
+    let c = this.maps.get(ino);
+    if (!c) {
+      if (refs.length === 0) return;
+      c = { version, gen: 0, map: new Map() };
+      this.maps.set(ino, c);
+    }
     c.gen++;
     c.version = Math.max(c.version, version);
     for (const r of refs) c.map.set(r.index, r);
+    this.maps.set(ino, c); // counted again at its new size
+  }
+
+  /**
+   * A change of this mount's that moved no block (a chmod, a rename, a size this mount's map
+   * already follows) reached the service as `version`, with no other client's commit to
+   * `ino` in between: the map known holds at that version too.
+   */
+  advance(ino: number, version: number): void {
+    const c = this.maps.get(ino);
+    if (c && version > c.version) c.version = version;
   }
 
   /** A truncate made offline: the map this mount knows ends at `size` (the service's is cut on replay). */

@@ -100,6 +100,9 @@ export class NamespaceView {
       if (attr?.ino === ino) {
         this.attrs.delete(ino);
         this.remember(attr);
+        // What the mount knows of its blocks follows its own changes (a truncate's cut is
+        // made in the map when journaled): it holds at this commit too.
+        this.blockMap.advance(ino, attr.version);
       } else if (shown && csn !== undefined && isDir(shown.mode)) {
         // A folder: its entries and times are as this mount shows them. (A file's size may
         // have been committed by the uploader meanwhile: it is asked for again.)
