@@ -398,14 +398,14 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
    * Writes `data` at `offset` inside block (ino, idx). A block not yet dirty starts from
    * `base()` (its committed plaintext, or undefined for a hole) unless the write covers it.
    */
-  async writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
+  async writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number, pending?: PendingRow): Promise<void> {
     // Space is reserved before taking the block's lock: the upload that frees space may need it.
     const end = offset + data.length;
     const current = this.dirtyRow(ino, idx);
     const growth = current ? allocated(Math.max(current.length, end)) - bytesOf(current) : allocated(Math.max(baseLength, end));
     if (growth > 0) await this.reserve(growth);
     try {
-      await this.whenDiskFull(() => this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength)), Math.max(growth, data.length));
+      await this.whenDiskFull(() => this.blockLocks.run(key(ino, idx), () => this.writeDirtyLocked(ino, idx, offset, data, base, baseLength, pending)), Math.max(growth, data.length));
     } finally {
       if (growth > 0) this.release(growth);
     }
@@ -443,10 +443,10 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     return freed > 0;
   }
 
-  private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
+  private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number, pending?: PendingRow): Promise<void> {
     let row = this.dirtyRow(ino, idx);
     const end = offset + data.length;
-    if (offset === 0 && end >= (row ? row.length : baseLength)) return this.writeWholeLocked(ino, idx, data, row);
+    if (offset === 0 && end >= (row ? row.length : baseLength)) return this.writeWholeLocked(ino, idx, data, row, pending);
     if (row?.sealedId) row = await this.unsealLocked(row);
     if (!row) {
       const needsBase = baseLength > 0 && (offset > 0 || end < baseLength);
@@ -465,8 +465,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       }
       row = { ino, idx, fileId, length, gen: this.nextGen++, sealedId: null };
       this.dirtyBytes += allocated(length);
-      this.index.putDirty(row);
-      this.setDirtyRow(row);
+      this.recordDirty(row, pending);
       return;
     }
     const physEnd = allocated(row.length);
@@ -498,19 +497,24 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     }
     const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
-    this.index.putDirty(next);
-    this.setDirtyRow(next);
+    this.recordDirty(next, pending);
+  }
+
+  /** A dirty block's row (and the size its write implies) in the index, then in memory. */
+  private recordDirty(row: DirtyRow, pending?: PendingRow): void {
+    this.index.putDirty(row, pending);
+    this.setDirtyRow(row);
+    if (pending) this.pendingRows.set(pending.ino, pending);
   }
 
   /** The write replaces the whole block: seal it now into its final object and journal that. */
-  private async writeWholeLocked(ino: number, idx: number, data: Buffer, old: DirtyRow | undefined): Promise<void> {
+  private async writeWholeLocked(ino: number, idx: number, data: Buffer, old: DirtyRow | undefined, pending?: PendingRow): Promise<void> {
     const objectId = this.sealer.newObjectId();
     const sealed = this.sealer.seal(objectId, data);
     const { fileId, spare } = this.spares.take();
     await writeNewDirty(this.dirtyPath(fileId), sealed, spare ? 'r+' : 'wx');
     const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
-    this.index.putDirty(row);
-    this.setDirtyRow(row);
+    this.recordDirty(row, pending);
     this.dirtyBytes += bytesOf(row) - (old ? bytesOf(old) : 0);
     if (old) await removeDirty(this.dirtyPath(old.fileId), bytesOf(old));
     this.wake();

@@ -87,7 +87,19 @@ export class CacheIndex {
   dirty(ino: number, idx: number): DirtyRow | undefined { return this.st.dirtyGet.get(ino, idx) as DirtyRow | undefined; }
   dirtyOf(ino: number): DirtyRow[] { return this.st.dirtyOfIno.all(ino) as DirtyRow[]; }
   allDirty(): DirtyRow[] { return this.st.dirtyAll.all() as DirtyRow[]; }
-  putDirty(r: DirtyRow): void { this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen, r.sealedId); }
+  /** Records a dirty block, and with `pending` the size it implies, in one transaction. */
+  putDirty(r: DirtyRow, pending?: PendingRow): void {
+    if (!pending) this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen, r.sealedId);
+    else this.putDirtyAndPending(r, pending);
+  }
+  private readonly putDirtyAndPending = (r: DirtyRow, p: PendingRow): void => {
+    this.putBoth ??= this.db.transaction((row: DirtyRow, pend: PendingRow) => {
+      this.st.dirtyPut.run(row.ino, row.idx, row.fileId, row.length, row.gen, row.sealedId);
+      this.st.pendingPut.run(pend.ino, pend.size, pend.mtimeMs);
+    });
+    this.putBoth(r, p);
+  };
+  private putBoth?: (r: DirtyRow, p: PendingRow) => void;
   deleteDirty(ino: number, idx: number): void { this.st.dirtyDel.run(ino, idx); }
 
   pending(ino: number): PendingRow | undefined { return this.st.pendingGet.get(ino) as PendingRow | undefined; }

@@ -38,7 +38,7 @@ export class MemoryDirtyBlocks implements DirtyBlocks {
     return [...this.blocks.values()].flatMap((m) => [...m.values()]);
   }
 
-  writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void> {
+  writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number, pending?: PendingSize): Promise<void> {
     return this.locks.run(key(ino, idx), async () => {
       const end = offset + data.length;
       let held = this.blocks.get(ino)?.get(idx);
@@ -54,6 +54,7 @@ export class MemoryDirtyBlocks implements DirtyBlocks {
       }
       data.copy(held.data, offset);
       this.set({ ...held, length: Math.max(held.length, end), gen: this.nextGen++ });
+      if (pending) this.setPending(pending);
     });
   }
 

@@ -73,8 +73,9 @@ export interface DirtyBlocks {
   /**
    * Writes `data` at `offset` inside block (ino, idx). A block not yet dirty starts from
    * `base()` (its committed plaintext, or undefined for a hole) unless the write covers it.
+   * `pending`, when given, is recorded as `setPending` would, in the same step as the block.
    */
-  writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number): Promise<void>;
+  writeDirty(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number, pending?: PendingSize): Promise<void>;
   /** Plaintext [offset, offset+length) of a dirty block, zeros past its end; undefined if not dirty. */
   readDirty(ino: number, idx: number, offset: number, length: number): Promise<Buffer | undefined>;
   /** The whole dirty block as the uploader needs it, with the generation it had when read. */

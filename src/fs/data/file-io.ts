@@ -143,15 +143,17 @@ export class FileIo {
       const attr = this.attrs.overlay(await this.attrs.committedAttr(ino));
       const at = append ? attr.size : offset;
       const full: number[] = [];
-      for (const s of spans(this.blockSize, at, data.length)) {
+      const parts = spans(this.blockSize, at, data.length);
+      // The size the write implies is recorded with its last block, in one step.
+      const pending = { ino, size: Math.max(attr.size, at + data.length), mtimeMs: Date.now() };
+      for (const [i, s] of parts.entries()) {
         const blockStart = s.index * this.blockSize;
         const baseLength = Math.max(0, Math.min(this.blockSize, attr.size - blockStart));
         await this.cache.writeDirty(ino, s.index, s.start, data.subarray(s.outOffset, s.outOffset + s.length),
-          () => this.committedBlock(ino, s.index, baseLength), baseLength);
+          () => this.committedBlock(ino, s.index, baseLength), baseLength, i === parts.length - 1 ? pending : undefined);
         if (s.start + s.length === this.blockSize) full.push(s.index);
       }
-      const now = Date.now();
-      this.cache.setPending({ ino, size: Math.max(attr.size, at + data.length), mtimeMs: now });
+      if (parts.length === 0) this.cache.setPending(pending);
       this.uploader.noteWrite(ino, full);
       this.bytesWritten += data.length;
       return data.length;
