@@ -40,6 +40,8 @@ const BATCH_OPS = 256;
  * one; far away, the batch in flight already gathers the next.
  */
 const GATHER_MS = 5;
+/** How long a short batch waits behind the one that came back (ms; not when a flush waits). */
+const FOLLOW_MS = 20;
 
 const RETRY_MS = 2000;
 
@@ -217,7 +219,16 @@ export class MetaJournal implements UploadHolds {
     const meta = this.meta;
     if (!meta) return;
     try {
+      let first = true;
       while (this.entries.length > 0 && this.meta === meta) {
+        // Behind a batch that came back, a short one waits a moment for more to join it,
+        // unless someone waits for it: a service nearby answers in a millisecond, and sent at
+        // once every batch would carry a change or two, each its own transaction.
+        if (!first && this.entries.length < BATCH_OPS && this.flushWaiters.length === 0) {
+          await new Promise((r) => setTimeout(r, FOLLOW_MS));
+          if (this.meta !== meta || this.entries.length === 0) break;
+        }
+        first = false;
         const batch = this.entries.slice(0, BATCH_OPS);
         const res = await this.sendBatch(meta, batch.map((e) => e.op));
         res.applied.forEach((done, i) => this.done(batch[i], { inos: inodesOf(batch[i].op), asJournaled: true, attr: done.value ?? undefined, csn: done.csn }));
