@@ -102,6 +102,8 @@ export class Uploader {
   private activeSmall = 0;
   private activeLarge = 0;
   private yieldTimer?: NodeJS.Timeout;
+  /** Inodes forgotten while uploads of theirs were in flight (until those end). */
+  private readonly gone = new Set<number>();
   /** Inodes a flush waits for: their PUTs never step back for callers. */
   private readonly flushing = new Map<number, number>();
   /** Until then (a full cache asked for room), nothing steps back for callers. */
@@ -182,6 +184,20 @@ export class Uploader {
     for (const ino of inos) await this.flush(ino);
   }
 
+  /**
+   * `ino` is gone (its last name removed, nobody has it open; the caller drops its dirty
+   * blocks): those in flight are dropped when their PUT ends, never committed (a commit
+   * already sent lands, or is refused once the removal is at the service). Unlike `freeze`,
+   * nothing waits: `rm -rf` right after a `tar x` does not wait for each file's upload.
+   */
+  forget(ino: number): void {
+    clearTimeout(this.idleTimers.get(ino));
+    this.idleTimers.delete(ino);
+    // Blocks still queued find their dirty rows gone when their turn comes, and end there.
+    if ((this.inflightByIno.get(ino) ?? 0) > 0) this.gone.add(ino);
+    this.notify();
+  }
+
   /** Holds uploads of `ino` back and waits for those in flight; call the result to release. */
   async freeze(ino: number): Promise<() => void> {
     this.frozen.set(ino, (this.frozen.get(ino) ?? 0) + 1);
@@ -258,7 +274,9 @@ export class Uploader {
 
   /** Starts the first block of `queue` that may go now (and that `allowed` lets go); false if none. */
   private start(queue: Queued[], allowed: (q: Queued) => boolean): boolean {
-    const i = queue.findIndex((q) => !this.inflight.has(q.key) && !this.frozen.has(q.ino) && !this.held(q.ino) && allowed(q));
+    // Entries no longer queued (their inode was forgotten, or a later entry of the block went) are dropped.
+    while (queue.length > 0 && !this.queued.has(queue[0].key)) queue.shift();
+    const i = queue.findIndex((q) => this.queued.has(q.key) && !this.inflight.has(q.key) && !this.frozen.has(q.ino) && !this.held(q.ino) && allowed(q));
     if (i < 0) return false;
     const [{ key: k, ino, idx, small }] = queue.splice(i, 1);
     this.queued.delete(k);
@@ -278,7 +296,9 @@ export class Uploader {
     };
     void this.upload(ino, idx, freeSlot).finally(() => {
       this.inflight.delete(k);
-      this.inflightByIno.set(ino, (this.inflightByIno.get(ino) ?? 1) - 1);
+      const left = (this.inflightByIno.get(ino) ?? 1) - 1;
+      this.inflightByIno.set(ino, left);
+      if (left <= 0) this.gone.delete(ino);
       freeSlot();
       this.pump();
       this.notify();
@@ -294,6 +314,7 @@ export class Uploader {
       const { objectId, sealed } = await putBlock(this.parts.store, this.parts.codec, snap.sealed ? { objectId: snap.sealed.objectId, sealed: snap.sealed.bytes } : { plain: snap.data! });
       this.uploadedBytes += snap.length;
       putDone();
+      if (this.gone.has(ino)) return; // deleted meanwhile: the object is left to GC
       // The block stays in flight until its commit is done: a second upload of it must not
       // start while this one waits to be committed.
       await new Promise<void>((done) => {
@@ -316,6 +337,10 @@ export class Uploader {
         const batch = this.ready.get(ino) ?? [];
         if (batch.length === 0) break;
         this.ready.delete(ino);
+        if (this.gone.has(ino)) {
+          for (const b of batch) b.done();
+          continue;
+        }
         const pending = this.cache.pending(ino);
         const end = Math.max(...batch.map((b) => b.ref.index * this.parts.blockSize + b.ref.length));
         const minSize = pending ? Math.min(pending.size, end) : end;

@@ -201,15 +201,12 @@ export class FileIo {
   /** Drops everything of an inode that lost its last name, then `reclaim`s it (its metadata). */
   async discard(ino: number, reclaim: () => Promise<void>): Promise<void> {
     await this.locks.run(ino, async () => {
-      const release = await this.uploader.freeze(ino);
-      try {
-        for (const r of this.cache.dirtyRowsOf(ino)) await this.cache.dropDirty(ino, r.idx);
-        this.cache.clearPending(ino);
-        this.blockMap.drop(ino);
-        await reclaim();
-      } finally {
-        release();
-      }
+      // Uploads in flight are not waited for: they end dropped (Uploader.forget).
+      this.uploader.forget(ino);
+      for (const r of this.cache.dirtyRowsOf(ino)) await this.cache.dropDirty(ino, r.idx);
+      this.cache.clearPending(ino);
+      this.blockMap.drop(ino);
+      await reclaim();
     });
   }
 
