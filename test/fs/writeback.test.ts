@@ -106,6 +106,24 @@ t.test('fsync waits for the file\'s creation and data; a lock makes a file\'s ch
   await a.release(fh);
 });
 
+t.test('a chmod and a utimens written back keep the change time the mount showed', async (t) => {
+  // `tar c` right after `tar x` reads a folder, then stats it again: its ctime must not jump
+  // when the folder's last change reaches the service meanwhile.
+  const shared = await sharedFilespace(t);
+  const a = await mountVfs(t, shared, 'a');
+  const dir = (await a.mkdir(ROOT_INO, 'tree', 0o755, ME)).ino;
+  await new Promise((r) => setTimeout(r, 30));
+  const chmod = await a.setattr(dir, { mode: 0o750 });
+  await new Promise((r) => setTimeout(r, 30));
+  const touched = await a.setattr(dir, { atimeMs: 1_700_000_000_000, mtimeMs: 1_700_000_000_000 });
+  t.ok(touched.ctimeMs >= chmod.ctimeMs, 'the mount shows the last change\'s ctime');
+  await new Promise((r) => setTimeout(r, 30));
+  await a.journal.flush();
+  const there = await shared.engine.getAttr(dir);
+  t.equal(there.ctimeMs, touched.ctimeMs, 'the service keeps the ctime the mount showed, not the time the change arrived');
+  t.equal((await a.getattr(dir)).ctimeMs, touched.ctimeMs, 'and the mount shows it still');
+});
+
 t.test('two mounts make the same name at once: both files survive, one as a conflict copy, counted and logged', async (t) => {
   const shared = await sharedFilespace(t);
   const linesA: string[] = [];

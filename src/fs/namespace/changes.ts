@@ -165,9 +165,12 @@ export class NamespaceChanges {
   setAttr(ino: number, changes: AttrChanges): Promise<Attr> {
     return this.gate.change(async () => this.view.remember(await this.meta.setAttr(ino, changes)), (strict) => {
       const a = this.gate.knownAttr(ino, strict);
-      this.journal.append({ kind: 'setAttr', ino, changes });
+      // The change time goes with the change: the service keeps the one this mount showed
+      // (`tar c` right after `tar x` saw folders' ctimes jump as their changes arrived).
+      const ctimeMs = changes.ctimeMs ?? Date.now();
+      this.journal.append({ kind: 'setAttr', ino, changes: { ...changes, ctimeMs } });
       const { mode, ...rest } = changes;
-      return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs: changes.ctimeMs ?? Date.now() });
+      return this.view.localAttr({ ...a, ...rest, ...(mode === undefined ? {} : { mode: (a.mode & S_IFMT) | (mode & 0o7777) }), ctimeMs });
     }, ino);
   }
 
