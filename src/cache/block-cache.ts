@@ -528,8 +528,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     plain.copy(padded, 0, 0, row.length);
     await writeNewDirty(this.dirtyPath(fileId), this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, padded), spare ? 'r+' : 'wx');
     const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
-    this.index.putDirty(next);
-    this.setDirtyRow(next);
+    this.recordDirty(next);
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
     await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
     return next;
@@ -628,8 +627,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     }
     const next = { ...row, length, gen: this.nextGen++ };
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
-    this.index.putDirty(next);
-    this.setDirtyRow(next);
+    this.recordDirty(next);
     this.wake();
   }
 

@@ -111,6 +111,8 @@ export class SpareFiles {
   private filling = false;
   private closed = false;
   private maker?: Worker;
+  /** How many spares the batch in the making asks for (fewer made: the disk is full). */
+  private pendingBatch = 0;
 
   constructor(private readonly dir: string, private readonly keep = 64) {}
 
@@ -143,8 +145,6 @@ export class SpareFiles {
     this.pendingBatch = n;
     this.maker.postMessage({ paths: Array.from({ length: n }, () => path.join(this.dir, randomBytes(8).toString('hex'))) });
   }
-
-  private pendingBatch = 0;
 
   /** Removes the spares not handed out, and stops the thread. */
   close(): void {

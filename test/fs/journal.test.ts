@@ -184,21 +184,31 @@ t.test('a create whose reply was lost is not made twice; the journal survives a 
   t.equal((await engine.info()).inodes, 3, 'no orphan left behind: root, proj, later.bin');
 });
 
-t.test('changes an older cache kept in its index are taken over by the journal\'s own file, in order, once', async (t) => {
+/**
+ * A mount that made a file and renamed it while the service was away, then stopped: its
+ * cache directory, the changes that wait there (as journal.log lines, taken out of the
+ * file so a test can put them where an older Lucid kept them) and the file's bytes.
+ */
+async function waitingChangesTakenOut(t: Test, dataBytes: number, renamedTo: string) {
   const { dir, u, store, sw, a, b } = await setup(t);
   const proj = (await a.vfs.mkdir(ROOT_INO, 'proj', 0o755, ME)).ino;
   await names(a.vfs, 'proj');
   sw.down = true;
-  const data = randomBytes(BS + 3);
+  const data = randomBytes(dataBytes);
   await writeFile(a.vfs, proj, 'kept.bin', data);
-  await a.vfs.rename(proj, 'kept.bin', proj, 'renamed.bin');
+  await a.vfs.rename(proj, 'kept.bin', proj, renamedTo);
   const waiting = a.vfs.journal.size;
-  t.ok(waiting >= 2, `${waiting} changes journaled`);
   await a.close();
-  // As an older Lucid left it: the changes in the cache index's journal table, no journal file.
   const cacheDir = path.join(dir, 'cache-a');
   const ops = journalLines(cacheDir);
   for (const f of ['journal.log', 'journal.done']) rmSync(path.join(cacheDir, f), { force: true });
+  return { u, store, sw, b, data, waiting, cacheDir, ops };
+}
+
+t.test('changes an older cache kept in its index are taken over by the journal\'s own file, in order, once', async (t) => {
+  const { u, store, sw, b, data, waiting, cacheDir, ops } = await waitingChangesTakenOut(t, BS + 3, 'renamed.bin');
+  t.ok(waiting >= 2, `${waiting} changes journaled`);
+  // As an older Lucid left it: the changes in the cache index's journal table, no journal file.
   const index = new Database(path.join(cacheDir, 'index.sqlite'));
   for (const op of ops) index.prepare('INSERT INTO journal (op) VALUES (?)').run(op);
   index.close();
@@ -215,18 +225,7 @@ t.test('changes an older cache kept in its index are taken over by the journal\'
 });
 
 t.test('changes a cache kept in its SQLite journal (journal.sqlite) come over to journal.log, in order, once', async (t) => {
-  const { dir, u, store, sw, a, b } = await setup(t);
-  const proj = (await a.vfs.mkdir(ROOT_INO, 'proj', 0o755, ME)).ino;
-  await names(a.vfs, 'proj');
-  sw.down = true;
-  const data = randomBytes(BS + 5);
-  await writeFile(a.vfs, proj, 'kept.bin', data);
-  await a.vfs.rename(proj, 'kept.bin', proj, 'moved.bin');
-  const waiting = a.vfs.journal.size;
-  await a.close();
-  const cacheDir = path.join(dir, 'cache-a');
-  const ops = journalLines(cacheDir);
-  for (const f of ['journal.log', 'journal.done']) rmSync(path.join(cacheDir, f), { force: true });
+  const { u, store, sw, b, data, waiting, cacheDir, ops } = await waitingChangesTakenOut(t, BS + 5, 'moved.bin');
   const old = SqliteJournalStore.open(cacheDir);
   for (const op of ops) old.append(op);
   old.close();

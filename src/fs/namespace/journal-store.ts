@@ -121,8 +121,9 @@ export class FileJournalStore implements JournalStore {
     const store = new FileJournalStore(dir, waiting, last + 1, bytes);
     // Older caches: their waiting changes come over, in order, then the old place is emptied.
     const sqlite = path.join(dir, 'journal.sqlite');
-    if (existsSync(sqlite) || (legacy && legacy.entries().length > 0)) {
-      const old = SqliteJournalStore.open(dir, legacy);
+    const legacyEntries = legacy?.entries() ?? [];
+    if (existsSync(sqlite) || legacyEntries.length > 0) {
+      const old = SqliteJournalStore.open(dir, legacy && { entries: () => legacyEntries, forget: () => legacy.forget() });
       for (const e of old.entries()) store.append(e.op);
       old.close();
       for (const f of ['journal.sqlite', 'journal.sqlite-wal', 'journal.sqlite-shm']) rmSync(path.join(dir, f), { force: true });
