@@ -3,7 +3,8 @@
  * under bench/results/. Benchmarks: aead, stream (`--size MiB --rtt ms --mbps Mbit --random N
  * --frames N --frame-mib MiB --entries N --warm-rounds N --no-peers`), warm (`--size MiB --rounds N --threads
  * 0,1`: warm reads from the disk cache against the no-op ceiling), load (`--clients N --seconds S`),
- * smallfiles (`--files N --git-files N --rtt ms --mbps Mbit --no-peers`).
+ * smallfiles (`--files N --git-files N --rtt ms --mbps Mbit --no-peers`), write (`--size MiB --rtt ms
+ * --mbps Mbit --no-peers --no-wan`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import { benchStream } from './stream.js';
 import { benchWarm } from './warm.js';
 import { runLoad } from './load.js';
 import { benchSmallFiles } from './smallfiles.js';
+import { benchWrite } from './write.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
@@ -93,6 +95,28 @@ if (name === 'aead') {
   console.log(`  visible on a second mount ≤ 3 s after tar: ${met((lucidWan.visibleAfterSec ?? Infinity) <= 3)}`);
   console.log(`  rm -rf ≥ 1 000 files/s: ${met(lucidWan.rmFilesPerSec >= 1000)}; cold read ≥ 300 files/s: ${met((lucidWan.coldReadFilesPerSec ?? 0) >= 300)}; cold ls -lR ≤ 2 s: ${met((lucidWan.lsLRSec ?? Infinity) <= 2)}`);
   console.log(`results: ${save(r)}`);
+} else if (name === 'write') {
+  const r = await benchWrite({
+    fileMiB: num('--size', 1024), rttMs: num('--rtt', 50), bytesPerSecond: num('--mbps', 1000) * 1e6 / 8 * 0.976,
+    peers: !args.includes('--no-peers'), wan: !args.includes('--no-wan'), log: (l) => console.error(l),
+  });
+  const f = (x: number | undefined, d = 0) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d)).padStart(9);
+  console.log(`Writing into the mount (MB/s when the command returns; dd 4k in writes/s); cp of ${r.fileMiB} MiB, dd from /dev/zero, 16 writers of 64 MiB`);
+  console.log('                                        cp   dd 4k w/s   dd 32k  dd 128k    dd 1M  16 writers');
+  for (const x of r.runs) console.log(`  ${x.name.padEnd(34)}${f(x.cpMBps)}  ${f(x.dd4kWritesPerSec)}  ${f(x.dd32kMBps)}${f(x.dd128kMBps)}${f(x.dd1mMBps)}  ${f(x.parallel16MBps)}`);
+  const [lucid] = r.runs;
+  const rclone = r.runs.find((x) => x.name.startsWith('rclone'));
+  const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  console.log(`  agent peak RSS while ingesting: ${r.agentPeakRssMiB ?? 'n/a'} MiB (target ≤ 256: ${met((r.agentPeakRssMiB ?? Infinity) <= 256)})`);
+  console.log(`Targets: cp ≥ 300 MB/s ${met(lucid.cpMBps >= 300)}${rclone ? `, ≥ rclone (${(lucid.cpMBps / rclone.cpMBps).toFixed(2)}x) ${met(lucid.cpMBps >= rclone.cpMBps)}` : ''}; ` +
+    `dd 4k ≥ rclone's writes/s${rclone ? ` (${(lucid.dd4kWritesPerSec / rclone.dd4kWritesPerSec).toFixed(2)}x) ${met(lucid.dd4kWritesPerSec >= rclone.dd4kWritesPerSec)}` : ' n/a'}; dd 128k ≥ 250 MB/s ${met(lucid.dd128kMBps >= 250)}`);
+  if (r.wan) {
+    const w = r.wan;
+    console.log(`Upload over an emulated link (RTT ${r.rttMs} ms): ${r.fileMiB} MiB from the start of cp until nothing remains`);
+    console.log(`  lucid ${f(w.lucidUploadMBps)} MB/s   raw PUT ceiling ${f(w.putCeilingMBps)} MB/s (${(100 * w.lucidUploadMBps / w.putCeilingMBps).toFixed(0)}%)   rclone copyto ${f(w.rcloneCopytoMBps)} MB/s`);
+    console.log(`  targets: ≥ 90% of the ceiling ${met(w.lucidUploadMBps >= 0.9 * w.putCeilingMBps)}; ≥ 1.5 x rclone copyto ${w.rcloneCopytoMBps ? `(${(w.lucidUploadMBps / w.rcloneCopytoMBps).toFixed(2)}x) ${met(w.lucidUploadMBps >= 1.5 * w.rcloneCopytoMBps)}` : 'n/a'}`);
+  }
+  console.log(`results: ${save(r)}`);
 } else if (name === 'warm') {
   const t = args.indexOf('--threads');
   const variants = t >= 0 ? args[t + 1].split(',') : ['0', '1'];
@@ -114,6 +138,6 @@ if (name === 'aead') {
   console.log(`  service RSS           ${r.serviceRssMiB.first.toFixed(0)} MiB at start, peak ${r.serviceRssMiB.peak.toFixed(0)}, ${r.serviceRssMiB.last.toFixed(0)} at the end`);
   console.log(`results: ${save(r)}`);
 } else {
-  console.error(`unknown benchmark "${name}": available: aead, stream, warm, load`);
+  console.error(`unknown benchmark "${name}": available: aead, stream, warm, load, smallfiles, write`);
   process.exit(2);
 }

@@ -32,7 +32,7 @@ import type { CleanBlocks, DirtyBlocks, DirtySnapshot } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
-import { SpareFiles, openDirty, readDirtyFile, removeDirty, writeNewDirty } from './dirty-files.js';
+import { OpenDirtyFiles, SpareFiles, readDirtyFile, removeDirty, writeNewDirty } from './dirty-files.js';
 
 /** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
 export interface BlockSealer {
@@ -121,11 +121,14 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   readonly pressure = new Signal();
   /** Empty dirty files made ahead (a create is the slow step of a small file's write). */
   private readonly spares: SpareFiles;
+  /** Dirty files in sector form kept open between writes. */
+  private readonly openFiles: OpenDirtyFiles;
 
   private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
     private readonly files: CleanFileIo) {
     this.sectors = new SectorCipher(cacheKey);
     this.spares = new SpareFiles(path.join(dir, 'dirty'));
+    this.openFiles = new OpenDirtyFiles(path.join(dir, 'dirty'));
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
     this.touchTimer.unref();
@@ -454,7 +457,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
       const length = Math.max(initial?.length ?? 0, end);
       const { fileId, spare } = this.spares.take();
-      const fh = await openDirty(this.dirtyPath(fileId), spare ? 'r+' : 'wx', allocated(length));
+      const fh = this.openFiles.open(fileId, spare ? 'r+' : 'wx');
       try {
         const plain = Buffer.alloc(allocated(length));
         if (initial) initial.copy(plain, 0);
@@ -472,7 +475,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const fileId = Buffer.from(row.fileId, 'hex');
-    const fh = await openDirty(this.dirtyPath(row.fileId), 'r+', Math.max(physEnd, allocated(end)));
+    const fh = this.openFiles.open(row.fileId);
     try {
       const plain = Buffer.alloc((last - first) * SECTOR);
       // Only the partial first and last sectors hold bytes that must survive the write.
@@ -516,7 +519,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const row: DirtyRow = { ino, idx, fileId, length: data.length, gen: this.nextGen++, sealedId: objectId };
     this.recordDirty(row, pending);
     this.dirtyBytes += bytesOf(row) - (old ? bytesOf(old) : 0);
-    if (old) await removeDirty(this.dirtyPath(old.fileId), bytesOf(old));
+    if (old) await this.removeDirtyFile(old);
     this.wake();
   }
 
@@ -530,7 +533,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const next: DirtyRow = { ...row, fileId, sealedId: null, gen: this.nextGen++ };
     this.recordDirty(next);
     this.dirtyBytes += bytesOf(next) - bytesOf(row);
-    await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
+    await this.removeDirtyFile(row);
     return next;
   }
 
@@ -554,7 +557,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const enc = Buffer.alloc((last - first) * SECTOR);
-    const fh = await openDirty(this.dirtyPath(row.fileId), 'r', bytesOf(row));
+    const fh = this.openFiles.open(row.fileId);
     try {
       await fh.read(enc, 0, enc.length, first * SECTOR);
     } finally {
@@ -590,6 +593,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       if (row.sealedId === objectId && !this.isCleanOnDisk(objectId)) {
         const target = this.objectPath(objectId);
         await this.ensureDir(path.dirname(target));
+        this.openFiles.forget(row.fileId);
         await fs.rename(this.dirtyPath(row.fileId), target);
         this.forgetDirty(row);
         this.addClean(objectId, sealed.length, ino);
@@ -611,7 +615,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     if (!row || length >= row.length) return;
     if (row.sealedId) row = await this.unsealLocked(row);
     const fileId = Buffer.from(row.fileId, 'hex');
-    const fh = await openDirty(this.dirtyPath(row.fileId), 'r+', bytesOf(row));
+    const fh = this.openFiles.open(row.fileId);
     try {
       if (length % SECTOR !== 0) {
         const s = Math.floor(length / SECTOR);
@@ -640,7 +644,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const row = this.dirtyRow(ino, idx);
     if (!row || (ifGen !== undefined && row.gen !== ifGen)) return false;
     this.forgetDirty(row);
-    await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
+    await this.removeDirtyFile(row);
     return true;
   }
 
@@ -649,6 +653,10 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     this.dirtyBytes -= bytesOf(row);
     this.index.deleteDirty(row.ino, row.idx);
     this.wake();
+  }
+
+  mayHoldBack(): boolean {
+    return this.dirtyBytes + this.reservedBytes < this.limit / 2;
   }
 
   // ---- pending sizes --------------------------------------------------------------------
@@ -752,6 +760,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   async close(): Promise<void> {
     clearInterval(this.touchTimer);
     this.spares.close();
+    this.openFiles.closeAll();
     await Promise.allSettled([...this.keeping]);
     await this.files.close();
     this.persistTouches();
@@ -761,6 +770,12 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
 
   private objectPath(objectId: string): string {
     return path.join(this.dir, 'objects', objectId.slice(0, 2), objectId);
+  }
+
+  /** Removes a dirty block's file (closed first if it was kept open). */
+  private async removeDirtyFile(row: DirtyRow): Promise<void> {
+    this.openFiles.forget(row.fileId);
+    await removeDirty(this.dirtyPath(row.fileId), bytesOf(row));
   }
 
   private dirtyPath(fileId: string): string {

@@ -1,7 +1,7 @@
 /**
  * How the block cache reads and writes its dirty block files.
  *
- * A small file (at most `SYNC_IO_MAX` bytes, the size of the whole file after the call) is
+ * A file written or read whole (a block sealed whole) of at most `SYNC_IO_MAX` bytes is
  * handled with synchronous calls on the event loop: a write of a few KiB into the page cache
  * takes microseconds, while each of the three hops of an asynchronous open, write and close
  * through libuv's thread pool waits behind whatever else the pool is doing (uploads, clean
@@ -9,6 +9,14 @@
  * Larger files go through the pool as before, so a slow disk never holds the event loop for
  * long. Either way the bytes are in the file (the OS has them) when the promise settles, and
  * errors carry the system's `code` (ENOSPC for a full disk).
+ *
+ * A block written in part (kept in sector form) is written many times in a row — `dd bs=128k`
+ * writes eight times into each 1 MiB block — so its file stays open between writes
+ * (`OpenDirtyFiles`, a bounded set of descriptors, closed least recently used first, and
+ * always before the file is renamed or removed); its reads and writes, up to one request
+ * (1 MiB) each, are synchronous calls into the page cache on the event loop, so no hop through
+ * libuv's pool and no open or close stands between a request and its answer (`dd bs=128k`:
+ * 60 → 170+ MB/s with the store near).
  *
  * Making a file is the one slow step left: on this kind of disk (ext4 on a virtual disk) a
  * create costs ~0.28 ms where opening an existing file costs 2 µs, and `tar x` of small files
@@ -21,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, closeSync, ftruncateSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { LRUCache } from 'lru-cache';
 
 /** Files up to this size are read and written on the event loop. */
 export const SYNC_IO_MAX = 64 * 1024;
@@ -50,29 +59,46 @@ class SyncFile implements DirtyFile {
   }
 }
 
-class PooledFile implements DirtyFile {
-  constructor(private readonly fh: fs.FileHandle) {}
-  async read(into: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return (await this.fh.read(into, offset, length, position)).bytesRead;
+/**
+ * Dirty files kept open between writes, at most `max` at once. Every call on one is
+ * synchronous, so closing one (evicted, forgotten) never meets a call in progress on it.
+ */
+export class OpenDirtyFiles {
+  private readonly fds: LRUCache<string, KeptFile>;
+
+  constructor(private readonly dir: string, max = 64) {
+    this.fds = new LRUCache<string, KeptFile>({ max, dispose: (f) => f.shut() });
   }
-  async write(bytes: Buffer, offset: number, length: number, position: number): Promise<void> {
-    await this.fh.write(bytes, offset, length, position);
+
+  /** The open file `fileId` ('wx' makes it first; otherwise it exists, a spare or a block's). */
+  open(fileId: string, flags: 'r+' | 'wx' = 'r+'): DirtyFile {
+    let f = this.fds.get(fileId);
+    if (!f) {
+      f = new KeptFile(openSync(path.join(this.dir, fileId), flags === 'wx' ? 'wx+' : 'r+', 0o600));
+      this.fds.set(fileId, f);
+    }
+    return f;
   }
-  truncate(length: number): Promise<void> {
-    return this.fh.truncate(length);
+
+  /** Closes `fileId` if it is open: before it is renamed or removed. */
+  forget(fileId: string): void {
+    this.fds.delete(fileId);
   }
-  close(): Promise<void> {
-    return this.fh.close();
+
+  closeAll(): void {
+    this.fds.clear();
   }
 }
 
-/**
- * Opens `file` (`flags` as fs.open: 'wx' makes it, mode 0600; 'r+' opens it, as a spare is
- * opened); `size`: how large it is or becomes.
- */
-export async function openDirty(file: string, flags: 'r' | 'r+' | 'wx', size: number): Promise<DirtyFile> {
-  if (size <= SYNC_IO_MAX) return new SyncFile(openSync(file, flags, 0o600));
-  return new PooledFile(await fs.open(file, flags, 0o600));
+/** A file of OpenDirtyFiles: `close()` leaves it open for the next write; `shut()` closes it. */
+class KeptFile extends SyncFile {
+  constructor(private readonly descriptor: number) {
+    super(descriptor);
+  }
+  override async close(): Promise<void> { /* kept open */ }
+  shut(): void {
+    closeSync(this.descriptor);
+  }
 }
 
 /** Fills `file` with `bytes`: made now ('wx'), or a spare that exists and is empty ('r+'). */

@@ -21,6 +21,11 @@ const key = (ino: number, idx: number) => `${ino}:${idx}`;
 export class MemoryDirtyBlocks implements DirtyBlocks {
   /** Never emitted: memory makes no writer wait. */
   readonly pressure = new Signal();
+
+  /** Dirty data here is memory: it never waits longer than it must. */
+  mayHoldBack(): boolean {
+    return false;
+  }
   private readonly blocks = new Map<number, Map<number, Held>>();
   private readonly pendingSizes = new Map<number, PendingSize>();
   private readonly locks = new KeyedMutex<string>();

@@ -66,6 +66,8 @@ export interface PendingSize {
 export interface DirtyBlocks {
   /** Emitted when writers wait for room: the uploader should start now. */
   readonly pressure: { on(listener: () => void): void };
+  /** Whether data not yet uploaded may wait longer without crowding the cache (it holds under half its limit). */
+  mayHoldBack(): boolean;
   dirtyRow(ino: number, idx: number): DirtyBlock | undefined;
   /** The inode's dirty blocks in block order. */
   dirtyRowsOf(ino: number): DirtyBlock[];

@@ -8,10 +8,8 @@
  * Callers never reuse a (key, nonce) pair: bulk data uses a fresh key per object.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { IntegrityError } from '../errors.js';
+import { nativeCrypto } from './native.js';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 12;
@@ -32,11 +30,11 @@ function freshNonce(into: Buffer): void {
 
 /** Seals to nonce ‖ ciphertext ‖ tag. */
 export function seal(key: Buffer, plaintext: Uint8Array, aad: Uint8Array): Buffer {
-  if (nativeAead?.sealInto) {
+  if (nativeCrypto?.sealInto) {
     const out = Buffer.allocUnsafe(NONCE_BYTES + plaintext.length + TAG_BYTES);
     freshNonce(out);
     const end = NONCE_BYTES + plaintext.length;
-    if (nativeAead.sealInto(key, out.subarray(0, NONCE_BYTES), aad, plaintext, out.subarray(NONCE_BYTES, end), out.subarray(end)) !== 0) {
+    if (nativeCrypto.sealInto(key, out.subarray(0, NONCE_BYTES), aad, plaintext, out.subarray(NONCE_BYTES, end), out.subarray(end)) !== 0) {
       throw new Error('AES-256-GCM sealing failed in OpenSSL');
     }
     return out;
@@ -63,29 +61,8 @@ export function open(key: Buffer, sealed: Uint8Array, aad: Uint8Array, what: str
  */
 const PIECE_BYTES = 64 * 1024;
 
-interface NativeAead {
-  /** The plaintext's length, or -1 when the tag does not verify. */
-  openInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, into: Uint8Array): number;
-  /** 0 with the ciphertext in `out` and the tag in `tag`, or -1 if OpenSSL failed. */
-  sealInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, tag: Uint8Array): number;
-}
-
-/**
- * OpenSSL's AES-256-GCM straight into a caller's buffer (native/lucid_aead.c, built with the
- * FUSE binding): no allocation per piece, no copy, no garbage. Without it (not built),
- * node:crypto does the same work in pieces.
- */
-const nativeAead: NativeAead | undefined = (() => {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  try {
-    return createRequire(import.meta.url)(path.join(root, 'build', 'Release', 'lucid_aead.node')) as NativeAead;
-  } catch {
-    return undefined;
-  }
-})();
-
 /** Whether opening into a caller's buffer goes through the native binding. */
-export const NATIVE_AEAD = nativeAead !== undefined;
+export const NATIVE_AEAD = nativeCrypto !== undefined;
 
 /**
  * Opens one sealed message from its parts. With `into` (at least the ciphertext's length)
@@ -93,8 +70,8 @@ export const NATIVE_AEAD = nativeAead !== undefined;
  * unauthenticated bytes the caller must never read.
  */
 export function openParts(key: Buffer, nonce: Buffer, ciphertext: Buffer, tag: Buffer, aad: Uint8Array, what: string, into?: Buffer): Buffer {
-  if (nativeAead && into && into.length >= ciphertext.length) {
-    const length = nativeAead.openInto(key, nonce, aad, ciphertext, tag, into);
+  if (nativeCrypto && into && into.length >= ciphertext.length) {
+    const length = nativeCrypto.openInto(key, nonce, aad, ciphertext, tag, into);
     if (length < 0) throw notAuthentic(what);
     return into.subarray(0, length);
   }
