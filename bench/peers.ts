@@ -18,7 +18,7 @@ export function hasTool(cmd: string): boolean {
 }
 
 /** The peers' environment: AWS_CA_BUNDLE (set on these machines) breaks rclone's plain-HTTP client. */
-function peerEnv(): NodeJS.ProcessEnv {
+export function peerEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.AWS_CA_BUNDLE;
   return env;

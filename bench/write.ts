@@ -18,7 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy, type WanProxy } from './wan-proxy.js';
-import { hasTool, type PeerMount } from './peers.js';
+import { hasTool, peerEnv, type PeerMount } from './peers.js';
 import { lucidOk, rssSampler, waitLine } from './reads.js';
 import { putCeiling } from './put-ceiling.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
@@ -101,7 +101,7 @@ async function localSteps(name: string, dir: string, source: string, fileMiB: nu
 
 /** rclone over a local directory, as Lucid's embedded default is over one. */
 async function rcloneMount(mountpoint: string, remote: string, cacheDir: string): Promise<PeerMount> {
-  const child = spawn('rclone', ['mount', remote, mountpoint, '--vfs-cache-mode', 'full', '--cache-dir', cacheDir, '--log-level', 'ERROR'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn('rclone', ['mount', remote, mountpoint, '--vfs-cache-mode', 'full', '--cache-dir', cacheDir, '--log-level', 'ERROR'], { stdio: ['ignore', 'ignore', 'inherit'], env: peerEnv() });
   for (let i = 0; i < 100; i++) {
     if ((await sh(`mount | grep -c ' ${mountpoint} ' || true`)).trim() !== '0') break;
     await new Promise((r) => setTimeout(r, 100));
@@ -133,6 +133,7 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
 
     // ---- Lucid on the embedded default: a file:// store, the service in the agent ----
     const store = `file://${path.join(root.dir, 'store')}`;
+    await fs.mkdir(path.join(root.dir, 'store'));
     await lucidOk(['init', '--store', store, '--kdf', 'interactive'], env);
     const mp = path.join(root.dir, 'lucid');
     await fs.mkdir(mp);
@@ -181,14 +182,16 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
       log(`lucid: cp of ${o.fileMiB} MiB through the link, until nothing remains…`);
       const t = performance.now();
       await sh(`cp '${source}' '${path.join(wmp, 'big.bin')}'`);
+      const cpSec = (performance.now() - t) / 1000;
       await lucidOk(['sync', wmp], home2);
+      log(`lucid: cp returned after ${cpSec.toFixed(1)} s, nothing remained after ${((performance.now() - t) / 1000).toFixed(1)} s`);
       const lucidUploadMBps = (o.fileMiB * MiB) / MB / ((performance.now() - t) / 1000);
       await lucidOk(['unmount', wmp], home2);
       mounted.pop();
       result.wan = { lucidUploadMBps, putCeilingMBps };
       if (o.peers && hasTool('rclone')) {
         log('rclone copyto through the link…');
-        const secs = await timed(`rclone copyto '${source}' ':s3:bench/rclone/big.bin' --s3-provider Other --s3-endpoint '${wan.url()}' ` +
+        const secs = await timed(`env -u AWS_CA_BUNDLE rclone copyto '${source}' ':s3:bench/rclone/big.bin' --s3-provider Other --s3-endpoint '${wan.url()}' ` +
           `--s3-access-key-id S3RVER --s3-secret-access-key S3RVER --s3-force-path-style --log-level ERROR`);
         result.wan.rcloneCopytoMBps = (o.fileMiB * MiB) / MB / secs;
       }

@@ -633,6 +633,17 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* replyNoXattr(req, ino, timeout, xepoch): ENODATA, as JavaScript found the inode has no
+ * extended attributes; getxattr of it is then answered here for `timeout` s more (the rules of
+ * nx_note: not if a change to any inode's xattrs came meanwhile). A writer's stream of
+ * security.capability checks thus reaches JavaScript once per timeout, not once per write. */
+static napi_value js_reply_no_xattr(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  nx_note(SESSION(req), (uint64_t) get_num(env, argv[1]), 1, get_num(env, argv[2]), (uint64_t) get_num(env, argv[3]));
+  fuse_reply_err(req, ENODATA);
+  return NULL;
+}
+
 static napi_value js_reply_none(napi_env env, napi_callback_info info) {
   ARGS(1);
   fuse_reply_none(req);
@@ -1112,6 +1123,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     { "destroy", NULL, js_destroy, NULL, NULL, NULL, napi_default, NULL },
     { "umount", NULL, js_umount, NULL, NULL, NULL, napi_default, NULL },
     { "replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL },
+    { "replyNoXattr", NULL, js_reply_no_xattr, NULL, NULL, NULL, napi_default, NULL },
     { "replyNone", NULL, js_reply_none, NULL, NULL, NULL, napi_default, NULL },
     { "replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL },
     { "replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL },

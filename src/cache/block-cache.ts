@@ -49,6 +49,11 @@ export interface BlockCacheOptions {
   sealer: BlockSealer;
   /** Opens and writes clean cache files (default: on the event loop with `sealer`). */
   files?: CleanFileIo;
+  /**
+   * The filespace's block size: a write covering a block's bytes is then sealed whole only if
+   * it is the whole block or small (`WHOLE_SEAL_SMALL`); without it, always.
+   */
+  blockSize?: number;
 }
 
 
@@ -79,6 +84,8 @@ const allocated = (length: number) => sectorsFor(length) * SECTOR;
 /** Disk bytes a dirty block's file takes. */
 const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(r.length));
 
+/** A write of at most this many bytes that covers all its block holds is sealed whole at once (small files). */
+const WHOLE_SEAL_SMALL = 64 * 1024;
 /** Sealed objects waiting to be written by writeCleanInBackground past which their callers wait. */
 const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 
@@ -121,11 +128,13 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   readonly pressure = new Signal();
   /** Empty dirty files made ahead (a create is the slow step of a small file's write). */
   private readonly spares: SpareFiles;
+  /** Scratch for synchronous sector writes (writeSectorsSync). */
+  private scratch = Buffer.allocUnsafe(0);
   /** Dirty files in sector form kept open between writes. */
   private readonly openFiles: OpenDirtyFiles;
 
   private constructor(private readonly dir: string, private readonly index: CacheIndex, cacheKey: Buffer, private limit: number, private readonly sealer: BlockSealer,
-    private readonly files: CleanFileIo) {
+    private readonly files: CleanFileIo, private readonly blockSize?: number) {
     this.sectors = new SectorCipher(cacheKey);
     this.spares = new SpareFiles(path.join(dir, 'dirty'));
     this.openFiles = new OpenDirtyFiles(path.join(dir, 'dirty'));
@@ -138,7 +147,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     await fs.mkdir(path.join(options.dir, 'objects'), { recursive: true, mode: 0o700 });
     await fs.mkdir(path.join(options.dir, 'dirty'), { recursive: true, mode: 0o700 });
     const index = new CacheIndex(path.join(options.dir, 'index.sqlite'), options.filespaceId);
-    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.files ?? new EventLoopFileIo(options.sealer));
+    const cache = new BlockCache(options.dir, index, options.cacheKey, options.limitBytes, options.sealer, options.files ?? new EventLoopFileIo(options.sealer), options.blockSize);
     await cache.load();
     // Only now: load() removes every file in dirty/ that the index does not name.
     cache.spares.fill();
@@ -449,7 +458,14 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   private async writeDirtyLocked(ino: number, idx: number, offset: number, data: Buffer, base: () => Promise<Buffer | undefined>, baseLength: number, pending?: PendingRow): Promise<void> {
     let row = this.dirtyRow(ino, idx);
     const end = offset + data.length;
-    if (offset === 0 && end >= (row ? row.length : baseLength)) return this.writeWholeLocked(ino, idx, data, row, pending);
+    // A write that covers all the block holds is sealed whole at once when it is the whole
+    // block, or small (a small file written in one go: the upload sends these very bytes and
+    // the clean cache adopts the file). A longer first piece (`dd bs=128k`) starts in sector
+    // form instead: sealed whole, the next write would have to unseal it again.
+    const coversAll = offset === 0 && end >= (row ? row.length : baseLength);
+    if (coversAll && (data.length <= WHOLE_SEAL_SMALL || this.blockSize === undefined || data.length >= this.blockSize)) {
+      return this.writeWholeLocked(ino, idx, data, row, pending);
+    }
     if (row?.sealedId) row = await this.unsealLocked(row);
     if (!row) {
       const needsBase = baseLength > 0 && (offset > 0 || end < baseLength);
@@ -457,50 +473,67 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       const initial = baseData ? baseData.subarray(0, baseLength) : undefined;
       const length = Math.max(initial?.length ?? 0, end);
       const { fileId, spare } = this.spares.take();
-      const fh = this.openFiles.open(fileId, spare ? 'r+' : 'wx');
-      try {
-        const plain = Buffer.alloc(allocated(length));
-        if (initial) initial.copy(plain, 0);
-        data.copy(plain, offset);
-        await fh.write(this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, plain), 0, plain.length, 0);
-      } finally {
-        await fh.close();
-      }
+      const plain = Buffer.alloc(allocated(length));
+      if (initial) initial.copy(plain, 0);
+      data.copy(plain, offset);
+      const file = this.openFiles.open(fileId, spare ? 'r+' : 'wx');
+      file.pwrite(this.sectors.encrypt(Buffer.from(fileId, 'hex'), 0, plain, plain), 0);
       row = { ino, idx, fileId, length, gen: this.nextGen++, sealedId: null };
       this.dirtyBytes += allocated(length);
       this.recordDirty(row, pending);
       return;
     }
+    this.writeSectorsSync(row, offset, data);
+    const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
+    this.dirtyBytes += bytesOf(next) - bytesOf(row);
+    this.recordDirty(next, pending);
+  }
+
+  /**
+   * Writes `data` at `offset` into a dirty block in sector form, all synchronously (so the
+   * scratch buffer is never shared across an await): the partial first and last sectors are
+   * read and decrypted, the run is encrypted in one call and written in one.
+   */
+  private writeSectorsSync(row: DirtyRow, offset: number, data: Buffer): void {
+    const end = offset + data.length;
     const physEnd = allocated(row.length);
     const first = Math.floor(offset / SECTOR);
     const last = sectorsFor(end);
     const fileId = Buffer.from(row.fileId, 'hex');
-    const fh = this.openFiles.open(row.fileId);
-    try {
-      const plain = Buffer.alloc((last - first) * SECTOR);
-      // Only the partial first and last sectors hold bytes that must survive the write.
-      const keep = [first, last - 1].filter((s, i, a) => a.indexOf(s) === i && s * SECTOR < physEnd);
-      for (const s of keep) {
+    const file = this.openFiles.open(row.fileId);
+    const run = this.scratchOf((last - first) * SECTOR);
+    if (offset % SECTOR === 0 && end % SECTOR === 0) {
+      this.sectors.encrypt(fileId, first, data, run);
+    } else {
+      // Only the partial first and last sectors hold bytes that must survive the write; past
+      // the block's end they are zeros.
+      for (const s of new Set([first, last - 1])) {
         const partial = (s === first && offset % SECTOR !== 0) || (s === last - 1 && end % SECTOR !== 0);
         if (!partial) continue;
-        const enc = Buffer.alloc(SECTOR);
-        await fh.read(enc, 0, SECTOR, s * SECTOR);
-        this.sectors.decrypt(fileId, s, enc).copy(plain, (s - first) * SECTOR);
+        const sector = run.subarray((s - first) * SECTOR, (s - first + 1) * SECTOR);
+        if (s * SECTOR < physEnd) {
+          file.pread(sector, s * SECTOR);
+          this.sectors.decrypt(fileId, s, sector, sector);
+        } else {
+          sector.fill(0);
+        }
       }
-      data.copy(plain, offset - first * SECTOR);
-      // A write past the old end leaves a gap that must read as zeros: those sectors are written too.
-      const gapStart = Math.min(first * SECTOR, physEnd);
-      if (gapStart < first * SECTOR) {
-        const zeros = Buffer.alloc(first * SECTOR - gapStart);
-        await fh.write(this.sectors.encrypt(fileId, gapStart / SECTOR, zeros), 0, zeros.length, gapStart);
-      }
-      await fh.write(this.sectors.encrypt(fileId, first, plain), 0, plain.length, first * SECTOR);
-    } finally {
-      await fh.close();
+      data.copy(run, offset - first * SECTOR);
+      this.sectors.encrypt(fileId, first, run, run);
     }
-    const next = { ...row, length: Math.max(row.length, end), gen: this.nextGen++ };
-    this.dirtyBytes += bytesOf(next) - bytesOf(row);
-    this.recordDirty(next, pending);
+    // A write past the old end leaves a gap that must read as zeros: those sectors are written too.
+    const gapStart = Math.min(first * SECTOR, physEnd);
+    if (gapStart < first * SECTOR) {
+      const zeros = Buffer.alloc(first * SECTOR - gapStart);
+      file.pwrite(this.sectors.encrypt(fileId, gapStart / SECTOR, zeros, zeros), gapStart);
+    }
+    file.pwrite(run, first * SECTOR);
+  }
+
+  /** A buffer of `bytes` for one synchronous step at a time (grown as needed, never shrunk). */
+  private scratchOf(bytes: number): Buffer {
+    if (this.scratch.length < bytes) this.scratch = Buffer.allocUnsafe(Math.max(bytes, 1024 * 1024 + 2 * SECTOR));
+    return this.scratch.subarray(0, bytes);
   }
 
   /** A dirty block's row (and the size its write implies) in the index, then in memory. */

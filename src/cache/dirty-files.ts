@@ -71,7 +71,7 @@ export class OpenDirtyFiles {
   }
 
   /** The open file `fileId` ('wx' makes it first; otherwise it exists, a spare or a block's). */
-  open(fileId: string, flags: 'r+' | 'wx' = 'r+'): DirtyFile {
+  open(fileId: string, flags: 'r+' | 'wx' = 'r+'): KeptFile {
     let f = this.fds.get(fileId);
     if (!f) {
       f = new KeptFile(openSync(path.join(this.dir, fileId), flags === 'wx' ? 'wx+' : 'r+', 0o600));
@@ -90,10 +90,28 @@ export class OpenDirtyFiles {
   }
 }
 
-/** A file of OpenDirtyFiles: `close()` leaves it open for the next write; `shut()` closes it. */
-class KeptFile extends SyncFile {
+/**
+ * A file of OpenDirtyFiles: `close()` leaves it open for the next write; `shut()` closes it.
+ * `pread` and `pwrite` are the synchronous calls themselves.
+ */
+export class KeptFile extends SyncFile {
   constructor(private readonly descriptor: number) {
     super(descriptor);
+  }
+  /** Fills `into` from `position` (zeros past the end of the file). */
+  pread(into: Buffer, position: number): void {
+    let done = 0;
+    while (done < into.length) {
+      const n = readSync(this.descriptor, into, done, into.length - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+    into.fill(0, done);
+  }
+  /** Writes all of `bytes` at `position`. */
+  pwrite(bytes: Buffer, position: number): void {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(this.descriptor, bytes, done, bytes.length - done, position + done);
   }
   override async close(): Promise<void> { /* kept open */ }
   shut(): void {

@@ -130,7 +130,7 @@ export class Agent implements ControlledAgent {
       const limit = config.cacheSize ?? defaultCacheSize(cacheDir);
       if (limit < 16 * descriptor.blockSize) throw new UsageError(`--cache-size must be at least ${formatSize(16 * descriptor.blockSize)} (16 blocks)`);
       const filespace = new Filespace(unlocked, store, meta);
-      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, files: cleanFileIo(filespace, unlocked.keys, config.log) });
+      const cache = await BlockCache.open({ dir: cacheDir, filespaceId: id, cacheKey: unlocked.keys.cache, limitBytes: limit, sealer: filespace.codec, files: cleanFileIo(filespace, unlocked.keys, config.log), blockSize: filespace.blockSize });
       cleanups.push(() => cache.close());
       let fuseRef: FuseMount | undefined;
       const gcPacer = new GcPacer();

@@ -368,6 +368,11 @@ export class Vfs {
     return this.xattrs.getxattr(ino, name);
   }
 
+  /** Whether `ino` has no attribute `name`, known here without a trip (no error built). */
+  xattrKnownAbsent(ino: number, name: string): boolean {
+    return this.xattrs.knownAbsent(ino, name);
+  }
+
   listxattr(ino: number): Promise<string[]> {
     return this.xattrs.listxattr(ino);
   }

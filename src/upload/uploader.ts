@@ -12,7 +12,8 @@
  * - `freeze(ino)` waits for the inode's uploads in flight and holds new ones back, so a
  *   truncate or a delete can change the inode's dirty blocks safely.
  * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
- * Width: `slots` PUTs of large objects, eight times as many of small ones (their time over a
+ * Width: `slots` PUTs of large objects at first, growing while blocks wait (LARGE_INFLIGHT_BYTES),
+ * eight times `slots` of small ones (their time over a
  * long link is the round trip); a slot is free once its PUT is done, not its commit. While
  * callers keep the mount busy (`foreground`), small PUTs keep to half a slot's width unless
  * a flush waits for them or the cache is full.
@@ -84,6 +85,14 @@ const keyOf = (ino: number, idx: number) => `${ino}:${idx}`;
  */
 const SMALL_OBJECT = 256 * 1024;
 const SMALL_PER_SLOT = 8;
+/**
+ * Large PUTs in flight grow from `slots` toward this many bytes of them (the link's
+ * bandwidth-delay product at 50 ms and 1 Gbit/s is ~6 MiB, and a PUT also waits on the
+ * store's own time): one more each time a PUT ends with every slot busy and blocks waiting,
+ * as the prefetcher's window grows for reads. Through a 50 ms link, 8 in flight uploaded
+ * 83 MB/s where parallel PUTs from another process reached 119.
+ */
+const LARGE_INFLIGHT_BYTES = 64 * 1024 * 1024;
 /** A writer that has not written for this long has paused: held-back blocks go. */
 const WRITER_PAUSE_MS = 200;
 /** A store whose quickest recent large PUT took less than this is near: uploads hold back for writers. */
@@ -109,6 +118,9 @@ export class Uploader {
   /** The last upload or commit failure, until one succeeds again (lucid status: offline). */
   lastFailure?: { message: string; code?: string; sinceMs: number };
   private waiters: (() => void)[] = [];
+  /** How many large PUTs may be in flight: from `slots`, growing while blocks wait (LARGE_INFLIGHT_BYTES). */
+  private largeWidth: number;
+  private readonly maxLargeWidth: number;
   /** PUTs in flight: of small objects (many fit in one slot), and of the rest. */
   private activeSmall = 0;
   private activeLarge = 0;
@@ -131,6 +143,8 @@ export class Uploader {
   constructor(private readonly parts: UploaderParts, private readonly options: UploaderOptions = {}) {
     this.cache = parts.cache;
     this.slots = options.slots ?? 8;
+    this.largeWidth = this.slots;
+    this.maxLargeWidth = Math.max(this.slots, Math.floor(LARGE_INFLIGHT_BYTES / parts.blockSize));
     this.idleMs = options.idleMs ?? 1000;
     this.retryMs = options.retryMs ?? 2000;
     this.cache.pressure.on(() => {
@@ -278,7 +292,7 @@ export class Uploader {
     const full = this.slots * SMALL_PER_SLOT;
     const smallCap = busy ? Math.max(1, this.slots / 2) : full;
     const holdLarge = this.holdingBackForWriter();
-    while (this.activeLarge < this.slots && this.start(this.queues.large, (q) => !holdLarge || this.flushing.has(q.ino))) { /* started one */ }
+    while (this.activeLarge < this.largeWidth && this.start(this.queues.large, (q) => !holdLarge || this.flushing.has(q.ino))) { /* started one */ }
     while (this.activeSmall < smallCap && this.start(this.queues.small, () => true)) { /* started one */ }
     // A flush never waits behind callers: its inode's blocks go at full width.
     while (this.activeSmall < full && this.flushing.size > 0 && this.start(this.queues.small, (q) => this.flushing.has(q.ino))) { /* started one */ }
@@ -289,10 +303,14 @@ export class Uploader {
     }
   }
 
+  /** Whether the quickest of the last large PUTs took under NEAR_STORE_MS. */
+  private storeIsNear(): boolean {
+    return this.largePutMs.length > 0 && Math.min(...this.largePutMs) < NEAR_STORE_MS;
+  }
+
   /** Whether blocks of large objects wait for the writer to pause (write-behind, above). */
   private holdingBackForWriter(): boolean {
-    return this.largePutMs.length > 0 && Math.min(...this.largePutMs) < NEAR_STORE_MS &&
-      performance.now() - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
+    return this.storeIsNear() && performance.now() - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
   }
 
   /** Starts the first block of `queue` that may go now (and that `allowed` lets go); false if none. */
@@ -340,6 +358,8 @@ export class Uploader {
       if (snap.length > SMALL_OBJECT) {
         this.largePutMs.push(performance.now() - started);
         if (this.largePutMs.length > 16) this.largePutMs.shift();
+        // Every slot was busy and blocks wait: one more may go at once (a near store needs no more).
+        if (!this.storeIsNear() && this.activeLarge >= this.largeWidth && this.queues.large.length > 0) this.largeWidth = Math.min(this.maxLargeWidth, this.largeWidth + 1);
       }
       putDone();
       if (this.gone.has(ino)) return; // deleted meanwhile: the object is left to GC

@@ -267,6 +267,9 @@ export class FuseMount {
         }
         return b.replyErr(r.req, 0);
       case 'getxattr': {
+        // The kernel asks security.capability before every write: when the inode has none,
+        // the binding answers the next such questions itself for an attribute timeout.
+        if (v.xattrKnownAbsent(r.ino, r.name!)) return b.replyNoXattr(r.req, r.ino, Math.max(this.attrTimeout, v.attrTimeoutSec()), r.xepoch);
         const value = await v.getxattr(r.ino, r.name!);
         if (r.size === 0) return b.replyXattr(r.req, value.length);
         if (value.length > r.size) throw new OutOfRangeError('xattr value larger than the buffer');

@@ -62,6 +62,8 @@ export interface FuseBinding {
   destroy(session: NativeSession): void;
   umount(path: string, lazy: boolean): number;
   replyErr(req: NativeReq, errno: number): void;
+  /** ENODATA for a getxattr of `ino`, which has none: the binding answers its next ones itself for `timeoutSec` (request epoch `xepoch`). */
+  replyNoXattr(req: NativeReq, ino: number, timeoutSec: number, xepoch: number): void;
   replyNone(req: NativeReq): void;
   replyEntry(req: NativeReq, entry: Float64Array): void;
   replyCreate(req: NativeReq, entry: Float64Array, fh: number, flags: number): void;

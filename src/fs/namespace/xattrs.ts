@@ -79,6 +79,11 @@ export class XattrChanges {
     }, ino);
   }
 
+  /** Whether a getxattr of `name` on `ino` is known to find nothing without asking anyone. */
+  knownAbsent(ino: number, name: string): boolean {
+    return /^(user|trusted|security|system)\./.test(name) && this.hasNoXattrs(ino);
+  }
+
   async getxattr(ino: number, name: string): Promise<Buffer> {
     if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
     // `ls -l` asks every file for security.selinux, and the kernel asks for security.capability
