@@ -74,13 +74,15 @@ async function timed(cmd: string): Promise<number> {
 }
 
 /** The local steps into `dir`, removing what each wrote before the next. */
-async function localSteps(name: string, dir: string, source: string, fileMiB: number, log: (l: string) => void): Promise<WriteRun> {
+async function localSteps(name: string, dir: string, source: string, fileMiB: number, log: (l: string) => void, phase: (step: string) => void = () => {}): Promise<WriteRun> {
   const dd = async (bs: number, mib: number, file: string) => {
+    phase(`dd ${bs}`);
     const s = await timed(`dd if=/dev/zero of='${file}' bs=${bs} count=${(mib * MiB) / bs} 2>/dev/null`);
     await fs.rm(file, { force: true });
     return s;
   };
   log(`${name}: cp of ${fileMiB} MiB…`);
+  phase('cp');
   const cp = await timed(`cp '${source}' '${path.join(dir, 'copy.bin')}'`);
   await fs.rm(path.join(dir, 'copy.bin'), { force: true });
   log(`${name}: dd…`);
@@ -89,6 +91,7 @@ async function localSteps(name: string, dir: string, source: string, fileMiB: nu
   const dd128k = await dd(128 * 1024, 512, path.join(dir, 'dd128k'));
   const dd1m = await dd(MiB, fileMiB, path.join(dir, 'dd1m'));
   log(`${name}: 16 writers of 64 MiB…`);
+  phase('16 writers');
   const par = await timed(Array.from({ length: 16 }, (_, i) => `dd if=/dev/zero of='${path.join(dir, `p${i}`)}' bs=1M count=64 2>/dev/null &`).join(' ') + ' wait');
   for (let i = 0; i < 16; i++) await fs.rm(path.join(dir, `p${i}`), { force: true });
   const run: WriteRun = {
@@ -141,9 +144,10 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
     mounted.push(mp);
     const rss = rssSampler();
     rss.watch((JSON.parse(await lucidOk(['status', mp, '--json'], env)) as { pid: number }).pid);
-    rss.phase('ingest');
-    result.runs.push(await localSteps('lucid (embedded default)', mp, source, o.fileMiB, log));
-    result.agentPeakRssMiB = rss.stop().ingest;
+    result.runs.push(await localSteps('lucid (embedded default)', mp, source, o.fileMiB, log, (step) => rss.phase(step)));
+    const peaks = rss.stop();
+    log(`lucid: agent peak RSS by step (MiB): ${JSON.stringify(peaks)}`);
+    result.agentPeakRssMiB = Math.max(...Object.values(peaks));
     await lucidOk(['unmount', mp], env);
     mounted.pop();
 

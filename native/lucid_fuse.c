@@ -481,8 +481,12 @@ static void set_str(napi_env env, napi_value obj, const char *key, const char *s
   napi_set_named_property(env, obj, key, v);
 }
 
+/* A request's data handed to JavaScript as an external buffer. V8 is told of its size both
+ * ways: unaccounted, a stream of 1 MiB writes was garbage V8 did not know to collect (16
+ * writers of 64 MiB: the agent's RSS past 1 GiB). `hint` carries the length. */
 static void free_buffer(napi_env env, void *data, void *hint) {
-  (void) env; (void) hint;
+  int64_t unused;
+  napi_adjust_external_memory(env, -(int64_t) (uintptr_t) hint, &unused);
   free(data);
 }
 
@@ -547,7 +551,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   }
   if (r->data) {
     napi_value buf;
-    napi_create_external_buffer(env, r->data_len, r->data, free_buffer, NULL, &buf);
+    int64_t unused;
+    napi_create_external_buffer(env, r->data_len, r->data, free_buffer, (void *) (uintptr_t) r->data_len, &buf);
+    napi_adjust_external_memory(env, (int64_t) r->data_len, &unused);
     napi_set_named_property(env, obj, "data", buf);
     r->data = NULL;
   }

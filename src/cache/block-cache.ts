@@ -459,11 +459,12 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     let row = this.dirtyRow(ino, idx);
     const end = offset + data.length;
     // A write that covers all the block holds is sealed whole at once when it is the whole
-    // block, or small (a small file written in one go: the upload sends these very bytes and
-    // the clean cache adopts the file). A longer first piece (`dd bs=128k`) starts in sector
-    // form instead: sealed whole, the next write would have to unseal it again.
+    // block, or a small first block (a small file written in one go: the upload sends these
+    // very bytes and the clean cache adopts the file). A longer first piece (`dd bs=128k`), or
+    // any piece of a later block, starts in sector form instead: sealed whole, the next write
+    // would have to unseal it again.
     const coversAll = offset === 0 && end >= (row ? row.length : baseLength);
-    if (coversAll && (data.length <= WHOLE_SEAL_SMALL || this.blockSize === undefined || data.length >= this.blockSize)) {
+    if (coversAll && (this.blockSize === undefined || data.length >= this.blockSize || (idx === 0 && data.length <= WHOLE_SEAL_SMALL))) {
       return this.writeWholeLocked(ino, idx, data, row, pending);
     }
     if (row?.sealedId) row = await this.unsealLocked(row);

@@ -93,6 +93,8 @@ const SMALL_PER_SLOT = 8;
  * 83 MB/s where parallel PUTs from another process reached 119.
  */
 const LARGE_INFLIGHT_BYTES = 64 * 1024 * 1024;
+/** Sealed bytes of large objects put and waiting for their commit, past which a slot is held until the commit. */
+const AWAITING_COMMIT_BYTES = 64 * 1024 * 1024;
 /** A writer that has not written for this long has paused: held-back blocks go. */
 const WRITER_PAUSE_MS = 200;
 /** A store whose quickest recent large PUT took less than this is near: uploads hold back for writers. */
@@ -134,6 +136,8 @@ export class Uploader {
   private closed = false;
   /** When a caller last wrote (write-behind: large uploads wait for a pause on a near store). */
   private lastWriteMs = -Infinity;
+  /** Sealed bytes put and waiting in `ready` for their commit. */
+  private awaitingCommitBytes = 0;
   /** Times of the last large PUTs: the shortest says how near the store is (queueing only adds). */
   private readonly largePutMs: number[] = [];
   uploadedBytes = 0;
@@ -292,7 +296,10 @@ export class Uploader {
     const full = this.slots * SMALL_PER_SLOT;
     const smallCap = busy ? Math.max(1, this.slots / 2) : full;
     const holdLarge = this.holdingBackForWriter();
-    while (this.activeLarge < this.largeWidth && this.start(this.queues.large, (q) => !holdLarge || this.flushing.has(q.ino))) { /* started one */ }
+    // Held back, only a flush's blocks may go: the queue is not searched when none waits.
+    if (!holdLarge || this.flushing.size > 0) {
+      while (this.activeLarge < this.largeWidth && this.start(this.queues.large, (q) => !holdLarge || this.flushing.has(q.ino))) { /* started one */ }
+    }
     while (this.activeSmall < smallCap && this.start(this.queues.small, () => true)) { /* started one */ }
     // A flush never waits behind callers: its inode's blocks go at full width.
     while (this.activeSmall < full && this.flushing.size > 0 && this.start(this.queues.small, (q) => this.flushing.has(q.ino))) { /* started one */ }
@@ -361,16 +368,24 @@ export class Uploader {
         // Every slot was busy and blocks wait: one more may go at once (a near store needs no more).
         if (!this.storeIsNear() && this.activeLarge >= this.largeWidth && this.queues.large.length > 0) this.largeWidth = Math.min(this.maxLargeWidth, this.largeWidth + 1);
       }
-      putDone();
       if (this.gone.has(ino)) return; // deleted meanwhile: the object is left to GC
+      // Its sealed bytes wait in memory for the commit (the clean cache takes them then): past
+      // AWAITING_COMMIT_BYTES of those, the slot stays taken until the commit, so PUTs that
+      // outrun commits cannot fill memory (16 writers into a file:// store: RSS past 1 GiB).
+      this.awaitingCommitBytes += sealed.length;
+      if (snap.length <= SMALL_OBJECT || this.awaitingCommitBytes <= AWAITING_COMMIT_BYTES) putDone();
       // The block stays in flight until its commit is done: a second upload of it must not
       // start while this one waits to be committed.
-      await new Promise<void>((done) => {
-        const list = this.ready.get(ino) ?? [];
-        list.push({ ref: { index: idx, objectId, length: snap.length }, gen: snap.gen, sealed, done });
-        this.ready.set(ino, list);
-        void this.commit(ino);
-      });
+      try {
+        await new Promise<void>((done) => {
+          const list = this.ready.get(ino) ?? [];
+          list.push({ ref: { index: idx, objectId, length: snap.length }, gen: snap.gen, sealed, done });
+          this.ready.set(ino, list);
+          void this.commit(ino);
+        });
+      } finally {
+        this.awaitingCommitBytes -= sealed.length;
+      }
     } catch (e) {
       this.fail(ino, idx, e as Error);
     }

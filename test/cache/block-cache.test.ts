@@ -99,9 +99,13 @@ t.test('dirty writes of every shape into 1 MiB blocks read back byte for byte, a
   // dd bs=128k into block 0: the first piece is long, so sector form from the start.
   for (let off = 0; off < MIB; off += 128 * 1024) await write(0, off, randomBytes(128 * 1024));
   t.equal(cache.dirtyRow(1, 0)?.sealedId, null, 'a block written in 128 KiB pieces is in sector form');
-  // A small file written at once: sealed whole.
+  // A small file written at once: sealed whole; a small first piece of a later block is not.
+  const small = randomBytes(4096);
+  await cache.writeDirty(2, 0, 0, small, async () => undefined, 0);
+  t.ok(cache.dirtyRow(2, 0)?.sealedId, 'a small file written at once is sealed whole');
+  t.ok((await cache.readDirty(2, 0, 0, 4096))?.equals(small), 'and reads back');
   await write(1, 0, randomBytes(4096));
-  t.ok(cache.dirtyRow(1, 1)?.sealedId, 'a small write covering its block is sealed whole');
+  t.equal(cache.dirtyRow(1, 1)?.sealedId, null, 'a small first piece of a later block starts in sector form');
   // A whole block: sealed whole; then overwritten in part (unsealed into sector form).
   await write(2, 0, randomBytes(MIB));
   t.ok(cache.dirtyRow(1, 2)?.sealedId, 'a whole block is sealed whole');
