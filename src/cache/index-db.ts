@@ -6,9 +6,25 @@
  * Promises: every change is written before the call returns, so a process killed at any
  * moment finds, on restart, every dirty block and pending size that a write acknowledged.
  * (synchronous=NORMAL: what the OS has survives the process; fsync gives power-loss safety.)
+ * Changes to dirty rows, pending sizes and clean rows go first to a log (`index-log.ts`: one
+ * append each, folded into the tables in batches); every read of those tables folds first.
  */
 import Database from 'better-sqlite3';
 import { InvalidArgumentError } from '../errors.js';
+import { IndexLog } from './index-log.js';
+
+/**
+ * One logged change, its parts applied in this order: a dirty row put (d) or removed (x), a
+ * pending size put (p) or removed (y), a clean row put (c) or removed (e).
+ */
+interface IndexChange {
+  d?: [ino: number, idx: number, fileId: string, length: number, gen: number, sealedId: string | null];
+  x?: [ino: number, idx: number];
+  p?: [ino: number, size: number, mtimeMs: number];
+  y?: number;
+  c?: [objectId: string, size: number, atime: number, ino: number];
+  e?: string;
+}
 
 export interface DirtyRow {
   ino: number;
@@ -30,6 +46,7 @@ export interface PendingRow {
 export class CacheIndex {
   private readonly db: Database.Database;
   private readonly st: Record<string, Database.Statement>;
+  private readonly log: IndexLog<IndexChange>;
 
   constructor(file: string, filespaceId: string) {
     this.db = new Database(file);
@@ -72,40 +89,44 @@ export class CacheIndex {
       journalAll: p('SELECT seq, op FROM journal ORDER BY seq'),
       journalClear: p('DELETE FROM journal'),
     };
+    const fold = this.db.transaction((changes: IndexChange[]) => {
+      for (const c of changes) {
+        if (c.d) this.st.dirtyPut.run(...c.d);
+        if (c.x) this.st.dirtyDel.run(...c.x);
+        if (c.p) this.st.pendingPut.run(...c.p);
+        if (c.y !== undefined) this.st.pendingDel.run(c.y);
+        if (c.c) this.st.cleanPut.run(...c.c);
+        if (c.e !== undefined) this.st.cleanDel.run(c.e);
+      }
+    });
+    this.log = new IndexLog<IndexChange>(`${file.replace(/\.sqlite$/, '')}.log`, (changes) => fold(changes));
   }
 
   cleanEntries(): { objectId: string; size: number; ino: number }[] {
+    this.log.fold();
     return (this.st.cleanAll.all() as { object_id: string; size: number; ino: number }[]).map((r) => ({ objectId: r.object_id, size: r.size, ino: r.ino }));
   }
-  addClean(objectId: string, size: number, ino: number): void { this.st.cleanPut.run(objectId, size, Date.now(), ino); }
-  deleteClean(objectId: string): void { this.st.cleanDel.run(objectId); }
+  addClean(objectId: string, size: number, ino: number): void { this.log.append({ c: [objectId, size, Date.now(), ino] }); }
+  deleteClean(objectId: string): void { this.log.append({ e: objectId }); }
   touchClean(objectIds: Iterable<string>): void {
+    this.log.fold();
     const now = Date.now();
     this.db.transaction(() => { for (const id of objectIds) this.st.cleanTouch.run(now, id); })();
   }
 
-  dirty(ino: number, idx: number): DirtyRow | undefined { return this.st.dirtyGet.get(ino, idx) as DirtyRow | undefined; }
-  dirtyOf(ino: number): DirtyRow[] { return this.st.dirtyOfIno.all(ino) as DirtyRow[]; }
-  allDirty(): DirtyRow[] { return this.st.dirtyAll.all() as DirtyRow[]; }
-  /** Records a dirty block, and with `pending` the size it implies, in one transaction. */
+  dirty(ino: number, idx: number): DirtyRow | undefined { this.log.fold(); return this.st.dirtyGet.get(ino, idx) as DirtyRow | undefined; }
+  dirtyOf(ino: number): DirtyRow[] { this.log.fold(); return this.st.dirtyOfIno.all(ino) as DirtyRow[]; }
+  allDirty(): DirtyRow[] { this.log.fold(); return this.st.dirtyAll.all() as DirtyRow[]; }
+  /** Records a dirty block, and with `pending` the size it implies, in one step. */
   putDirty(r: DirtyRow, pending?: PendingRow): void {
-    if (!pending) this.st.dirtyPut.run(r.ino, r.idx, r.fileId, r.length, r.gen, r.sealedId);
-    else this.putDirtyAndPending(r, pending);
+    this.log.append({ d: [r.ino, r.idx, r.fileId, r.length, r.gen, r.sealedId], ...(pending ? { p: [pending.ino, pending.size, pending.mtimeMs] } : {}) });
   }
-  private readonly putDirtyAndPending = (r: DirtyRow, p: PendingRow): void => {
-    this.putBoth ??= this.db.transaction((row: DirtyRow, pend: PendingRow) => {
-      this.st.dirtyPut.run(row.ino, row.idx, row.fileId, row.length, row.gen, row.sealedId);
-      this.st.pendingPut.run(pend.ino, pend.size, pend.mtimeMs);
-    });
-    this.putBoth(r, p);
-  };
-  private putBoth?: (r: DirtyRow, p: PendingRow) => void;
-  deleteDirty(ino: number, idx: number): void { this.st.dirtyDel.run(ino, idx); }
+  deleteDirty(ino: number, idx: number): void { this.log.append({ x: [ino, idx] }); }
 
-  pending(ino: number): PendingRow | undefined { return this.st.pendingGet.get(ino) as PendingRow | undefined; }
-  allPending(): PendingRow[] { return this.st.pendingAll.all() as PendingRow[]; }
-  putPending(r: PendingRow): void { this.st.pendingPut.run(r.ino, r.size, r.mtimeMs); }
-  deletePending(ino: number): void { this.st.pendingDel.run(ino); }
+  pending(ino: number): PendingRow | undefined { this.log.fold(); return this.st.pendingGet.get(ino) as PendingRow | undefined; }
+  allPending(): PendingRow[] { this.log.fold(); return this.st.pendingAll.all() as PendingRow[]; }
+  putPending(r: PendingRow): void { this.log.append({ p: [r.ino, r.size, r.mtimeMs] }); }
+  deletePending(ino: number): void { this.log.append({ y: ino }); }
 
   pin(ino: number): void { this.st.pinAdd.run(ino); }
   unpin(ino: number): void { this.st.pinDel.run(ino); }
@@ -119,6 +140,7 @@ export class CacheIndex {
   forgetLegacyJournal(): void { this.st.journalClear.run(); }
 
   close(): void {
+    this.log.close();
     this.db.close();
   }
 }

@@ -19,7 +19,8 @@
  * a flush waits for them or the cache is full.
  * Write-behind for a near store: while a writer keeps writing (a write in the last
  * WRITER_PAUSE_MS), blocks of large objects wait if the quickest of the last large PUTs took
- * under NEAR_STORE_MS (the quickest, since PUTs queued behind each other only add time). There a PUT is the event loop's work more than waiting, the same thread that
+ * under NEAR_STORE_MS (the quickest, since PUTs queued behind each other only add time); until
+ * one large PUT has been timed, one goes at a time to learn it. There a PUT is the event loop's work more than waiting, the same thread that
  * serves the writer's requests (a 256 MiB `cp` to s3rver on loopback: 110 MB/s uploading
  * alongside, 430–480 MB/s without); far away a PUT is mostly waiting, and overlapping it with
  * the writes brings the data to the store sooner. They go when the writer pauses, when a flush
@@ -296,6 +297,10 @@ export class Uploader {
     const full = this.slots * SMALL_PER_SLOT;
     const smallCap = busy ? Math.max(1, this.slots / 2) : full;
     const holdLarge = this.holdingBackForWriter();
+    // Until a large PUT has said how near the store is, one at a time goes while a writer writes.
+    if (holdLarge && this.largePutMs.length === 0) {
+      while (this.activeLarge < 1 && this.start(this.queues.large, () => true)) { /* started one */ }
+    }
     // Held back, only a flush's blocks may go: the queue is not searched when none waits.
     if (!holdLarge || this.flushing.size > 0) {
       while (this.activeLarge < this.largeWidth && this.start(this.queues.large, (q) => !holdLarge || this.flushing.has(q.ino))) { /* started one */ }
@@ -317,7 +322,7 @@ export class Uploader {
 
   /** Whether blocks of large objects wait for the writer to pause (write-behind, above). */
   private holdingBackForWriter(): boolean {
-    return this.storeIsNear() && performance.now() - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
+    return (this.largePutMs.length === 0 || this.storeIsNear()) && performance.now() - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
   }
 
   /** Starts the first block of `queue` that may go now (and that `allowed` lets go); false if none. */
