@@ -785,10 +785,13 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     };
   }
 
+  /** Recency into the index (kept for the next time if the index cannot take it now: a full disk). */
   private persistTouches(): void {
     if (this.touched.size === 0) return;
-    this.index.touchClean(this.touched);
-    this.touched.clear();
+    try {
+      this.index.touchClean(this.touched);
+      this.touched.clear();
+    } catch { /* tried again in 5 s */ }
   }
 
   async close(): Promise<void> {

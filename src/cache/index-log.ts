@@ -12,7 +12,10 @@
  * finds it on restart (`replay` folds what the log holds before anything is read). Every
  * change sets one key to a value or removes it, so folding a line twice (killed between the
  * fold's commit and the log's truncation) leaves the same tables. A torn last line (killed
- * mid-write, never acknowledged) is dropped.
+ * mid-write, never acknowledged) is dropped. A change the log cannot take (a full disk) throws
+ * to its caller and leaves no part of its line behind; a fold that fails (the database cannot
+ * grow) leaves its changes in the log and is tried again later: nothing is lost, and a fold on
+ * a timer never throws.
  */
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 
@@ -23,6 +26,8 @@ const FOLD_AFTER_MS = 200;
 
 export class IndexLog<Change> {
   private readonly fd: number;
+  /** Bytes in the log: where it is cut back to when a line cannot be written whole. */
+  private bytes = 0;
   private waiting: Change[] = [];
   private timer?: NodeJS.Timeout;
   private closed = false;
@@ -38,7 +43,13 @@ export class IndexLog<Change> {
     if (this.closed) throw new Error('the cache index is closed');
     const line = Buffer.from(`${JSON.stringify(change)}\n`);
     let done = 0;
-    while (done < line.length) done += writeSync(this.fd, line, done, line.length - done);
+    try {
+      while (done < line.length) done += writeSync(this.fd, line, done, line.length - done);
+    } catch (e) {
+      if (done > 0) ftruncateSync(this.fd, this.bytes);
+      throw e;
+    }
+    this.bytes += line.length;
     this.waiting.push(change);
     if (this.waiting.length >= FOLD_EVERY) this.fold();
     else if (!this.timer) {
@@ -47,14 +58,24 @@ export class IndexLog<Change> {
     }
   }
 
-  /** Applies what waits to the tables (one transaction), then empties the log. */
+  /**
+   * Applies what waits to the tables (one transaction), then empties the log. If the tables
+   * cannot take it, everything stays in the log and the fold is tried again later.
+   */
   fold(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.waiting.length === 0) return;
-    this.apply(this.waiting);
+    try {
+      this.apply(this.waiting);
+    } catch {
+      this.timer = setTimeout(() => this.fold(), 5 * FOLD_AFTER_MS);
+      this.timer.unref();
+      return;
+    }
     this.waiting = [];
     ftruncateSync(this.fd, 0);
+    this.bytes = 0;
   }
 
   close(): void {

@@ -18,6 +18,9 @@ export interface AgentStatus {
   store: string;
   service: string;
   uploadBytes: number;
+  /** Bytes uploaded per second over the last seconds, and the seconds left at that rate (absent while nothing moves). */
+  uploadRate: number;
+  uploadSecondsLeft?: number;
   /** The agent's memory (bytes): resident set, JavaScript heap in use, memory outside it (buffers). */
   memory: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
   /** Changes to names and attributes not yet at the metadata service (write-back, or offline). */

@@ -193,13 +193,15 @@ export class Agent implements ControlledAgent {
     const c = this.cache.stats();
     const s = this.metrics.stats;
     const offline = this.offline();
+    const rate = this.writeback.uploadRate();
     return {
       mountpoint: this.config.mountpoint, pid: process.pid,
       state: this.stopping ? 'stopping' : offline ? 'offline' : c.uploadBytes > 0 || this.vfs.journal.size > 0 ? 'uploading' : 'mounted',
       ...(offline ? { offline } : {}),
       filespaceId: this.filespaceId, store: this.store.url,
       service: this.config.serviceUrl ?? 'in-process (SQLite)',
-      uploadBytes: c.uploadBytes, changesWaiting: this.vfs.journal.size, changesOldestMs: this.vfs.journal.oldestAgeMs,
+      uploadBytes: c.uploadBytes, uploadRate: rate, ...(rate > 0 && c.uploadBytes > 0 ? { uploadSecondsLeft: c.uploadBytes / rate } : {}),
+      changesWaiting: this.vfs.journal.size, changesOldestMs: this.vfs.journal.oldestAgeMs,
       conflicts: this.vfs.journal.conflicts, metaBatches: { requests: this.vfs.journal.batches, changes: this.vfs.journal.batchedOps }, uploadBlocks: c.dirtyBlocks, uploadsInFlight: this.writeback.pendingUploads(),
       cache: { ...c, dir: this.cacheDir, hitRatio: c.hits + c.misses > 0 ? c.hits / (c.hits + c.misses) : 0 },
       prefetch: (() => { const p = this.vfs.data.prefetcher.stats(); return { ...p, accuracy: p.issued > 0 ? p.used / p.issued : 0, predictedFiles: this.vfs.predictor.predictedFiles }; })(),

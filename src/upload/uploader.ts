@@ -33,6 +33,7 @@ import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
 import type { BlockCodec } from '../block/format.js';
 import { putBlock } from './put-block.js';
+import { RateMeter } from '../util/rate.js';
 import type { CommitListener, UploadHolds } from './types.js';
 
 /** What the uploader works with: where objects go, how they are sealed, where maps are committed. */
@@ -143,6 +144,8 @@ export class Uploader {
   private readonly largePutMs: number[] = [];
   uploadedBytes = 0;
   commits = 0;
+  /** Bytes uploaded per second lately (lucid status). */
+  private readonly rate = new RateMeter();
   private readonly cache: DirtyBlocks;
 
   constructor(private readonly parts: UploaderParts, private readonly options: UploaderOptions = {}) {
@@ -266,6 +269,11 @@ export class Uploader {
     });
   }
 
+  /** Plaintext bytes uploaded per second over the last seconds. */
+  uploadRate(): number {
+    return this.rate.perSecond();
+  }
+
   pendingUploads(): number {
     return this.queues.small.length + this.queues.large.length + this.inflight.size;
   }
@@ -367,6 +375,7 @@ export class Uploader {
       // A block written whole was sealed at write time; a partial one is sealed now.
       const { objectId, sealed } = await putBlock(this.parts.store, this.parts.codec, snap.sealed ? { objectId: snap.sealed.objectId, sealed: snap.sealed.bytes } : { plain: snap.data! });
       this.uploadedBytes += snap.length;
+      this.rate.note(this.uploadedBytes);
       if (snap.length > SMALL_OBJECT) {
         this.largePutMs.push(performance.now() - started);
         if (this.largePutMs.length > 16) this.largePutMs.shift();

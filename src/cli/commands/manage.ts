@@ -10,6 +10,13 @@ import { callAgent, listMounts, mountOf, streamAgent, type MountRecord } from '.
 import { ProgressBar } from '../progress.js';
 import { detach, lucidMountAt } from '../mountpoint.js';
 
+/** Seconds left, as a person reads them: "12 s", "4 min", "2.5 h". */
+function roughly(seconds: number): string {
+  if (seconds < 90) return `${Math.ceil(seconds)} s`;
+  if (seconds < 5400) return `${Math.ceil(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 function recordAt(mountpoint: string): MountRecord | undefined {
   const abs = path.resolve(mountpoint);
   return listMounts().find((m) => m.mountpoint === abs);
@@ -68,7 +75,7 @@ function describe(s: AgentStatus): string {
       : `${s.mountpoint}: ${s.state} (agent pid ${s.pid}), filespace ${s.filespaceId}`,
     `  store      ${s.store}`,
     `  service    ${s.service}`,
-    `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)` : 'nothing remaining'}${s.changesWaiting ? `; ${s.changesWaiting} change(s) to names and attributes waiting (oldest ${(s.changesOldestMs / 1000).toFixed(1)} s)` : ''}`,
+    `  upload     ${s.uploadBytes > 0 ? `${formatSize(s.uploadBytes)} remaining in ${s.uploadBlocks} block(s)${s.uploadSecondsLeft !== undefined ? `, ${formatSize(s.uploadRate)}/s, about ${roughly(s.uploadSecondsLeft)} left` : ''}` : 'nothing remaining'}${s.changesWaiting ? `; ${s.changesWaiting} change(s) to names and attributes waiting (oldest ${(s.changesOldestMs / 1000).toFixed(1)} s)` : ''}`,
     ...(s.conflicts ? [`  conflicts  ${s.conflicts} change(s) landed as a conflict copy or were skipped: another client got there first (see the log)`] : []),
     `  cache      ${formatSize(c.usedBytes)} of ${formatSize(c.limitBytes)} (dirty ${formatSize(c.dirtyBytes)}, pinned ${formatSize(c.pinnedBytes)}) in ${c.dir}`,
     `  hits       ${(c.hitRatio * 100).toFixed(1)}% of ${c.hits + c.misses} block reads from cache; ${c.evictions} evicted`,
