@@ -1,8 +1,8 @@
 /**
  * Write-behind (docs/SEMANTICS.md, "Cache and upload"): with a near store, blocks of large
  * objects wait while a writer keeps writing and go once it pauses, or at once for an fsync;
- * with a far store they go while the writer writes. Either way every byte reads back and ends
- * committed.
+ * with a far store they go while the writer writes, more than 8 at once while blocks wait.
+ * Either way every byte reads back and ends committed.
  */
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -12,9 +12,11 @@ import { mountVfs, readPath, sharedFilespace } from '../helpers/shared.js';
 const BS = 512 * 1024; // above the uploader's small-object size
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The shared store with every PUT counted, each taking `delayMs`. */
-function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStore; puts(): number } {
+/** The shared store with every PUT counted, each taking `delayMs`; `peak()` is the most in flight at once. */
+function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStore; puts(): number; peak(): number } {
   let puts = 0;
+  let inFlight = 0;
+  let peak = 0;
   const wrapped = new Proxy(store, {
     get(target, prop) {
       const v = Reflect.get(target, prop, target) as unknown;
@@ -22,12 +24,17 @@ function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStor
       if (prop !== 'put') return (v as (...a: unknown[]) => unknown).bind(target);
       return async (...args: unknown[]) => {
         puts++;
-        await sleep(delayMs);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
+        peak = Math.max(peak, ++inFlight);
+        try {
+          await sleep(delayMs);
+          return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } finally {
+          inFlight--;
+        }
       };
     },
   }) as ObjectStore;
-  return { store: wrapped, puts: () => puts };
+  return { store: wrapped, puts: () => puts, peak: () => peak };
 }
 
 async function writer(t: Test, delayMs: number) {
@@ -90,6 +97,17 @@ t.test('far store: full blocks go while the writer writes', async (t) => {
   const { data, putsWhileWriting } = await stream(w, 8, 40);
   t.ok(putsWhileWriting >= 4, `PUTs overlapped the writes (${putsWhileWriting})`);
   await w.vfs.fsync(w.fh);
+  await w.vfs.release(w.fh);
+  const other = await mountVfs(t, w.shared, 'other');
+  t.ok((await readPath(other, '/stream.bin')).equals(data), 'another mount reads every byte');
+});
+
+t.test('far store: the width of large PUTs grows past 8 while blocks wait', async (t) => {
+  const w = await writer(t, 40);
+  const data = randomBytes(48 * BS);
+  for (let i = 0; i < 48; i++) await w.vfs.write(w.fh, i * BS, data.subarray(i * BS, (i + 1) * BS));
+  await w.vfs.fsync(w.fh);
+  t.ok(w.counted.peak() > 8, `${w.counted.peak()} PUTs were in flight at once`);
   await w.vfs.release(w.fh);
   const other = await mountVfs(t, w.shared, 'other');
   t.ok((await readPath(other, '/stream.bin')).equals(data), 'another mount reads every byte');
