@@ -12,19 +12,20 @@
  * - `freeze(ino)` waits for the inode's uploads in flight and holds new ones back, so a
  *   truncate or a delete can change the inode's dirty blocks safely.
  * Full blocks go at once; partial blocks after `idleMs` without writes, or on flush.
- * Width: `slots` PUTs of large objects at first, growing while blocks wait (LARGE_INFLIGHT_BYTES),
- * eight times `slots` of small ones (their time over a
- * long link is the round trip); a slot is free once its PUT is done, not its commit. While
- * callers keep the mount busy (`foreground`), small PUTs keep to half a slot's width unless
- * a flush waits for them or the cache is full.
+ * Width: `slots` PUTs of large objects at first, growing while blocks wait (up to
+ * LARGE_INFLIGHT_BYTES), and eight times `slots` of small ones (their time over a long link is
+ * the round trip); a slot is free once its PUT is done, not its commit. While callers keep the
+ * mount busy (`foreground`), small PUTs keep to half a slot's width unless a flush waits for
+ * them or the cache is full.
  * Write-behind for a near store: while a writer keeps writing (a write in the last
  * WRITER_PAUSE_MS), blocks of large objects wait if the quickest of the last large PUTs took
  * under NEAR_STORE_MS (the quickest, since PUTs queued behind each other only add time); until
- * one large PUT has been timed, one goes at a time to learn it. There a PUT is the event loop's work more than waiting, the same thread that
- * serves the writer's requests (a 256 MiB `cp` to s3rver on loopback: 110 MB/s uploading
- * alongside, 430–480 MB/s without); far away a PUT is mostly waiting, and overlapping it with
- * the writes brings the data to the store sooner. They go when the writer pauses, when a flush
- * waits for them, or when the cache holds half its limit in data not yet uploaded.
+ * one large PUT has been timed, one goes at a time to learn it. Near, a PUT is the event
+ * loop's work more than waiting, on the thread that serves the writer's requests (a 256 MiB
+ * `cp` to s3rver on loopback: 110 MB/s uploading alongside, 430–480 MB/s without); far away a
+ * PUT is mostly waiting, and overlapping it with the writes brings the data to the store
+ * sooner. Held blocks go when the writer pauses, when a flush waits for them, or when the
+ * cache holds half its limit in data not yet uploaded.
  */
 import type { DirtyBlocks } from '../cache/types.js';
 import type { Attr, BlockRef } from '../meta/types.js';
@@ -385,7 +386,7 @@ export class Uploader {
       if (this.gone.has(ino)) return; // deleted meanwhile: the object is left to GC
       // Its sealed bytes wait in memory for the commit (the clean cache takes them then): past
       // AWAITING_COMMIT_BYTES of those, the slot stays taken until the commit, so PUTs that
-      // outrun commits cannot fill memory (16 writers into a file:// store: RSS past 1 GiB).
+      // outrun commits (a slow service) cannot fill memory with sealed blocks.
       this.awaitingCommitBytes += sealed.length;
       if (snap.length <= SMALL_OBJECT || this.awaitingCommitBytes <= AWAITING_COMMIT_BYTES) putDone();
       // The block stays in flight until its commit is done: a second upload of it must not
