@@ -35,6 +35,8 @@ t.test('tampered blocks and names: EIO, the log names the object, other files re
     && head -c 3M /dev/urandom > ${fx.work}/d.old && dd if=${fx.work}/d.old of=shots/old.mov bs=1M conv=fsync status=none \\
     && cp ${fx.work}/d shots/old.mov && sync && echo ok`);
   t.equal(w.stdout.trim(), 'ok', w.stderr);
+  // sync(1) does not reach the mount: `lucid sync` waits until every block is uploaded and committed.
+  t.equal((await fx.lucid(['sync', fx.mp])).code, 0, 'lucid sync');
   const [a, b, c, d] = await Promise.all(['a', 'b', 'c', 'd'].map((f) => objectsOf(fx, `${fx.mp}/shots/${f}.mov`)));
   t.equal(a.length, 3, 'three blocks per file');
 

@@ -82,7 +82,8 @@ export class Vfs {
   /** What the mount knows of names and attributes (the change feed and restores tell it what changed). */
   readonly view: NamespaceView;
   private readonly changes: NamespaceChanges;
-  private readonly xattrs: XattrChanges;
+  /** Extended attributes: get, set, list, remove (each decided as names and attributes are). */
+  readonly xattrs: XattrChanges;
   private readonly listings: Listings;
   private readonly blockMap: BlockMap;
   /** File contents: reads, writes, truncates, hydration (and its block loader). */
@@ -356,29 +357,6 @@ export class Vfs {
       blockSize: unit, blocks: Math.floor(total / unit), blocksFree: Math.floor((total - info.bytes) / unit),
       files: 2 ** 32, filesFree: 2 ** 32 - info.inodes, nameMax: 255,
     };
-  }
-
-  // ---- extended attributes --------------------------------------------------------------
-
-  setxattr(ino: number, name: string, value: Buffer, flags: number): Promise<void> {
-    return this.xattrs.setxattr(ino, name, value, flags);
-  }
-
-  getxattr(ino: number, name: string): Promise<Buffer> {
-    return this.xattrs.getxattr(ino, name);
-  }
-
-  /** Whether `ino` has no attribute `name`, known here without a trip (no error built). */
-  xattrKnownAbsent(ino: number, name: string): boolean {
-    return this.xattrs.knownAbsent(ino, name);
-  }
-
-  listxattr(ino: number): Promise<string[]> {
-    return this.xattrs.listxattr(ino);
-  }
-
-  removexattr(ino: number, name: string): Promise<void> {
-    return this.xattrs.removexattr(ino, name);
   }
 
   /** Resolves a path relative to the root to an inode. */

@@ -215,12 +215,12 @@ t.test('hard links and extended attributes are written back (no round trip), off
   const data = randomBytes(5000);
   const ino = await writeFile(a, dir, 'clip.mov', data);
   const before = rec.calls.length;
-  await a.setxattr(ino, 'user.reel', Buffer.from('A001'), 0);
-  await a.setxattr(ino, 'user.scene', Buffer.from('12'), 1 /* XATTR_CREATE */);
-  await t.rejects(a.setxattr(ino, 'user.scene', Buffer.from('13'), 1), { code: 'EntryExists' }, 'XATTR_CREATE of one that waits: EEXIST, decided locally');
-  await t.rejects(a.setxattr(ino, 'user.take', Buffer.from('1'), 2), { code: 'NoAttribute' }, 'XATTR_REPLACE of one this new file lacks: ENODATA');
-  t.same((await a.getxattr(ino, 'user.reel')).toString(), 'A001', 'read back before the service has it');
-  t.same((await a.listxattr(ino)).sort(), ['user.reel', 'user.scene']);
+  await a.xattrs.setxattr(ino, 'user.reel', Buffer.from('A001'), 0);
+  await a.xattrs.setxattr(ino, 'user.scene', Buffer.from('12'), 1 /* XATTR_CREATE */);
+  await t.rejects(a.xattrs.setxattr(ino, 'user.scene', Buffer.from('13'), 1), { code: 'EntryExists' }, 'XATTR_CREATE of one that waits: EEXIST, decided locally');
+  await t.rejects(a.xattrs.setxattr(ino, 'user.take', Buffer.from('1'), 2), { code: 'NoAttribute' }, 'XATTR_REPLACE of one this new file lacks: ENODATA');
+  t.same((await a.xattrs.getxattr(ino, 'user.reel')).toString(), 'A001', 'read back before the service has it');
+  t.same((await a.xattrs.listxattr(ino)).sort(), ['user.reel', 'user.scene']);
   const linked = await a.link(ino, dir, 'clip-link.mov');
   t.equal(linked.nlink, 2, 'two names');
   await t.rejects(a.link(ino, dir, 'clip.mov'), { code: 'EntryExists' });
@@ -231,15 +231,15 @@ t.test('hard links and extended attributes are written back (no round trip), off
   await a.journal.flush();
   sw.down = true;
   // Offline, what needs the file's attribute set decides only where the mount knows it.
-  await t.rejects(a.removexattr(ino, 'user.reel'), { code: 'ServiceUnavailable' }, 'offline, removing an attribute of a file whose attributes only the service knows: EIO, nothing journaled');
-  await a.setxattr(ino, 'user.scene', Buffer.from('14'), 0);
+  await t.rejects(a.xattrs.removexattr(ino, 'user.reel'), { code: 'ServiceUnavailable' }, 'offline, removing an attribute of a file whose attributes only the service knows: EIO, nothing journaled');
+  await a.xattrs.setxattr(ino, 'user.scene', Buffer.from('14'), 0);
   await a.link(ino, ROOT_INO, 'clip-top.mov');
   const made = await writeFile(a, dir, 'notes.txt', Buffer.from('made offline'));
-  await a.setxattr(made, 'user.tmp', Buffer.from('x'), 1);
-  await a.setxattr(made, 'user.keep', Buffer.from('y'), 0);
-  await a.removexattr(made, 'user.tmp');
-  await t.rejects(a.removexattr(made, 'user.tmp'), { code: 'NoAttribute' }, 'a file made here has just the attributes this mount gave it');
-  t.same((await a.getxattr(ino, 'user.scene')).toString(), '14', 'set offline, read back');
+  await a.xattrs.setxattr(made, 'user.tmp', Buffer.from('x'), 1);
+  await a.xattrs.setxattr(made, 'user.keep', Buffer.from('y'), 0);
+  await a.xattrs.removexattr(made, 'user.tmp');
+  await t.rejects(a.xattrs.removexattr(made, 'user.tmp'), { code: 'NoAttribute' }, 'a file made here has just the attributes this mount gave it');
+  t.same((await a.xattrs.getxattr(ino, 'user.scene')).toString(), '14', 'set offline, read back');
   t.ok((await readPath(a, 'clip-top.mov')).equals(data), 'the new name reads the file offline');
   sw.down = false;
   await a.journal.flush();
@@ -252,11 +252,11 @@ t.test('hard links and extended attributes are written back (no round trip), off
     t.equal(at.nlink, 3, `${p}: three names`);
     t.ok((await readPath(b, p)).equals(data), `${p} byte for byte`);
   }
-  t.same((await b.listxattr(ino)).sort(), ['user.reel', 'user.scene'], 'the second mount sees the attributes as left');
-  t.same((await b.getxattr(ino, 'user.scene')).toString(), '14');
+  t.same((await b.xattrs.listxattr(ino)).sort(), ['user.reel', 'user.scene'], 'the second mount sees the attributes as left');
+  t.same((await b.xattrs.getxattr(ino, 'user.scene')).toString(), '14');
   const notes = await b.resolve('media/notes.txt');
-  t.same(await b.listxattr(notes.ino), ['user.keep'], 'the offline file\'s attributes arrived with it');
-  t.same((await b.getxattr(notes.ino, 'user.keep')).toString(), 'y');
+  t.same(await b.xattrs.listxattr(notes.ino), ['user.keep'], 'the offline file\'s attributes arrived with it');
+  t.same((await b.xattrs.getxattr(notes.ino, 'user.keep')).toString(), 'y');
   await a.unlink(dir, 'clip-link.mov');
   await a.journal.flush();
   const c = await mountVfs(t, shared, 'c');

@@ -21,21 +21,21 @@ t.test('writes need no xattr round trip; an xattr set here or elsewhere is seen'
 
   const { attr, fh } = await a.create(1, 'render.mov', 0o644, O_RDWR, { uid: 0, gid: 0 });
   for (let i = 0; i < 5; i++) {
-    await t.rejects(a.getxattr(attr.ino, 'security.capability'), NoAttributeError);
+    await t.rejects(a.xattrs.getxattr(attr.ino, 'security.capability'), NoAttributeError);
     await a.write(fh, i * 65536, Buffer.alloc(65536, i));
     if (i === 2) await a.fsync(fh); // a commit brings new attributes from the service
   }
   await a.fsync(fh);
-  await t.rejects(a.getxattr(attr.ino, 'security.capability'), NoAttributeError, 'still answered after the commits');
-  t.same(await a.listxattr(attr.ino), []);
+  await t.rejects(a.xattrs.getxattr(attr.ino, 'security.capability'), NoAttributeError, 'still answered after the commits');
+  t.same(await a.xattrs.listxattr(attr.ino), []);
   t.equal(xattrQuestions.calls(), 0, 'no xattr question reached the service');
 
-  await a.setxattr(attr.ino, 'user.take', Buffer.from('3'), 0);
-  t.equal((await a.getxattr(attr.ino, 'user.take')).toString(), '3', 'set here: seen at once');
+  await a.xattrs.setxattr(attr.ino, 'user.take', Buffer.from('3'), 0);
+  t.equal((await a.xattrs.getxattr(attr.ino, 'user.take')).toString(), '3', 'set here: seen at once');
 
-  await b.setxattr(attr.ino, 'user.colour', Buffer.from('graded'), 0);
+  await b.xattrs.setxattr(attr.ino, 'user.colour', Buffer.from('graded'), 0);
   await new Promise((r) => setTimeout(r, STALE_MS + 100));
-  t.equal((await a.getxattr(attr.ino, 'user.colour')).toString(), 'graded', 'set on another mount: seen once the staleness bound has passed');
-  t.same((await a.listxattr(attr.ino)).sort(), ['user.colour', 'user.take']);
+  t.equal((await a.xattrs.getxattr(attr.ino, 'user.colour')).toString(), 'graded', 'set on another mount: seen once the staleness bound has passed');
+  t.same((await a.xattrs.listxattr(attr.ino)).sort(), ['user.colour', 'user.take']);
   await a.release(fh);
 });

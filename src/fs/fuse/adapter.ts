@@ -261,7 +261,7 @@ export class FuseMount {
       }
       case 'setxattr':
         try {
-          await v.setxattr(r.ino, r.name!, r.data!, r.flags);
+          await v.xattrs.setxattr(r.ino, r.name!, r.data!, r.flags);
         } finally {
           this.xattrsChanged(r.ino);
         }
@@ -269,14 +269,14 @@ export class FuseMount {
       case 'getxattr': {
         // The kernel asks security.capability before every write: when the inode has none,
         // the binding answers the next such questions itself for an attribute timeout.
-        if (v.xattrKnownAbsent(r.ino, r.name!)) return b.replyNoXattr(r.req, r.ino, Math.max(this.attrTimeout, v.attrTimeoutSec()), r.xepoch);
-        const value = await v.getxattr(r.ino, r.name!);
+        if (v.xattrs.knownAbsent(r.ino, r.name!)) return b.replyNoXattr(r.req, r.ino, Math.max(this.attrTimeout, v.attrTimeoutSec()), r.xepoch);
+        const value = await v.xattrs.getxattr(r.ino, r.name!);
         if (r.size === 0) return b.replyXattr(r.req, value.length);
         if (value.length > r.size) throw new OutOfRangeError('xattr value larger than the buffer');
         return b.replyBuf(r.req, value);
       }
       case 'listxattr': {
-        const names = await v.listxattr(r.ino);
+        const names = await v.xattrs.listxattr(r.ino);
         const list = Buffer.from(names.map((n) => `${n}\0`).join(''), 'utf8');
         if (r.size === 0) return b.replyXattr(r.req, list.length);
         if (list.length > r.size) throw new OutOfRangeError('xattr list larger than the buffer');
@@ -284,7 +284,7 @@ export class FuseMount {
       }
       case 'removexattr':
         try {
-          await v.removexattr(r.ino, r.name!);
+          await v.xattrs.removexattr(r.ino, r.name!);
         } finally {
           this.xattrsChanged(r.ino);
         }
