@@ -24,8 +24,9 @@
  * loop's work more than waiting, on the thread that serves the writer's requests (a 256 MiB
  * `cp` to s3rver on loopback: 110 MB/s uploading alongside, 430–480 MB/s without); far away a
  * PUT is mostly waiting, and overlapping it with the writes brings the data to the store
- * sooner. Held blocks go when the writer pauses, when a flush waits for them, or when the
- * cache holds half its limit in data not yet uploaded.
+ * sooner. Held blocks go when the writer pauses, when a flush waits for them, when the cache
+ * holds half its limit in data not yet uploaded, or after MAX_HOLD_MS of writing without a
+ * pause.
  */
 import type { DirtyBlocks } from '../cache/types.js';
 import type { Attr, BlockRef } from '../meta/types.js';
@@ -100,6 +101,8 @@ const LARGE_INFLIGHT_BYTES = 64 * 1024 * 1024;
 const AWAITING_COMMIT_BYTES = 64 * 1024 * 1024;
 /** A writer that has not written for this long has paused: held-back blocks go. */
 const WRITER_PAUSE_MS = 200;
+/** Held back for a writer that never pauses this long, blocks go anyway (data reaches the store in bounded time). */
+const MAX_HOLD_MS = 5000;
 /** A store whose quickest recent large PUT took less than this is near: uploads hold back for writers. */
 const NEAR_STORE_MS = 25;
 
@@ -139,6 +142,8 @@ export class Uploader {
   private closed = false;
   /** When a caller last wrote (write-behind: large uploads wait for a pause on a near store). */
   private lastWriteMs = -Infinity;
+  /** Since when large uploads have been held back for a writer without a pause. */
+  private holdingSince?: number;
   /** Sealed bytes put and waiting in `ready` for their commit. */
   private awaitingCommitBytes = 0;
   /** Times of the last large PUTs: the shortest says how near the store is (queueing only adds). */
@@ -331,7 +336,15 @@ export class Uploader {
 
   /** Whether blocks of large objects wait for the writer to pause (write-behind, above). */
   private holdingBackForWriter(): boolean {
-    return (this.largePutMs.length === 0 || this.storeIsNear()) && performance.now() - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
+    const now = performance.now();
+    const hold = (this.largePutMs.length === 0 || this.storeIsNear()) && now - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
+    if (!hold) {
+      this.holdingSince = undefined;
+      return false;
+    }
+    this.holdingSince ??= now;
+    // A writer that never pauses holds blocks back for MAX_HOLD_MS at most: then they go.
+    return now - this.holdingSince < MAX_HOLD_MS;
   }
 
   /** Starts the first block of `queue` that may go now (and that `allowed` lets go); false if none. */

@@ -112,3 +112,21 @@ t.test('far store: the width of large PUTs grows past 8 while blocks wait', asyn
   const other = await mountVfs(t, w.shared, 'other');
   t.ok((await readPath(other, '/stream.bin')).equals(data), 'another mount reads every byte');
 });
+
+t.test('near store: a writer that never pauses holds blocks back for 5 s at most', async (t) => {
+  const w = await writer(t, 0);
+  const before = w.counted.puts();
+  const started = performance.now();
+  let putsBy4s = -1;
+  let last = Buffer.alloc(0);
+  for (let i = 0; performance.now() - started < 6500; i++) {
+    last = randomBytes(BS);
+    await w.vfs.write(w.fh, (i % 8) * BS, last);
+    if (putsBy4s < 0 && performance.now() - started > 4000) putsBy4s = w.counted.puts() - before;
+    await sleep(40);
+  }
+  t.equal(putsBy4s, 0, 'nothing went in the first 4 s of writing');
+  t.ok(w.counted.puts() - before > 0, `after 5 s blocks went while the writer still wrote (${w.counted.puts() - before} PUTs)`);
+  await w.vfs.fsync(w.fh);
+  await w.vfs.release(w.fh);
+});
