@@ -124,6 +124,25 @@ t.test('a chmod and a utimens written back keep the change time the mount showed
   t.equal((await a.getattr(dir)).ctimeMs, touched.ctimeMs, 'and the mount shows it still');
 });
 
+t.test('while a utimens waits, an answer from the service about the folder shows the local times', async (t) => {
+  // `tar x` restores a folder's times last; a lookup of the folder answered by the service
+  // before that change arrived showed the old mtime, and `tar c` then saw the folder change.
+  const shared = await sharedFilespace(t);
+  const { meta } = recording(shared.engine, 200);
+  const a = await mountVfs(t, shared, 'a', { meta });
+  const dir = (await a.mkdir(ROOT_INO, 'tree', 0o755, ME)).ino;
+  await a.journal.flush();
+  const before = await shared.engine.getAttr(dir);
+  const touched = await a.setattr(dir, { atimeMs: 1_700_000_000_000, mtimeMs: 1_700_000_000_000 });
+  t.ok(a.journal.size > 0, 'the utimens waits in the journal');
+  const shown = a.view.remember(before);
+  t.equal(shown.mtimeMs, 1_700_000_000_000, 'the service\'s older answer is not what the mount shows');
+  t.equal(shown.ctimeMs, touched.ctimeMs);
+  t.equal((await a.getattr(dir)).mtimeMs, 1_700_000_000_000, 'nor what getattr answers');
+  await a.journal.flush();
+  t.equal((await shared.engine.getAttr(dir)).mtimeMs, 1_700_000_000_000, 'the change arrives');
+});
+
 t.test('two mounts make the same name at once: both files survive, one as a conflict copy, counted and logged', async (t) => {
   const shared = await sharedFilespace(t);
   const linesA: string[] = [];

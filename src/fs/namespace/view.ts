@@ -141,10 +141,14 @@ export class NamespaceView {
     return this.attrs.get(ino) ?? this.lastKnown.attr(ino);
   }
 
-  /** Keeps attributes the service answered with (unless older than what is known). */
+  /**
+   * Keeps attributes the service answered with (unless older than what is known), and returns
+   * what the mount shows: while changes to the inode wait in the journal, its local attributes
+   * (the service's answer predates them: `tar x` restoring a folder's times, then a lookup
+   * answered by the service, showed the folder's old mtime until the change arrived).
+   */
   remember(a: Attr): Attr {
-    // Changed offline and not yet replayed: the local attributes are what this mount shows.
-    if (this.journal.affects(a.ino)) return a;
+    if (this.journal.affects(a.ino)) return this.lastKnown.attr(a.ino) ?? a;
     const known = this.attrs.get(a.ino);
     // Answers can arrive out of order: never replace newer attributes with older ones.
     // An answer older than a change the feed already announced is not kept (it raced the push).
