@@ -139,6 +139,7 @@ export class Agent implements ControlledAgent {
       const vfs = buildMount(filespace, cache, {
         log: config.log, trace, locks: remote?.locks, attrTtlMs: config.staleMs, allocated: (bytes) => gcPacer.allocated(bytes),
         invalidate: (ino) => fuseRef?.invalidateInode(ino),
+        invalidateAttrs: (ino) => fuseRef?.invalidateAttrs(ino),
         invalidateEntry: (parent, name) => fuseRef?.invalidateEntry(parent, name),
       });
       const writeback = vfs.uploader;

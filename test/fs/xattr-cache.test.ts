@@ -39,3 +39,27 @@ t.test('writes need no xattr round trip; an xattr set here or elsewhere is seen'
   t.same((await a.xattrs.listxattr(attr.ino)).sort(), ['user.colour', 'user.take']);
   await a.release(fh);
 });
+
+t.test("word of another client's xattr that this mount's own commit already brought still refreshes the kernel", async (t) => {
+  // B's blocks are committed behind A's setxattr (write-behind held them): the commit's answer
+  // tells B's view of the attribute, so the feed's later word of A's change is no news to it —
+  // but the kernel still holds the attributes shown before, and the binding answered B's
+  // getxattr "none" from them (a collab test on PostgreSQL waited 3 s in vain).
+  const shared = await sharedFilespace(t);
+  const refreshed: number[] = [];
+  const b = await mountVfs(t, shared, 'b', { invalidateAttrs: (ino) => refreshed.push(ino) });
+  const a = await mountVfs(t, shared, 'a');
+  const { attr, fh } = await b.create(1, 'take.mov', 0o644, O_RDWR, { uid: 0, gid: 0 });
+  await b.write(fh, 0, Buffer.from('clip\n'));
+  await b.journal.flush();
+  await a.xattrs.setxattr(attr.ino, 'user.tag', Buffer.from('take2'), 0);
+  await a.journal.flush();
+  const csn = (await shared.engine.getAttr(attr.ino)).version;
+  await b.fsync(fh);
+  t.equal(b.view.cachedAttr(attr.ino)?.hasXattrs, true, "B's own commit brought word of the attribute");
+  refreshed.length = 0;
+  b.view.onRemoteCommit({ csn, inos: [attr.ino] });
+  t.same(refreshed, [attr.ino], 'the kernel is told to drop the attributes it holds of the file');
+  t.equal((await b.xattrs.getxattr(attr.ino, 'user.tag')).toString(), 'take2');
+  await b.release(fh);
+});

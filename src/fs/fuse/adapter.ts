@@ -102,6 +102,11 @@ export class FuseMount {
     if (this.session) this.b.notifyInvalInode(this.session, ino, 0, 0);
   }
 
+  /** The kernel forgets an inode's attributes, keeping its pages. */
+  invalidateAttrs(ino: number): void {
+    if (this.session) this.b.notifyInvalInode(this.session, ino, -1, 0);
+  }
+
   private xattrsChanged(ino: number): void {
     if (this.session) this.b.xattrsChanged(this.session, ino);
   }

@@ -35,6 +35,8 @@ export interface ViewOptions {
   feedTtlMs?: number;
   /** Tells the kernel to drop what it caches of an inode (attributes and pages). */
   invalidate?: (ino: number) => void;
+  /** Tells the kernel to drop an inode's attributes only (and what it answers from them: "no extended attributes"). */
+  invalidateAttrs?: (ino: number) => void;
   /** Tells the kernel to forget one name in a directory. */
   invalidateEntry?: (parent: number, name: string) => void;
 }
@@ -327,7 +329,13 @@ export class NamespaceView {
     for (const ino of c.inos) {
       this.announced.set(ino, Math.max(c.csn, this.announced.get(ino) ?? 0));
       const known = this.attrs.get(ino);
-      if (known && known.version >= c.csn) continue;
+      if (known && known.version >= c.csn) {
+        // Already here: an answer to this mount's own commit that came after it (the uploader
+        // committing blocks behind another client's setxattr). The kernel still holds the
+        // attributes shown before, and the binding answers "no extended attributes" from them.
+        this.options.invalidateAttrs?.(ino);
+        continue;
+      }
       if (this.ownCommits.get(ino) === c.csn) {
         // This mount's own change to the folder: its names and listing already follow it.
         this.forget(ino);
