@@ -84,6 +84,64 @@ export interface FuseBinding {
   xattrsChanged(session: NativeSession, ino: number): void;
 }
 
+/** What the native module's mount takes: a request as numbers in a shared array, plus what is not a number. */
+type NativeHandler = (nums: Float64Array, req: NativeReq | undefined, name: string | undefined, name2: string | undefined,
+  data: Buffer | undefined, forgets: number[] | undefined, lockOwner: string | undefined, unique: string | undefined) => void;
+
+/** Operations by number, in the order of the enum in native/lucid_fuse.c. */
+const OP_NAMES = [
+  'lookup', 'forget', 'getattr', 'setattr', 'readlink', 'mknod', 'mkdir', 'unlink',
+  'rmdir', 'symlink', 'rename', 'link', 'open', 'read', 'write', 'flush', 'release',
+  'fsync', 'opendir', 'readdir', 'releasedir', 'fsyncdir', 'statfs', 'setxattr',
+  'getxattr', 'listxattr', 'removexattr', 'create', 'forgetMulti', 'init', 'exit',
+  'readdirplus', 'getlk', 'setlk', 'flock', 'interrupt',
+];
+const LOCK_TYPES = ['unlock', 'read', 'write'] as const;
+
+// Indexes into the numbers the binding hands over (REQ_* in native/lucid_fuse.c).
+const enum N {
+  Op, Uid, Gid, Pid, Umask, Ino, Ino2, Fh, Off, Size, Mode, Rdev, Flags, Datasync, ExitCode, FlockRelease,
+  LockType, LockStart, LockEnd, LockPid, Sleep, Xepoch, ToSet, AttrMode, AttrUid, AttrGid, AttrSize, AtimeMs, MtimeMs,
+}
+
+/** A request as the handler takes it, from what the binding handed over (read before it returns: the array is reused). */
+function toRequest(n: Float64Array, req: NativeReq | undefined, name: string | undefined, name2: string | undefined,
+  data: Buffer | undefined, forgets: number[] | undefined, lockOwner: string | undefined, unique: string | undefined): FuseRequest {
+  const r: FuseRequest = {
+    op: OP_NAMES[n[N.Op]], req: req as NativeReq, uid: n[N.Uid], gid: n[N.Gid], pid: n[N.Pid], umask: n[N.Umask], ino: n[N.Ino],
+    off: n[N.Off], size: n[N.Size], mode: n[N.Mode], rdev: n[N.Rdev], flags: n[N.Flags], datasync: n[N.Datasync],
+    exitCode: n[N.ExitCode], xepoch: n[N.Xepoch],
+  };
+  if (n[N.Ino2] === n[N.Ino2]) r.ino2 = n[N.Ino2];
+  if (name !== undefined) r.name = name;
+  if (name2 !== undefined) r.name2 = name2;
+  if (n[N.Fh] === n[N.Fh]) r.fh = n[N.Fh];
+  if (data !== undefined) r.data = data;
+  if (forgets !== undefined) r.forgets = forgets;
+  if (lockOwner !== undefined) {
+    r.lockOwner = lockOwner;
+    if (n[N.FlockRelease]) r.flockRelease = 1;
+  }
+  if (n[N.LockType] === n[N.LockType]) {
+    r.lockType = LOCK_TYPES[n[N.LockType]];
+    r.lockStart = n[N.LockStart];
+    r.lockEnd = n[N.LockEnd];
+    r.lockPid = n[N.LockPid];
+    r.sleep = n[N.Sleep];
+  }
+  if (unique !== undefined) r.unique = unique;
+  if (n[N.ToSet] === n[N.ToSet]) {
+    r.toSet = n[N.ToSet];
+    r.attrMode = n[N.AttrMode];
+    r.attrUid = n[N.AttrUid];
+    r.attrGid = n[N.AttrGid];
+    r.attrSize = n[N.AttrSize];
+    r.atimeMs = n[N.AtimeMs];
+    r.mtimeMs = n[N.MtimeMs];
+  }
+  return r;
+}
+
 let cached: FuseBinding | undefined;
 
 export function loadBinding(): FuseBinding {
@@ -91,7 +149,13 @@ export function loadBinding(): FuseBinding {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
   const file = path.join(root, 'build', 'Release', 'lucid_fuse.node');
   try {
-    cached = createRequire(import.meta.url)(file) as FuseBinding;
+    const native = createRequire(import.meta.url)(file) as Omit<FuseBinding, 'mount'> & {
+      mount(mountpoint: string, options: string, handler: NativeHandler, maxWrite: number, maxReadahead: number): NativeSession;
+    };
+    // The module's functions are not enumerable: the rest is reached through the prototype.
+    const mount: FuseBinding['mount'] = (mountpoint, options, handler, maxWrite, maxReadahead) =>
+      native.mount(mountpoint, options, (...args) => handler(toRequest(...args)), maxWrite, maxReadahead);
+    cached = Object.create(native, { mount: { value: mount } }) as FuseBinding;
   } catch (e) {
     throw new InternalError(`the FUSE binding is not built (${file}): run "bash scripts/setup" (needs libfuse3-dev)`, { cause: e });
   }
