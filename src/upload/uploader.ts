@@ -64,6 +64,10 @@ export interface UploaderOptions {
    * once callers pause.
    */
   foreground?: { busy(): boolean };
+  /** Write-behind: a writer that has not written for this long has paused (default WRITER_PAUSE_MS). */
+  writerPauseMs?: number;
+  /** Write-behind: a store whose quickest recent large PUT took less than this is near (default NEAR_STORE_MS). */
+  nearStoreMs?: number;
 }
 
 interface Queued {
@@ -110,6 +114,8 @@ export class Uploader {
   readonly slots: number;
   private readonly idleMs: number;
   private readonly retryMs: number;
+  private readonly writerPauseMs: number;
+  private readonly nearStoreMs: number;
   /** Blocks waiting to go, in order: small objects and the rest apart (each has its own width). */
   private readonly queues: { small: Queued[]; large: Queued[] } = { small: [], large: [] };
   private readonly queued = new Set<string>();
@@ -161,6 +167,8 @@ export class Uploader {
     this.maxLargeWidth = Math.max(this.slots, Math.floor(LARGE_INFLIGHT_BYTES / parts.blockSize));
     this.idleMs = options.idleMs ?? 1000;
     this.retryMs = options.retryMs ?? 2000;
+    this.writerPauseMs = options.writerPauseMs ?? WRITER_PAUSE_MS;
+    this.nearStoreMs = options.nearStoreMs ?? NEAR_STORE_MS;
     this.cache.pressure.on(() => {
       this.urgentUntilMs = Date.now() + 1000;
       this.enqueueAll();
@@ -329,15 +337,15 @@ export class Uploader {
     }
   }
 
-  /** Whether the quickest of the last large PUTs took under NEAR_STORE_MS. */
+  /** Whether the quickest of the last large PUTs took under nearStoreMs. */
   private storeIsNear(): boolean {
-    return this.largePutMs.length > 0 && Math.min(...this.largePutMs) < NEAR_STORE_MS;
+    return this.largePutMs.length > 0 && Math.min(...this.largePutMs) < this.nearStoreMs;
   }
 
   /** Whether blocks of large objects wait for the writer to pause (write-behind, above). */
   private holdingBackForWriter(): boolean {
     const now = performance.now();
-    const hold = (this.largePutMs.length === 0 || this.storeIsNear()) && now - this.lastWriteMs < WRITER_PAUSE_MS && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
+    const hold = (this.largePutMs.length === 0 || this.storeIsNear()) && now - this.lastWriteMs < this.writerPauseMs && Date.now() >= this.urgentUntilMs && this.cache.mayHoldBack();
     if (!hold) {
       this.holdingSince = undefined;
       return false;

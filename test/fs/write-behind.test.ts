@@ -37,10 +37,16 @@ function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStor
   return { store: wrapped, puts: () => puts, peak: () => peak };
 }
 
+/**
+ * A mount writing through a store whose PUTs take `delayMs`. A near store (no delay) is told
+ * apart with a generous bound, and a writer pauses only after 1 s, so that a loaded machine
+ * (a PUT to local disk taking over 25 ms, a write over 200 ms) does not change what is tested.
+ */
 async function writer(t: Test, delayMs: number) {
   const shared = await sharedFilespace(t, BS);
   const counted = countingStore(shared.store, delayMs);
-  const vfs = await mountVfs(t, shared, 'm', { store: counted.store, idleMs: 60_000 });
+  const upload = delayMs === 0 ? { nearStoreMs: 1000, writerPauseMs: 1000 } : {};
+  const vfs = await mountVfs(t, shared, 'm', { store: counted.store, idleMs: 60_000, upload });
   // One block first, written and uploaded alone: the uploader learns how near the store is.
   const first = await vfs.create(1, 'warm.bin', 0o644, 2, { uid: 0, gid: 0 });
   await vfs.write(first.fh, 0, randomBytes(BS));
@@ -66,7 +72,7 @@ t.test('near store: full blocks wait while the writer writes, and go once it pau
   const { data, putsWhileWriting } = await stream(w, 8, 40);
   t.equal(putsWhileWriting, 0, 'no PUT while the writer kept writing');
   t.ok((await w.vfs.readInode(w.ino, 0, data.length)).equals(data), 'what was written reads back meanwhile');
-  for (let i = 0; i < 100 && w.vfs.uploader.pendingUploads() > 0; i++) await sleep(20);
+  for (let i = 0; i < 500 && w.vfs.uploader.pendingUploads() > 0; i++) await sleep(20);
   t.ok(w.counted.puts() - 1 >= 8, 'after the pause every full block was put');
   await w.vfs.fsync(w.fh);
   await w.vfs.release(w.fh);

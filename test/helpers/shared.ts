@@ -51,7 +51,7 @@ export async function mountVfs(t: Test, shared: SharedFilespace, name: string, o
   const { meta, store, idleMs, files, ...vfsOptions } = options;
   const fs = new Filespace(shared.u, store ?? shared.store, meta ?? shared.engine);
   const cache = await BlockCache.open({ dir: path.join(shared.dir, name), filespaceId: shared.u.descriptor.filespaceId, cacheKey: shared.u.keys.cache, limitBytes: 1 << 30, sealer: fs.codec, files, blockSize: fs.blockSize });
-  const vfs = buildMount(fs, cache, { ...vfsOptions, upload: { idleMs: idleMs ?? 50 } });
+  const vfs = buildMount(fs, cache, { ...vfsOptions, upload: { idleMs: idleMs ?? 50, ...vfsOptions.upload } });
   t.teardown(async () => { vfs.uploader.close(); vfs.journal.close(); await cache.close(); });
   return vfs;
 }
