@@ -669,11 +669,30 @@ export class SqlMetaEngine implements MetaEngine {
    */
   async applyBatch(ops: BatchOp[]): Promise<BatchResult> {
     if (!Array.isArray(ops) || ops.length === 0 || ops.length > BATCH_MAX) throw new InvalidArgumentError(`a batch is 1 to ${BATCH_MAX} operations`);
+    // Nearly every batch applies whole: it is tried first in one transaction with no savepoint
+    // around each operation (two statements of about ten each makes). If one is refused, that
+    // try is rolled back and the batch runs again with savepoints, keeping what came before it.
+    try {
+      return await this.applyOps(ops, false);
+    } catch (e) {
+      if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
+      return this.applyOps(ops, true);
+    }
+  }
+
+  /** Applies `ops` in one transaction, each its own commit; with `savepoints`, up to the first refused (which is reported). */
+  private async applyOps(ops: BatchOp[], savepoints: boolean): Promise<BatchResult> {
     let events: Commit[] = [];
     const result = await this.db.transaction(async (tx) => {
       events = [];
       const applied: BatchResult['applied'] = [];
       for (let i = 0; i < ops.length; i++) {
+        if (!savepoints) {
+          const done = await this.commitIn(tx, this.bodyOf(ops[i]));
+          applied.push({ csn: done.event.csn, value: done.value ?? null });
+          events.push(done.event);
+          continue;
+        }
         await tx.run('SAVEPOINT batch_op');
         try {
           const done = await this.commitIn(tx, this.bodyOf(ops[i]));
@@ -956,8 +975,7 @@ export class SqlMetaEngine implements MetaEngine {
 
   /** One commit inside transaction `tx`: takes the next CSN, runs `fn`, records what changed. */
   private async commitIn<T>(tx: SqlRunner, fn: (m: Mutation) => Promise<T>): Promise<{ value: T; event: Commit }> {
-    await tx.run("UPDATE counters SET value = value + 1 WHERE name = 'csn'");
-    const row = await tx.get("SELECT value FROM counters WHERE name = 'csn'");
+    const row = await tx.get("UPDATE counters SET value = value + 1 WHERE name = 'csn' RETURNING value");
     const m = new Mutation(tx, Number(row!.value), Date.now());
     const value = await fn(m);
     await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
