@@ -467,6 +467,16 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     if (coversAll && (this.blockSize === undefined || data.length >= this.blockSize || (idx === 0 && data.length <= WHOLE_SEAL_SMALL))) {
       return this.writeWholeLocked(ino, idx, data, row, pending);
     }
+    if (row?.sealedId && idx === 0 && Math.max(row.length, end) <= WHOLE_SEAL_SMALL) {
+      // A small file written in more than one piece (`tar x` writes one in two when it spans
+      // a 10 KiB record: 4 in 10 of 4 KiB files) stays whole, sealed again with the piece:
+      // cheaper than turning it into sectors, and the upload still sends the file as it is.
+      const plain = this.sealer.open(row.sealedId, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+      const merged = Buffer.alloc(Math.max(row.length, end));
+      plain.copy(merged, 0, 0, row.length);
+      data.copy(merged, offset);
+      return this.writeWholeLocked(ino, idx, merged, row, pending);
+    }
     if (row?.sealedId) row = await this.unsealLocked(row);
     if (!row) {
       const needsBase = baseLength > 0 && (offset > 0 || end < baseLength);

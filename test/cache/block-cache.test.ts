@@ -104,6 +104,23 @@ t.test('dirty writes of every shape into 1 MiB blocks read back byte for byte, a
   await cache.writeDirty(2, 0, 0, small, async () => undefined, 0);
   t.ok(cache.dirtyRow(2, 0)?.sealedId, 'a small file written at once is sealed whole');
   t.ok((await cache.readDirty(2, 0, 0, 4096))?.equals(small), 'and reads back');
+  // More pieces of it (tar x writes a file in two when it spans a record), up to 64 KiB: still
+  // sealed whole, a gap reading as zeros; past 64 KiB, sector form.
+  const grown = Buffer.alloc(70_000);
+  small.copy(grown);
+  for (const [offset, length] of [[4096, 3000], [10_000, 100], [2000, 50]]) {
+    const piece = randomBytes(length);
+    piece.copy(grown, offset);
+    await cache.writeDirty(2, 0, offset, piece, async () => undefined, 0);
+  }
+  t.ok(cache.dirtyRow(2, 0)?.sealedId, 'a small file written in pieces stays sealed whole');
+  t.equal(cache.dirtyRow(2, 0)?.length, 10_100);
+  t.ok((await cache.readDirty(2, 0, 0, 10_100))?.equals(grown.subarray(0, 10_100)), 'and reads back byte for byte, the gap as zeros');
+  const tail = randomBytes(70_000 - 60_000);
+  tail.copy(grown, 60_000);
+  await cache.writeDirty(2, 0, 60_000, tail, async () => undefined, 0);
+  t.equal(cache.dirtyRow(2, 0)?.sealedId, null, 'past 64 KiB it is in sector form');
+  t.ok((await cache.readDirty(2, 0, 0, 70_000))?.equals(grown), 'and reads back byte for byte');
   await write(1, 0, randomBytes(4096));
   t.equal(cache.dirtyRow(1, 1)?.sealedId, null, 'a small first piece of a later block starts in sector form');
   // A whole block: sealed whole; then overwritten in part (unsealed into sector form).
