@@ -25,23 +25,16 @@ export class LucidError extends Error {
   }
 }
 
-const define = (code: ErrorCode, exitCode: 1 | 2) =>
-  class extends LucidError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(code, message, exitCode, options);
-    }
-  };
-
 /**
- * A failure that is an everyday answer rather than a fault (the name is not there): made
- * without a stack trace, which cost ~20 us each, once per file in a `tar x` (its lookup of
- * each new name).
+ * One class per failure. `traced: false` is for failures that are everyday answers rather than
+ * faults (the name is not there): made without a stack trace, which cost ~20 us each, once per
+ * file in a `tar x` (its lookup of each new name).
  */
-const defineAnswer = (code: ErrorCode, exitCode: 1 | 2) =>
+const define = (code: ErrorCode, exitCode: 1 | 2, traced = true) =>
   class extends LucidError {
     constructor(message: string, options?: { cause?: unknown }) {
       const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 0;
+      if (!traced) Error.stackTraceLimit = 0;
       try {
         super(code, message, exitCode, options);
       } finally {
@@ -68,14 +61,14 @@ export class NotInitializedError extends define('NotInitialized', 2) {}
 export class AlreadyInitializedError extends define('AlreadyInitialized', 2) {}
 /** An optimistic version check failed: someone else changed the inode first. */
 export class VersionConflictError extends define('VersionConflict', 1) {}
-export class NoEntryError extends defineAnswer('NoEntry', 1) {}
+export class NoEntryError extends define('NoEntry', 1, false) {}
 export class EntryExistsError extends define('EntryExists', 1) {}
 export class NotDirectoryError extends define('NotDirectory', 1) {}
 export class IsDirectoryError extends define('IsDirectory', 1) {}
 export class NotEmptyError extends define('NotEmpty', 1) {}
 export class InvalidArgumentError extends define('InvalidArgument', 1) {}
 export class NameTooLongError extends define('NameTooLong', 1) {}
-export class NoAttributeError extends defineAnswer('NoAttribute', 1) {}
+export class NoAttributeError extends define('NoAttribute', 1, false) {}
 /** The operation is not allowed on this kind of object (EPERM), e.g. a hard link to a directory. */
 export class NotPermittedError extends define('NotPermitted', 1) {}
 /** The operation or attribute namespace is not supported (EOPNOTSUPP). */

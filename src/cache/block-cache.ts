@@ -471,7 +471,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       // A small file written in more than one piece (`tar x` writes one in two when it spans
       // a 10 KiB record: 4 in 10 of 4 KiB files) stays whole, sealed again with the piece:
       // cheaper than turning it into sectors, and the upload still sends the file as it is.
-      const plain = this.sealer.open(row.sealedId, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+      const plain = await this.openSealedDirty(row);
       const merged = Buffer.alloc(Math.max(row.length, end));
       plain.copy(merged, 0, 0, row.length);
       data.copy(merged, offset);
@@ -567,9 +567,14 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     this.wake();
   }
 
+  /** The plaintext of a dirty block kept sealed whole. */
+  private async openSealedDirty(row: DirtyRow): Promise<Buffer> {
+    return this.sealer.open(row.sealedId!, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+  }
+
   /** Turns a block journaled sealed back into sector form, for a partial write or a truncate. */
   private async unsealLocked(row: DirtyRow): Promise<DirtyRow> {
-    const plain = this.sealer.open(row.sealedId!, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+    const plain = await this.openSealedDirty(row);
     const { fileId, spare } = this.spares.take();
     const padded = Buffer.alloc(allocated(row.length));
     plain.copy(padded, 0, 0, row.length);
@@ -594,7 +599,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     const end = Math.min(offset + length, row.length);
     if (end <= offset) return out;
     if (row.sealedId) {
-      const plain = this.sealer.open(row.sealedId, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+      const plain = await this.openSealedDirty(row);
       plain.copy(out, 0, offset, end);
       return out;
     }

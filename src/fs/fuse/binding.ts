@@ -112,17 +112,17 @@ function toRequest(n: Float64Array, req: NativeReq | undefined, name: string | u
     off: n[N.Off], size: n[N.Size], mode: n[N.Mode], rdev: n[N.Rdev], flags: n[N.Flags], datasync: n[N.Datasync],
     exitCode: n[N.ExitCode], xepoch: n[N.Xepoch],
   };
-  if (n[N.Ino2] === n[N.Ino2]) r.ino2 = n[N.Ino2];
+  if (!Number.isNaN(n[N.Ino2])) r.ino2 = n[N.Ino2];
   if (name !== undefined) r.name = name;
   if (name2 !== undefined) r.name2 = name2;
-  if (n[N.Fh] === n[N.Fh]) r.fh = n[N.Fh];
+  if (!Number.isNaN(n[N.Fh])) r.fh = n[N.Fh];
   if (data !== undefined) r.data = data;
   if (forgets !== undefined) r.forgets = forgets;
   if (lockOwner !== undefined) {
     r.lockOwner = lockOwner;
     if (n[N.FlockRelease]) r.flockRelease = 1;
   }
-  if (n[N.LockType] === n[N.LockType]) {
+  if (!Number.isNaN(n[N.LockType])) {
     r.lockType = LOCK_TYPES[n[N.LockType]];
     r.lockStart = n[N.LockStart];
     r.lockEnd = n[N.LockEnd];
@@ -130,7 +130,7 @@ function toRequest(n: Float64Array, req: NativeReq | undefined, name: string | u
     r.sleep = n[N.Sleep];
   }
   if (unique !== undefined) r.unique = unique;
-  if (n[N.ToSet] === n[N.ToSet]) {
+  if (!Number.isNaN(n[N.ToSet])) {
     r.toSet = n[N.ToSet];
     r.attrMode = n[N.AttrMode];
     r.attrUid = n[N.AttrUid];

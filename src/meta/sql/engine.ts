@@ -687,19 +687,14 @@ export class SqlMetaEngine implements MetaEngine {
       events = [];
       const applied: BatchResult['applied'] = [];
       for (let i = 0; i < ops.length; i++) {
-        if (!savepoints) {
-          const done = await this.commitIn(tx, this.bodyOf(ops[i]));
-          applied.push({ csn: done.event.csn, value: done.value ?? null });
-          events.push(done.event);
-          continue;
-        }
-        await tx.run('SAVEPOINT batch_op');
+        if (savepoints) await tx.run('SAVEPOINT batch_op');
         try {
           const done = await this.commitIn(tx, this.bodyOf(ops[i]));
-          await tx.run('RELEASE SAVEPOINT batch_op');
+          if (savepoints) await tx.run('RELEASE SAVEPOINT batch_op');
           applied.push({ csn: done.event.csn, value: done.value ?? null });
           events.push(done.event);
         } catch (e) {
+          if (!savepoints) throw e;
           await tx.run('ROLLBACK TO SAVEPOINT batch_op');
           await tx.run('RELEASE SAVEPOINT batch_op');
           if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
