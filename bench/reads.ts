@@ -19,6 +19,28 @@ export async function lucidOk(args: string[], env: Record<string, string>): Prom
   return r.stdout;
 }
 
+/**
+ * Runs a shell command; resolves with its standard output. Never synchronously: the WAN
+ * proxies live on the benchmark's event loop, and a mount's calls go through them.
+ */
+export function sh(cmd: string, cwd?: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const c = spawn('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.stderr.on('data', (d) => { err += d; });
+    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd}: exit ${code}: ${err.trim()}`))));
+  });
+}
+
+/** Seconds a shell command takes. */
+export async function timedSh(cmd: string, cwd?: string): Promise<number> {
+  const t = performance.now();
+  await sh(cmd, cwd);
+  return (performance.now() - t) / 1000;
+}
+
 /** Reads [offset, offset+length) with one read() per MiB; returns ms. */
 export async function timedRead(file: string, offset: number, length: number): Promise<number> {
   const fh = await fs.open(file, 'r');

@@ -15,10 +15,13 @@ import { benchWarm } from './warm.js';
 import { runLoad } from './load.js';
 import { benchSmallFiles } from './smallfiles.js';
 import { benchWrite } from './write.js';
+import { benchMeta, type MetaEngineSetup } from './meta.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'aead';
+/** The comma-separated list after `flag` on the command line, or `dflt`. */
+const list = (flag: string, dflt: string) => { const i = args.indexOf(flag); return (i >= 0 ? args[i + 1] : dflt).split(',').filter(Boolean); };
 /** The number after `flag` on the command line, or `dflt`. */
 const num = (flag: string, dflt: number) => { const i = args.indexOf(flag); return i >= 0 ? Number(args[i + 1]) : dflt; };
 const seconds = num('--seconds', 2);
@@ -137,7 +140,41 @@ if (name === 'aead') {
   console.log(`  lost writes           ${r.lostWrites.length} of ${r.filesChecked} files checked${r.lostWrites.length ? `: ${r.lostWrites.slice(0, 5).join('; ')}` : ''}`);
   console.log(`  service RSS           ${r.serviceRssMiB.first.toFixed(0)} MiB at start, peak ${r.serviceRssMiB.peak.toFixed(0)}, ${r.serviceRssMiB.last.toFixed(0)} at the end`);
   console.log(`results: ${save(r)}`);
+} else if (name === 'meta') {
+  const r = await benchMeta({
+    engines: list('--engines', 'sqlite,postgres,postgres-2') as MetaEngineSetup[], clients: list('--clients', '1,8,64').map(Number),
+    items: num('--items', 1000), list: num('--list', 100_000), populate: num('--populate', 0),
+    rttMs: num('--rtt', 50), bytesPerSecond: num('--mbps', 1000) * 1e6 / 8 * 0.976, log: (l) => console.error(l),
+  });
+  const f = (x: number | undefined, d = 0) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d)).padStart(8);
+  const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  if (r.mdtest.length) {
+    console.log('Metadata operations per second (p50 / p99 ms), one call each unless batched; every client at once');
+    console.log('  engine       clients   create      stat    lookup   listed/s   rename    remove   batched create   service RSS MiB, CPU s');
+    for (const m of r.mdtest) {
+      const p = m.phases;
+      const c = (k: keyof typeof p) => f(p[k]?.opsPerSec);
+      console.log(`  ${m.engine.padEnd(12)} ${String(m.clients).padStart(5)}  ${c('create')}  ${c('stat')}  ${c('lookup')}  ${c('list')} ${c('rename')}  ${c('remove')}  ${c('batch-create')}         ${f(m.serviceRssMiB)}, ${m.serviceCpuSec.toFixed(1)}`);
+      console.log(`  ${''.padEnd(20)}${(['create', 'stat', 'lookup', 'list', 'rename', 'remove', 'batch-create'] as const).map((k) => `${(p[k]?.p50Ms ?? NaN).toFixed(1)}/${(p[k]?.p99Ms ?? NaN).toFixed(1)}`.padStart(10)).join('')}`);
+      if (m.errors.length) console.log(`    errors: ${m.errors.length}: ${m.errors.slice(0, 3).join('; ')}`);
+    }
+    const sqlite1 = r.mdtest.filter((m) => m.engine === 'sqlite');
+    const best = (k: 'batch-create' | 'stat') => Math.max(0, ...sqlite1.map((m) => m.phases[k]?.opsPerSec ?? 0));
+    const p99 = r.mdtest.filter((m) => m.clients >= 64).map((m) => Math.max(...Object.values(m.phases).map((x) => x.p99Ms)));
+    console.log(`Targets: SQLite ≥ 10 000 batched creates/s ${met(best('batch-create') >= 10_000)}, ≥ 20 000 stats/s ${met(best('stat') >= 20_000)}` +
+      `${p99.length ? `; 64 clients p99 ≤ 50 ms ${met(p99.every((x) => x <= 50))} (${p99.map((x) => x.toFixed(0)).join(', ')} ms)` : ''}`);
+  }
+  if (r.listing) {
+    const l = r.listing;
+    console.log(`Listing ${l.entries} entries, service ${l.rttMs} ms away: cold ls -l ${l.coldLsSec.toFixed(2)} s (≤ 3 s ${met(l.coldLsSec <= 3)}), ` +
+      `first name ${l.firstNameSec.toFixed(2)} s, after a remount ${l.remountLsSec.toFixed(2)} s (≤ 1 s ${met(l.remountLsSec <= 1)})`);
+  }
+  for (const p of r.populate) {
+    console.log(`Populated (${p.engine}): ${p.files} files in ${p.folders} folders in ${p.populateSec.toFixed(0)} s (${(p.files / p.populateSec).toFixed(0)} files/s)`);
+    for (const s of p.steps) console.log(`  ${s.step.padEnd(26)} ${s.sec.toFixed(2).padStart(9)} s   agent RSS ${f(s.agentRssMiB)} MiB   service RSS ${f(s.serviceRssMiB)} MiB   ${s.note ?? ''}`);
+  }
+  console.log(`results: ${save(r)}`);
 } else {
-  console.error(`unknown benchmark "${name}": available: aead, stream, warm, load, smallfiles, write`);
+  console.error(`unknown benchmark "${name}": available: aead, stream, warm, load, smallfiles, write, meta`);
   process.exit(2);
 }

@@ -17,7 +17,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy, type WanProxy } from './wan-proxy.js';
 import { hasTool, mountRclone, type PeerMount } from './peers.js';
-import { lucidOk, waitLine } from './reads.js';
+import { lucidOk, sh, timedSh, waitLine } from './reads.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { CLI } from '../test/helpers/cli.js';
 
@@ -50,27 +50,6 @@ export interface SmallFilesResult {
 
 const FOLDERS = 20;
 
-/**
- * Runs a shell command; resolves with its standard output. Never synchronously: the WAN
- * proxies live on this process's event loop, and a mount's calls go through them.
- */
-function sh(cmd: string, cwd?: string): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const c = spawn('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd}: exit ${code}: ${err.trim()}`))));
-  });
-}
-
-/** Seconds a shell command takes. */
-async function timed(cmd: string, cwd?: string): Promise<number> {
-  const t = performance.now();
-  await sh(cmd, cwd);
-  return (performance.now() - t) / 1000;
-}
 
 /** Counts the regular files under `dir` (find), 0 if it is not there yet. */
 async function countFiles(dir: string): Promise<number> {
@@ -149,7 +128,7 @@ export async function benchSmallFiles(o: SmallFilesOptions): Promise<SmallFilesR
       log(`${name}: tar x…`);
       const writer = await mount(service);
       await fs.mkdir(path.join(writer, top));
-      const untar = await timed(`tar xf '${tarball}' -C '${path.join(writer, top)}'`);
+      const untar = await timedSh(`tar xf '${tarball}' -C '${path.join(writer, top)}'`);
       const run: SmallFilesRun = { name, untarFilesPerSec: o.files / untar, rmFilesPerSec: 0, gitCloneSec: 0 };
       if (full) {
         const second = await mount(service);
@@ -160,22 +139,22 @@ export async function benchSmallFiles(o: SmallFilesOptions): Promise<SmallFilesR
         mounted.splice(mounted.indexOf(writer), 1);
         const third = await mount(service);
         log(`${name}: cold ls -lR and cold read…`);
-        run.lsLRSec = await timed(`ls -lR '${path.join(third, top)}' > /dev/null`);
+        run.lsLRSec = await timedSh(`ls -lR '${path.join(third, top)}' > /dev/null`);
         await unmount(third);
         const fourth = await mount(service);
-        const read = await timed(`find '${path.join(fourth, top)}' -type f -exec cat {} + > /dev/null`);
+        const read = await timedSh(`find '${path.join(fourth, top)}' -type f -exec cat {} + > /dev/null`);
         run.coldReadFilesPerSec = o.files / read;
         await sameTree(src, path.join(fourth, top, 'tree'));
         await unmount(fourth);
         const again = await mount(service);
-        run.rmFilesPerSec = o.files / await timed(`rm -rf '${path.join(again, top)}'`);
+        run.rmFilesPerSec = o.files / await timedSh(`rm -rf '${path.join(again, top)}'`);
         log(`${name}: git clone…`);
-        run.gitCloneSec = await timed(`git clone -q --no-hardlinks '${repo}' '${path.join(again, `${top}-git`)}'`);
+        run.gitCloneSec = await timedSh(`git clone -q --no-hardlinks '${repo}' '${path.join(again, `${top}-git`)}'`);
         await unmount(again);
       } else {
-        run.rmFilesPerSec = o.files / await timed(`rm -rf '${path.join(writer, top)}'`);
+        run.rmFilesPerSec = o.files / await timedSh(`rm -rf '${path.join(writer, top)}'`);
         log(`${name}: git clone…`);
-        run.gitCloneSec = await timed(`git clone -q --no-hardlinks '${repo}' '${path.join(writer, `${top}-git`)}'`);
+        run.gitCloneSec = await timedSh(`git clone -q --no-hardlinks '${repo}' '${path.join(writer, `${top}-git`)}'`);
         await unmount(writer);
       }
       log(`${name}: ${JSON.stringify(run)}`);
@@ -191,10 +170,10 @@ export async function benchSmallFiles(o: SmallFilesOptions): Promise<SmallFilesR
       await fs.mkdir(pm);
       const m = await mountRclone({ writable: true, mountpoint: pm, endpoint: storeWan.url(), bucket: 'bench', prefix: 'rclone', cacheDir: path.join(root.dir, 'rclone-cache'), keyId: 'S3RVER', secret: 'S3RVER' });
       peers.push(m);
-      const untar = await timed(`tar xf '${tarball}' -C '${pm}'`);
+      const untar = await timedSh(`tar xf '${tarball}' -C '${pm}'`);
       const run: SmallFilesRun = { name: m.name, untarFilesPerSec: o.files / untar, rmFilesPerSec: 0, gitCloneSec: 0 };
-      run.rmFilesPerSec = o.files / await timed(`rm -rf '${path.join(pm, 'tree')}'`);
-      run.gitCloneSec = await timed(`git clone -q --no-hardlinks '${repo}' '${path.join(pm, 'git')}'`);
+      run.rmFilesPerSec = o.files / await timedSh(`rm -rf '${path.join(pm, 'tree')}'`);
+      run.gitCloneSec = await timedSh(`git clone -q --no-hardlinks '${repo}' '${path.join(pm, 'git')}'`);
       log(`rclone: ${JSON.stringify(run)}`);
       runs.push(run);
     } else if (o.peers) {

@@ -19,7 +19,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { startWanProxy, type WanProxy } from './wan-proxy.js';
 import { hasTool, peerEnv, type PeerMount } from './peers.js';
-import { lucidOk, rssSampler, waitLine } from './reads.js';
+import { lucidOk, rssSampler, sh, timedSh, waitLine } from './reads.js';
 import { putCeiling } from './put-ceiling.js';
 import { startS3rver, tempDir } from '../test/helpers/servers.js';
 import { CLI } from '../test/helpers/cli.js';
@@ -55,35 +55,18 @@ export interface WriteResult {
 const MB = 1e6;
 const MiB = 1024 * 1024;
 
-/** Runs a shell command (never synchronously: proxies live on this event loop); its stdout. */
-function sh(cmd: string): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const c = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd}: exit ${code}: ${err.trim()}`))));
-  });
-}
-
-async function timed(cmd: string): Promise<number> {
-  const t = performance.now();
-  await sh(cmd);
-  return (performance.now() - t) / 1000;
-}
 
 /** The local steps into `dir`, removing what each wrote before the next. */
 async function localSteps(name: string, dir: string, source: string, fileMiB: number, log: (l: string) => void, phase: (step: string) => void = () => {}): Promise<WriteRun> {
   const dd = async (bs: number, mib: number, file: string) => {
     phase(`dd ${bs}`);
-    const s = await timed(`dd if=/dev/zero of='${file}' bs=${bs} count=${(mib * MiB) / bs} 2>/dev/null`);
+    const s = await timedSh(`dd if=/dev/zero of='${file}' bs=${bs} count=${(mib * MiB) / bs} 2>/dev/null`);
     await fs.rm(file, { force: true });
     return s;
   };
   log(`${name}: cp of ${fileMiB} MiB…`);
   phase('cp');
-  const cp = await timed(`cp '${source}' '${path.join(dir, 'copy.bin')}'`);
+  const cp = await timedSh(`cp '${source}' '${path.join(dir, 'copy.bin')}'`);
   await fs.rm(path.join(dir, 'copy.bin'), { force: true });
   log(`${name}: dd…`);
   const dd4k = await dd(4096, 64, path.join(dir, 'dd4k'));
@@ -92,7 +75,7 @@ async function localSteps(name: string, dir: string, source: string, fileMiB: nu
   const dd1m = await dd(MiB, fileMiB, path.join(dir, 'dd1m'));
   log(`${name}: 16 writers of 64 MiB…`);
   phase('16 writers');
-  const par = await timed(Array.from({ length: 16 }, (_, i) => `dd if=/dev/zero of='${path.join(dir, `p${i}`)}' bs=1M count=64 2>/dev/null &`).join(' ') + ' wait');
+  const par = await timedSh(Array.from({ length: 16 }, (_, i) => `dd if=/dev/zero of='${path.join(dir, `p${i}`)}' bs=1M count=64 2>/dev/null &`).join(' ') + ' wait');
   for (let i = 0; i < 16; i++) await fs.rm(path.join(dir, `p${i}`), { force: true });
   const run: WriteRun = {
     name, cpMBps: (fileMiB * MiB) / MB / cp, dd4kWritesPerSec: (64 * MiB) / 4096 / dd4k, dd32kMBps: (256 * MiB) / MB / dd32k,
@@ -195,7 +178,7 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
       result.wan = { lucidUploadMBps, putCeilingMBps };
       if (o.peers && hasTool('rclone')) {
         log('rclone copyto through the link…');
-        const secs = await timed(`env -u AWS_CA_BUNDLE rclone copyto '${source}' ':s3:bench/rclone/big.bin' --s3-provider Other --s3-endpoint '${wan.url()}' ` +
+        const secs = await timedSh(`env -u AWS_CA_BUNDLE rclone copyto '${source}' ':s3:bench/rclone/big.bin' --s3-provider Other --s3-endpoint '${wan.url()}' ` +
           `--s3-access-key-id S3RVER --s3-secret-access-key S3RVER --s3-force-path-style --log-level ERROR`);
         result.wan.rcloneCopytoMBps = (o.fileMiB * MiB) / MB / secs;
       }

@@ -10,7 +10,9 @@
  * - an extended attribute set on A is read on B within 3 s, though B answered "none" before;
  * - a file growing on A is seen growing on B, and ends identical;
  * - two mounts writing one file without locks: last committer wins per block, metadata intact;
- * - `lucid serve --gc-every` collects replaced versions with no client asking.
+ * - `lucid serve --gc-every` collects replaced versions with no client asking;
+ * - on PostgreSQL, a mount given both instances (`--service ONE,TWO`) carries on through the
+ *   other when the one it uses is killed: writes, fsync, a rename, a listing, a read.
  */
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,8 +29,12 @@ interface Team {
   env: Record<string, string>;
   /** The file store's directory. */
   store: string;
-  mount(mp: string, cache: string): Promise<void>;
+  /** The service instances' URLs (one on SQLite, given twice) and processes. */
+  services: string[];
+  serves: ChildProcess[];
+  mount(mp: string, cache: string, service?: string): Promise<void>;
   agentPid(mp: string): Promise<number>;
+  run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
 }
 
 type Engine = 'sqlite' | 'postgres';
@@ -66,9 +72,8 @@ async function team(t: Test, engine: Engine, serveArgs: string[] = []): Promise<
     root.remove();
   });
   const fx: Team = {
-    store: dir('store'), a: dir('a'), b: dir('b'), work: dir('work'), env,
-    mount: async (mp, cache) => {
-      const service = services[mounted.length % 2];
+    store: dir('store'), a: dir('a'), b: dir('b'), work: dir('work'), env, services, serves, run,
+    mount: async (mp, cache, service = services[mounted.length % 2]) => {
       const r = await run(['mount', mp, '--store', store, '--service', service, '--cache-dir', path.join(root.dir, cache)]);
       if (r.code !== 0) throw new Error(`mount failed: ${r.stderr}`);
       mounted.push(mp);
@@ -217,6 +222,25 @@ PY`;
     const ls = await sh(`ls -l ${fx.a} | grep -c cut.edl; ls ${fx.b} | grep -c cut.edl`);
     t.equal(ls.stdout.trim(), '1\n1', 'one entry on each side');
   });
+
+  if (engine === 'postgres') {
+    t.test('a mount given both instances carries on when the one it uses is killed', async (t) => {
+      const fx = await team(t, engine);
+      const c = path.join(fx.work, '..', 'c');
+      mkdirSync(c, { recursive: true });
+      await fx.mount(c, 'cache-c', `${fx.services[0]},${fx.services[1]}`);
+      const w = await sh(`head -c 2M /dev/urandom > ${fx.work}/one && head -c 2M /dev/urandom > ${fx.work}/two && cp ${fx.work}/one ${c}/one.bin && sync ${c}/one.bin && echo ok`);
+      t.equal(w.stdout.trim(), 'ok', w.stderr);
+      fx.serves[0].kill('SIGKILL');
+      await new Promise((r) => fx.serves[0].once('exit', r));
+      const after = await sh(`set -e; cp ${fx.work}/two ${c}/two.bin; sync ${c}/two.bin; mkdir ${c}/later; mv ${c}/one.bin ${c}/later/one.bin; cmp ${c}/later/one.bin ${fx.work}/one; ls ${c}/later; echo ok`);
+      t.equal(after.stdout.trim().split('\n').pop(), 'ok', `writes, a rename, a listing and a read go on through the other instance: ${after.stderr}`);
+      const seen = await within(10_000, async () => (await sh(`cmp -s ${fx.b}/two.bin ${fx.work}/two && cmp -s ${fx.b}/later/one.bin ${fx.work}/one && echo same`)).stdout.trim() === 'same');
+      t.ok(seen >= 0, `B (on the surviving instance) reads what C did after the kill, byte for byte (after ${seen} ms)`);
+      const status = JSON.parse((await fx.run(['status', c, '--json'])).stdout) as { state: string; changesWaiting?: number };
+      t.not(status.state, 'offline', 'C is not offline');
+    });
+  }
 
   t.test('a file growing on A is seen growing on B and ends identical', async (t) => {
     const fx = await team(t, engine);

@@ -63,8 +63,26 @@ export async function openUnlocked(storeUrl: string, options: { passwordStdin?: 
 }
 
 /**
+ * `--service` as given (once, several times, or URLs joined by commas: instances of one
+ * service) as one comma-separated string; each must be an http(s) URL.
+ */
+export function serviceUrls(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const urls = [v].flat().flatMap((x) => String(x).split(',')).map((x) => x.trim()).filter(Boolean);
+  for (const u of urls) {
+    let ok = false;
+    try {
+      ok = ['http:', 'https:'].includes(new URL(u).protocol);
+    } catch { /* not a URL */ }
+    if (!ok) throw new UsageError(`--service "${u}" is not an http:// or https:// URL of a lucid serve`);
+  }
+  if (urls.length === 0) throw new UsageError('--service needs a URL');
+  return urls.join(',');
+}
+
+/**
  * The filespace's metadata engine as a client uses it: the service at `serviceUrl` (checked
- * to serve this filespace), else the embedded engine on `db` or the store's default database.
+ * to serve this filespace; several instances joined by commas), else the embedded engine on `db` or the store's default database.
  * `trace`: every service call logged with its timing (LUCID_TRACE=1).
  */
 export async function connectMeta(storeUrl: string, unlocked: UnlockedFilespace, serviceUrl?: string, db?: string, trace?: (line: string) => void): Promise<{ meta: MetaEngine; client?: MetaClient; engine?: SqlMetaEngine; csn: number }> {

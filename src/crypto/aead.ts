@@ -51,7 +51,11 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad: Uint8Array): Buffe
 export function open(key: Buffer, sealed: Uint8Array, aad: Uint8Array, what: string): Buffer {
   if (sealed.length < NONCE_BYTES + TAG_BYTES) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
   const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-  return openParts(key, buf.subarray(0, NONCE_BYTES), buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES), buf.subarray(buf.length - TAG_BYTES), aad, what);
+  const length = buf.length - NONCE_BYTES - TAG_BYTES;
+  // Into a buffer of its own, so a small item (a name, an xattr) goes through the native
+  // binding too: one call, not a decipher object (~1 µs against ~6).
+  return openParts(key, buf.subarray(0, NONCE_BYTES), buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES), buf.subarray(buf.length - TAG_BYTES), aad, what,
+    nativeCrypto ? Buffer.allocUnsafe(length) : undefined);
 }
 
 /**

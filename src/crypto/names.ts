@@ -12,6 +12,9 @@ import type { FilespaceKeys } from './keys.js';
 
 export const MAX_NAME_BYTES = 255;
 const FORMAT = Buffer.from('lucid/v1');
+/** What a sealed name is bound to. */
+const NAME_AAD = Buffer.concat([FORMAT, Buffer.from('/name')]);
+const ENTRY_TAG = Buffer.from('entry\0');
 
 function u64(n: number): Buffer {
   const b = Buffer.alloc(8);
@@ -38,19 +41,19 @@ export class NameCipher {
   }
 
   hash(parent: number, name: string): Buffer {
-    return hmac(this.keys.nameHash, Buffer.from('entry\0'), u64(parent), NameCipher.check(name));
+    return hmac(this.keys.nameHash, ENTRY_TAG, u64(parent), NameCipher.check(name));
   }
 
   seal(parent: number, name: string): SealedName {
     const bytes = NameCipher.check(name);
-    return { hash: this.hash(parent, name), enc: seal(this.keys.nameEnc, bytes, Buffer.concat([FORMAT, Buffer.from('/name')])) };
+    return { hash: this.hash(parent, name), enc: seal(this.keys.nameEnc, bytes, NAME_AAD) };
   }
 
   /** Opens a sealed name and checks it belongs to the entry with lookup hash `hash` under `parent`. */
   open(parent: number, hash: Uint8Array, enc: Uint8Array): string {
-    const bytes = open(this.keys.nameEnc, enc, Buffer.concat([FORMAT, Buffer.from('/name')]), 'an encrypted file name');
+    const bytes = open(this.keys.nameEnc, enc, NAME_AAD, 'an encrypted file name');
     const name = bytes.toString('utf8');
-    if (!equalBytes(this.hash(parent, name), hash)) {
+    if (!equalBytes(hmac(this.keys.nameHash, ENTRY_TAG, u64(parent), bytes), hash)) {
       throw new IntegrityError(`a directory entry in inode ${parent} carries a name that belongs to another entry`);
     }
     return name;

@@ -3,6 +3,13 @@
  * its change feed. Connections are kept alive; errors come back as the same typed errors the
  * engine threw; a service that cannot be reached is a ServiceUnavailableError.
  *
+ * Several instances (`lucid serve` over one PostgreSQL) may be given: calls go to one until
+ * it cannot be reached, then to the next. A call that never reached an instance (refused
+ * connection) is tried on the next at once, and so is any call that reads; a change whose
+ * request may have reached a dying instance is not sent twice: it fails as unreachable, as
+ * with one instance (the write-back journal replays it, idempotently), and the next call
+ * goes to the next instance. The feed follows the same instance order when it reconnects.
+ *
  * The feed never overtakes a reply: word of a commit is handed on only after the metadata
  * calls that were in flight when it arrived have settled (and their callers have run), so a
  * mount hears of its own commits after their replies, and knows them as its own.
@@ -42,25 +49,56 @@ export interface MetaClientOptions {
   trace?: (line: string) => void;
 }
 
+/** Calls that change nothing: safe to send again to another instance whatever became of the first try. */
+const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
+  'listSnapshots', 'listSchedules', 'retainedObjects', 'reserveInodes']);
+
+/** Connection errors that mean the request never reached the service. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/** A service that could not be reached, and whether the request may have reached it all the same. */
+class Unreached extends ServiceUnavailableError {
+  constructor(message: string, readonly maybeSent: boolean) {
+    super(message);
+  }
+}
+
 export class MetaClient implements MetaEngine, LockRpc {
   private readonly trace?: (line: string) => void;
-  private readonly base: URL;
+  private readonly bases: URL[];
+  /** The instance calls go to (an index into `bases`). */
+  private current = 0;
   private readonly agent: http.Agent;
   private readonly auth: string;
   /** Metadata calls waiting for their replies (lock calls, which may wait long, are not counted). */
   private readonly inFlight = new Set<Promise<unknown>>();
 
-  constructor(url: string, token: string, private readonly options: MetaClientOptions = {}) {
-    this.base = new URL(url);
+  /** `url`: one service URL, or several instances of one service (also as one comma-separated string). */
+  constructor(url: string | string[], token: string, private readonly options: MetaClientOptions = {}) {
+    this.bases = (Array.isArray(url) ? url : [url]).flatMap((u) => u.split(',')).map((u) => u.trim()).filter(Boolean).map((u) => new URL(u));
+    if (this.bases.length === 0) throw new InternalError('a metadata client needs a service URL');
+    if (new Set(this.bases.map((b) => b.protocol)).size > 1) throw new InternalError('the service URLs mix http and https');
     this.trace = options.trace;
     this.auth = `Bearer ${token}`;
-    this.agent = this.base.protocol === 'https:'
+    this.agent = this.bases[0].protocol === 'https:'
       ? new https.Agent({ keepAlive: true, maxSockets: 64, ca: options.ca })
       : new http.Agent({ keepAlive: true, maxSockets: 64 });
   }
 
+  /** The instance calls go to now. */
+  private get base(): URL {
+    return this.bases[this.current];
+  }
+
   get url(): string {
     return this.base.origin;
+  }
+
+  /** Instance `failed` could not be reached: the next one is asked from now on (unless a call already moved on). */
+  private failOver(failed: number): void {
+    if (this.bases.length < 2 || this.current !== failed) return;
+    this.current = (failed + 1) % this.bases.length;
+    this.trace?.(`meta failover ${this.bases[failed].origin} -> ${this.base.origin}`);
   }
 
   info(): Promise<MetaInfo> { return this.call('info', []); }
@@ -156,10 +194,13 @@ export class MetaClient implements MetaEngine, LockRpc {
       ws = new WebSocket(url, { headers: { authorization: this.auth }, ca: this.options.ca });
       ws.on('message', (data) => deliver(JSON.parse(String(data)) as FeedMessage));
       ws.on('error', () => {});
+      const at = this.current;
       ws.on('close', () => {
         if (closed) return;
         deliver({ type: 'disconnected' });
-        setTimeout(connect, delay).unref();
+        // A feed that never came up, or dropped, tries the next instance.
+        this.failOver(at);
+        setTimeout(connect, this.bases.length > 1 ? 100 : delay).unref();
         delay = Math.min(delay * 2, 5_000);
       });
     };
@@ -169,21 +210,38 @@ export class MetaClient implements MetaEngine, LockRpc {
 
   /** One call to the service's lock endpoint (src/locks/service.ts). */
   lockCall<T>(call: LockMethod, body: Record<string, unknown>): Promise<T> {
-    return this.post<T>(`/v1/locks/${call}`, JSON.stringify(body), (t) => JSON.parse(t));
+    return this.post<T>(`/v1/locks/${call}`, JSON.stringify(body), (t) => JSON.parse(t), call === 'test' || call === 'renew');
   }
 
   private call<T>(method: MetaMethod, args: unknown[]): Promise<T> {
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
     const p = traced(this.trace, () => `meta ${method} ${typeof args[0] === 'number' ? args[0] : ''}`,
-      () => this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire));
+      () => this.post<T>(`/v1/rpc/${method}`, encodeWire({ args }), decodeWire, READS.has(method)));
     this.inFlight.add(p);
     const gone = () => { this.inFlight.delete(p); };
     p.then(gone, gone);
     return p;
   }
 
-  private post<T>(route: string, body: string, decode: (text: string) => unknown): Promise<T> {
-    const url = new URL(route, this.base);
+  /**
+   * Sends to the current instance; one that cannot be reached hands over to the next, which
+   * gets the request too if it never reached the first, or if it is a `read`.
+   */
+  private async post<T>(route: string, body: string, decode: (text: string) => unknown, read: boolean): Promise<T> {
+    for (let tried = 1; ; tried++) {
+      const at = this.current;
+      try {
+        return await this.postTo<T>(this.bases[at], route, body, decode);
+      } catch (e) {
+        if (!(e instanceof Unreached)) throw e;
+        this.failOver(at);
+        if (tried >= this.bases.length || (e.maybeSent && !read)) throw e;
+      }
+    }
+  }
+
+  private postTo<T>(base: URL, route: string, body: string, decode: (text: string) => unknown): Promise<T> {
+    const url = new URL(route, base);
     const lib = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
       const req = lib.request(url, {
@@ -192,21 +250,21 @@ export class MetaClient implements MetaEngine, LockRpc {
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(new ServiceUnavailableError(`metadata service ${this.base.origin}: ${e.message}`)));
+        res.on('error', (e) => reject(new Unreached(`metadata service ${base.origin}: ${e.message}`, true)));
         res.on('end', () => {
           let payload: { result?: unknown; error?: { code: string; message: string } };
           try {
             payload = decode(Buffer.concat(chunks).toString('utf8')) as typeof payload;
           } catch {
-            return reject(new InternalError(`metadata service ${this.base.origin} sent an unreadable answer (HTTP ${res.statusCode})`));
+            return reject(new InternalError(`metadata service ${base.origin} sent an unreadable answer (HTTP ${res.statusCode})`));
           }
           if (payload.error) return reject(errorFromCode(payload.error.code, payload.error.message));
           resolve(payload.result as T);
         });
       });
       req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(new ServiceUnavailableError(
-        `cannot reach the metadata service at ${this.base.origin} (${e.code ?? e.message})`)));
+      req.on('error', (e: NodeJS.ErrnoException) => reject(new Unreached(
+        `cannot reach the metadata service at ${base.origin} (${e.code ?? e.message})`, !NOT_SENT.has(e.code ?? ''))));
       req.end(body);
     });
   }

@@ -115,8 +115,13 @@ export interface MutateOptions {
 }
 
 export interface ReaddirOptions extends ReadOptions {
-  /** Hex of the last hash already returned. */
+  /** Hex of the last hash already returned: entries after it. */
   cursor?: string;
+  /**
+   * Hex of a hash: only entries up to and including it. With `cursor`, a range of the hash
+   * space, so a large folder's listing can be fetched as several ranges at once.
+   */
+  until?: string;
   limit?: number;
   /** Include each entry's attributes. */
   plus?: boolean;

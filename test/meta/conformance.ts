@@ -84,6 +84,27 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.readdir((await e.lookup(d, h('file-1'))).ino), NotDirectoryError);
     });
 
+    t.test('readdir with until lists one range of the hash space, paged', async (t) => {
+      const d = await scratch();
+      const names = Array.from({ length: 300 }, (_, i) => `r-${i}`);
+      await Promise.all(names.map((x) => e.create(d, nm(x), file)));
+      const all = (await e.readdir(d, { limit: 1000 })).entries.map((x) => x.hash.toString('hex'));
+      t.equal(all.length, 300);
+      const cut = all[120];
+      const lower: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await e.readdir(d, { cursor, until: cut, limit: 50, plus: true });
+        lower.push(...page.entries.map((x) => x.hash.toString('hex')));
+        cursor = page.cursor;
+      } while (cursor);
+      t.same(lower, all.slice(0, 121), 'up to and including the bound, in order, across pages');
+      const upper = await e.readdir(d, { cursor: cut, until: all[200], limit: 1000 });
+      t.same(upper.entries.map((x) => x.hash.toString('hex')), all.slice(121, 201), 'a range between two hashes');
+      t.equal(upper.cursor, undefined, 'a range read whole has no cursor');
+      await t.rejects(e.readdir(d, { until: 'zz' }), InvalidArgumentError, 'a bound that is not a hash');
+    });
+
     t.test('readdir plus brings each file\'s first block ref when asked', async (t) => {
       const d = await scratch();
       const small = await e.create(d, nm('small'), file);

@@ -17,6 +17,7 @@ import { defaultStorePassword, defaultStoreUrl, isDefaultStore, lucidHome } from
 import { checkMountpoint } from '../mountpoint.js';
 import { getPassword } from '../password.js';
 import { ensureDefaultFilespace } from './init.js';
+import { serviceUrls } from '../open.js';
 
 export interface MountArgs {
   mountpoint: string;
@@ -38,7 +39,7 @@ type IpcMessage = { type: 'password'; password: string } | { type: 'ready'; moun
 /** The options `lucid mount` and `lucid snapshot mount` share. */
 export const mountOptions = (y: Argv) => y
     .option('store', { type: 'string', describe: 'Store URL (default: the embedded default under ~/.lucid, created on first use)' })
-    .option('service', { type: 'string', describe: 'URL of a lucid serve (default: the service runs in this agent)' })
+    .option('service', { type: 'string', coerce: serviceUrls, describe: 'URL of a lucid serve (default: the service runs in this agent); instances of one service: URL,URL or --service repeated (the next is used when one cannot be reached)' })
     .option('cache-dir', { type: 'string', describe: 'Cache directory (default: ~/.lucid/cache/<filespace id>)' })
     .option('cache-size', { type: 'string', describe: 'Cache size limit, e.g. 10G (default: 10 GiB, or half the free space on a small disk)' })
     .option('password-stdin', { type: 'boolean', describe: 'Read the password from the first line of standard input' })

@@ -17,7 +17,7 @@ import { mountCommand, mountOptions, type MountArgs } from './mount.js';
 import { callAgent, mountOf, pickMount, streamAgent, type MountRecord } from '../control.js';
 import { FilespaceAdmin, type CopyProgress, type DiffLine } from '../admin.js';
 import { defaultStoreUrl } from '../home.js';
-import { connectMeta, openUnlocked } from '../open.js';
+import { connectMeta, openUnlocked, serviceUrls } from '../open.js';
 import { ProgressBar } from '../progress.js';
 import { formatSize } from '../../util/size.js';
 import { formatDuration, parseDuration } from '../../util/duration.js';
@@ -103,7 +103,7 @@ async function withTarget<T>(args: DirectArgs & { mount?: string }, fn: (target:
 const targetOptions = (y: Argv) => y
   .option('mount', { type: 'string', describe: 'The mount whose filespace to use (default: the only running mount)' })
   .option('store', { type: 'string', describe: 'Work on this filespace directly, with no mount (default store: the embedded one)' })
-  .option('service', { type: 'string', describe: 'With --store: the filespace\'s metadata service' })
+  .option('service', { type: 'string', coerce: serviceUrls, describe: 'With --store: the filespace\'s metadata service (instances: URL,URL)' })
   .option('db', { type: 'string', describe: 'With --store: its metadata database (sqlite:PATH or postgres://…), when no service runs' })
   .option('password-stdin', { type: 'boolean', describe: 'With --store: read the password from the first line of standard input' });
 

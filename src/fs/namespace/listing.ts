@@ -17,9 +17,10 @@
 import { LRUCache } from 'lru-cache';
 import { InvalidArgumentError } from '../../errors.js';
 import type { NameCipher } from '../../crypto/names.js';
-import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type DirEntry, type MetaEngine, type ReaddirPage } from '../../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type DirEntry, type MetaEngine } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
 import type { ListedEntry } from './last-known.js';
+import { listingPages, type ListingPage } from './listing-pages.js';
 import type { MetaJournal } from './journal.js';
 import type { NamespaceView } from './view.js';
 
@@ -33,7 +34,8 @@ interface DirHandle {
   /** This mount's changes to the folder's names when it was opened (a listing across one is not kept). */
   mark: number;
   entries: DirEntryOut[];
-  cursor?: string;
+  /** The listing's pages from the service, once asked for. */
+  pages?: AsyncGenerator<ListingPage>;
   complete: boolean;
 }
 
@@ -130,15 +132,15 @@ export class Listings {
     if (!d) throw new InvalidArgumentError(`bad directory handle ${fh}`);
     const view = this.view;
     // A listing being learnt (the folder was looked up a moment ago) is waited for, not asked again.
-    if (!d.complete && d.cursor === undefined) await this.learning.get(d.ino);
+    if (!d.complete && d.pages === undefined) await this.learning.get(d.ino);
     while (!d.complete && d.entries.length < offset + max) {
       const listGen = view.generation(d.ino);
-      const first = d.cursor === undefined;
+      const first = d.pages === undefined;
       // A listing this mount holds and trusts is served as it is (offline, the last full one:
       // a listing cut off midway cannot be).
       const current = first && view.servesListing(d.ino);
       const local = first && (current || this.journal.affects(d.ino)) ? view.lastKnown.listing(d.ino) : undefined;
-      const page = local ?? await view.lastKnown.orStale<ReaddirPage | ListedEntry[]>(() => this.meta.readdir(d.ino, { cursor: d.cursor, limit: 1000, plus: true, firstBlock: true }), () => (first ? view.lastKnown.listing(d.ino) : undefined));
+      const page = local ?? await view.lastKnown.orStale<ListingPage | ListedEntry[]>(() => this.nextPage(d), () => (first ? view.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
         // Served as held: attributes where they are current (the kernel looks the others up).
         for (const e of page) this.took(d, listGen, { ...e, attr: view.heldAttr(e.ino) ?? (current ? undefined : e.attr) });
@@ -150,8 +152,7 @@ export class Listings {
         if (e.attr) this.learnt(e);
         this.took(d, listGen, { name: this.names.open(d.ino, e.hash, e.enc), ino: e.ino, mode: e.mode, attr: e.attr });
       }
-      d.cursor = page.cursor;
-      d.complete = page.cursor === undefined;
+      d.complete = page.last;
       if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version, d.mark);
       if (d.complete) this.learnAhead(d.entries);
     }
@@ -173,8 +174,18 @@ export class Listings {
     view.gaveName(d.ino, e.name);
   }
 
+  /** The next page of a handle's listing from the service (the first asks for them all, pipelined). */
+  private async nextPage(d: DirHandle): Promise<ListingPage> {
+    d.pages ??= listingPages(this.meta, d.ino);
+    const r = await d.pages.next();
+    return r.done ? { entries: [], last: true, estimate: d.entries.length } : r.value;
+  }
+
   releasedir(fh: number): void {
+    const d = this.dirs.get(fh);
     this.dirs.delete(fh);
+    // A listing left unread stops asking for more (ranges in flight finish and are dropped).
+    void d?.pages?.return(undefined).catch(() => {});
   }
 
   /** Every regular file at or under `ino` (pin, warm). */
@@ -190,7 +201,7 @@ export class Listings {
   /**
    * Takes a folder's full listing for the mount to decide names there locally (write-back),
    * unless it has more than `maxEntries`: a folder that large is looked up name by name.
-   * One request per 1 000 entries; nothing is kept if the folder changed meanwhile. Resolves
+   * Pages of 1 000 entries, pipelined; nothing is kept if the folder changed meanwhile. Resolves
    * false when the folder has more than `maxEntries`.
    */
   async learn(ino: number, maxEntries = 5000): Promise<boolean> {
@@ -199,17 +210,16 @@ export class Listings {
     const mark = view.lastKnown.mark(ino);
     const version = (await view.committedAttr(ino)).version;
     const entries: DirEntryOut[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.meta.readdir(ino, { cursor, limit: 1000, plus: true, firstBlock: true });
+    for await (const page of listingPages(this.meta, ino)) {
+      // A folder estimated (from its first page) well past the bound is not fetched further.
+      if (entries.length > maxEntries || page.estimate > 1.5 * maxEntries) return false;
       for (const e of page.entries) {
         const name = this.names.open(ino, e.hash, e.enc);
         this.learnt(e);
         entries.push({ name, ino: e.ino, mode: e.mode, attr: e.attr });
       }
-      cursor = page.cursor;
-      if (entries.length > maxEntries) return false;
-    } while (cursor);
+    }
+    if (entries.length > maxEntries) return false;
     if (view.generation(ino) === listGen && !this.journal.affects(ino)) view.lastKnown.keepListing(ino, entries, version, mark);
     return true;
   }

@@ -297,7 +297,10 @@ export class SqlMetaEngine implements MetaEngine {
     if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
     const limit = Math.min(checkInt(options.limit ?? 1000, 'limit', 1), 10_000);
     if (options.cursor !== undefined && !/^[0-9a-f]{64}$/.test(String(options.cursor))) throw new InvalidArgumentError('cursor is not one readdir gave');
+    if (options.until !== undefined && !/^[0-9a-f]{64}$/.test(String(options.until))) throw new InvalidArgumentError('until must be a hash: 64 hex digits');
     const after = options.cursor !== undefined ? Buffer.from(String(options.cursor), 'hex') : Buffer.alloc(0);
+    // Hashes are 32 bytes: a 33-byte bound of 0xff sorts after every one of them.
+    const upTo = options.until !== undefined ? Buffer.from(String(options.until), 'hex') : Buffer.alloc(33, 0xff);
     const v = visible(options, 'd.');
     let rows: Row[];
     if (options.plus) {
@@ -307,10 +310,10 @@ export class SqlMetaEngine implements MetaEngine {
       const first = options.firstBlock === true;
       rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}${first ? ', b.object_id AS first_object, b.length AS first_length' : ''}
         FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}${first ? ` LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND ${vb.sql}` : ''}
-        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, ...(first ? vb.params : []), parent, ...v.params, after, limit + 1]);
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, ...(first ? vb.params : []), parent, ...v.params, after, upTo, limit + 1]);
     } else {
       rows = await this.db.all(`SELECT d.hash, d.name_enc, d.ino, d.mode AS dmode FROM dentries d
-        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, limit + 1]);
+        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, upTo, limit + 1]);
     }
     const more = rows.length > limit;
     const entries: DirEntry[] = rows.slice(0, limit).map((r) => ({
