@@ -6,6 +6,7 @@
  * constructor arguments, in the order each needs the last. The one thing it opens is the
  * journal's own file in the cache directory (unless given a journal store).
  */
+import path from 'node:path';
 import { ActivityMeter } from '../util/activity.js';
 import type { BlockCodec } from '../block/format.js';
 import type { BlockCache } from '../cache/block-cache.js';
@@ -27,6 +28,7 @@ import { NamespaceChanges } from './namespace/changes.js';
 import { MetaJournal, conflictCopyNames, type JournalStore } from './namespace/journal.js';
 import { FileJournalStore } from './namespace/journal-store.js';
 import { Listings } from './namespace/listing.js';
+import { KeptListings } from './namespace/kept-listings.js';
 import { NamespaceView, type ViewOptions } from './namespace/view.js';
 import { Vfs } from './vfs.js';
 
@@ -79,7 +81,7 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   });
   const loader = new BlockLoader(store, codec, cache, blockSize, { memoryCacheBytes: options.memoryCacheBytes, log, allocated: options.allocated, trace: options.trace });
   const data = new FileIo(loader, blockMap, cache, uploader, view, blockSize, { trace: options.trace });
-  const listings = new Listings(meta, names, view, journal, blockMap);
+  const listings = new Listings(meta, names, view, journal, blockMap, { kept: new KeptListings(path.join(cache.directory, 'listings'), names) });
   const locks = options.locks ?? new LocalLocks();
   const gate = new ChangeGate(view, journal, { writeBack: options.writeBack, strong: (ino) => locks.isLocked(ino), activity });
   const changes = new NamespaceChanges(meta, names, view, journal, gate, blockMap, cache, listings);

@@ -3,9 +3,9 @@
  * engine "as of" that CSN, every change is refused with ReadOnlyError (EROFS). A snapshot
  * mount runs the ordinary VFS over this, with the kernel mount read-only too.
  */
-import { ReadOnlyError } from '../errors.js';
+import { OutOfRangeError, ReadOnlyError } from '../errors.js';
 import type {
-  Attr, BlockRef, ChangesPage, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, SnapshotSchedule, XattrEntry,
+  Attr, BlockRef, ChangesPage, ListingChanges, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, SnapshotSchedule, XattrEntry,
 } from './types.js';
 
 const refuse = async (): Promise<never> => { throw new ReadOnlyError('a snapshot is read-only: restore it with lucid snapshot restore, or copy files out'); };
@@ -19,6 +19,8 @@ export class AsOfMeta implements MetaEngine {
     return this.inner.lookup(parent, hash, { ...options, asOf: this.csn });
   }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.inner.readdir(parent, { ...options, asOf: this.csn }); }
+  /** A snapshot's listings never change, and are not kept across mounts: each is listed whole. */
+  async listingChanges(): Promise<ListingChanges> { throw new OutOfRangeError('a snapshot\'s listings are listed whole'); }
   readlink(ino: number): Promise<Buffer> { return this.inner.readlink(ino, { asOf: this.csn }); }
   getBlocks(ino: number, first: number, count: number): Promise<BlockRef[]> { return this.inner.getBlocks(ino, first, count, { asOf: this.csn }); }
   getXattr(ino: number, hash: Buffer): Promise<XattrEntry> { return this.inner.getXattr(ino, hash, { asOf: this.csn }); }

@@ -19,7 +19,7 @@ import https from 'node:https';
 import WebSocket from 'ws';
 import { InternalError, ServiceUnavailableError, errorFromCode } from '../errors.js';
 import type {
-  Attr, AttrChanges, BatchOp, BatchResult, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, MetaEngine, MetaInfo,
+  Attr, AttrChanges, BatchOp, BatchResult, BlockRef, ChangesPage, Commit, CommitBlocksOptions, EntryName, ListingChanges, MetaEngine, MetaInfo,
   LookupOptions, MutateOptions, NewNode, RestoreResult, Snapshot, SnapshotSchedule, ReadOptions, ReaddirOptions, ReaddirPage, RenameFlags, XattrEntry, XattrSetFlags,
   PruneResult,
 } from './types.js';
@@ -50,17 +50,20 @@ export interface MetaClientOptions {
 }
 
 /** Calls that change nothing: safe to send again to another instance whatever became of the first try. */
-const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
+const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
   'listSnapshots', 'listSchedules', 'retainedObjects', 'reserveInodes']);
 
 /** Connection errors that mean the request never reached the service. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 
-/** A service that could not be reached, and whether the request may have reached it all the same. */
-class Unreached extends ServiceUnavailableError {
-  constructor(message: string, readonly maybeSent: boolean) {
-    super(message);
-  }
+/** Errors of requests that never reached the service (a refused connection). */
+const neverSent = new WeakSet<Error>();
+
+/** A service that could not be reached; `maybeSent`: the request may have reached it all the same. */
+function unreached(message: string, maybeSent: boolean): ServiceUnavailableError {
+  const e = new ServiceUnavailableError(message);
+  if (!maybeSent) neverSent.add(e);
+  return e;
 }
 
 export class MetaClient implements MetaEngine, LockRpc {
@@ -105,6 +108,7 @@ export class MetaClient implements MetaEngine, LockRpc {
   getAttr(ino: number, options?: ReadOptions): Promise<Attr> { return this.call('getAttr', [ino, options]); }
   lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }> { return this.call('lookup', [parent, hash, options]); }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.call('readdir', [parent, options]); }
+  listingChanges(parent: number, since: number): Promise<ListingChanges> { return this.call('listingChanges', [parent, since]); }
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr> { return this.call('create', [parent, name, node]); }
   reserveInodes(count: number): Promise<{ first: number; count: number }> { return this.call('reserveInodes', [count]); }
   link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }
@@ -233,9 +237,9 @@ export class MetaClient implements MetaEngine, LockRpc {
       try {
         return await this.postTo<T>(this.bases[at], route, body, decode);
       } catch (e) {
-        if (!(e instanceof Unreached)) throw e;
+        if (!(e instanceof ServiceUnavailableError)) throw e;
         this.failOver(at);
-        if (tried >= this.bases.length || (e.maybeSent && !read)) throw e;
+        if (tried >= this.bases.length || (!neverSent.has(e) && !read)) throw e;
       }
     }
   }
@@ -250,7 +254,7 @@ export class MetaClient implements MetaEngine, LockRpc {
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(new Unreached(`metadata service ${base.origin}: ${e.message}`, true)));
+        res.on('error', (e) => reject(unreached(`metadata service ${base.origin}: ${e.message}`, true)));
         res.on('end', () => {
           let payload: { result?: unknown; error?: { code: string; message: string } };
           try {
@@ -263,7 +267,7 @@ export class MetaClient implements MetaEngine, LockRpc {
         });
       });
       req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(new Unreached(
+      req.on('error', (e: NodeJS.ErrnoException) => reject(unreached(
         `cannot reach the metadata service at ${base.origin} (${e.code ?? e.message})`, !NOT_SENT.has(e.code ?? ''))));
       req.end(body);
     });

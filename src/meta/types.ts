@@ -132,7 +132,25 @@ export interface ReaddirOptions extends ReadOptions {
 export interface ReaddirPage {
   entries: DirEntry[];
   cursor?: string;
+  /**
+   * The newest commit when the page was read (live listings): a listing kept from these pages
+   * is brought up to date by `listingChanges` since the first page's.
+   */
+  csn?: number;
 }
+
+/** What changed in a folder's listing after a commit (`listingChanges`). */
+export interface ListingChanges {
+  /** Entries made, renamed in, or whose attributes (or first block) changed: as listed now, with attributes. */
+  entries: DirEntry[];
+  /** Lookup hashes of names gone since (unless listed in `entries` again). */
+  removed: Buffer[];
+  /** The newest commit when the changes were read: the listing is now current as of it. */
+  csn: number;
+}
+
+/** The most inodes changed since a listing for `listingChanges` to answer (beyond, a folder is listed whole). */
+export const LISTING_CHANGES_MAX = 10_000;
 
 export interface CommitBlocksOptions extends MutateOptions {
   /** The file grows to at least this size. */
@@ -248,6 +266,13 @@ export interface MetaEngine {
   /** With `blocks`, a regular file's first block refs come along (one round trip to open and read). */
   lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }>;
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage>;
+  /**
+   * What changed in `parent`'s listing after commit `since` (a page's `csn`), so a listing
+   * kept across a remount is brought up to date without listing the folder again. Fails
+   * with OutOfRangeError when that history is no longer kept (pruned) or more than
+   * LISTING_CHANGES_MAX inodes changed since: the folder is then listed whole.
+   */
+  listingChanges(parent: number, since: number): Promise<ListingChanges>;
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr>;
   /** Sets aside `count` (1–1000) inode numbers no one else will get, for `create` with `ino`. */
   reserveInodes(count: number): Promise<{ first: number; count: number }>;

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
 import {
   EntryExistsError, InvalidArgumentError, IsDirectoryError, NoAttributeError, NoEntryError, NotDirectoryError,
-  NotEmptyError, NotPermittedError, VersionConflictError,
+  NotEmptyError, NotPermittedError, OutOfRangeError, VersionConflictError,
 } from '../../src/errors.js';
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type EntryName, type MetaEngine } from '../../src/meta/types.js';
 
@@ -413,6 +413,32 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       for (const s of (await e.listSnapshots()).filter((x) => x.schedule)) await e.deleteSnapshot(s.id);
     });
 
+    t.test('info keeps the live totals through every change (no scan)', async (t) => {
+      const d = await scratch();
+      const before = await e.info();
+      const f = await e.create(d, nm('sized'), file);
+      await e.commitBlocks(f.ino, [{ index: 0, objectId: oid(), length: 5000 }], { minSize: 5000 });
+      await e.create(d, nm('sub'), dir);
+      let now = await e.info();
+      t.same([now.inodes - before.inodes, now.bytes - before.bytes], [2, 5000], 'a file of 5 000 bytes and a folder');
+      await e.setAttr(f.ino, { size: 100 });
+      now = await e.info();
+      t.equal(now.bytes - before.bytes, 100, 'a truncate');
+      const snap = await e.createSnapshot('totals');
+      await e.unlink(d, h('sized'));
+      await e.reclaim(f.ino);
+      now = await e.info();
+      t.same([now.inodes - before.inodes, now.bytes - before.bytes], [1, 0], 'the file went');
+      await e.restore(snap.id, d, h('sized'));
+      now = await e.info();
+      t.same([now.inodes - before.inodes, now.bytes - before.bytes], [2, 100], 'a restore brings it back');
+      const r = await e.applyBatch([{ op: 'create', parent: d, name: nm('b1'), node: file }, { op: 'unlink', parent: d, hash: h('b1') }]);
+      t.notOk(r.failed);
+      now = await e.info();
+      t.equal(now.inodes - before.inodes, 3, 'a batch counts too (an unlinked inode lives until reclaimed)');
+      await e.deleteSnapshot(snap.id);
+    });
+
     t.test('every mutation gets the next CSN, and the feed names what changed', async (t) => {
       const d = await scratch();
       const start = (await e.info()).csn;
@@ -554,6 +580,46 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.getAttr(f.ino), NoEntryError, 'the deleted inode stays deleted after its versions are pruned');
       await t.rejects(e.retainedObjects(['not an id'], 0), InvalidArgumentError);
       await t.rejects(e.retainedObjects(Array.from({ length: 10_001 }, () => oid()), 0), InvalidArgumentError);
+    });
+
+    // Last: it prunes everything up to now, and nothing after it may lean on older history.
+    t.test('listing changes since a page: made, moved in, changed, renamed, removed; refused once pruned', async (t) => {
+      const d = await scratch();
+      const other = await scratch();
+      for (const x of ['a', 'b', 'c', 'keep']) await e.create(d, nm(x), file);
+      const moved = await e.create(other, nm('x'), file);
+      const first = await e.readdir(d, { plus: true });
+      t.equal(first.entries.length, 4);
+      const c0 = first.csn!;
+      t.ok(Number.isSafeInteger(c0) && c0 >= 1, `a live page says its commit (${c0})`);
+      t.equal((await e.readdir(d, { asOf: c0 })).csn, undefined, 'a page as of a commit does not');
+      const none = await e.listingChanges(d, c0);
+      t.same([none.entries.length, none.removed.length], [0, 0], 'nothing changed yet');
+      await e.create(d, nm('new'), file);
+      await e.unlink(d, h('b'));
+      await e.setAttr((await e.lookup(d, h('c'))).ino, { mode: S_IFREG | 0o600 });
+      await e.rename(d, h('a'), d, nm('a2'));
+      await e.rename(other, h('x'), d, nm('x'));
+      await e.create(other, nm('elsewhere'), file);
+      const delta = await e.listingChanges(d, c0);
+      const names = (xs: { enc: Buffer }[]) => xs.map((x) => x.enc.toString().slice(4)).sort();
+      t.same(names(delta.entries), ['a2', 'c', 'new', 'x'], 'made, changed, renamed within, moved in');
+      t.equal(delta.entries.find((x) => x.ino === moved.ino)?.attr?.ino, moved.ino, 'each with its attributes');
+      t.equal(delta.entries.find((x) => x.enc.toString() === 'enc:c')?.attr?.mode, S_IFREG | 0o600, 'as they are now');
+      t.same(delta.removed.map((x) => x.toString('hex')).sort(), [h('a'), h('b')].map((x) => x.toString('hex')).sort(), 'removed and renamed-away names');
+      t.ok(delta.csn > c0, 'the changes say the commit they bring the listing to');
+      // The kept listing with the changes applied is the listing now.
+      const kept = new Map(first.entries.map((x) => [x.hash.toString('hex'), x.enc.toString()]));
+      for (const r of delta.removed) kept.delete(r.toString('hex'));
+      for (const x of delta.entries) kept.set(x.hash.toString('hex'), x.enc.toString());
+      t.same([...kept.values()].sort(), (await e.readdir(d)).entries.map((x) => x.enc.toString()).sort(), 'applied, they give the listing now');
+      t.same((await e.listingChanges(d, delta.csn)).entries, [], 'none since');
+      await t.rejects(e.listingChanges(d, delta.csn + 1000), OutOfRangeError, 'a commit not made yet');
+      await t.rejects(e.listingChanges((await e.lookup(d, h('c'))).ino, c0), NotDirectoryError);
+      await new Promise((r) => setTimeout(r, 5));
+      await e.pruneVersions(Date.now());
+      await t.rejects(e.listingChanges(d, c0), OutOfRangeError, 'history pruned: the folder is listed whole');
+      t.same((await e.listingChanges(d, (await e.info()).csn)).entries, [], 'changes since after the prune are answered');
     });
   });
 }

@@ -35,6 +35,8 @@ export interface ListingPage {
   last: boolean;
   /** How many entries the folder holds, as estimated from its first page (exact when it had one page). */
   estimate: number;
+  /** The newest commit when the first page was read (the listing has every change up to it). */
+  csn?: number;
 }
 
 /** Pages of `ino`'s listing in hash order. */
@@ -43,7 +45,7 @@ export async function* listingPages(meta: MetaEngine, ino: number, options: List
   const ask = (cursor: string | undefined, until?: string) => meta.readdir(ino, { cursor, until, limit, plus: true, firstBlock: true });
   const first = await ask(undefined);
   if (first.cursor === undefined) {
-    yield { entries: first.entries, last: true, estimate: first.entries.length };
+    yield { entries: first.entries, last: true, estimate: first.entries.length, csn: first.csn };
     return;
   }
   const from = BigInt(`0x${first.cursor}`);
@@ -66,7 +68,7 @@ export async function* listingPages(meta: MetaEngine, ino: number, options: List
     } while (cursor !== undefined);
     return out;
   };
-  yield { entries: first.entries, last: false, estimate };
+  yield { entries: first.entries, last: false, estimate, csn: first.csn };
   const parallel = Math.max(1, options.parallel ?? 8);
   const inFlight: Promise<DirEntry[]>[] = [];
   let next = 0;
@@ -81,6 +83,6 @@ export async function* listingPages(meta: MetaEngine, ino: number, options: List
   for (let k = 0; k < ranges; k++) {
     const entries = await inFlight.shift()!;
     fill();
-    yield { entries, last: k === ranges - 1, estimate };
+    yield { entries, last: k === ranges - 1, estimate, csn: first.csn };
   }
 }

@@ -15,12 +15,13 @@
  * changes applied), never one cut off midway.
  */
 import { LRUCache } from 'lru-cache';
-import { InvalidArgumentError } from '../../errors.js';
+import { InvalidArgumentError, OutOfRangeError } from '../../errors.js';
 import type { NameCipher } from '../../crypto/names.js';
-import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type DirEntry, type MetaEngine } from '../../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type BlockRef, type DirEntry, type MetaEngine } from '../../meta/types.js';
 import type { BlockMap } from '../data/block-map.js';
 import type { ListedEntry } from './last-known.js';
-import { listingPages, type ListingPage } from './listing-pages.js';
+import { listingPages } from './listing-pages.js';
+import type { KeptEntry, KeptListings } from './kept-listings.js';
 import type { MetaJournal } from './journal.js';
 import type { NamespaceView } from './view.js';
 
@@ -34,9 +35,19 @@ interface DirHandle {
   /** This mount's changes to the folder's names when it was opened (a listing across one is not kept). */
   mark: number;
   entries: DirEntryOut[];
-  /** The listing's pages from the service, once asked for. */
-  pages?: AsyncGenerator<ListingPage>;
+  /** The listing's pages, once asked for. */
+  pages?: AsyncGenerator<OpenedPage>;
+  /** The commit the listing has every change up to (its first page's), and its entries as they are kept. */
+  csn?: number;
+  kept: KeptEntry[];
   complete: boolean;
+}
+
+/** A page of a listing with its names opened. */
+interface OpenedPage {
+  entries: KeptEntry[];
+  last: boolean;
+  csn?: number;
 }
 
 export interface ListingsOptions {
@@ -44,6 +55,8 @@ export interface ListingsOptions {
   learnMax?: number;
   /** Subfolders of a listed folder whose listings are learnt ahead (default 64; 0: none). */
   aheadFolders?: number;
+  /** Listings of large folders kept across remounts (brought up to date by the changes since). */
+  kept?: KeptListings;
 }
 
 /** Listings learnt ahead at once (subfolders of one listed); a folder looked up goes first. */
@@ -103,7 +116,7 @@ export class Listings {
    * What a listing's entry tells beyond its name: its attributes, and a small file's whole
    * block map (its first block ref, or none), so opening and reading it needs no map request.
    */
-  private learnt(e: DirEntry): void {
+  private learnt(e: { attr?: Attr; first?: BlockRef }): void {
     if (!e.attr) return;
     this.view.remember(e.attr);
     if ((e.attr.mode & S_IFMT) === S_IFREG && e.attr.size <= this.blockMap.blockSize) this.blockMap.prime(e.attr, e.first ? [e.first] : []);
@@ -118,6 +131,7 @@ export class Listings {
       version: attr.version,
       mark: this.view.lastKnown.mark(ino),
       entries: [{ name: '.', ino, mode: S_IFDIR }, { name: '..', ino: ROOT_INO, mode: S_IFDIR }],
+      kept: [],
       complete: false,
     });
     return fh;
@@ -140,7 +154,7 @@ export class Listings {
       // a listing cut off midway cannot be).
       const current = first && view.servesListing(d.ino);
       const local = first && (current || this.journal.affects(d.ino)) ? view.lastKnown.listing(d.ino) : undefined;
-      const page = local ?? await view.lastKnown.orStale<ListingPage | ListedEntry[]>(() => this.nextPage(d), () => (first ? view.lastKnown.listing(d.ino) : undefined));
+      const page = local ?? await view.lastKnown.orStale<OpenedPage | ListedEntry[]>(() => this.nextPage(d), () => (first ? view.lastKnown.listing(d.ino) : undefined));
       if (Array.isArray(page)) {
         // Served as held: attributes where they are current (the kernel looks the others up).
         for (const e of page) this.took(d, listGen, { ...e, attr: view.heldAttr(e.ino) ?? (current ? undefined : e.attr) });
@@ -148,11 +162,16 @@ export class Listings {
         this.learnAhead(page);
         break;
       }
+      d.csn ??= page.csn;
       for (const e of page.entries) {
         if (e.attr) this.learnt(e);
-        this.took(d, listGen, { name: this.names.open(d.ino, e.hash, e.enc), ino: e.ino, mode: e.mode, attr: e.attr });
+        d.kept.push(e);
+        this.took(d, listGen, { name: e.name, ino: e.ino, mode: e.mode, attr: e.attr });
       }
       d.complete = page.last;
+      // Kept as of the first page's commit: whatever changed while it was taken comes again
+      // with the changes since, when it is next listed.
+      if (d.complete && d.csn !== undefined) this.options.kept?.save(d.ino, d.csn, d.kept);
       if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version, d.mark);
       if (d.complete) this.learnAhead(d.entries);
     }
@@ -174,11 +193,39 @@ export class Listings {
     view.gaveName(d.ino, e.name);
   }
 
-  /** The next page of a handle's listing from the service (the first asks for them all, pipelined). */
-  private async nextPage(d: DirHandle): Promise<ListingPage> {
-    d.pages ??= listingPages(this.meta, d.ino);
+  /** The next page of a handle's listing (the first asks for them all). */
+  private async nextPage(d: DirHandle): Promise<OpenedPage> {
+    d.pages ??= this.openedPages(d.ino);
     const r = await d.pages.next();
-    return r.done ? { entries: [], last: true, estimate: d.entries.length } : r.value;
+    return r.done ? { entries: [], last: true } : r.value;
+  }
+
+  /**
+   * A folder's listing with names opened: a kept listing brought up to date by the changes
+   * since its commit (one request), else from the service in pipelined pages.
+   */
+  private async *openedPages(ino: number): AsyncGenerator<OpenedPage> {
+    const kept = await this.options.kept?.load(ino);
+    const changes = kept && await this.meta.listingChanges(ino, kept.csn).catch((e: unknown) => {
+      if (e instanceof OutOfRangeError) return undefined; // history pruned, or too much changed: listed whole
+      throw e;
+    });
+    if (kept && changes) {
+      const byHash = new Map(kept.entries.map((e) => [e.hash, e]));
+      for (const h of changes.removed) byHash.delete(h.toString('hex'));
+      for (const e of changes.entries) byHash.set(e.hash.toString('hex'), this.opened(ino, e));
+      // Kept again only if something changed, or it fell far behind (the changes since a commit
+      // are looked up among every inode changed in the filespace since).
+      const stale = changes.entries.length > 0 || changes.removed.length > 0 || changes.csn - kept.csn > 1000;
+      yield { entries: [...byHash.values()], last: true, csn: stale ? changes.csn : undefined };
+      return;
+    }
+    for await (const page of listingPages(this.meta, ino)) yield { entries: page.entries.map((e) => this.opened(ino, e)), last: page.last, csn: page.csn };
+  }
+
+  /** A listed entry with its name opened (checked against its lookup hash). */
+  private opened(dir: number, e: DirEntry): KeptEntry {
+    return { name: this.names.open(dir, e.hash, e.enc), hash: e.hash.toString('hex'), ino: e.ino, mode: e.mode, attr: e.attr, first: e.first };
   }
 
   releasedir(fh: number): void {

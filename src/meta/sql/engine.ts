@@ -7,12 +7,12 @@
  */
 import {
   EntryExistsError, InternalError, InvalidArgumentError, LucidError, IsDirectoryError, NoAttributeError, NoEntryError,
-  NotDirectoryError, NotEmptyError, NotPermittedError, VersionConflictError,
+  NotDirectoryError, NotEmptyError, NotPermittedError, OutOfRangeError, VersionConflictError,
 } from '../../errors.js';
 import {
-  BATCH_MAX, LOOKUP_BLOCKS_MAX, ROOT_INO, type BatchOp, type BatchResult, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
+  BATCH_MAX, LISTING_CHANGES_MAX, LOOKUP_BLOCKS_MAX, ROOT_INO, type BatchOp, type BatchResult, S_IFDIR, S_IFMT, S_IFREG, isDir, type Attr, type AttrChanges, type BlockRef, type ChangesPage, type Commit,
   type CommitBlocksOptions, type DirEntry, type EntryName, type MetaEngine, type MetaInfo, type MutateOptions, type PruneResult,
-  type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type RenameFlags, type XattrEntry, type XattrSetFlags,
+  type ListingChanges, type LookupOptions, type NewNode, type ReadOptions, type RestoreResult, type Snapshot, type SnapshotSchedule, type ReaddirOptions, type ReaddirPage, type RenameFlags, type XattrEntry, type XattrSetFlags,
 } from '../types.js';
 import { SqlLockStore } from './lock-store.js';
 import { checkBatchOp } from '../rpc.js';
@@ -25,6 +25,15 @@ const INODE_COLS = 'ino, csn_from, mode, uid, gid, size, nlink, rdev, atime_ms, 
 const INODE_COLS_I = INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ');
 const MAX_SEALED_NAME = 1024;
 const MAX_SEALED_BLOB = 70 * 1024;
+
+/** A listed entry from a row of dentries `d` (hash, name_enc, dmode) joined to its inode (and, if asked, its first block). */
+function listed(r: Row, plus: boolean): DirEntry {
+  return {
+    hash: r.hash as Buffer, enc: r.name_enc as Buffer, ino: Number(r.ino), mode: Number(r.dmode),
+    ...(plus ? { attr: toAttr(r) } : {}),
+    ...(r.first_object ? { first: { index: 0, objectId: String(r.first_object), length: Number(r.first_length) } } : {}),
+  };
+}
 
 function toAttr(r: Row): Attr {
   return {
@@ -82,9 +91,19 @@ function expectedEntry<E extends { ino: number }>(e: E | undefined, expectIno: n
   return e;
 }
 
+/** Counts the live inodes and their bytes (a scan: a database from before the totals were kept). */
+async function countLive(tx: SqlRunner): Promise<void> {
+  const r = await tx.get('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM inodes WHERE csn_to = ?', [LIVE]);
+  await tx.run("DELETE FROM counters WHERE name IN ('live_inodes', 'live_bytes')");
+  await tx.run("INSERT INTO counters (name, value) VALUES ('live_inodes', ?), ('live_bytes', ?)", [Number(r!.n), Number(r!.bytes)]);
+}
+
 /** The writes of one transaction: every versioned row it touches is stamped with its CSN. */
 class Mutation {
   readonly touched = new Set<number>();
+  /** How the live inodes and their bytes change (kept in counters: `info` reads them, never scans). */
+  inodesDelta = 0;
+  bytesDelta = 0;
   constructor(readonly tx: SqlRunner, readonly csn: number, readonly now: number) {}
 
   async inode(ino: number): Promise<Attr & { target: Buffer | null }> {
@@ -116,7 +135,13 @@ class Mutation {
       [...Object.values(row), this.csn, LIVE]);
   }
 
-  async putInode(a: Attr, target: Buffer | null): Promise<Attr> {
+  /**
+   * Writes an inode's new version. `wasSize`: the live version's size, or null for a new
+   * inode (the live totals `info` reports move by the difference).
+   */
+  async putInode(a: Attr, target: Buffer | null, wasSize: number | null): Promise<Attr> {
+    if (wasSize === null) this.inodesDelta++;
+    this.bytesDelta += a.size - (wasSize ?? 0);
     await this.end('inodes', 'ino = ?', [a.ino]);
     await this.insert('inodes', {
       ino: a.ino, mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, nlink: a.nlink, rdev: a.rdev,
@@ -133,7 +158,7 @@ class Mutation {
   async update(ino: number, change: (a: Attr) => Partial<Attr>): Promise<Attr> {
     const cur = await this.inode(ino);
     const { target, ...attr } = cur;
-    return this.putInode({ ...attr, ctimeMs: this.now, ...change(attr) }, target);
+    return this.putInode({ ...attr, ctimeMs: this.now, ...change(attr) }, target, attr.size);
   }
 
   /** A directory's contents changed: mtime and ctime move, nlink by `nlinkDelta`. */
@@ -152,6 +177,11 @@ class Mutation {
   }
 
   async dropInode(ino: number): Promise<void> {
+    const live = await this.tx.get('SELECT size FROM inodes WHERE ino = ? AND csn_to = ?', [ino, LIVE]);
+    if (live) {
+      this.inodesDelta--;
+      this.bytesDelta -= Number(live.size);
+    }
     await this.end('inodes', 'ino = ?', [ino]);
     await this.end('blocks', 'ino = ?', [ino]);
     await this.end('xattrs', 'ino = ?', [ino]);
@@ -206,13 +236,15 @@ export class SqlMetaEngine implements MetaEngine {
         if (Number(settings.get('schema_version')) > SCHEMA_VERSION) {
           throw new InvalidArgumentError(`metadata schema version ${settings.get('schema_version')} is newer than this lucid understands: upgrade lucid`);
         }
+        // A database from before the live totals were kept counts them once.
+        if (!(await tx.get("SELECT 1 AS x FROM counters WHERE name = 'live_inodes'"))) await countLive(tx);
         return;
       }
       const now = Date.now();
       for (const [name, value] of [['filespace_id', init.filespaceId], ['block_size', String(init.blockSize)], ['schema_version', String(SCHEMA_VERSION)]]) {
         await tx.run('INSERT INTO settings (name, value) VALUES (?, ?)', [name, value]);
       }
-      await tx.run("INSERT INTO counters (name, value) VALUES ('csn', 1), ('next_ino', ?)", [ROOT_INO + 1]);
+      await tx.run("INSERT INTO counters (name, value) VALUES ('csn', 1), ('next_ino', ?), ('live_inodes', 1), ('live_bytes', 0)", [ROOT_INO + 1]);
       await tx.run('INSERT INTO commits (csn, time_ms) VALUES (1, ?)', [now]);
       await tx.run(`INSERT INTO inodes (ino, csn_from, csn_to, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms, target)
         VALUES (?, 1, ?, ?, ?, ?, 0, 2, 0, ?, ?, ?, ?, NULL)`,
@@ -260,9 +292,8 @@ export class SqlMetaEngine implements MetaEngine {
   }
 
   async info(): Promise<MetaInfo> {
-    const csn = await this.db.get("SELECT value FROM counters WHERE name = 'csn'");
-    const r = await this.db.get('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM inodes WHERE csn_to = ?', [LIVE]);
-    return { filespaceId: this.filespaceId, blockSize: this.blockSize, csn: Number(csn!.value), inodes: Number(r!.n), bytes: Number(r!.bytes) };
+    const counters = new Map((await this.db.all("SELECT name, value FROM counters WHERE name IN ('csn', 'live_inodes', 'live_bytes')")).map((r) => [String(r.name), Number(r.value)]));
+    return { filespaceId: this.filespaceId, blockSize: this.blockSize, csn: counters.get('csn')!, inodes: counters.get('live_inodes')!, bytes: counters.get('live_bytes')! };
   }
 
   async getAttr(ino: number, options?: ReadOptions): Promise<Attr> {
@@ -302,6 +333,9 @@ export class SqlMetaEngine implements MetaEngine {
     // Hashes are 32 bytes: a 33-byte bound of 0xff sorts after every one of them.
     const upTo = options.until !== undefined ? Buffer.from(String(options.until), 'hex') : Buffer.alloc(33, 0xff);
     const v = visible(options, 'd.');
+    // Read first: a commit after it may or may not be in the rows, and a listing kept from
+    // this page asks for the changes since it (src/fs/namespace/kept-listings.ts).
+    const csn = options.asOf === undefined ? await this.csnNow() : undefined;
     let rows: Row[];
     if (options.plus) {
       const vi = visible(options, 'i.');
@@ -316,12 +350,41 @@ export class SqlMetaEngine implements MetaEngine {
         WHERE d.parent = ? AND ${v.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, upTo, limit + 1]);
     }
     const more = rows.length > limit;
-    const entries: DirEntry[] = rows.slice(0, limit).map((r) => ({
-      hash: r.hash as Buffer, enc: r.name_enc as Buffer, ino: Number(r.ino), mode: Number(r.dmode),
-      ...(options.plus ? { attr: toAttr(r) } : {}),
-      ...(r.first_object ? { first: { index: 0, objectId: String(r.first_object), length: Number(r.first_length) } } : {}),
-    }));
-    return { entries, cursor: more ? entries[entries.length - 1].hash.toString('hex') : undefined };
+    const entries = rows.slice(0, limit).map((r) => listed(r, options.plus === true));
+    return { entries, cursor: more ? entries[entries.length - 1].hash.toString('hex') : undefined, ...(csn === undefined ? {} : { csn }) };
+  }
+
+  async listingChanges(parent: number, since: number): Promise<ListingChanges> {
+    checkInt(since, 'since');
+    const csn = await this.csnNow();
+    const pruned = Number((await this.db.get("SELECT value FROM settings WHERE name = 'pruned_csn'"))?.value ?? 0);
+    if (since < pruned || since > csn) throw new OutOfRangeError(`the changes since commit ${since} are not kept (history from ${pruned} to ${csn}): list the folder whole`);
+    const dir = await this.getAttr(checkInt(parent, 'parent', 1));
+    if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
+    const changed = (await this.db.all('SELECT DISTINCT ino FROM changes WHERE csn > ? LIMIT ?', [since, LISTING_CHANGES_MAX + 1])).map((r) => Number(r.ino));
+    if (changed.length > LISTING_CHANGES_MAX) throw new OutOfRangeError(`more than ${LISTING_CHANGES_MAX} inodes changed since commit ${since}: list the folder whole`);
+    const x = xattrFlag(undefined);
+    const select = `SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}, b.object_id AS first_object, b.length AS first_length
+      FROM dentries d JOIN inodes i ON i.ino = d.ino AND i.csn_to = ? LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND b.csn_to = ?
+      WHERE d.parent = ? AND d.csn_to = ?`;
+    const params = [...x.params, LIVE, LIVE, parent, LIVE];
+    const byHash = new Map<string, DirEntry>();
+    const take = (rows: Row[]) => { for (const r of rows) byHash.set((r.hash as Buffer).toString('hex'), listed(r, true)); };
+    // Names made or moved here since (their entry rows are new), and entries whose inode changed.
+    take(await this.db.all(`${select} AND d.csn_from > ?`, [...params, since]));
+    for (let i = 0; i < changed.length; i += 500) {
+      const inos = changed.slice(i, i + 500);
+      take(await this.db.all(`${select} AND d.ino IN (${inos.map(() => '?').join(', ')})`, [...params, ...inos]));
+    }
+    const removed = await this.db.all(`SELECT DISTINCT d.hash FROM dentries d WHERE d.parent = ? AND d.csn_to > ? AND d.csn_to < ?
+      AND NOT EXISTS (SELECT 1 FROM dentries l WHERE l.parent = d.parent AND l.hash = d.hash AND l.csn_to = ?) LIMIT ?`, [parent, since, LIVE, LIVE, LISTING_CHANGES_MAX + 1]);
+    if (removed.length > LISTING_CHANGES_MAX) throw new OutOfRangeError(`more than ${LISTING_CHANGES_MAX} names went since commit ${since}: list the folder whole`);
+    return { entries: [...byHash.values()], removed: removed.map((r) => r.hash as Buffer), csn };
+  }
+
+  /** The newest commit. */
+  private async csnNow(): Promise<number> {
+    return Number((await this.db.get("SELECT value FROM counters WHERE name = 'csn'"))!.value);
   }
 
   async create(parent: number, name: EntryName, node: NewNode): Promise<Attr> {
@@ -363,7 +426,7 @@ export class SqlMetaEngine implements MetaEngine {
       const attr = await m.putInode({
         ino, mode, uid: checkInt(node.uid, 'uid'), gid: checkInt(node.gid, 'gid'), size: node.size === undefined ? 0 : checkInt(node.size, 'size'),
         nlink: isDir(mode) ? 2 : 1, rdev: node.rdev ?? 0, atimeMs: t, mtimeMs: t, ctimeMs: t, crtimeMs: t, version: 0,
-      }, target);
+      }, target, null);
       await m.addEntry(parent, n, ino, mode);
       await m.touchDir(parent, isDir(mode) ? 1 : 0);
       return attr;
@@ -843,11 +906,17 @@ export class SqlMetaEngine implements MetaEngine {
       }
       for (const ino of then.keys()) {
         for (const table of ['inodes', 'blocks', 'xattrs']) {
+          if (table === 'inodes') {
+            // The live totals move from the inode as it is to the inode as it was.
+            const live = await m.tx.get('SELECT size FROM inodes WHERE ino = ? AND csn_to = ?', [ino, LIVE]);
+            if (live) { m.inodesDelta--; m.bytesDelta -= Number(live.size); }
+          }
           await m.end(table, 'ino = ?', [ino]);
           const rows = await m.tx.all(`SELECT * FROM ${table} WHERE ino = ? AND ${asOf()}`, [ino, at, at]);
           for (const r of rows) {
             const { csn_from: _f, csn_to: _t, ...row } = r;
             await m.insert(table, row);
+            if (table === 'inodes') { m.inodesDelta++; m.bytesDelta += Number(row.size); }
           }
         }
         for (const r of await m.tx.all(`SELECT hash, name_enc, ino, mode FROM dentries WHERE parent = ? AND ${asOf()}`, [ino, at, at])) {
@@ -868,6 +937,14 @@ export class SqlMetaEngine implements MetaEngine {
 
   async pruneVersions(beforeMs: number, options: { dryRun?: boolean } = {}): Promise<PruneResult> {
     const upToCsn = await this.cutOff(beforeMs);
+    if (!options.dryRun) {
+      // First: from now on, a listing's changes since a commit before the cut-off are refused
+      // (the names removed then are about to go), and the folder is listed whole.
+      await this.db.transaction(async (tx) => {
+        await tx.run("INSERT INTO settings (name, value) SELECT 'pruned_csn', '0' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE name = 'pruned_csn')");
+        await tx.run(dialectSql("UPDATE settings SET value = ? WHERE name = 'pruned_csn' AND CAST(value AS {int}) < ?", this.db.dialect), [String(upToCsn), upToCsn]);
+      });
+    }
     let rows = 0;
     for (const table of VERSIONED_TABLES) {
       const where = `${table}.csn_to <= ? AND NOT ${retainedBySnapshot(table)}`;
@@ -976,6 +1053,8 @@ export class SqlMetaEngine implements MetaEngine {
     const row = await tx.get("UPDATE counters SET value = value + 1 WHERE name = 'csn' RETURNING value");
     const m = new Mutation(tx, Number(row!.value), Date.now());
     const value = await fn(m);
+    if (m.inodesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_inodes'", [m.inodesDelta]);
+    if (m.bytesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_bytes'", [m.bytesDelta]);
     await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
     for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
     const event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };

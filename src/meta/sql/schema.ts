@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS dentries (
   PRIMARY KEY (parent, hash, csn_from));
 CREATE INDEX IF NOT EXISTS dentries_live ON dentries (parent, csn_to, hash);
 CREATE INDEX IF NOT EXISTS dentries_ino ON dentries (ino, csn_to);
+CREATE INDEX IF NOT EXISTS dentries_since ON dentries (parent, csn_from);
 CREATE TABLE IF NOT EXISTS blocks (
   ino {int} NOT NULL, idx {int} NOT NULL, csn_from {int} NOT NULL, csn_to {int} NOT NULL,
   object_id TEXT NOT NULL, length {int} NOT NULL,
