@@ -13,7 +13,7 @@ import { NoEntryError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { collectGarbage, type GcProgress, type GcReport } from '../gc/collector.js';
 import { AsOfMeta } from '../meta/as-of.js';
-import { S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot, type SnapshotSchedule } from '../meta/types.js';
+import { ROOT_INO, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot, type SnapshotSchedule } from '../meta/types.js';
 
 /** Progress of a copy out of a snapshot, or of `lucid warm`. */
 export interface CopyProgress {
@@ -25,6 +25,9 @@ export interface CopyProgress {
   /** Of `bytes`, those fetched now (warm: the rest were cached already). */
   fetchedBytes: number;
 }
+
+/** `name` under the path `at` ("" is the root). */
+const join = (at: string, name: string) => (at ? `${at}/${name}` : name);
 
 export interface DiffLine {
   change: '+' | '-' | 'M';
@@ -148,30 +151,112 @@ export class FilespaceAdmin {
    * removed, and modified (another inode under the name, or a file whose size, mode or
    * times differ: a restored file equals its snapshot). Both trees are walked by name.
    */
+  /**
+   * What changed between snapshot `from` and snapshot `to` (or the live tree), by path: `+`
+   * in `to` only, `-` in `from` only, `M` a path whose inode, type or mode changed (or a
+   * non-folder's size, mtime or ctime). Only what the commits between them touched is read
+   * (the change feed's history), not the whole tree: a folder whose entries changed is listed
+   * at both commits, a file that changed is named at both; a folder that came or went is
+   * walked. Memory and time follow what changed, however large the filespace.
+   */
   async diff(from: number, to?: number): Promise<DiffLine[]> {
-    const views = await Promise.all([this.view(from), this.view(to)]);
+    const csnFrom = await snapshotCsn(this.meta, from);
     if (to === undefined) await this.hooks.settle?.();
-    const tree = async (fsv: Filespace) => {
-      const out = new Map<string, Attr>();
-      const walk = async (p: string): Promise<void> => {
-        for (const e of await fsv.readdir(p)) {
-          const child = p ? `${p}/${e.name}` : e.name;
-          out.set(child, e.attr);
-          if (isDir(e.attr.mode)) await walk(child);
-        }
-      };
-      await walk('');
+    const csnTo = to === undefined ? (await this.meta.info()).csn : await snapshotCsn(this.meta, to);
+    const sides = [csnFrom, csnTo] as const;
+    const names = this.fs.names;
+    const lines = new Map<string, DiffLine['change']>();
+    const touched = new Set<number>();
+    for (let after = Math.min(csnFrom, csnTo), end = Math.max(csnFrom, csnTo); after < end;) {
+      const page = await this.meta.changesSince(after, 10_000);
+      for (const c of page.commits) if (c.csn <= end) for (const ino of c.inos) touched.add(ino);
+      if (page.commits.length === 0) break;
+      after = page.commits[page.commits.length - 1].csn;
+    }
+    const attrAt = (ino: number, side: number) => this.meta.getAttr(ino, { asOf: sides[side] }).catch((e) => {
+      if (e instanceof NoEntryError) return undefined;
+      throw e;
+    });
+    /** The path of `ino` at a side (a folder has one name; a file, its first), or null if it has none. */
+    const paths = [new Map<number, string | null>(), new Map<number, string | null>()];
+    const pathAt = async (ino: number, side: number): Promise<string | null> => {
+      if (ino === ROOT_INO) return '';
+      const known = paths[side].get(ino);
+      if (known !== undefined) return known;
+      const [n] = await this.meta.namesOf(ino, { asOf: sides[side] });
+      const up = n ? await pathAt(n.parent, side) : null;
+      const p = n && up !== null ? join(up, names.open(n.parent, n.hash, n.enc)) : null;
+      if (paths[side].size > 100_000) paths[side].clear();
+      paths[side].set(ino, p);
+      return p;
+    };
+    const listAt = async (dir: number, side: number): Promise<Map<string, { ino: number; attr: Attr }>> => {
+      const out = new Map<string, { ino: number; attr: Attr }>();
+      let cursor: string | undefined;
+      do {
+        const page = await this.meta.readdir(dir, { cursor, limit: 1000, plus: true, asOf: sides[side] });
+        for (const e of page.entries) out.set(names.open(dir, e.hash, e.enc), { ino: e.ino, attr: e.attr! });
+        cursor = page.cursor;
+      } while (cursor);
       return out;
     };
-    const [a, b] = await Promise.all(views.map(tree));
-    const changes: DiffLine[] = [];
-    for (const [p, x] of a) {
-      const y = b.get(p);
-      if (!y) changes.push({ change: '-', path: p });
-      else if (y.ino !== x.ino || y.mode !== x.mode || (!isDir(x.mode) && (y.size !== x.size || y.mtimeMs !== x.mtimeMs || y.ctimeMs !== x.ctimeMs))) changes.push({ change: 'M', path: p });
+    /** Every path under folder `dir` (at `at`) at one side, marked `change`. */
+    const walk = async (dir: number, at: string, side: number, change: '+' | '-'): Promise<void> => {
+      for (const [name, e] of await listAt(dir, side)) {
+        lines.set(join(at, name), change);
+        if (isDir(e.attr.mode)) await walk(e.ino, join(at, name), side, change);
+      }
+    };
+    const differs = (x: Attr, y: Attr) => x.ino !== y.ino || x.mode !== y.mode || (!isDir(x.mode) && (x.size !== y.size || x.mtimeMs !== y.mtimeMs || x.ctimeMs !== y.ctimeMs));
+    /** Two folders at one path: their entries compared by name (and their subfolders, where the folder itself was replaced). */
+    const compare = async (a: number, b: number, at: string): Promise<void> => {
+      const [was, now] = await Promise.all([listAt(a, 0), listAt(b, 1)]);
+      for (const [name, x] of was) {
+        const y = now.get(name);
+        const p = join(at, name);
+        if (!y) {
+          lines.set(p, '-');
+          if (isDir(x.attr.mode)) await walk(x.ino, p, 0, '-');
+        } else if (differs(x.attr, y.attr)) {
+          lines.set(p, 'M');
+          if (isDir(x.attr.mode) && isDir(y.attr.mode) && x.ino !== y.ino) await compare(x.ino, y.ino, p);
+          else if (isDir(x.attr.mode) && !isDir(y.attr.mode)) await walk(x.ino, p, 0, '-');
+          else if (!isDir(x.attr.mode) && isDir(y.attr.mode)) await walk(y.ino, p, 1, '+');
+        }
+      }
+      for (const [name, y] of now) {
+        if (was.has(name)) continue;
+        const p = join(at, name);
+        lines.set(p, '+');
+        if (isDir(y.attr.mode)) await walk(y.ino, p, 1, '+');
+      }
+    };
+    const files: number[] = [];
+    for (const ino of touched) {
+      const [a, b] = await Promise.all([attrAt(ino, 0), attrAt(ino, 1)]);
+      if (a && b && isDir(a.mode) && isDir(b.mode)) {
+        const [pa, pb] = await Promise.all([pathAt(ino, 0), pathAt(ino, 1)]);
+        // A folder in the same place at both: its entries; moved, made or gone: its parent's listing tells.
+        if (pa !== null && pa === pb) {
+          if (pa !== '' && a.mode !== b.mode && !lines.has(pa)) lines.set(pa, 'M');
+          await compare(ino, ino, pa);
+        }
+      } else if (a && b && !isDir(a.mode) && !isDir(b.mode) && differs(a, b)) files.push(ino);
     }
-    for (const p of b.keys()) if (!a.has(p)) changes.push({ change: '+', path: p });
-    return changes.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    // A file changed in place (its folder's listing did not say so): M at each of its names at both.
+    const namedAt = async (ino: number, side: number) => {
+      const out = new Set<string>();
+      for (const n of await this.meta.namesOf(ino, { asOf: sides[side] })) {
+        const up = await pathAt(n.parent, side);
+        if (up !== null) out.add(join(up, names.open(n.parent, n.hash, n.enc)));
+      }
+      return out;
+    };
+    for (const ino of files) {
+      const was = await namedAt(ino, 0);
+      for (const p of await namedAt(ino, 1)) if (was.has(p) && !lines.has(p)) lines.set(p, 'M');
+    }
+    return [...lines].map(([p, change]) => ({ change, path: p })).sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import { OutOfRangeError, ReadOnlyError } from '../errors.js';
 import type {
-  Attr, BlockRef, ChangesPage, ListingChanges, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, SnapshotSchedule, XattrEntry,
+  Attr, BlockRef, ChangesPage, EntryName, ListingChanges, LookupOptions, MetaEngine, MetaInfo, ReaddirOptions, ReaddirPage, RestoreResult, Snapshot, SnapshotSchedule, XattrEntry,
 } from './types.js';
 
 const refuse = async (): Promise<never> => { throw new ReadOnlyError('a snapshot is read-only: restore it with lucid snapshot restore, or copy files out'); };
@@ -19,6 +19,7 @@ export class AsOfMeta implements MetaEngine {
     return this.inner.lookup(parent, hash, { ...options, asOf: this.csn });
   }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.inner.readdir(parent, { ...options, asOf: this.csn }); }
+  namesOf(ino: number): Promise<({ parent: number } & EntryName)[]> { return this.inner.namesOf(ino, { asOf: this.csn }); }
   /** A snapshot's listings never change, and are not kept across mounts: each is listed whole. */
   async listingChanges(): Promise<ListingChanges> { throw new OutOfRangeError('a snapshot\'s listings are listed whole'); }
   readlink(ino: number): Promise<Buffer> { return this.inner.readlink(ino, { asOf: this.csn }); }

@@ -50,7 +50,7 @@ export interface MetaClientOptions {
 }
 
 /** Calls that change nothing: safe to send again to another instance whatever became of the first try. */
-const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
+const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'namesOf', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
   'listSnapshots', 'listSchedules', 'retainedObjects', 'reserveInodes']);
 
 /** Connection errors that mean the request never reached the service. */
@@ -109,6 +109,7 @@ export class MetaClient implements MetaEngine, LockRpc {
   lookup(parent: number, hash: Buffer, options?: LookupOptions): Promise<Attr & { blocks?: BlockRef[] }> { return this.call('lookup', [parent, hash, options]); }
   readdir(parent: number, options?: ReaddirOptions): Promise<ReaddirPage> { return this.call('readdir', [parent, options]); }
   listingChanges(parent: number, since: number): Promise<ListingChanges> { return this.call('listingChanges', [parent, since]); }
+  namesOf(ino: number, options?: ReadOptions): Promise<({ parent: number } & EntryName)[]> { return this.call('namesOf', [ino, options]); }
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr> { return this.call('create', [parent, name, node]); }
   reserveInodes(count: number): Promise<{ first: number; count: number }> { return this.call('reserveInodes', [count]); }
   link(ino: number, parent: number, name: EntryName): Promise<Attr> { return this.call('link', [ino, parent, name]); }

@@ -9,7 +9,7 @@ import type { BatchOp, MetaEngine } from './types.js';
 
 /** Method names callable over the service's RPC endpoint (everything but close). */
 export const META_METHODS = [
-  'info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'create', 'reserveInodes', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
+  'info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'namesOf', 'create', 'reserveInodes', 'link', 'unlink', 'rmdir', 'rename', 'setAttr',
   'readlink', 'getBlocks', 'commitBlocks', 'reclaim', 'getXattr', 'listXattr', 'setXattr', 'removeXattr', 'applyBatch',
   'changesSince', 'createSnapshot', 'listSnapshots', 'deleteSnapshot', 'restore',
   'createSchedule', 'listSchedules', 'deleteSchedule', 'runSchedules', 'pruneVersions', 'retainedObjects',
@@ -25,7 +25,7 @@ export type MetaMethod = (typeof META_METHODS)[number];
  */
 export type ParamKind = 'int' | 'int?' | 'bytes' | 'name' | 'object' | 'object?' | 'array' | 'string' | 'string?' | 'bool?';
 export const META_PARAMS: Record<MetaMethod, readonly ParamKind[]> = {
-  info: [], getAttr: ['int', 'object?'], lookup: ['int', 'bytes', 'object?'], readdir: ['int', 'object?'], listingChanges: ['int', 'int'],
+  info: [], getAttr: ['int', 'object?'], lookup: ['int', 'bytes', 'object?'], readdir: ['int', 'object?'], listingChanges: ['int', 'int'], namesOf: ['int', 'object?'],
   create: ['int', 'name', 'object'], reserveInodes: ['int'], link: ['int', 'int', 'name'], unlink: ['int', 'bytes'], rmdir: ['int', 'bytes'],
   rename: ['int', 'bytes', 'int', 'name', 'object?'], setAttr: ['int', 'object', 'object?'], readlink: ['int', 'object?'],
   getBlocks: ['int', 'int', 'int', 'object?'], commitBlocks: ['int', 'array', 'object?'], reclaim: ['int'],

@@ -273,6 +273,8 @@ export interface MetaEngine {
    * LISTING_CHANGES_MAX inodes changed since: the folder is then listed whole.
    */
   listingChanges(parent: number, since: number): Promise<ListingChanges>;
+  /** The entries naming inode `ino` (a hard link has several; the root none): a path is walked up from them. */
+  namesOf(ino: number, options?: ReadOptions): Promise<({ parent: number } & EntryName)[]>;
   create(parent: number, name: EntryName, node: NewNode): Promise<Attr>;
   /** Sets aside `count` (1–1000) inode numbers no one else will get, for `create` with `ino`. */
   reserveInodes(count: number): Promise<{ first: number; count: number }>;

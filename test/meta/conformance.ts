@@ -413,6 +413,20 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       for (const s of (await e.listSnapshots()).filter((x) => x.schedule)) await e.deleteSnapshot(s.id);
     });
 
+    t.test('namesOf: the entries naming an inode, live and as of a commit', async (t) => {
+      const d = await scratch();
+      const other = await scratch();
+      const f = await e.create(d, nm('linked'), file);
+      const before = (await e.info()).csn;
+      await e.link(f.ino, other, nm('second'));
+      const names = await e.namesOf(f.ino);
+      t.same(names.map((x) => [x.parent, x.enc.toString()]).sort(), [[d, 'enc:linked'], [other, 'enc:second']].sort(), 'both names, with their folders');
+      t.same((await e.namesOf(f.ino, { asOf: before })).map((x) => x.parent), [d], 'as of before the link: one');
+      t.same(await e.namesOf(ROOT_INO), [], 'the root has none');
+      await e.unlink(d, h('linked'));
+      t.same((await e.namesOf(f.ino)).map((x) => x.parent), [other]);
+    });
+
     t.test('info keeps the live totals through every change (no scan)', async (t) => {
       const d = await scratch();
       const before = await e.info();

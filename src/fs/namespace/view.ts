@@ -59,8 +59,15 @@ export class NamespaceView {
   /** The newest CSN the feed announced per inode: older answers in flight are not cached. */
   private readonly announced = new LRUCache<number, number>({ max: 100_000 });
   private feedUp = false;
-  /** Names handed to the kernel per directory, so a change pushed for it can make the kernel forget them. */
-  private readonly kernelNames = new Map<number, Set<string>>();
+  /**
+   * Names handed to the kernel per directory, so a change pushed for it can make the kernel
+   * forget them; and when names were last handed out there. The kernel drops a name by
+   * itself once its entry timeout passes, so a folder not handed a name for longer than the
+   * longest timeout is forgotten here too (`sweepKernelNames`): what is held is what was
+   * handed out within about a minute, however large the tree walked (a `find` of ten million).
+   */
+  private readonly kernelNames = new Map<number, { names: Set<string>; at: number }>();
+  private kernelNamesSwept = 0;
   /** The name each inode was last looked up by: directory prediction needs it at open. */
   private readonly lastName = new LRUCache<number, { parent: number; name: string }>({ max: 10_000 });
   /** The committed version each inode had when this mount last opened or wrote it: unchanged → the kernel keeps its pages. */
@@ -248,9 +255,21 @@ export class NamespaceView {
   /** A name handed to the kernel, which must forget it when another client changes the folder. */
   gaveName(parent: number, name: string): void {
     if (!this.options.invalidateEntry) return;
-    let set = this.kernelNames.get(parent);
-    if (!set) this.kernelNames.set(parent, (set = new Set()));
-    if (set.size < 100_000) set.add(name);
+    const now = Date.now();
+    let held = this.kernelNames.get(parent);
+    if (!held) {
+      if (now - this.kernelNamesSwept > 5_000) this.sweepKernelNames(now);
+      this.kernelNames.set(parent, (held = { names: new Set(), at: now }));
+    }
+    held.at = now;
+    if (held.names.size < 100_000) held.names.add(name);
+  }
+
+  /** Forgets the names of folders the kernel has forgotten by now (none handed out within its longest entry timeout). */
+  private sweepKernelNames(now: number): void {
+    this.kernelNamesSwept = now;
+    const cutoff = now - Math.max(this.options.feedTtlMs ?? 60_000, this.options.attrTtlMs ?? 1000) - 1_000;
+    for (const [dir, held] of this.kernelNames) if (held.at < cutoff) this.kernelNames.delete(dir);
   }
 
   /** This mount changes a name: what it knew of it is old (offline, the change itself says what is new). */
@@ -365,10 +384,10 @@ export class NamespaceView {
       return;
     }
     this.dirGen.set(ino, this.generation(ino) + 1);
-    const names = this.kernelNames.get(ino);
-    if (names) {
+    const held = this.kernelNames.get(ino);
+    if (held) {
       this.kernelNames.delete(ino);
-      for (const n of names) this.options.invalidateEntry?.(ino, n);
+      for (const n of held.names) this.options.invalidateEntry?.(ino, n);
     }
     this.forget(ino);
     this.lastKnown.forget(ino, csn);

@@ -382,6 +382,12 @@ export class SqlMetaEngine implements MetaEngine {
     return { entries: [...byHash.values()], removed: removed.map((r) => r.hash as Buffer), csn };
   }
 
+  async namesOf(ino: number, options?: ReadOptions): Promise<({ parent: number } & EntryName)[]> {
+    const v = visible(options);
+    const rows = await this.db.all(`SELECT parent, hash, name_enc FROM dentries WHERE ino = ? AND ${v.sql} ORDER BY parent, hash LIMIT 1000`, [checkInt(ino, 'ino', 1), ...v.params]);
+    return rows.map((r) => ({ parent: Number(r.parent), hash: r.hash as Buffer, enc: r.name_enc as Buffer }));
+  }
+
   /** The newest commit. */
   private async csnNow(): Promise<number> {
     return Number((await this.db.get("SELECT value FROM counters WHERE name = 'csn'"))!.value);
