@@ -7,8 +7,8 @@
  *   each, every client at once), and creates in batches of 100; p50 and p99 per operation;
  *   the service's peak RSS and CPU seconds over the run.
  * - **listing**: one folder of `--list N` files (made through the batch call); a mount whose
- *   service is behind the emulated WAN (`--rtt`, `--mbps`): a cold `ls -l`, the time to the
- *   first name (`ls -f`), and `ls -l` again after a remount with the same cache.
+ *   service is behind the emulated WAN (`--rtt`, `--mbps`): cold `ls -f` (the first name and
+ *   the last) and `ls -l`, and both again after a remount with the same cache.
  * - **populate** (`--populate N`): a realistic tree of N files (bench/populate.ts) through the
  *   batch call, then from a mount on loopback: `find | wc -l`, `du -s`, `lucid snapshot
  *   create`, `lucid snapshot diff`, `lucid gc`, `lucid warm --recursive` of a subtree, each
@@ -74,8 +74,13 @@ export interface MdtestRun {
 export interface ListingRun {
   entries: number;
   rttMs: number;
-  coldLsSec: number;
+  /** `ls -f` (the listing alone), cold: until the first name, and until the last. */
   firstNameSec: number;
+  coldListSec: number;
+  /** `ls -l` (the listing, then a stat and two xattr probes per entry, the kernel's), cold. */
+  coldLsSec: number;
+  /** The same after a remount with the same cache. */
+  remountListSec: number;
   remountLsSec: number;
 }
 
@@ -182,17 +187,14 @@ async function mdtest(s: Setup, engine: MetaEngineSetup, clients: number, items:
   };
 }
 
-/** Seconds until `cmd` prints its first byte (it is then left to finish). */
-function firstOutputSec(cmd: string): Promise<number> {
+/** Seconds until `cmd` prints its first byte, and until it ends. */
+function outputTimes(cmd: string): Promise<{ firstSec: number; endSec: number }> {
   return new Promise((resolve, reject) => {
     const t = performance.now();
     const c = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let seen = false;
-    c.stdout.on('data', () => {
-      if (!seen) resolve((performance.now() - t) / 1000);
-      seen = true;
-    });
-    c.on('close', () => { if (!seen) reject(new Error(`${cmd} printed nothing`)); });
+    let firstSec: number | undefined;
+    c.stdout.on('data', () => { firstSec ??= (performance.now() - t) / 1000; });
+    c.on('close', (code) => (code === 0 && firstSec !== undefined ? resolve({ firstSec, endSec: (performance.now() - t) / 1000 }) : reject(new Error(`${cmd}: exit ${code}, printed ${firstSec === undefined ? 'nothing' : 'something'}`))));
   });
 }
 
@@ -202,8 +204,7 @@ async function listing(root: string, s: Setup, entries: number, rttMs: number, b
   const wan = await startWanProxy({ rttMs, bytesPerSecond, targetHost: '127.0.0.1', targetPort: Number(new URL(s.urls[0]).port) });
   const mp = path.join(root, 'mnt-list');
   await fs.mkdir(mp);
-  const cache = path.join(root, 'cache-list');
-  const mount = () => lucidOk(['mount', mp, '--store', `file://${s.storeDir}`, '--service', wan.url(), '--cache-dir', cache], s.env);
+  const mount = (cache: string) => lucidOk(['mount', mp, '--store', `file://${s.storeDir}`, '--service', wan.url(), '--cache-dir', path.join(root, cache)], s.env);
   const dir = path.join(mp, 'listed');
   const unmount = async () => {
     // The kernel's last releases after a listing of this size can trail the command by a moment.
@@ -212,25 +213,26 @@ async function listing(root: string, s: Setup, entries: number, rttMs: number, b
         return await lucidOk(['unmount', mp], s.env);
       } catch (e) {
         if (i === 20 || !/busy/.test((e as Error).message)) throw e;
-        log('listing: unmount: busy, again in 0.5 s');
         await new Promise((r) => setTimeout(r, 500));
       }
     }
   };
   try {
-    await mount();
-    log(`listing: cold ls -l through ${rttMs} ms…`);
-    const coldLsSec = await timedSh(`ls -l '${dir}' | wc -l`);
-    log(`listing: cold ls -l ${coldLsSec.toFixed(2)} s`);
+    log(`listing: cold ls -f and ls -l through ${rttMs} ms, then both after a remount…`);
+    await mount('cache-a');
+    const cold = await outputTimes(`ls -f '${dir}'`);
     const count = Number((await sh(`ls -f '${dir}' | wc -l`)).trim());
     if (count !== entries + 2) throw new Error(`ls -f listed ${count - 2} entries, not ${entries}`);
     await unmount();
-    await mount();
-    const firstNameSec = await firstOutputSec(`ls -f '${dir}'`);
+    await mount('cache-b');
+    const coldLsSec = await timedSh(`ls -l '${dir}' | wc -l`);
     await unmount();
-    await mount();
+    await mount('cache-b');
+    const remount = await outputTimes(`ls -f '${dir}'`);
+    await unmount();
+    await mount('cache-b');
     const remountLsSec = await timedSh(`ls -l '${dir}' | wc -l`);
-    return { entries, rttMs, coldLsSec, firstNameSec, remountLsSec };
+    return { entries, rttMs, coldListSec: cold.endSec, firstNameSec: cold.firstSec, coldLsSec, remountListSec: remount.endSec, remountLsSec };
   } finally {
     await lucidOk(['unmount', mp, '--force'], s.env).catch(() => {});
     await wan.close();

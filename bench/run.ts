@@ -155,19 +155,21 @@ if (name === 'aead') {
       const p = m.phases;
       const c = (k: keyof typeof p) => f(p[k]?.opsPerSec);
       console.log(`  ${m.engine.padEnd(12)} ${String(m.clients).padStart(5)}  ${c('create')}  ${c('stat')}  ${c('lookup')}  ${c('list')} ${c('rename')}  ${c('remove')}  ${c('batch-create')}         ${f(m.serviceRssMiB)}, ${m.serviceCpuSec.toFixed(1)}`);
-      console.log(`  ${''.padEnd(20)}${(['create', 'stat', 'lookup', 'list', 'rename', 'remove', 'batch-create'] as const).map((k) => `${(p[k]?.p50Ms ?? NaN).toFixed(1)}/${(p[k]?.p99Ms ?? NaN).toFixed(1)}`.padStart(10)).join('')}`);
+      console.log(`  ${'p50/p99 ms'.padEnd(18)}${(['create', 'stat', 'lookup', 'list', 'rename', 'remove', 'batch-create'] as const).map((k) => ` ${(p[k]?.p50Ms ?? NaN).toFixed(1)}/${(p[k]?.p99Ms ?? NaN).toFixed(1)}`.padStart(14)).join('')}`);
       if (m.errors.length) console.log(`    errors: ${m.errors.length}: ${m.errors.slice(0, 3).join('; ')}`);
     }
     const sqlite1 = r.mdtest.filter((m) => m.engine === 'sqlite');
     const best = (k: 'batch-create' | 'stat') => Math.max(0, ...sqlite1.map((m) => m.phases[k]?.opsPerSec ?? 0));
-    const p99 = r.mdtest.filter((m) => m.clients >= 64).map((m) => Math.max(...Object.values(m.phases).map((x) => x.p99Ms)));
+    // Latency of single operations (a listing page or a batch of 100 is not one).
+    const p99 = r.mdtest.filter((m) => m.clients >= 64).map((m) => Math.max(...(['create', 'stat', 'lookup', 'rename', 'remove'] as const).map((k) => m.phases[k]?.p99Ms ?? 0)));
     console.log(`Targets: SQLite ≥ 10 000 batched creates/s ${met(best('batch-create') >= 10_000)}, ≥ 20 000 stats/s ${met(best('stat') >= 20_000)}` +
       `${p99.length ? `; 64 clients p99 ≤ 50 ms ${met(p99.every((x) => x <= 50))} (${p99.map((x) => x.toFixed(0)).join(', ')} ms)` : ''}`);
   }
   if (r.listing) {
     const l = r.listing;
-    console.log(`Listing ${l.entries} entries, service ${l.rttMs} ms away: cold ls -l ${l.coldLsSec.toFixed(2)} s (≤ 3 s ${met(l.coldLsSec <= 3)}), ` +
-      `first name ${l.firstNameSec.toFixed(2)} s, after a remount ${l.remountLsSec.toFixed(2)} s (≤ 1 s ${met(l.remountLsSec <= 1)})`);
+    console.log(`Listing ${l.entries} entries, service ${l.rttMs} ms away:`);
+    console.log(`  cold:           ls -f first name ${l.firstNameSec.toFixed(2)} s, last ${l.coldListSec.toFixed(2)} s; ls -l ${l.coldLsSec.toFixed(2)} s (target ≤ 3 s ${met(l.coldLsSec <= 3)})`);
+    console.log(`  after remount:  ls -f ${l.remountListSec.toFixed(2)} s; ls -l ${l.remountLsSec.toFixed(2)} s (target ≤ 1 s ${met(l.remountLsSec <= 1)})`);
   }
   for (const p of r.populate) {
     console.log(`Populated (${p.engine}): ${p.files} files in ${p.folders} folders in ${p.populateSec.toFixed(0)} s (${(p.files / p.populateSec).toFixed(0)} files/s)`);

@@ -30,6 +30,8 @@ export interface ListedEntry {
 const KEPT_INODES = 20_000;
 const KEPT_LISTINGS = 256;
 const KEPT_LISTING_ENTRIES = 5_000;
+/** Entries of all kept listings together (each with its attributes: ~400 bytes). */
+const KEPT_ENTRIES_TOTAL = 100_000;
 
 /** A folder's full listing, when it was taken, the folder's version before, and its entries by name. */
 interface KeptListing {
@@ -57,7 +59,7 @@ export class LastKnown {
    * Full listings, when each was taken, and the folder's version known before it was taken
    * (the listing has every change up to that version); this mount's own changes keep them current.
    */
-  private readonly listings = new LRUCache<number, KeptListing>({ max: KEPT_LISTINGS });
+  private readonly listings = new LRUCache<number, KeptListing>({ max: KEPT_LISTINGS, maxSize: KEPT_ENTRIES_TOTAL, sizeCalculation: (l) => l.entries.length + 1 });
   private info?: MetaInfo;
   /** A count per folder of this mount's changes to what it knows of the folder's names (see `mark`). */
   private readonly marks = new LRUCache<number, number>({ max: 100_000 });
