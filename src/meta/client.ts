@@ -49,7 +49,7 @@ export interface MetaClientOptions {
   trace?: (line: string) => void;
 }
 
-/** Calls that change nothing: safe to send again to another instance whatever became of the first try. */
+/** Calls safe to send again to another instance whatever became of the first try: reads, and reserveInodes (a retry at worst sets aside numbers no one uses). */
 const READS = new Set<MetaMethod>(['info', 'getAttr', 'lookup', 'readdir', 'listingChanges', 'namesOf', 'readlink', 'getBlocks', 'getXattr', 'listXattr', 'changesSince',
   'listSnapshots', 'listSchedules', 'retainedObjects', 'reserveInodes']);
 
@@ -205,7 +205,7 @@ export class MetaClient implements MetaEngine, LockRpc {
         deliver({ type: 'disconnected' });
         // A feed that never came up, or dropped, tries the next instance.
         this.failOver(at);
-        setTimeout(connect, this.bases.length > 1 ? 100 : delay).unref();
+        setTimeout(connect, delay).unref();
         delay = Math.min(delay * 2, 5_000);
       });
     };

@@ -3,6 +3,10 @@
  * each entry with its attributes, remembered so the lookups and stats that follow a listing
  * need no round trip each).
  *
+ * A folder's listing comes from the service in pipelined pages (listing-pages.ts: the first
+ * at once, the rest as ranges several at a time); a large folder's is kept across remounts
+ * (kept-listings.ts) and brought up to date by the changes since its commit, one request.
+ *
  * Listings are also learnt ahead, in the background: a folder looked up (or found lacking a
  * name) and the subfolders of one listed, a few at a time, so that a walk down a tree
  * (`ls -lR`, `find`, `cp -r`) finds each folder's listing here, and names there are decided
@@ -47,6 +51,7 @@ interface DirHandle {
 interface OpenedPage {
   entries: KeptEntry[];
   last: boolean;
+  /** The commit the listing is current as of, if it is to be kept (again). */
   csn?: number;
 }
 
@@ -216,8 +221,8 @@ export class Listings {
       for (const e of changes.entries) byHash.set(e.hash.toString('hex'), this.opened(ino, e));
       // Kept again only if something changed, or it fell far behind (the changes since a commit
       // are looked up among every inode changed in the filespace since).
-      const stale = changes.entries.length > 0 || changes.removed.length > 0 || changes.csn - kept.csn > 1000;
-      yield { entries: [...byHash.values()], last: true, csn: stale ? changes.csn : undefined };
+      const keepAgain = changes.entries.length > 0 || changes.removed.length > 0 || changes.csn - kept.csn > 1000;
+      yield { entries: [...byHash.values()], last: true, csn: keepAgain ? changes.csn : undefined };
       return;
     }
     for await (const page of listingPages(this.meta, ino)) yield { entries: page.entries.map((e) => this.opened(ino, e)), last: page.last, csn: page.csn };
