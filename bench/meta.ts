@@ -26,7 +26,7 @@ import { ROOT_INO, S_IFDIR } from '../src/meta/types.js';
 import { FileStore } from '../src/store/file.js';
 import { startPostgres, tempDir, type PostgresServer } from '../test/helpers/servers.js';
 import { ROOT, serveLucid } from '../test/helpers/cli.js';
-import { lucidOk, sh, timedSh } from './reads.js';
+import { lucidOk, peakRssMiB, sh, timedSh } from './reads.js';
 import { populate, planTree } from './populate.js';
 import { startWanProxy } from './wan-proxy.js';
 
@@ -102,10 +102,8 @@ const PASSWORD = 'meta bench password';
 
 /** Peak RSS (VmHWM) and CPU seconds (user + system) of a process so far. */
 function usage(pid: number): { rssMiB: number; cpuSec: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const ticks = Number(stat[11]) + Number(stat[12]);
-  return { rssMiB: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024, cpuSec: ticks / 100 };
+  return { rssMiB: peakRssMiB(pid), cpuSec: (Number(stat[11]) + Number(stat[12])) / 100 };
 }
 
 const quantile = (sorted: number[], f: number) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))] : NaN;

@@ -13,7 +13,7 @@ import { NoEntryError, UsageError } from '../errors.js';
 import { Filespace } from '../fs/filespace.js';
 import { collectGarbage, type GcProgress, type GcReport } from '../gc/collector.js';
 import { AsOfMeta } from '../meta/as-of.js';
-import { ROOT_INO, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type MetaEngine, type RestoreResult, type Snapshot, type SnapshotSchedule } from '../meta/types.js';
+import { ROOT_INO, S_IFLNK, S_IFMT, S_IFREG, isDir, type Attr, type EntryName, type MetaEngine, type RestoreResult, type Snapshot, type SnapshotSchedule } from '../meta/types.js';
 
 /** Progress of a copy out of a snapshot, or of `lucid warm`. */
 export interface CopyProgress {
@@ -177,6 +177,11 @@ export class FilespaceAdmin {
       if (e instanceof NoEntryError) return undefined;
       throw e;
     });
+    /** The path of entry `n` at a side, or null if its folder has none. */
+    const nameAt = async (n: { parent: number } & EntryName, side: number): Promise<string | null> => {
+      const up = await pathAt(n.parent, side);
+      return up === null ? null : join(up, names.open(n.parent, n.hash, n.enc));
+    };
     /** The path of `ino` at a side (a folder has one name; a file, its first), or null if it has none. */
     const paths = [new Map<number, string | null>(), new Map<number, string | null>()];
     const pathAt = async (ino: number, side: number): Promise<string | null> => {
@@ -184,8 +189,7 @@ export class FilespaceAdmin {
       const known = paths[side].get(ino);
       if (known !== undefined) return known;
       const [n] = await this.meta.namesOf(ino, { asOf: sides[side] });
-      const up = n ? await pathAt(n.parent, side) : null;
-      const p = n && up !== null ? join(up, names.open(n.parent, n.hash, n.enc)) : null;
+      const p = n ? await nameAt(n, side) : null;
       if (paths[side].size > 100_000) paths[side].clear();
       paths[side].set(ino, p);
       return p;
@@ -247,8 +251,8 @@ export class FilespaceAdmin {
     const namedAt = async (ino: number, side: number) => {
       const out = new Set<string>();
       for (const n of await this.meta.namesOf(ino, { asOf: sides[side] })) {
-        const up = await pathAt(n.parent, side);
-        if (up !== null) out.add(join(up, names.open(n.parent, n.hash, n.enc)));
+        const p = await nameAt(n, side);
+        if (p !== null) out.add(p);
       }
       return out;
     };

@@ -26,6 +26,24 @@ const INODE_COLS_I = INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ');
 const MAX_SEALED_NAME = 1024;
 const MAX_SEALED_BLOB = 70 * 1024;
 
+/**
+ * The entries of folder `parent` with their inodes' attributes (and, with `firstBlock`, each
+ * one's first block ref), live or as of a commit: readdir plus and listing changes add their
+ * own conditions after `sql` (which ends in the WHERE clause) and rows become `listed`.
+ */
+function listedEntries(parent: number, options: ReadOptions | undefined, firstBlock: boolean): { sql: string; params: SqlValue[] } {
+  const v = visible(options, 'd.');
+  const vi = visible(options, 'i.');
+  const vb = visible(options, 'b.');
+  const x = xattrFlag(options);
+  return {
+    sql: `SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}${firstBlock ? ', b.object_id AS first_object, b.length AS first_length' : ''}
+      FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}${firstBlock ? ` LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND ${vb.sql}` : ''}
+      WHERE d.parent = ? AND ${v.sql}`,
+    params: [...x.params, ...vi.params, ...(firstBlock ? vb.params : []), parent, ...v.params],
+  };
+}
+
 /** A listed entry from a row of dentries `d` (hash, name_enc, dmode) joined to its inode (and, if asked, its first block). */
 function listed(r: Row, plus: boolean): DirEntry {
   return {
@@ -338,13 +356,8 @@ export class SqlMetaEngine implements MetaEngine {
     const csn = options.asOf === undefined ? await this.csnNow() : undefined;
     let rows: Row[];
     if (options.plus) {
-      const vi = visible(options, 'i.');
-      const x = xattrFlag(options);
-      const vb = visible(options, 'b.');
-      const first = options.firstBlock === true;
-      rows = await this.db.all(`SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}${first ? ', b.object_id AS first_object, b.length AS first_length' : ''}
-        FROM dentries d JOIN inodes i ON i.ino = d.ino AND ${vi.sql}${first ? ` LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND ${vb.sql}` : ''}
-        WHERE d.parent = ? AND ${v.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [...x.params, ...vi.params, ...(first ? vb.params : []), parent, ...v.params, after, upTo, limit + 1]);
+      const q = listedEntries(parent, options, options.firstBlock === true);
+      rows = await this.db.all(`${q.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [...q.params, after, upTo, limit + 1]);
     } else {
       rows = await this.db.all(`SELECT d.hash, d.name_enc, d.ino, d.mode AS dmode FROM dentries d
         WHERE d.parent = ? AND ${v.sql} AND d.hash > ? AND d.hash <= ? ORDER BY d.hash LIMIT ?`, [parent, ...v.params, after, upTo, limit + 1]);
@@ -363,18 +376,14 @@ export class SqlMetaEngine implements MetaEngine {
     if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
     const changed = (await this.db.all('SELECT DISTINCT ino FROM changes WHERE csn > ? LIMIT ?', [since, LISTING_CHANGES_MAX + 1])).map((r) => Number(r.ino));
     if (changed.length > LISTING_CHANGES_MAX) throw new OutOfRangeError(`more than ${LISTING_CHANGES_MAX} inodes changed since commit ${since}: list the folder whole`);
-    const x = xattrFlag(undefined);
-    const select = `SELECT d.hash, d.name_enc, d.mode AS dmode, ${INODE_COLS_I}, ${x.sql}, b.object_id AS first_object, b.length AS first_length
-      FROM dentries d JOIN inodes i ON i.ino = d.ino AND i.csn_to = ? LEFT JOIN blocks b ON b.ino = d.ino AND b.idx = 0 AND b.csn_to = ?
-      WHERE d.parent = ? AND d.csn_to = ?`;
-    const params = [...x.params, LIVE, LIVE, parent, LIVE];
+    const q = listedEntries(parent, undefined, true);
     const byHash = new Map<string, DirEntry>();
     const take = (rows: Row[]) => { for (const r of rows) byHash.set((r.hash as Buffer).toString('hex'), listed(r, true)); };
     // Names made or moved here since (their entry rows are new), and entries whose inode changed.
-    take(await this.db.all(`${select} AND d.csn_from > ?`, [...params, since]));
+    take(await this.db.all(`${q.sql} AND d.csn_from > ?`, [...q.params, since]));
     for (let i = 0; i < changed.length; i += 500) {
       const inos = changed.slice(i, i + 500);
-      take(await this.db.all(`${select} AND d.ino IN (${inos.map(() => '?').join(', ')})`, [...params, ...inos]));
+      take(await this.db.all(`${q.sql} AND d.ino IN (${inos.map(() => '?').join(', ')})`, [...q.params, ...inos]));
     }
     const removed = await this.db.all(`SELECT DISTINCT d.hash FROM dentries d WHERE d.parent = ? AND d.csn_to > ? AND d.csn_to < ?
       AND NOT EXISTS (SELECT 1 FROM dentries l WHERE l.parent = d.parent AND l.hash = d.hash AND l.csn_to = ?) LIMIT ?`, [parent, since, LIVE, LIVE, LISTING_CHANGES_MAX + 1]);
