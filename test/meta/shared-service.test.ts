@@ -61,6 +61,23 @@ function suite(name: string, make: () => Promise<Pair>): void {
     const made = await c1.create(ROOT_INO, nm('shared.txt'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
     t.ok(await until(() => commits.some((c) => c.inos.includes(made.ino))), 'a commit through instance one reaches the feed of instance two');
 
+    // A batch is one transaction of many commits; on PostgreSQL they are announced together
+    // (several to a NOTIFY, more than one NOTIFY for 300): each applied one reaches the other
+    // instance's feed, in order, with its inodes; the refused one and what follows it do not.
+    const batchDir = await c1.create(ROOT_INO, nm('batch'), { mode: 0o040755, uid: 0, gid: 0 });
+    commits.length = 0;
+    const ops = Array.from({ length: 300 }, (_, i) => ({ op: 'create' as const, parent: batchDir.ino, name: nm(`b${i}`), node: { mode: S_IFREG | 0o644, uid: 0, gid: 0 } }));
+    const res = await c1.applyBatch([...ops, { op: 'create', parent: batchDir.ino, name: nm('b0'), node: { mode: S_IFREG | 0o644, uid: 0, gid: 0 } }, ops[0]!]);
+    t.equal(res.applied.length, 300, 'the batch applies up to the refused create');
+    t.match(res.failed, { index: 300, code: 'EntryExists' }, 'the create of a taken name is refused');
+    const last = res.applied[299]!.csn;
+    t.ok(await until(() => commits.some((c) => c.csn >= last)), 'the batch’s last commit reaches instance two');
+    const heard = commits.filter((c) => c.csn >= res.applied[0]!.csn && c.csn <= last);
+    t.same(heard.map((c) => c.csn), res.applied.map((a) => a.csn), 'every applied commit is heard, in order, once');
+    t.ok(heard.every((c, i) => c.inos.includes(res.applied[i]!.value!.ino) && c.inos.includes(batchDir.ino)), 'each with the inode it made and its folder');
+    await new Promise((r) => setTimeout(r, 200));
+    t.notOk(commits.some((c) => c.csn > last), 'nothing of the refused operation is heard');
+
     t.same(await c1.lockCall('set', { client: CLIENT_A, ino: made.ino, owner: 'p1', range: range('write', 0, 99) }), { conflict: null }, 'A locks 0-99 through one');
     t.ok(await until(() => lockEvents.some((e) => 'ino' in e && e.ino === made.ino && e.locked)), 'the lock is pushed to two’s subscribers');
     const refused = await c2.lockCall<{ conflict: { start: number; end: number; type: string } | null }>('set', { client: CLIENT_B, ino: made.ino, owner: 'p9', range: range('read', 50, 60) });

@@ -116,18 +116,45 @@ async function countLive(tx: SqlRunner): Promise<void> {
   await tx.run("INSERT INTO counters (name, value) VALUES ('live_inodes', ?), ('live_bytes', ?)", [Number(r!.n), Number(r!.bytes)]);
 }
 
-/** The writes of one transaction: every versioned row it touches is stamped with its CSN. */
+/** An inode's live row as this commit knows it: read once, then kept as it writes it. */
+interface KnownInode {
+  attr: Attr;
+  target: Buffer | null;
+  /** The live row's csn_from: this commit's CSN once it wrote the inode. */
+  csnFrom: number;
+  /** Whether it has extended attributes (unknown once this commit changed them). */
+  hasXattrs?: boolean;
+}
+
+/**
+ * The writes of one commit: every versioned row it touches is stamped with its CSN.
+ *
+ * Each statement is a round trip to PostgreSQL, so a commit says what it already knows
+ * rather than asking again: an inode read once is kept (with whether it has extended
+ * attributes) and kept current as this commit writes it; a row from an earlier commit is
+ * ended with one UPDATE (the DELETE of a row made by this commit is needed only for one it
+ * made); a new inode has no live row to end and no extended attributes. Writes through
+ * `end` and `insert` to inodes or xattrs forget what was known of that inode.
+ */
 class Mutation {
   readonly touched = new Set<number>();
   /** How the live inodes and their bytes change (kept in counters: `info` reads them, never scans). */
   inodesDelta = 0;
   bytesDelta = 0;
+  private readonly known = new Map<number, KnownInode>();
   constructor(readonly tx: SqlRunner, readonly csn: number, readonly now: number) {}
 
   async inode(ino: number): Promise<Attr & { target: Buffer | null }> {
-    const r = await this.tx.get(`SELECT ${INODE_COLS}, target FROM inodes WHERE ino = ? AND csn_to = ?`, [ino, LIVE]);
-    if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
-    return { ...toAttr(r), target: (r.target as Buffer | null) ?? null };
+    let k = this.known.get(ino);
+    if (!k) {
+      const r = await this.tx.get(`SELECT ${INODE_COLS_I}, i.target, EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = i.ino AND x.csn_to = ?) AS has_xattrs
+        FROM inodes i WHERE i.ino = ? AND i.csn_to = ?`, [LIVE, ino, LIVE]);
+      if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
+      const { hasXattrs, ...attr } = toAttr(r);
+      k = { attr, target: (r.target as Buffer | null) ?? null, csnFrom: attr.version, hasXattrs };
+      this.known.set(ino, k);
+    }
+    return { ...k.attr, target: k.target };
   }
 
   async dir(ino: number): Promise<Attr> {
@@ -141,16 +168,32 @@ class Mutation {
     return r ? { ino: Number(r.ino), mode: Number(r.mode) } : undefined;
   }
 
-  /** Ends the live versions of rows matching `where` (deleting ones this transaction made). */
+  /** Ends the live versions of rows matching `where` (deleting ones this transaction made); `where` starts with `ino = ?` for inodes and xattrs. */
   async end(table: string, where: string, params: SqlValue[]): Promise<void> {
+    this.forget(table, params[0]);
     await this.tx.run(`DELETE FROM ${table} WHERE ${where} AND csn_from = ? AND csn_to = ?`, [...params, this.csn, LIVE]);
     await this.tx.run(`UPDATE ${table} SET csn_to = ? WHERE ${where} AND csn_to = ?`, [this.csn, ...params, LIVE]);
   }
 
   async insert(table: string, row: Record<string, SqlValue>): Promise<void> {
+    this.forget(table, row.ino);
+    await this.insertRow(table, row);
+  }
+
+  private async insertRow(table: string, row: Record<string, SqlValue>): Promise<void> {
     const cols = [...Object.keys(row), 'csn_from', 'csn_to'];
     await this.tx.run(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
       [...Object.values(row), this.csn, LIVE]);
+  }
+
+  /** A write to `table` about inode `ino` that this commit does not follow: what it knew of the inode may be stale. */
+  private forget(table: string, ino: SqlValue | undefined): void {
+    if (table === 'xattrs') {
+      const k = this.known.get(Number(ino));
+      if (k) k.hasXattrs = undefined;
+    } else if (table === 'inodes') {
+      this.known.delete(Number(ino));
+    }
   }
 
   /**
@@ -160,16 +203,29 @@ class Mutation {
   async putInode(a: Attr, target: Buffer | null, wasSize: number | null): Promise<Attr> {
     if (wasSize === null) this.inodesDelta++;
     this.bytesDelta += a.size - (wasSize ?? 0);
-    await this.end('inodes', 'ino = ?', [a.ino]);
-    await this.insert('inodes', {
+    const k = wasSize === null ? undefined : this.known.get(a.ino);
+    if (wasSize === null) {
+      // A new inode: no live row to end.
+    } else if (k && k.csnFrom < this.csn) {
+      await this.tx.run('UPDATE inodes SET csn_to = ? WHERE ino = ? AND csn_to = ?', [this.csn, a.ino, LIVE]);
+    } else if (k) {
+      // The live row is this commit's own: it goes, as no other version was live beside it.
+      await this.tx.run('DELETE FROM inodes WHERE ino = ? AND csn_from = ? AND csn_to = ?', [a.ino, this.csn, LIVE]);
+    } else {
+      await this.end('inodes', 'ino = ?', [a.ino]);
+    }
+    await this.insertRow('inodes', {
       ino: a.ino, mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, nlink: a.nlink, rdev: a.rdev,
       atime_ms: a.atimeMs, mtime_ms: a.mtimeMs, ctime_ms: a.ctimeMs, crtime_ms: a.crtimeMs, target,
     });
     this.touched.add(a.ino);
     // The flag every answer with attributes carries: clients answer xattr questions (the
     // kernel's security.capability before each write) from it without a round trip.
-    const x = await this.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND csn_to = ? LIMIT 1', [a.ino, LIVE]);
-    return { ...a, version: this.csn, hasXattrs: x !== undefined };
+    let hasXattrs = wasSize === null ? false : k?.hasXattrs;
+    if (hasXattrs === undefined) hasXattrs = (await this.tx.get('SELECT 1 AS x FROM xattrs WHERE ino = ? AND csn_to = ? LIMIT 1', [a.ino, LIVE])) !== undefined;
+    const { hasXattrs: _, ...attr } = a;
+    this.known.set(a.ino, { attr: { ...attr, version: this.csn }, target, csnFrom: this.csn, hasXattrs });
+    return { ...a, version: this.csn, hasXattrs };
   }
 
   /** Updates an inode's fields and stamps ctime. */
@@ -285,14 +341,16 @@ export class SqlMetaEngine implements MetaEngine {
   /** A commit announced through the database (any instance, this one too), in commit order. */
   private heard(payload: string): void {
     this.heardQueue = this.heardQueue.then(async () => {
-      const e = JSON.parse(payload) as Commit & { more?: boolean };
-      if (e.more) {
-        // Too many inodes for one notification: read them back.
-        const page = await this.changesSince(e.csn - 1, 1);
-        const c = page.commits.find((x) => x.csn === e.csn);
-        if (c) e.inos = c.inos;
+      const parsed = JSON.parse(payload) as (Commit & { more?: boolean }) | (Commit & { more?: boolean })[];
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (e.more) {
+          // Too many inodes for one notification: read them back.
+          const page = await this.changesSince(e.csn - 1, 1);
+          const c = page.commits.find((x) => x.csn === e.csn);
+          if (c) e.inos = c.inos;
+        }
+        for (const l of this.listeners) l({ csn: e.csn, timeMs: e.timeMs, inos: e.inos });
       }
-      for (const l of this.listeners) l({ csn: e.csn, timeMs: e.timeMs, inos: e.inos });
     }).catch(() => {});
   }
 
@@ -428,13 +486,14 @@ export class SqlMetaEngine implements MetaEngine {
         return attr;
       }
       if (there) throw new EntryExistsError('an entry with that name already exists');
-      const next = Number((await m.tx.get("SELECT value FROM counters WHERE name = 'next_ino'"))!.value);
-      let ino = next;
+      let ino: number;
       if (reserved === undefined) {
-        await m.tx.run("UPDATE counters SET value = value + 1 WHERE name = 'next_ino'");
+        ino = Number((await m.tx.get("UPDATE counters SET value = value + 1 WHERE name = 'next_ino' RETURNING value"))!.value) - 1;
       } else {
-        if (reserved >= next) throw new InvalidArgumentError(`inode ${reserved} was never reserved`);
-        if (await m.tx.get('SELECT 1 AS x FROM inodes WHERE ino = ? LIMIT 1', [reserved])) throw new InvalidArgumentError(`inode ${reserved} is already in use`);
+        const r = (await m.tx.get(`SELECT (SELECT value FROM counters WHERE name = 'next_ino') AS next,
+          EXISTS (SELECT 1 FROM inodes WHERE ino = ?) AS used`, [reserved]))!;
+        if (reserved >= Number(r.next)) throw new InvalidArgumentError(`inode ${reserved} was never reserved`);
+        if (Number(r.used)) throw new InvalidArgumentError(`inode ${reserved} is already in use`);
         ino = reserved;
       }
       const t = node.timeMs ?? m.now;
@@ -453,8 +512,7 @@ export class SqlMetaEngine implements MetaEngine {
     if (count > 1000) throw new InvalidArgumentError('reserve at most 1000 inodes at a time');
     // No commit: nothing visible changes, the counter only moves past the reserved numbers.
     return this.db.transaction(async (tx) => {
-      await tx.run("UPDATE counters SET value = value + ? WHERE name = 'next_ino'", [count]);
-      const after = Number((await tx.get("SELECT value FROM counters WHERE name = 'next_ino'"))!.value);
+      const after = Number((await tx.get("UPDATE counters SET value = value + ? WHERE name = 'next_ino' RETURNING value", [count]))!.value);
       return { first: after - count, count };
     });
   }
@@ -779,9 +837,11 @@ export class SqlMetaEngine implements MetaEngine {
           await tx.run('ROLLBACK TO SAVEPOINT batch_op');
           await tx.run('RELEASE SAVEPOINT batch_op');
           if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
+          await this.notifyCommits(tx, events);
           return { applied, failed: { index: i, code: e.code, message: e.message } };
         }
       }
+      await this.notifyCommits(tx, events);
       return { applied };
     });
     this.announce(events);
@@ -1057,6 +1117,7 @@ export class SqlMetaEngine implements MetaEngine {
     const result = await this.db.transaction(async (tx) => {
       const done = await this.commitIn(tx, fn);
       event = done.event;
+      await this.notifyCommits(tx, [done.event]);
       return done.value;
     });
     this.announce([event!]);
@@ -1071,14 +1132,37 @@ export class SqlMetaEngine implements MetaEngine {
     if (m.inodesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_inodes'", [m.inodesDelta]);
     if (m.bytesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_bytes'", [m.bytesDelta]);
     await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
-    for (const ino of m.touched) await tx.run('INSERT INTO changes (csn, ino) VALUES (?, ?)', [m.csn, ino]);
-    const event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
-    if (this.db.shared && this.db.notify) {
-      const text = JSON.stringify(event);
-      // NOTIFY payloads stay under 8000 bytes: a big commit announces only its CSN.
-      await this.db.notify(tx, COMMIT_CHANNEL, text.length < 7000 ? text : JSON.stringify({ csn: event.csn, timeMs: event.timeMs, inos: [], more: true }));
+    const touched = [...m.touched];
+    for (let i = 0; i < touched.length; i += 200) {
+      const some = touched.slice(i, i + 200);
+      await tx.run(`INSERT INTO changes (csn, ino) VALUES ${some.map(() => '(?, ?)').join(', ')}`, some.flatMap((ino) => [m.csn, ino]));
     }
+    const event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
     return { value, event };
+  }
+
+  /**
+   * Announces the commits of transaction `tx` to every instance over a shared database, when
+   * it commits: as few NOTIFYs as fit them (a batch's commits share them; payloads stay under
+   * 8 000 bytes, and a commit too big for one announces only its CSN).
+   */
+  private async notifyCommits(tx: SqlRunner, events: Commit[]): Promise<void> {
+    if (!this.db.shared || !this.db.notify || events.length === 0) return;
+    let pending: string[] = [];
+    let length = 0;
+    const flush = async () => {
+      if (pending.length) await this.db.notify!(tx, COMMIT_CHANNEL, `[${pending.join(',')}]`);
+      pending = [];
+      length = 0;
+    };
+    for (const e of events) {
+      let text = JSON.stringify(e);
+      if (text.length >= 7000) text = JSON.stringify({ csn: e.csn, timeMs: e.timeMs, inos: [], more: true });
+      if (length + text.length >= 7000) await flush();
+      pending.push(text);
+      length += text.length + 1;
+    }
+    await flush();
   }
 
   /** Tells this process's listeners of committed changes (a shared database announces through NOTIFY). */

@@ -20,13 +20,30 @@ function toPg(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
+/**
+ * Statements as PostgreSQL runs them: each distinct text is a named prepared statement, parsed
+ * and planned once per connection rather than on every call (the engine's statements are a
+ * few dozen texts; texts beyond the bound, such as IN lists of every length, stay unnamed).
+ */
+const prepared = new Map<string, { name?: string; text: string }>();
+const PREPARED_MAX = 1000;
+
+function statement(sql: string, values: SqlValue[]): pg.QueryConfig {
+  let s = prepared.get(sql);
+  if (!s) {
+    s = { text: toPg(sql), ...(prepared.size < PREPARED_MAX ? { name: `lucid_${prepared.size}` } : {}) };
+    if (s.name) prepared.set(sql, s);
+  }
+  return { ...s, values };
+}
+
 type Queryable = pg.Pool | pg.PoolClient;
 
 function runner(q: Queryable): SqlRunner {
   return {
-    all: async (sql, params = []) => (await q.query(toPg(sql), params)).rows as Row[],
-    get: async (sql, params = []) => (await q.query(toPg(sql), params)).rows[0] as Row | undefined,
-    run: async (sql, params = []) => (await q.query(toPg(sql), params)).rowCount ?? 0,
+    all: async (sql, params = []) => (await q.query(statement(sql, params))).rows as Row[],
+    get: async (sql, params = []) => (await q.query(statement(sql, params))).rows[0] as Row | undefined,
+    run: async (sql, params = []) => (await q.query(statement(sql, params))).rowCount ?? 0,
   };
 }
 
