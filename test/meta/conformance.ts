@@ -560,6 +560,95 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.applyBatch(Array.from({ length: 1001 }, () => ({ op: 'reclaim', ino: f }) as const)), InvalidArgumentError, 'over 1000 operations');
     });
 
+    t.test('a batch leaves what the same changes one call at a time leave, at every commit', async (t) => {
+      // Random changes to a few names (seeded, so a failure repeats), made one call at a time
+      // in folder A and as one batch in folder B: the trees must match, and B listed as of
+      // each of the batch's commits has every name once, as many as A had after that step.
+      let seed = 7;
+      const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+      const a = await scratch();
+      const b = await scratch();
+      const names = ['n0', 'n1', 'n2', 'n3', 'n4'];
+      const live = new Map<string, 'file' | 'dir'>();
+      const steps: { op: string; name: string; to?: string; size?: number; mode?: number }[] = [];
+      for (let i = 0; i < 60; i++) {
+        const name = names[rnd(names.length)]!;
+        const kind = live.get(name);
+        const to = names[rnd(names.length)]!;
+        if (!kind) {
+          const d = rnd(4) === 0;
+          steps.push({ op: d ? 'mkdir' : 'create', name });
+          live.set(name, d ? 'dir' : 'file');
+        } else {
+          const pick = rnd(kind === 'file' ? 5 : 3);
+          if (pick === 0 && !live.has(to)) { steps.push({ op: 'rename', name, to }); live.delete(name); live.set(to, kind); }
+          else if (pick === 1) { steps.push({ op: kind === 'dir' ? 'rmdir' : 'unlink', name }); live.delete(name); }
+          else if (pick === 2) steps.push({ op: 'chmod', name, mode: 0o600 + rnd(0o100) });
+          else if (pick === 3) steps.push({ op: 'size', name, size: rnd(1_000_000) });
+          else steps.push({ op: rnd(2) ? 'setXattr' : 'removeXattr', name });
+        }
+      }
+      // A model of the folder after each step (names live), to check B's history against.
+      const inoIn = async (parent: number, name: string) => (await e.lookup(parent, h(name))).ino;
+      const counts: number[] = [];
+      const said: string[] = [];
+      /** What a call answered, as far as both folders must agree (not inode numbers or times). */
+      const gist = (v: unknown) => {
+        const x = v as { mode?: number; size?: number; nlink?: number; hasXattrs?: boolean } | null | undefined;
+        return x ? [x.mode, x.size, x.nlink, x.hasXattrs ?? null].join(' ') : 'none';
+      };
+      for (const st of steps) {
+        let v: unknown;
+        const x = { hash: h('user.k'), nameEnc: Buffer.from('k'), valueEnc: Buffer.from(st.name) };
+        if (st.op === 'create') v = await e.create(a, nm(st.name), file);
+        else if (st.op === 'mkdir') v = await e.create(a, nm(st.name), dir);
+        else if (st.op === 'rename') v = await e.rename(a, h(st.name), a, nm(st.to!));
+        else if (st.op === 'unlink') v = await e.unlink(a, h(st.name));
+        else if (st.op === 'rmdir') v = await e.rmdir(a, h(st.name));
+        else if (st.op === 'chmod') v = await e.setAttr(await inoIn(a, st.name), { mode: S_IFREG | st.mode! });
+        else if (st.op === 'size') v = await e.setAttr(await inoIn(a, st.name), { size: st.size! });
+        else if (st.op === 'setXattr') v = await e.setXattr(await inoIn(a, st.name), x);
+        else {
+          const ino = await inoIn(a, st.name);
+          if ((await e.getAttr(ino)).hasXattrs) v = await e.removeXattr(ino, x.hash);
+          else st.op = 'skip';
+        }
+        if (st.op === 'skip') v = await e.setAttr(await inoIn(a, st.name), {});
+        said.push(gist(v));
+        counts.push((await e.readdir(a)).entries.length);
+      }
+      // The same in B as one batch, inode numbers reserved as a mount does.
+      const r = await e.reserveInodes(steps.length);
+      const inoB = new Map<string, number>();
+      const ops = steps.map((st, i) => {
+        const x = { hash: h('user.k'), nameEnc: Buffer.from('k'), valueEnc: Buffer.from(st.name) };
+        switch (st.op) {
+          case 'create': case 'mkdir': inoB.set(st.name, r.first + i); return { op: 'create', parent: b, name: nm(st.name), node: { ...(st.op === 'mkdir' ? dir : file), ino: r.first + i } };
+          case 'rename': inoB.set(st.to!, inoB.get(st.name)!); return { op: 'rename', parent: b, hash: h(st.name), newParent: b, newName: nm(st.to!) };
+          case 'unlink': return { op: 'unlink', parent: b, hash: h(st.name) };
+          case 'rmdir': return { op: 'rmdir', parent: b, hash: h(st.name) };
+          case 'chmod': return { op: 'setAttr', ino: inoB.get(st.name)!, changes: { mode: S_IFREG | st.mode! } };
+          case 'size': return { op: 'setAttr', ino: inoB.get(st.name)!, changes: { size: st.size! } };
+          case 'setXattr': return { op: 'setXattr', ino: inoB.get(st.name)!, entry: x };
+          case 'removeXattr': return { op: 'removeXattr', ino: inoB.get(st.name)!, hash: x.hash };
+          default: return { op: 'setAttr', ino: inoB.get(st.name)!, changes: {} };
+        }
+      }) as Parameters<MetaEngine['applyBatch']>[0];
+      const res = await e.applyBatch(ops);
+      t.equal(res.failed, undefined, 'the batch applies whole');
+      const view = async (d: number, asOf?: number) => (await e.readdir(d, { plus: true, ...(asOf === undefined ? {} : { asOf }) })).entries
+        .map((x) => [x.enc.toString(), x.attr!.mode, x.attr!.size, x.attr!.nlink, x.attr!.hasXattrs ?? null].join(' ')).sort();
+      t.same(res.applied.map((x) => gist(x.value)), said, 'each operation answers what its own call answered');
+      t.same(await view(b), await view(a), 'the same names with the same attributes');
+      t.same(((await e.getAttr(b)).nlink), (await e.getAttr(a)).nlink, 'the folders\' link counts agree');
+      let bad = 0;
+      for (let i = 0; i < res.applied.length; i++) {
+        const listed = (await e.readdir(b, { asOf: res.applied[i]!.csn })).entries;
+        if (new Set(listed.map((x) => x.hash.toString('hex'))).size !== listed.length || listed.length !== counts[i]) bad++;
+      }
+      t.equal(bad, 0, 'as of each commit of the batch, every name once, as many as one call at a time left');
+    });
+
     t.test('garbage collection: replaced refs go unless a snapshot shows them or they were replaced after the cut-off', async (t) => {
       const pause = () => new Promise((r) => setTimeout(r, 5));
       const d = await scratch();

@@ -116,6 +116,17 @@ async function countLive(tx: SqlRunner): Promise<void> {
   await tx.run("INSERT INTO counters (name, value) VALUES ('live_inodes', ?), ('live_bytes', ?)", [Number(r!.n), Number(r!.bytes)]);
 }
 
+/** What one commit did: its result, its announcement, and how it moved the live totals. */
+interface Done<T> {
+  value: T;
+  event: Commit;
+  inodesDelta: number;
+  bytesDelta: number;
+}
+
+/** Rows one multi-row INSERT carries (two parameters each: well under every database's limit). */
+const ROWS_PER_INSERT = 200;
+
 /** An inode's live row as this commit knows it: read once, then kept as it writes it. */
 interface KnownInode {
   attr: Attr;
@@ -134,15 +145,16 @@ interface KnownInode {
  * attributes) and kept current as this commit writes it; a row from an earlier commit is
  * ended with one UPDATE (the DELETE of a row made by this commit is needed only for one it
  * made); a new inode has no live row to end and no extended attributes. Writes through
- * `end` and `insert` to inodes or xattrs forget what was known of that inode.
+ * `end` and `insert` to inodes or xattrs forget what was known of that inode. What is known
+ * lasts for the transaction: a batch's commits share it (a rollback to a savepoint clears it).
  */
 class Mutation {
   readonly touched = new Set<number>();
   /** How the live inodes and their bytes change (kept in counters: `info` reads them, never scans). */
   inodesDelta = 0;
   bytesDelta = 0;
-  private readonly known = new Map<number, KnownInode>();
-  constructor(readonly tx: SqlRunner, readonly csn: number, readonly now: number) {}
+  /** `known`: what the transaction's commits so far know of inodes (shared by a batch's commits). */
+  constructor(readonly tx: SqlRunner, readonly csn: number, readonly now: number, private readonly known: Map<number, KnownInode>) {}
 
   async inode(ino: number): Promise<Attr & { target: Buffer | null }> {
     let k = this.known.get(ino);
@@ -823,25 +835,31 @@ export class SqlMetaEngine implements MetaEngine {
   private async applyOps(ops: BatchOp[], savepoints: boolean): Promise<BatchResult> {
     let events: Commit[] = [];
     const result = await this.db.transaction(async (tx) => {
-      events = [];
+      const dones: Done<Attr | undefined>[] = [];
+      const known = new Map<number, KnownInode>();
       const applied: BatchResult['applied'] = [];
+      // Tried whole, the batch takes its CSNs at once (a refusal rolls all of it back).
+      const before = savepoints ? 0 : Number((await tx.get("UPDATE counters SET value = value + ? WHERE name = 'csn' RETURNING value", [ops.length]))!.value) - ops.length;
       for (let i = 0; i < ops.length; i++) {
         if (savepoints) await tx.run('SAVEPOINT batch_op');
         try {
-          const done = await this.commitIn(tx, this.bodyOf(ops[i]));
+          const done = await this.commitIn(tx, this.bodyOf(ops[i]), known, savepoints ? undefined : before + 1 + i);
           if (savepoints) await tx.run('RELEASE SAVEPOINT batch_op');
           applied.push({ csn: done.event.csn, value: done.value ?? null });
-          events.push(done.event);
+          dones.push(done);
         } catch (e) {
           if (!savepoints) throw e;
           await tx.run('ROLLBACK TO SAVEPOINT batch_op');
           await tx.run('RELEASE SAVEPOINT batch_op');
+          known.clear();
           if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
-          await this.notifyCommits(tx, events);
+          await this.recordCommits(tx, dones);
+          events = dones.map((d) => d.event);
           return { applied, failed: { index: i, code: e.code, message: e.message } };
         }
       }
-      await this.notifyCommits(tx, events);
+      await this.recordCommits(tx, dones);
+      events = dones.map((d) => d.event);
       return { applied };
     });
     this.announce(events);
@@ -1115,30 +1133,49 @@ export class SqlMetaEngine implements MetaEngine {
   private async mutate<T>(fn: (m: Mutation) => Promise<T>): Promise<T> {
     let event: Commit | undefined;
     const result = await this.db.transaction(async (tx) => {
-      const done = await this.commitIn(tx, fn);
+      const done = await this.commitIn(tx, fn, new Map());
       event = done.event;
-      await this.notifyCommits(tx, [done.event]);
+      await this.recordCommits(tx, [done]);
       return done.value;
     });
     this.announce([event!]);
     return result;
   }
 
-  /** One commit inside transaction `tx`: takes the next CSN, runs `fn`, records what changed. */
-  private async commitIn<T>(tx: SqlRunner, fn: (m: Mutation) => Promise<T>): Promise<{ value: T; event: Commit }> {
-    const row = await tx.get("UPDATE counters SET value = value + 1 WHERE name = 'csn' RETURNING value");
-    const m = new Mutation(tx, Number(row!.value), Date.now());
+  /**
+   * One commit inside transaction `tx`: runs `fn` at CSN `csn` (taken here if not given).
+   * What it changed is written by recordCommits, with the other commits of the transaction.
+   */
+  private async commitIn<T>(tx: SqlRunner, fn: (m: Mutation) => Promise<T>, known: Map<number, KnownInode>, csn?: number): Promise<Done<T>> {
+    const at = csn ?? Number((await tx.get("UPDATE counters SET value = value + 1 WHERE name = 'csn' RETURNING value"))!.value);
+    const m = new Mutation(tx, at, Date.now(), known);
     const value = await fn(m);
-    if (m.inodesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_inodes'", [m.inodesDelta]);
-    if (m.bytesDelta !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_bytes'", [m.bytesDelta]);
-    await tx.run('INSERT INTO commits (csn, time_ms) VALUES (?, ?)', [m.csn, m.now]);
-    const touched = [...m.touched];
-    for (let i = 0; i < touched.length; i += 200) {
-      const some = touched.slice(i, i + 200);
-      await tx.run(`INSERT INTO changes (csn, ino) VALUES ${some.map(() => '(?, ?)').join(', ')}`, some.flatMap((ino) => [m.csn, ino]));
-    }
-    const event = { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) };
-    return { value, event };
+    return {
+      value, inodesDelta: m.inodesDelta, bytesDelta: m.bytesDelta,
+      event: { csn: m.csn, timeMs: m.now, inos: [...m.touched].sort((a, b) => a - b) },
+    };
+  }
+
+  /**
+   * Records the commits of transaction `tx`, in a few statements however many there are: the
+   * live totals move, each commit gets its row and its changed inodes theirs; then they are
+   * announced.
+   */
+  private async recordCommits(tx: SqlRunner, dones: Done<unknown>[]): Promise<void> {
+    if (dones.length === 0) return;
+    const inodes = dones.reduce((n, d) => n + d.inodesDelta, 0);
+    const bytes = dones.reduce((n, d) => n + d.bytesDelta, 0);
+    if (inodes !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_inodes'", [inodes]);
+    if (bytes !== 0) await tx.run("UPDATE counters SET value = value + ? WHERE name = 'live_bytes'", [bytes]);
+    const rows = async (table: string, pairs: SqlValue[][]) => {
+      for (let i = 0; i < pairs.length; i += ROWS_PER_INSERT) {
+        const some = pairs.slice(i, i + ROWS_PER_INSERT);
+        await tx.run(`INSERT INTO ${table} VALUES ${some.map(() => '(?, ?)').join(', ')}`, some.flat());
+      }
+    };
+    await rows('commits (csn, time_ms)', dones.map((d) => [d.event.csn, d.event.timeMs]));
+    await rows('changes (csn, ino)', dones.flatMap((d) => d.event.inos.map((ino) => [d.event.csn, ino])));
+    await this.notifyCommits(tx, dones.map((d) => d.event));
   }
 
   /**
