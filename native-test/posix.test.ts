@@ -92,7 +92,7 @@ t.test('permissions, ownership and times', async (t) => {
   `, ['640', '1234 5678', '2001-02-03 04:05:06.789', '2002-03-04 05:06:07', '2001-02-03 04:05:06', '4321 2755', '4321 644', 'Permission denied', 'secret', 'Operation not permitted', '3000 3000']);
 });
 
-t.test('extended attributes: set, get, list, replace, remove', async (t) => {
+t.test('extended attributes: set, get, list, replace, remove; SELinux labels and POSIX ACLs are not supported', async (t) => {
   await run(t, `
     mkdir xa && cd xa && touch f
     setfattr -n user.colour -v blue f && setfattr -n user.size -v 42 f
@@ -101,7 +101,14 @@ t.test('extended attributes: set, get, list, replace, remove', async (t) => {
     setfattr -n user.colour -v red f && getfattr --only-values -n user.colour f; echo
     setfattr -x user.colour f && getfattr -n user.colour f 2>&1 | grep -o 'No such attribute'
     setfattr -n bogus.ns -v x f 2>&1 | grep -o 'Operation not supported'
-  `, ['blue', '2', 'red', 'No such attribute', 'Operation not supported']);
+    setfattr -n security.lucid -v kept f && getfattr --only-values -n security.lucid f; echo
+    setfattr -n security.selinux -v system_u:object_r:x f 2>&1 | grep -o 'Operation not supported'
+    getfattr -n security.selinux f 2>&1 | grep -o 'Operation not supported'
+    touch plain && getfattr -n security.selinux plain 2>&1 | grep -o 'Operation not supported'
+    getfattr -n system.posix_acl_access f 2>&1 | grep -o 'Operation not supported'
+    setfattr -x system.posix_acl_access f 2>&1 | grep -o 'Operation not supported'
+  `, ['blue', '2', 'red', 'No such attribute', 'Operation not supported', 'kept', 'Operation not supported', 'Operation not supported',
+    'Operation not supported', 'Operation not supported', 'Operation not supported']);
 });
 
 t.test('symlinks: target, size, dangling links', async (t) => {

@@ -137,8 +137,8 @@ static void dispatch(lf_session *s, lf_req *r) {
 #define SESSION(req) ((lf_session *) fuse_req_userdata(req))
 
 /* ---- "no extended attributes", answered here ---------------------------------------
- * The kernel asks for security.capability before every write and every chown, and `ls -l`
- * asks every name for security.selinux: one trip to JavaScript each. When the attributes
+ * The kernel asks for security.capability before every write and every chown: one trip to
+ * JavaScript each. When the attributes
  * JavaScript replied for an inode said it has no extended attributes, a getxattr of it is
  * answered ENODATA here for as long as those attributes may be cached (their attr timeout).
  * A setxattr or removexattr of any inode, from its arrival until JavaScript has finished it
@@ -394,9 +394,19 @@ static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
   dispatch(SESSION(req), r);
 }
 
+/* The names Lucid keeps (src/fs/namespace/xattrs.ts keptXattrName): user., trusted. and
+ * security. but security.selinux. Others are EOPNOTSUPP, answered here. */
+static int kept_xattr_name(const char *name) {
+  return (strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 || strncmp(name, "security.", 9) == 0) &&
+         strcmp(name, "security.selinux") != 0;
+}
+
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
-  if ((strncmp(name, "security.", 9) == 0 || strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 ||
-       strncmp(name, "system.", 7) == 0) && nx_known_none(SESSION(req), ino)) {
+  if (!kept_xattr_name(name)) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  if (nx_known_none(SESSION(req), ino)) {
     fuse_reply_err(req, ENODATA);
     return;
   }

@@ -21,13 +21,24 @@ export const XATTR_REPLACE = 2;
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
 
+/**
+ * The extended attributes Lucid keeps: the `user.`, `trusted.` and `security.` namespaces,
+ * except SELinux labels (`security.selinux`: the kernel labels a FUSE mount by its policy,
+ * never from the files). Anything else is EOPNOTSUPP, as on a file system without it, so
+ * `ls -l` and `cp -a`, told once per device that labels and POSIX ACLs (`system.`) are not
+ * supported, stop asking for them on every file.
+ */
+export function keptXattrName(name: string): boolean {
+  return /^(user|trusted|security)\./.test(name) && name !== 'security.selinux';
+}
+
 export class XattrChanges {
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView,
     private readonly journal: MetaJournal, private readonly gate: ChangeGate) {}
 
   private checkXattrName(name: string): void {
     if (Buffer.byteLength(name) > XATTR_NAME_MAX || name.length === 0) throw new OutOfRangeError('xattr name too long');
-    if (!/^(user|trusted|security)\./.test(name)) throw new NotSupportedError(`xattr namespace of "${name}" is not supported`);
+    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
   }
 
   /**
@@ -81,13 +92,13 @@ export class XattrChanges {
 
   /** Whether a getxattr of `name` on `ino` is known to find nothing without asking anyone. */
   knownAbsent(ino: number, name: string): boolean {
-    return /^(user|trusted|security|system)\./.test(name) && this.hasNoXattrs(ino);
+    return keptXattrName(name) && this.hasNoXattrs(ino);
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
-    if (!/^(user|trusted|security|system)\./.test(name)) throw new NotSupportedError('unsupported xattr namespace');
-    // `ls -l` asks every file for security.selinux, and the kernel asks for security.capability
-    // before every write: answered from the attributes when they say there are none.
+    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
+    // The kernel asks for security.capability before every write and every chown:
+    // answered from the attributes when they say there are none.
     if (this.hasNoXattrs(ino)) throw new NoAttributeError(`no attribute ${name}`);
     const hash = this.names.xattrHash(ino, name);
     const known = this.hasXattrLocally(ino, hash);
@@ -106,10 +117,11 @@ export class XattrChanges {
       if (p.removed) entries.delete(p.hash.toString('hex'));
       else entries.set(p.entry.hash.toString('hex'), p.entry.nameEnc);
     }
-    return [...entries.values()].map((nameEnc) => this.names.openBlob(ino, 'xattr-name', nameEnc).toString('utf8'));
+    return [...entries.values()].map((nameEnc) => this.names.openBlob(ino, 'xattr-name', nameEnc).toString('utf8')).filter(keptXattrName);
   }
 
   async removexattr(ino: number, name: string): Promise<void> {
+    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
     const hash = this.names.xattrHash(ino, name);
     await this.gate.change(async () => {
       await this.meta.removeXattr(ino, hash);
