@@ -24,6 +24,8 @@ export interface CopyProgress {
   bytesTotal: number;
   /** Of `bytes`, those fetched now (warm: the rest were cached already). */
   fetchedBytes: number;
+  /** While the walk that finds the files goes on: the totals are what it found so far. */
+  counting?: boolean;
 }
 
 /** `name` under the path `at` ("" is the root). */

@@ -30,7 +30,7 @@ import { isDir, type Attr, type MetaEngine } from '../meta/types.js';
 import type { MeteredStore } from '../store/metrics.js';
 import type { ObjectStore } from '../store/types.js';
 import { formatSize } from '../util/size.js';
-import { mapLimit } from '../util/concurrency.js';
+import { forEachAhead } from '../util/concurrency.js';
 import { lucidHome } from './home.js';
 import { connectMeta, openStore } from './open.js';
 import { ControlServer, mountId } from './control.js';
@@ -57,6 +57,8 @@ export interface AgentConfig {
 export type { AgentStatus, WarmProgress } from './agent-types.js';
 
 const GiB = 1024 ** 3;
+/** Files a recursive warm holds ahead of the ones being fetched. */
+const WARM_AHEAD = 10_000;
 
 export function defaultCacheSize(dir: string): number {
   try {
@@ -242,16 +244,16 @@ export class Agent implements ControlledAgent {
 
   /**
    * Pre-hydrates a file, or with `recursive` every file under a folder, into the disk cache
-   * (render farms: fetch once, read at disk speed). Files go four at a time.
+   * (render farms: fetch once, read at disk speed). Files go four at a time while the walk
+   * goes on ahead (at most 10 000 files held: a folder of millions is never listed into
+   * memory whole), so the totals grow until the walk is done (`counting`).
    */
   async warm(rel: string, recursive: boolean, progress: (p: WarmProgress) => void): Promise<WarmProgress> {
     const root = await this.vfs.resolve(rel);
     if (isDir(root.mode) && !recursive) throw new UsageError(`${rel || '/'} is a folder: warm it with --recursive`);
-    const files: Attr[] = [];
-    for await (const f of this.vfs.filesUnder(root.ino)) files.push(f);
-    const p: WarmProgress = { files: 0, filesTotal: files.length, bytes: 0, bytesTotal: files.reduce((n, f) => n + f.size, 0), fetchedBytes: 0 };
+    const p: WarmProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0, fetchedBytes: 0, counting: true };
     progress(p);
-    await mapLimit(files, 4, async (f) => {
+    await forEachAhead(this.vfs.filesUnder(root.ino), 4, WARM_AHEAD, async (f) => {
       await this.vfs.hydrate(f.ino, (bytes, fetched) => {
         p.bytes += bytes;
         if (fetched) p.fetchedBytes += bytes;
@@ -259,7 +261,12 @@ export class Agent implements ControlledAgent {
       }, 4);
       p.files++;
       progress(p);
+    }, (f) => {
+      p.filesTotal++;
+      p.bytesTotal += f.size;
     });
+    p.counting = false;
+    progress(p);
     return p;
   }
 

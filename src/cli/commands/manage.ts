@@ -155,7 +155,7 @@ export const warmCommand = {
     const started = Date.now();
     const r = await streamAgent<WarmProgress>(rec, '/warm', { path: path.relative(rec.mountpoint, abs), recursive: !!args.recursive }, (line) => {
       const p = line.progress as WarmProgress | undefined;
-      if (p) bar.update(p.bytes, p.bytesTotal, `${p.files}/${p.filesTotal} files`);
+      if (p) bar.update(p.bytes, p.bytesTotal, `${p.files}/${p.filesTotal}${p.counting ? '+ (counting)' : ''} files`);
     }).finally(() => bar.done());
     const secs = (Date.now() - started) / 1000;
     process.stdout.write(`Warmed ${r.filesTotal} file(s), ${formatSize(r.bytesTotal)}: ${formatSize(r.fetchedBytes)} fetched, ${formatSize(r.bytes - r.fetchedBytes)} already cached, in ${secs.toFixed(1)} s\n`);
