@@ -159,8 +159,8 @@ class Mutation {
   async inode(ino: number): Promise<Attr & { target: Buffer | null }> {
     let k = this.known.get(ino);
     if (!k) {
-      const r = await this.tx.get(`SELECT ${INODE_COLS_I}, i.target, EXISTS (SELECT 1 FROM xattrs x WHERE x.ino = i.ino AND x.csn_to = ?) AS has_xattrs
-        FROM inodes i WHERE i.ino = ? AND i.csn_to = ?`, [LIVE, ino, LIVE]);
+      const x = xattrFlag(undefined);
+      const r = await this.tx.get(`SELECT ${INODE_COLS_I}, i.target, ${x.sql} FROM inodes i WHERE i.ino = ? AND i.csn_to = ?`, [...x.params, ino, LIVE]);
       if (!r) throw new NoEntryError(`inode ${ino} does not exist`);
       const { hasXattrs, ...attr } = toAttr(r);
       k = { attr, target: (r.target as Buffer | null) ?? null, csnFrom: attr.version, hasXattrs };
