@@ -67,7 +67,12 @@ t.test('write-back through real mounts', { timeout: 400_000 }, async (t) => {
     t.equal((await sh(`mkdir ${a}/shared && ls ${a}/shared && echo ok`)).stdout.trim(), 'ok');
     const listed = await within(10_000, async () => (await sh(`ls -d ${c}/shared && ls ${c}/shared && echo ok`)).stdout.includes('ok'));
     t.ok(listed >= 0, 'the other mount has listed the folder');
-    const both = await sh(`echo from-a > ${a}/shared/cut.edl & echo from-c > ${c}/shared/cut.edl & wait; sync; echo written`);
+    // "At once": each mount decides the name is free before it can hear of the other's file.
+    // With the service frozen meanwhile, neither can (else a busy machine may let one mount
+    // hear of the other's create first and open that file instead, as it should).
+    serve.child.kill('SIGSTOP');
+    const both = await sh(`echo from-a > ${a}/shared/cut.edl & echo from-c > ${c}/shared/cut.edl & wait; echo written`);
+    serve.child.kill('SIGCONT');
     t.equal(both.stdout.trim(), 'written', both.stderr);
     // sync(1) does not reach a FUSE file system: `lucid sync` waits for what the mount holds.
     for (const mp of [a, c]) {

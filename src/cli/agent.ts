@@ -233,7 +233,7 @@ export class Agent implements ControlledAgent {
       files++;
       if (on) {
         this.cache.pin(f.ino);
-        bytes += (await this.vfs.hydrate(f.ino)).bytes;
+        bytes += (await this.vfs.hydrate(f)).bytes;
       } else {
         this.cache.unpin(f.ino);
         bytes += f.size;
@@ -254,7 +254,7 @@ export class Agent implements ControlledAgent {
     const p: WarmProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0, fetchedBytes: 0, counting: true };
     progress(p);
     await forEachAhead(this.vfs.filesUnder(root.ino), 4, WARM_AHEAD, async (f) => {
-      await this.vfs.hydrate(f.ino, (bytes, fetched) => {
+      await this.vfs.hydrate(f, (bytes, fetched) => {
         p.bytes += bytes;
         if (fetched) p.fetchedBytes += bytes;
         progress(p);

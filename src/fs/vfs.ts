@@ -371,9 +371,13 @@ export class Vfs {
     return this.listings.filesUnder(ino);
   }
 
-  /** Brings every block of a file into the disk cache (FileIo.hydrate), from its committed map. */
-  async hydrate(ino: number, onBytes?: (bytes: number, fetched: boolean) => void, parallel = 8): Promise<{ bytes: number; fetched: number }> {
-    return this.data.hydrate(ino, (await this.meta.getAttr(ino)).size, onBytes, parallel);
+  /**
+   * Brings every block of a file into the disk cache (FileIo.hydrate), from its committed map.
+   * `file.size`, when the walk that found the file gave it, saves asking the service (a size
+   * changed since only means fewer or more of the committed blocks are fetched).
+   */
+  async hydrate(file: { ino: number; size?: number }, onBytes?: (bytes: number, fetched: boolean) => void, parallel = 8): Promise<{ bytes: number; fetched: number }> {
+    return this.data.hydrate(file.ino, file.size ?? (await this.meta.getAttr(file.ino)).size, onBytes, parallel);
   }
 
   openFiles(): number {

@@ -152,7 +152,7 @@ t.test('lucid warm counts a block held for its write as cached and fetches it no
   const fh = await reader.open(ino, O_RDONLY);
   t.ok((await reader.read(fh, 2 * BS, BS)).equals(block(2)), 'block 2 read: its cache write waits at the gate');
   t.ok(reader.cache.keepingBytes > 0, 'its sealed bytes are held for the write');
-  const hydrated = reader.hydrate(ino);
+  const hydrated = reader.hydrate({ ino });
   // The writes of what warm fetches wait at the gate too: it opens once the other three are fetched.
   while ([...gets.values()].reduce((a, b) => a + b, 0) < 4) await new Promise((r) => setTimeout(r, 2));
   open();
