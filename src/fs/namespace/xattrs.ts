@@ -32,13 +32,18 @@ export function keptXattrName(name: string): boolean {
   return /^(user|trusted|security)\./.test(name) && name !== 'security.selinux';
 }
 
+/** Refuses, as EOPNOTSUPP, a name Lucid does not keep (set, get and remove alike). */
+function checkKept(name: string): void {
+  if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
+}
+
 export class XattrChanges {
   constructor(private readonly meta: MetaEngine, private readonly names: NameCipher, private readonly view: NamespaceView,
     private readonly journal: MetaJournal, private readonly gate: ChangeGate) {}
 
   private checkXattrName(name: string): void {
     if (Buffer.byteLength(name) > XATTR_NAME_MAX || name.length === 0) throw new OutOfRangeError('xattr name too long');
-    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
+    checkKept(name);
   }
 
   /**
@@ -96,7 +101,7 @@ export class XattrChanges {
   }
 
   async getxattr(ino: number, name: string): Promise<Buffer> {
-    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
+    checkKept(name);
     // The kernel asks for security.capability before every write and every chown:
     // answered from the attributes when they say there are none.
     if (this.hasNoXattrs(ino)) throw new NoAttributeError(`no attribute ${name}`);
@@ -121,7 +126,7 @@ export class XattrChanges {
   }
 
   async removexattr(ino: number, name: string): Promise<void> {
-    if (!keptXattrName(name)) throw new NotSupportedError(`extended attribute "${name}" is not supported`);
+    checkKept(name);
     const hash = this.names.xattrHash(ino, name);
     await this.gate.change(async () => {
       await this.meta.removeXattr(ino, hash);

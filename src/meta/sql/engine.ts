@@ -838,9 +838,10 @@ export class SqlMetaEngine implements MetaEngine {
       const dones: Done<Attr | undefined>[] = [];
       const known = new Map<number, KnownInode>();
       const applied: BatchResult['applied'] = [];
+      let failed: BatchResult['failed'];
       // Tried whole, the batch takes its CSNs at once (a refusal rolls all of it back).
       const before = savepoints ? 0 : Number((await tx.get("UPDATE counters SET value = value + ? WHERE name = 'csn' RETURNING value", [ops.length]))!.value) - ops.length;
-      for (let i = 0; i < ops.length; i++) {
+      for (let i = 0; i < ops.length && !failed; i++) {
         if (savepoints) await tx.run('SAVEPOINT batch_op');
         try {
           const done = await this.commitIn(tx, this.bodyOf(ops[i]), known, savepoints ? undefined : before + 1 + i);
@@ -853,14 +854,12 @@ export class SqlMetaEngine implements MetaEngine {
           await tx.run('RELEASE SAVEPOINT batch_op');
           known.clear();
           if (!(e instanceof LucidError) || e instanceof InternalError) throw e;
-          await this.recordCommits(tx, dones);
-          events = dones.map((d) => d.event);
-          return { applied, failed: { index: i, code: e.code, message: e.message } };
+          failed = { index: i, code: e.code, message: e.message };
         }
       }
       await this.recordCommits(tx, dones);
       events = dones.map((d) => d.event);
-      return { applied };
+      return failed ? { applied, failed } : { applied };
     });
     this.announce(events);
     return result;
