@@ -92,6 +92,18 @@ t.test('permissions, ownership and times', async (t) => {
   `, ['640', '1234 5678', '2001-02-03 04:05:06.789', '2002-03-04 05:06:07', '2001-02-03 04:05:06', '4321 2755', '4321 644', 'Permission denied', 'secret', 'Operation not permitted', '3000 3000']);
 });
 
+t.test('set-user-ID and set-group-ID are dropped as Linux drops them: chown, and a write or truncate by another user', async (t) => {
+  await run(t, `
+    mkdir su && cd su && chmod 777 .
+    touch a && chmod 6755 a && chown 1000:1000 a && stat -c %a a
+    touch b && chmod 2745 b && chown 1000 b && stat -c %a b
+    touch c && chown 1000:1000 c && chmod 6755 c && setpriv --reuid=1000 --regid=1000 --clear-groups sh -c 'echo x >> c' && stat -c %a c
+    touch d && chown 1000:1000 d && chmod 4755 d && setpriv --reuid=1000 --regid=1000 --clear-groups truncate -s 1 d && stat -c %a d
+    touch e && chmod 4755 e && echo x >> e && truncate -s 0 e && stat -c %a e
+    mkdir f && chmod 6755 f && chown 1000:1000 f && stat -c %a f
+  `, ['755', '2745', '755', '755', '4755', '6755']);
+});
+
 t.test('extended attributes: set, get, list, replace, remove; SELinux labels and POSIX ACLs are not supported', async (t) => {
   await run(t, `
     mkdir xa && cd xa && touch f

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <sys/mount.h>
 #include <sys/file.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -75,6 +77,9 @@ typedef struct lf_session {
   /* Set once any lock request came: from then on flush goes to JavaScript (it releases the
    * closing owner's fcntl locks); until then it has nothing to do and is answered here. */
   int locks_seen;
+  /* Kernel INIT flags to add to libfuse's reply (see "INIT reply" below), and whether it went. */
+  uint32_t init_flags_add;
+  int init_replied;
 } lf_session;
 
 typedef struct lf_req {
@@ -210,13 +215,57 @@ static void with_lock(lf_req *r, const struct flock *lk) {
   r->lk_pid = lk->l_pid;
 }
 
+/* ---- INIT reply ----------------------------------------------------------------------------
+ * libfuse 3.14 (Debian 12's) takes FUSE_CAP_PARALLEL_DIROPS and FUSE_CAP_HANDLE_KILLPRIV into
+ * `want` but never puts them in its INIT reply, so the kernel had neither: lookups in one
+ * folder ran one at a time, and before each chown the kernel asked for the attributes to clear
+ * set-user-ID itself (a getattr per file in `tar x`; seen with libfuse's -d: reply flags
+ * 0x4040f42b). The session's writes go through `io_writev`, which adds them to the first
+ * reply, INIT's (the kernel sends nothing else until INIT is answered). The file system then
+ * clears set-user-ID and set-group-ID itself on chown, truncate and the kernel's kill requests
+ * (src/fs/fuse/adapter.ts). The flags' values are the kernel's (include/uapi/linux/fuse.h). */
+#define KERNEL_PARALLEL_DIROPS (1u << 18)
+#define KERNEL_HANDLE_KILLPRIV (1u << 19)
+#define INIT_OUT_FLAGS_OFFSET 12 /* fuse_init_out: major, minor, max_readahead, flags */
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  (void) userdata;
+  return read(fd, buf, len);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  lf_session *s = userdata;
+  if (!s->init_replied) {
+    s->init_replied = 1;
+    /* iov[0] the header (len, error, unique), iov[1] fuse_init_out. */
+    if (count == 2 && iov[0].iov_len >= 8 && ((const int32_t *) iov[0].iov_base)[1] == 0 &&
+        iov[1].iov_len >= INIT_OUT_FLAGS_OFFSET + 4 && iov[1].iov_len <= 256) {
+      unsigned char out[256];
+      memcpy(out, iov[1].iov_base, iov[1].iov_len);
+      uint32_t flags;
+      memcpy(&flags, out + INIT_OUT_FLAGS_OFFSET, 4);
+      flags |= s->init_flags_add;
+      memcpy(out + INIT_OUT_FLAGS_OFFSET, &flags, 4);
+      struct iovec patched[2] = { iov[0], { out, iov[1].iov_len } };
+      return writev(fd, patched, 2);
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io IO = { .read = io_read, .writev = io_writev };
+
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   lf_session *s = userdata;
   if (s->max_write) conn->max_write = s->max_write;
   if (s->max_readahead) conn->max_readahead = s->max_readahead;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV) conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  s->init_flags_add = 0;
+  if (conn->want & FUSE_CAP_PARALLEL_DIROPS) s->init_flags_add |= KERNEL_PARALLEL_DIROPS;
+  if (conn->want & FUSE_CAP_HANDLE_KILLPRIV) s->init_flags_add |= KERNEL_HANDLE_KILLPRIV;
   lf_req *r = new_req(OP_INIT, NULL);
   if (r) {
     r->size = conn->max_write;
@@ -1078,6 +1127,14 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     free(s);
     napi_throw_error(env, "EMOUNT", "fuse_session_mount failed");
+    return NULL;
+  }
+  if (fuse_session_custom_io(s->se, &IO, fuse_session_fd(s->se)) != 0) {
+    fuse_session_unmount(s->se);
+    fuse_session_destroy(s->se);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s);
+    napi_throw_error(env, "EMOUNT", "fuse_session_custom_io failed");
     return NULL;
   }
   if (pthread_create(&s->thread, NULL, loop_thread, s) != 0) {

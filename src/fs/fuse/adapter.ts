@@ -184,6 +184,9 @@ export class FuseMount {
         else if (t & SET_ATIME) req.atimeMs = r.atimeMs;
         if (t & SET_MTIME_NOW) req.mtimeMs = 'now';
         else if (t & SET_MTIME) req.mtimeMs = r.mtimeMs;
+        // The kernel leaves set-ID clearing to the file system (HANDLE_KILLPRIV): a chown, a
+        // truncate by an unprivileged caller, and the empty setattr it sends for a write by one.
+        if ((t & (SET_UID | SET_GID)) || t === 0 || ((t & SET_SIZE) && r.uid !== 0)) req.dropPrivileges = true;
         return b.replyAttr(r.req, this.entry(await v.setattr(r.ino, req), r));
       }
       case 'readlink': return b.replyReadlink(r.req, await v.readlink(r.ino));

@@ -46,9 +46,22 @@ export interface SetAttrRequest {
   size?: number;
   atimeMs?: number | 'now';
   mtimeMs?: number | 'now';
+  /** Clear set-user-ID, and set-group-ID where the group may execute, of a file that is not a
+   * folder, as a chown, a truncate by an unprivileged caller or a write by one does (the FUSE
+   * binding leaves this to the file system: SEMANTICS.md). A mode given with it wins. */
+  dropPrivileges?: boolean;
 }
 
-const S_ISGID = 0o2000;
+const S_ISUID = 0o4000, S_ISGID = 0o2000, S_IXGRP = 0o010;
+
+/** The mode without the set-ID bits a change of owner or content drops (as Linux's
+ * should_remove_suid: set-group-ID only with group execute, which marks a set-GID program). */
+export function withoutPrivileges(mode: number): number {
+  if (isDir(mode)) return mode;
+  let m = mode & ~S_ISUID;
+  if ((m & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) m &= ~S_ISGID;
+  return m;
+}
 
 export class NamespaceChanges {
   /** Inode numbers reserved at the service for new entries (so creating works offline too). */
@@ -149,6 +162,10 @@ export class NamespaceChanges {
     const now = Date.now();
     const changes: AttrChanges = {};
     if (req.mode !== undefined) changes.mode = req.mode & 0o7777;
+    else if (req.dropPrivileges) {
+      const { mode } = this.view.overlay(await this.view.committedAttr(ino));
+      if (withoutPrivileges(mode) !== mode) changes.mode = withoutPrivileges(mode) & 0o7777;
+    }
     if (req.uid !== undefined) changes.uid = req.uid;
     if (req.gid !== undefined) changes.gid = req.gid;
     if (req.atimeMs !== undefined) changes.atimeMs = Math.round(req.atimeMs === 'now' ? now : req.atimeMs);
