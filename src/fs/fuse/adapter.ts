@@ -29,6 +29,11 @@ export interface FuseOptions {
   trace?: (line: string) => void;
 }
 
+/** Numbers per inode's attributes in the binding's layout (native/lucid_fuse.c). */
+const ATTR_FIELDS = 15;
+/** The smallest entry readdirplus can give the kernel: fuse_entry_out (128 bytes), the dirent's
+ * header (24) and a name of up to 8 bytes, 8-aligned. */
+const DIRENTPLUS_MIN = 160;
 const SET_MODE = 1 << 0, SET_UID = 1 << 1, SET_GID = 1 << 2, SET_SIZE = 1 << 3, SET_ATIME = 1 << 4, SET_MTIME = 1 << 5,
   SET_ATIME_NOW = 1 << 7, SET_MTIME_NOW = 1 << 8;
 const RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2;
@@ -140,11 +145,23 @@ export class FuseMount {
    * then answers getxattr of it with ENODATA itself while these attributes may be cached.
    */
   private entry(a: Attr, r?: FuseRequest): Float64Array {
-    const timeout = Math.max(this.attrTimeout, this.vfs.attrTimeoutSec());
-    const base = [a.ino, a.mode, a.nlink, a.uid, a.gid, a.rdev, a.size, Math.ceil(a.size / 512),
-      a.atimeMs, a.mtimeMs, a.ctimeMs, timeout, Math.max(this.entryTimeout, this.vfs.attrTimeoutSec()), 0, this.vfs.blockSize];
-    if (r) base.push(a.hasXattrs === false ? 1 : 0, r.xepoch);
-    return new Float64Array(base);
+    const out = new Float64Array(r ? ATTR_FIELDS + 2 : ATTR_FIELDS);
+    this.writeAttr(out, 0, a);
+    if (r) {
+      out[ATTR_FIELDS] = a.hasXattrs === false ? 1 : 0;
+      out[ATTR_FIELDS + 1] = r.xepoch;
+    }
+    return out;
+  }
+
+  /** Writes `a` in the binding's attribute layout into `out` from `at` (ATTR_FIELDS numbers). */
+  private writeAttr(out: Float64Array, at: number, a: Attr): void {
+    const held = this.vfs.attrTimeoutSec();
+    out[at] = a.ino; out[at + 1] = a.mode; out[at + 2] = a.nlink; out[at + 3] = a.uid; out[at + 4] = a.gid;
+    out[at + 5] = a.rdev; out[at + 6] = a.size; out[at + 7] = Math.ceil(a.size / 512);
+    out[at + 8] = a.atimeMs; out[at + 9] = a.mtimeMs; out[at + 10] = a.ctimeMs;
+    out[at + 11] = Math.max(this.attrTimeout, held); out[at + 12] = Math.max(this.entryTimeout, held);
+    out[at + 13] = 0; out[at + 14] = this.vfs.blockSize;
   }
 
   private handle(r: FuseRequest, onExit: (code: number) => void): void {
@@ -249,16 +266,28 @@ export class FuseMount {
         return;
       }
       case 'readdirplus': {
-        const max = Math.max(1, Math.floor(r.size / 64));
+        // An entry takes at least DIRENTPLUS_MIN bytes of the kernel's buffer (1 MiB here): no
+        // more are made than can fit (by size / 64, 16 384 a request, of which ~6 000 fit).
+        const max = Math.max(1, Math.floor(r.size / DIRENTPLUS_MIN));
         const entries = await v.readdir(r.fh!, r.off, max);
-        const attrs = new Float64Array(entries.length * 15);
-        const noXattrs = new Float64Array(entries.length);
-        entries.forEach((e, i) => {
-          if (e.attr) attrs.set(this.entry(e.attr), i * 15);
-          else attrs.set([e.ino, e.mode], i * 15); // "." and "..": no attributes, no lookup
-          noXattrs[i] = e.attr?.hasXattrs === false ? 1 : 0;
-        });
-        b.replyReaddirplus(r.req, r.size, entries.map((e) => e.name), attrs, new Float64Array(entries.map((e) => e.next)), noXattrs, r.xepoch);
+        const n = entries.length;
+        const attrs = new Float64Array(n * ATTR_FIELDS);
+        const noXattrs = new Float64Array(n);
+        const names = new Array<string>(n);
+        const next = new Float64Array(n);
+        for (let i = 0; i < n; i++) {
+          const e = entries[i];
+          names[i] = e.name;
+          next[i] = e.next;
+          if (e.attr) {
+            this.writeAttr(attrs, i * ATTR_FIELDS, e.attr);
+            noXattrs[i] = e.attr.hasXattrs === false ? 1 : 0;
+          } else {
+            attrs[i * ATTR_FIELDS] = e.ino; // "." and "..": no attributes, no lookup
+            attrs[i * ATTR_FIELDS + 1] = e.mode;
+          }
+        }
+        b.replyReaddirplus(r.req, r.size, names, attrs, next, noXattrs, r.xepoch);
         return;
       }
       case 'releasedir': v.releasedir(r.fh!); return b.replyErr(r.req, 0);

@@ -180,7 +180,13 @@ export class Listings {
       if (d.complete && view.generation(d.ino) === listGen) view.lastKnown.keepListing(d.ino, d.entries.slice(2), d.version, d.mark);
       if (d.complete) this.learnAhead(d.entries);
     }
-    return d.entries.slice(offset, offset + max).map((e, i) => ({ ...e, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: offset + i + 1 }));
+    const end = Math.min(d.entries.length, offset + max);
+    const out = new Array<DirEntryOut & { next: number }>(Math.max(0, end - offset));
+    for (let i = offset; i < end; i++) {
+      const e = d.entries[i];
+      out[i - offset] = { name: e.name, ino: e.ino, mode: e.mode, attr: e.attr && view.overlay(view.cachedAttr(e.ino) ?? e.attr), next: i + 1 };
+    }
+    return out;
   }
 
   /**
