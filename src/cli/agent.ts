@@ -151,7 +151,8 @@ export class Agent implements ControlledAgent {
       if (config.snapshotId === undefined) void vfs.reserveInodes().catch((e: Error) => config.log(`could not reserve inode numbers for offline use: ${e.message}`));
       if (remote) {
         // The change feed: other clients' commits drop what this mount (and its kernel) cached.
-        const feed = remote.client.subscribe(remote.csn, (c) => vfs.view.onRemoteCommit(c), () => vfs.view.setFeed(true), (e) => remote!.locks.onEvent(e), () => vfs.view.setFeed(false));
+        const feed = remote.client.subscribe(remote.csn, (c) => vfs.view.onRemoteCommit(c), () => vfs.view.setFeed(true), (e) => remote!.locks.onEvent(e), () => vfs.view.setFeed(false),
+          () => vfs.view.historyLost());
         cleanups.push(async () => feed.close());
       }
       for (const r of cache.lost) config.log(`LOST: dirty block ${r.idx} of inode ${r.ino} (${r.length} bytes) is missing from the cache directory`);

@@ -33,7 +33,7 @@ export type { LockEvent } from '../locks/types.js';
 
 /** What the feed's WebSocket carries (and, `disconnected`, what its closing is queued as). */
 interface FeedMessage {
-  type: 'commit' | 'lock' | 'locks' | 'ready' | 'disconnected';
+  type: 'commit' | 'lock' | 'locks' | 'ready' | 'reset' | 'disconnected';
   csn?: number;
   timeMs?: number;
   inos?: number[];
@@ -150,9 +150,12 @@ export class MetaClient implements MetaEngine, LockRpc {
 
   /**
    * Follows the change feed from `since`: `onCommit` gets every commit after it, in order,
-   * across reconnects (each reconnect resumes from the last commit seen).
+   * across reconnects (each reconnect resumes from the last commit seen). When the service no
+   * longer keeps the changes since then (its history was pruned while this follower was away),
+   * `onReset` hears it first: anything may have changed up to `csn`, where the commits resume.
    */
-  subscribe(since: number, onCommit: (c: Commit) => void, onReady?: (csn: number) => void, onLocks?: (e: LockEvent) => void, onDisconnect?: () => void): { close(): void } {
+  subscribe(since: number, onCommit: (c: Commit) => void, onReady?: (csn: number) => void, onLocks?: (e: LockEvent) => void, onDisconnect?: () => void,
+    onReset?: (csn: number) => void): { close(): void } {
     let last = since;
     let ws: WebSocket | undefined;
     let closed = false;
@@ -164,6 +167,9 @@ export class MetaClient implements MetaEngine, LockRpc {
       else if (msg.type === 'commit' && msg.csn! > last) {
         last = msg.csn!;
         onCommit({ csn: msg.csn!, timeMs: msg.timeMs!, inos: msg.inos! });
+      } else if (msg.type === 'reset' && msg.csn! > last) {
+        last = msg.csn!;
+        onReset?.(msg.csn!);
       } else if (msg.type === 'ready') {
         delay = 100;
         onReady?.(msg.csn!);

@@ -3,6 +3,7 @@
  *   GET  /v1/health            → 200 {"status":"ok"} (no authentication)
  *   POST /v1/rpc/<method>      → one MetaEngine call; body {"args": [...]}, answer {"result": …}
  *   GET  /v1/feed?since=CSN    → WebSocket: the change feed, catching up from CSN, then live
+ *                                (first a `reset` when the history since CSN was pruned)
  * Every call but health needs `Authorization: Bearer <token>` whose verifier is in the
  * filespace descriptor, so only holders of the filespace keys can talk to it. The service
  * holds no keys and only ever sees lookup hashes and sealed blobs.
@@ -15,7 +16,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { InternalError, InvalidArgumentError, LucidError, UnauthorizedError } from '../errors.js';
+import { InternalError, InvalidArgumentError, LucidError, OutOfRangeError, UnauthorizedError } from '../errors.js';
 import { serviceVerifierOf } from '../crypto/keys.js';
 import type { Commit, MetaEngine } from './types.js';
 import { META_METHODS, META_PARAMS, fitsParam, type MetaMethod } from './rpc.js';
@@ -196,7 +197,17 @@ export async function startService(options: ServiceOptions, host = '127.0.0.1', 
     ws.on('close', stopLocks);
     try {
       for (;;) {
-        const page = await options.engine.changesSince(last, 1000);
+        const page = await options.engine.changesSince(last, 1000).catch(async (e) => {
+          if (!(e instanceof OutOfRangeError)) throw e;
+          // The history since `last` was pruned: the follower is told that anything may have
+          // changed, and hears what the history still holds.
+          const from = (await options.engine.info()).historyCsn;
+          if (from === undefined || from <= last) throw e;
+          last = from;
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'reset', csn: last }));
+          return undefined;
+        });
+        if (!page) continue;
         for (const c of page.commits) send(c);
         if (page.commits.length === 0 || last >= page.csn) break;
       }

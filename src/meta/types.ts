@@ -212,7 +212,9 @@ export interface RestoreResult {
 
 /** What one pass of `pruneVersions` did (or, dry, would do). */
 export interface PruneResult {
-  /** Row versions removed (or removable): attributes, names, block refs, xattrs. */
+  /** Row versions removed (or removable): attributes, names, block refs, xattrs; and the
+   * change history's rows (commits and the inodes each changed) older than the cut-off and
+   * than the oldest snapshot. */
   rows: number;
   /** The newest commit whose replaced rows were considered (commits after the cut-off stay). */
   upToCsn: number;
@@ -225,6 +227,9 @@ export interface MetaInfo {
   inodes: number;
   /** Sum of live file sizes. */
   bytes: number;
+  /** The change history starts after this commit (`changesSince` an older one is refused:
+   * `pruneVersions` removed what came before; 0 while nothing was pruned). */
+  historyCsn?: number;
 }
 
 /** The most operations one batch may carry. */

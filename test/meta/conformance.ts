@@ -724,5 +724,33 @@ export function metaConformance(t: Test, name: string, open: () => Promise<MetaF
       await t.rejects(e.listingChanges(d, c0), OutOfRangeError, 'history pruned: the folder is listed whole');
       t.same((await e.listingChanges(d, (await e.info()).csn)).entries, [], 'changes since after the prune are answered');
     });
+
+    t.test('the change history is pruned with the versions, back to the oldest snapshot at most; a reader from before it is refused', async (t) => {
+      const pause = () => new Promise((r) => setTimeout(r, 5));
+      for (const s of await e.listSnapshots()) await e.deleteSnapshot(s.id);
+      const d = await scratch();
+      await e.create(d, nm('h1'), file);
+      const c1 = (await e.info()).csn;
+      const snap = await e.createSnapshot('history');
+      await e.create(d, nm('h2'), file);
+      const c2 = (await e.info()).csn;
+      await pause();
+      const dry = await e.pruneVersions(Date.now(), { dryRun: true });
+      t.equal((await e.pruneVersions(Date.now())).rows, dry.rows, 'the dry run counts the history rows too');
+      t.equal((await e.info()).historyCsn, snap.csn, 'the history starts at the oldest snapshot');
+      await t.rejects(e.changesSince(c1 - 1), OutOfRangeError, 'the changes from before it are refused');
+      const kept = (await e.changesSince(snap.csn)).commits;
+      t.ok(kept.length >= 1 && kept.every((c) => c.csn > snap.csn), 'those after it are there');
+      t.ok(kept.some((c) => c.csn === c2 && c.inos.includes(d)), 'with the inodes each changed');
+      await e.deleteSnapshot(snap.id);
+      await pause();
+      await e.pruneVersions(Date.now());
+      t.equal((await e.info()).historyCsn, c2, 'with no snapshot, the history starts at the cut-off');
+      await t.rejects(e.changesSince(c2 - 1), OutOfRangeError);
+      t.same((await e.changesSince(c2)).commits, [], 'and is answered from there');
+      await e.create(d, nm('h3'), file);
+      t.same((await e.changesSince(c2)).commits.map((c) => c.csn), [(await e.info()).csn], 'new commits follow');
+      t.equal((await e.pruneVersions(Date.now() - 60_000, { dryRun: true })).rows, 0, 'an older cut-off finds nothing more');
+    });
   });
 }

@@ -108,6 +108,30 @@ t.test('the feed pushes commits live and catches up from a CSN', async (t) => {
   t.equal(status, 401, 'the feed needs the token too');
 });
 
+t.test('a follower from before the pruned history is told to reset, then hears what the history holds', async (t) => {
+  const client = new MetaClient(service.url, TOKEN);
+  t.teardown(() => client.close());
+  const start = (await client.info()).csn;
+  const a = await client.create(ROOT_INO, nm('reset-a'), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });
+  await new Promise((r) => setTimeout(r, 5));
+  await client.pruneVersions(Date.now());
+  const from = (await client.info()).historyCsn!;
+  t.ok(from > start, `the history now starts after commit ${from}`);
+  await client.setAttr(a.ino, { mode: 0o600 });
+  const heard: string[] = [];
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => { ready = r; });
+  const sub = client.subscribe(start, (c) => heard.push(`commit ${c.csn}`), () => ready(), undefined, undefined, (csn) => heard.push(`reset ${csn}`));
+  await isReady;
+  sub.close();
+  t.same(heard, [`reset ${from}`, `commit ${(await client.info()).csn}`], 'the reset first, then the commits after the start of the history');
+  const fresh: string[] = [];
+  const sub2 = client.subscribe(from, (c) => fresh.push(`commit ${c.csn}`), undefined, undefined, undefined, (csn) => fresh.push(`reset ${csn}`));
+  for (let i = 0; i < 100 && fresh.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  sub2.close();
+  t.same(fresh, [`commit ${(await client.info()).csn}`], 'a follower within the history is not reset');
+});
+
 t.test('the feed never overtakes a reply: word of a commit comes after the answer to the call that made it', async (t) => {
   const client = new MetaClient(service.url, TOKEN);
   const start = (await client.info()).csn;

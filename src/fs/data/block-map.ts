@@ -149,6 +149,11 @@ export class BlockMap {
     }
   }
 
+  /** Every inode whose map is known. */
+  inodes(): number[] {
+    return [...this.maps.keys()];
+  }
+
   /** Forgets what is known of `ino`'s map (truncated, removed, or changed by another client). */
   drop(ino: number): void {
     this.maps.delete(ino);

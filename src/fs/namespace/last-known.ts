@@ -112,6 +112,12 @@ export class LastKnown {
     if ((this.listings.get(ino)?.version ?? -1) < csn) this.listings.delete(ino);
   }
 
+  /** Every inode something is kept of: attributes or a listing. */
+  inodes(): number[] {
+    const folders = [...this.names.keys()].map((k) => Number(k.slice(0, k.indexOf('/'))));
+    return [...this.attrs.keys(), ...this.listings.keys(), ...folders];
+  }
+
   /** A name changed in a way this mount cannot follow exactly: the folder's listing is old. */
   forgetName(parent: number, name: string): void {
     this.touch(parent);

@@ -366,6 +366,17 @@ export class NamespaceView {
   }
 
   /**
+   * The service no longer has the changes since this mount last heard of one (its history was
+   * pruned while the feed was away): any inode may have changed, so everything known of every
+   * inode, and what the kernel was told of it, is dropped as another client's change would.
+   */
+  historyLost(): void {
+    const inos = new Set<number>([...this.attrs.keys(), ...this.kernelNames.keys(), ...this.seenVersion.keys(), ...this.lastKnown.inodes(), ...this.blockMap.inodes()]);
+    this.dentries.clear();
+    for (const ino of inos) this.revalidate(ino);
+  }
+
+  /**
    * Forgets cached metadata of an inode (another client changed it, in commit `csn` if known)
    * and tells the kernel. What is kept for outages goes only if it is older than that commit.
    */

@@ -20,6 +20,8 @@ import { dialectSql, type Row, type SqlDriver, type SqlRunner, type SqlValue } f
 import { LIVE, SCHEMA, SCHEMA_VERSION } from './schema.js';
 
 
+/** History rows (by commit) removed per transaction when pruning. */
+const HISTORY_PRUNE_SLICE = 10_000;
 const INODE_COLS = 'ino, csn_from, mode, uid, gid, size, nlink, rdev, atime_ms, mtime_ms, ctime_ms, crtime_ms';
 /** The same columns of the inodes table aliased `i`. */
 const INODE_COLS_I = INODE_COLS.split(', ').map((c) => `i.${c}`).join(', ');
@@ -357,7 +359,7 @@ export class SqlMetaEngine implements MetaEngine {
       for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
         if (e.more) {
           // Too many inodes for one notification: read them back.
-          const page = await this.changesSince(e.csn - 1, 1);
+          const page = await this.commitsAfter(e.csn - 1, 1);
           const c = page.commits.find((x) => x.csn === e.csn);
           if (c) e.inos = c.inos;
         }
@@ -381,7 +383,7 @@ export class SqlMetaEngine implements MetaEngine {
 
   async info(): Promise<MetaInfo> {
     const counters = new Map((await this.db.all("SELECT name, value FROM counters WHERE name IN ('csn', 'live_inodes', 'live_bytes')")).map((r) => [String(r.name), Number(r.value)]));
-    return { filespaceId: this.filespaceId, blockSize: this.blockSize, csn: counters.get('csn')!, inodes: counters.get('live_inodes')!, bytes: counters.get('live_bytes')! };
+    return { filespaceId: this.filespaceId, blockSize: this.blockSize, csn: counters.get('csn')!, inodes: counters.get('live_inodes')!, bytes: counters.get('live_bytes')!, historyCsn: await this.historyCsn() };
   }
 
   async getAttr(ino: number, options?: ReadOptions): Promise<Attr> {
@@ -1043,7 +1045,39 @@ export class SqlMetaEngine implements MetaEngine {
       if (options.dryRun) rows += Number((await this.db.get(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, [upToCsn]))!.n);
       else rows += await this.db.transaction((tx) => tx.run(`DELETE FROM ${table} WHERE ${where}`, [upToCsn]));
     }
+    // The change history goes too, up to the cut-off and no further back than the oldest
+    // snapshot (a diff of two snapshots reads the changes between them). The cut-off commit's
+    // own row stays: it maps times to commits for the next cut-off. First the history's start
+    // moves, so a feed or reader from before it is told (OutOfRange) rather than given a gap.
+    const oldest = await this.db.get('SELECT MIN(csn) AS csn FROM snapshots');
+    const historyCsn = Math.min(upToCsn, oldest?.csn === null || oldest?.csn === undefined ? upToCsn : Number(oldest.csn));
+    const history = [['changes', 'csn <= ?'], ['commits', 'csn < ?']] as const;
+    if (options.dryRun) {
+      for (const [table, where] of history) rows += Number((await this.db.get(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, [historyCsn]))!.n);
+    } else if (historyCsn > 0) {
+      await this.raiseSetting('history_csn', historyCsn);
+      for (const [table, where] of history) {
+        // In slices, so a long history does not hold the database in one transaction.
+        for (let n = 1; n > 0;) {
+          n = await this.db.transaction((tx) => tx.run(`DELETE FROM ${table} WHERE csn IN (SELECT csn FROM ${table} WHERE ${where} LIMIT ${HISTORY_PRUNE_SLICE})`, [historyCsn]));
+          rows += n;
+        }
+      }
+    }
     return { rows, upToCsn };
+  }
+
+  /** Raises a numeric setting to `value` (never lowers it). */
+  private async raiseSetting(name: string, value: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run("INSERT INTO settings (name, value) SELECT ?, '0' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE name = ?)", [name, name]);
+      await tx.run(dialectSql('UPDATE settings SET value = ? WHERE name = ? AND CAST(value AS {int}) < ?', this.db.dialect), [String(value), name, value]);
+    });
+  }
+
+  /** The commit the change history starts after (0: all of it is kept). */
+  private async historyCsn(): Promise<number> {
+    return Number((await this.db.get("SELECT value FROM settings WHERE name = 'history_csn'"))?.value ?? 0);
   }
 
   async retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> {
@@ -1087,6 +1121,13 @@ export class SqlMetaEngine implements MetaEngine {
 
   async changesSince(csn: number, limit = 1000): Promise<ChangesPage> {
     checkInt(csn, 'csn');
+    const from = await this.historyCsn();
+    if (csn < from) throw new OutOfRangeError(`the changes since commit ${csn} are no longer kept (the history starts after commit ${from})`);
+    return this.commitsAfter(csn, limit);
+  }
+
+  /** The commits after `csn` (at most `limit`) with the inodes each changed. */
+  private async commitsAfter(csn: number, limit: number): Promise<ChangesPage> {
     const commits = await this.db.all('SELECT csn, time_ms FROM commits WHERE csn > ? ORDER BY csn LIMIT ?', [csn, Math.min(checkInt(limit, 'limit', 1), 10_000)]);
     const byCsn = new Map(commits.map((c) => [Number(c.csn), { csn: Number(c.csn), timeMs: Number(c.time_ms), inos: [] as number[] }]));
     if (commits.length > 0) {
