@@ -56,7 +56,7 @@ const S_ISUID = 0o4000, S_ISGID = 0o2000, S_IXGRP = 0o010;
 
 /** The mode without the set-ID bits a change of owner or content drops (as Linux's
  * should_remove_suid: set-group-ID only with group execute, which marks a set-GID program). */
-export function withoutPrivileges(mode: number): number {
+function withoutPrivileges(mode: number): number {
   if (isDir(mode)) return mode;
   let m = mode & ~S_ISUID;
   if ((m & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) m &= ~S_ISGID;

@@ -1034,10 +1034,7 @@ export class SqlMetaEngine implements MetaEngine {
     if (!options.dryRun) {
       // First: from now on, a listing's changes since a commit before the cut-off are refused
       // (the names removed then are about to go), and the folder is listed whole.
-      await this.db.transaction(async (tx) => {
-        await tx.run("INSERT INTO settings (name, value) SELECT 'pruned_csn', '0' WHERE NOT EXISTS (SELECT 1 FROM settings WHERE name = 'pruned_csn')");
-        await tx.run(dialectSql("UPDATE settings SET value = ? WHERE name = 'pruned_csn' AND CAST(value AS {int}) < ?", this.db.dialect), [String(upToCsn), upToCsn]);
-      });
+      await this.raiseSetting('pruned_csn', upToCsn);
     }
     let rows = 0;
     for (const table of VERSIONED_TABLES) {
