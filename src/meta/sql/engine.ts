@@ -442,7 +442,7 @@ export class SqlMetaEngine implements MetaEngine {
   async listingChanges(parent: number, since: number): Promise<ListingChanges> {
     checkInt(since, 'since');
     const csn = await this.csnNow();
-    const pruned = Number((await this.db.get("SELECT value FROM settings WHERE name = 'pruned_csn'"))?.value ?? 0);
+    const pruned = await this.numericSetting('pruned_csn');
     if (since < pruned || since > csn) throw new OutOfRangeError(`the changes since commit ${since} are not kept (history from ${pruned} to ${csn}): list the folder whole`);
     const dir = await this.getAttr(checkInt(parent, 'parent', 1));
     if (!isDir(dir.mode)) throw new NotDirectoryError(`inode ${parent} is not a directory`);
@@ -1046,8 +1046,8 @@ export class SqlMetaEngine implements MetaEngine {
     // snapshot (a diff of two snapshots reads the changes between them). The cut-off commit's
     // own row stays: it maps times to commits for the next cut-off. First the history's start
     // moves, so a feed or reader from before it is told (OutOfRange) rather than given a gap.
-    const oldest = await this.db.get('SELECT MIN(csn) AS csn FROM snapshots');
-    const historyCsn = Math.min(upToCsn, oldest?.csn === null || oldest?.csn === undefined ? upToCsn : Number(oldest.csn));
+    const oldest = (await this.db.get('SELECT MIN(csn) AS csn FROM snapshots'))?.csn ?? null;
+    const historyCsn = oldest === null ? upToCsn : Math.min(upToCsn, Number(oldest));
     const history = [['changes', 'csn <= ?'], ['commits', 'csn < ?']] as const;
     if (options.dryRun) {
       for (const [table, where] of history) rows += Number((await this.db.get(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`, [historyCsn]))!.n);
@@ -1072,9 +1072,14 @@ export class SqlMetaEngine implements MetaEngine {
     });
   }
 
+  /** A numeric setting (`pruned_csn`, `history_csn`), 0 when never set. */
+  private async numericSetting(name: string): Promise<number> {
+    return Number((await this.db.get('SELECT value FROM settings WHERE name = ?', [name]))?.value ?? 0);
+  }
+
   /** The commit the change history starts after (0: all of it is kept). */
-  private async historyCsn(): Promise<number> {
-    return Number((await this.db.get("SELECT value FROM settings WHERE name = 'history_csn'"))?.value ?? 0);
+  private historyCsn(): Promise<number> {
+    return this.numericSetting('history_csn');
   }
 
   async retainedObjects(objectIds: string[], beforeMs: number): Promise<string[]> {
