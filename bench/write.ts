@@ -56,15 +56,24 @@ const MB = 1e6;
 const MiB = 1024 * 1024;
 
 
-/** The local steps into `dir`, removing what each wrote before the next. */
+/**
+ * The local steps into `dir`, removing what each wrote before the next. Each starts once the
+ * local disk has written back what the last one left in the page cache (`sync -f` of the
+ * disk that holds the source and every cache directory, not of the mounts): without it, a
+ * step ran beside the kernel writing back the step before (`bo` past 1 GB/s in vmstat while
+ * `cp` ran), and the figures moved by a factor of two from run to run.
+ */
 async function localSteps(name: string, dir: string, source: string, fileMiB: number, log: (l: string) => void, phase: (step: string) => void = () => {}): Promise<WriteRun> {
+  const settle = () => sh(`sync -f '${source}'`);
   const dd = async (bs: number, mib: number, file: string) => {
+    await settle();
     phase(`dd ${bs}`);
     const s = await timedSh(`dd if=/dev/zero of='${file}' bs=${bs} count=${(mib * MiB) / bs} 2>/dev/null`);
     await fs.rm(file, { force: true });
     return s;
   };
   log(`${name}: cp of ${fileMiB} MiB…`);
+  await settle();
   phase('cp');
   const cp = await timedSh(`cp '${source}' '${path.join(dir, 'copy.bin')}'`);
   await fs.rm(path.join(dir, 'copy.bin'), { force: true });
@@ -74,6 +83,7 @@ async function localSteps(name: string, dir: string, source: string, fileMiB: nu
   const dd128k = await dd(128 * 1024, 512, path.join(dir, 'dd128k'));
   const dd1m = await dd(MiB, fileMiB, path.join(dir, 'dd1m'));
   log(`${name}: 16 writers of 64 MiB…`);
+  await settle();
   phase('16 writers');
   const par = await timedSh(Array.from({ length: 16 }, (_, i) => `dd if=/dev/zero of='${path.join(dir, `p${i}`)}' bs=1M count=64 2>/dev/null &`).join(' ') + ' wait');
   for (let i = 0; i < 16; i++) await fs.rm(path.join(dir, `p${i}`), { force: true });

@@ -38,10 +38,15 @@ export class BlockCodec {
     return newObjectId();
   }
 
-  /** Seals one block's plaintext into the bytes of object `objectId`. */
-  seal(objectId: string, plaintext: Uint8Array): Buffer {
+  /**
+   * Seals one block's plaintext into the bytes of object `objectId`: into `into` when given
+   * (exactly `sealedSize(plaintext.length)` bytes, a reused buffer), else a new buffer.
+   */
+  seal(objectId: string, plaintext: Uint8Array, into?: Buffer): Buffer {
     const id = Buffer.from(objectId, 'hex');
-    const out = Buffer.allocUnsafe(HEADER_BYTES + plaintext.length + TAG_BYTES);
+    const size = HEADER_BYTES + plaintext.length + TAG_BYTES;
+    if (into && into.length !== size) throw new RangeError(`sealing into ${into.length} bytes: a sealed block of ${plaintext.length} is ${size}`);
+    const out = into ?? Buffer.allocUnsafe(size);
     BLOCK_MAGIC.copy(out, 0);
     out[4] = BLOCK_FORMAT_VERSION;
     out[5] = 0;

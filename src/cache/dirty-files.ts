@@ -26,10 +26,11 @@
  * next start-up removes, like any file a killed process made but never recorded.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs, closeSync, ftruncateSync, openSync, readFileSync, readSync, rmSync, unlinkSync, write as writeCallback, writeFileSync, writeSync } from 'node:fs';
+import { promises as fs, closeSync, ftruncateSync, openSync, read as readCallback, readFileSync, readSync, rmSync, unlinkSync, write as writeCallback, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
+import { IntegrityError } from '../errors.js';
 
 /** Whole files up to this size are read and written on the event loop. */
 export const SYNC_IO_MAX = 64 * 1024;
@@ -213,6 +214,28 @@ export class SpareFiles {
 /** The whole of `file`, known to be about `size` bytes. */
 export async function readDirtyFile(file: string, size: number): Promise<Buffer> {
   return size <= SYNC_IO_MAX ? readFileSync(file) : fs.readFile(file);
+}
+
+/**
+ * Fills `into` with the first `into.length` bytes of `file` and returns it: synchronously up
+ * to SYNC_IO_MAX, else opened and closed here with one read through the pool (as
+ * writeNewDirty). A file shorter than that is an IntegrityError: its index row says more.
+ */
+export async function readDirtyFileInto(file: string, into: Buffer): Promise<Buffer> {
+  const fd = openSync(file, 'r');
+  try {
+    let done = 0;
+    while (done < into.length) {
+      const n = into.length <= SYNC_IO_MAX
+        ? readSync(fd, into, done, into.length - done, done)
+        : await new Promise<number>((resolve, reject) => readCallback(fd, into, done, into.length - done, done, (e, got) => (e ? reject(e) : resolve(got))));
+      if (n === 0) throw new IntegrityError(`the dirty cache file ${file} holds ${done} bytes where its index says ${into.length}`);
+      done += n;
+    }
+    return into;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Removes `file` if it is there (a small one with one unlink: rmSync's checks cost 22 us to its 7). */

@@ -54,6 +54,11 @@ export interface DirtySnapshot {
   length: number;
   data?: Buffer;
   sealed?: { objectId: string; bytes: Buffer };
+  /**
+   * `data` or `sealed.bytes` is a buffer of the cache's `blockBuffers`: the caller gives it
+   * back there once nothing holds it (after the upload settles), or leaves it to a collection.
+   */
+  pooled?: boolean;
 }
 
 /** The size and mtime a file has once its dirty blocks are committed. */

@@ -72,7 +72,7 @@ export function buildMount(parts: MountParts, cache: BlockCache, options: MountO
   const blockMap = new BlockMap(meta, blockSize, { windowBlocks: options.mapWindowBlocks, madeLocally: (ino) => journal.pendingCreate(ino) !== undefined });
   const view = new NamespaceView(meta, journal, cache, blockMap, options);
   const activity = new ActivityMeter();
-  const uploader = new Uploader({ store, codec, meta: new CommitBatcher(meta), cache, blockSize }, {
+  const uploader = new Uploader({ store, codec, meta: new CommitBatcher(meta), cache, blockSize, buffers: cache.blockBuffers }, {
     ...options.upload, log, holds: journal, foreground: activity,
     committed: (ino, refs, attr) => {
       view.committed(attr);

@@ -29,12 +29,14 @@ export interface FaultRule {
 
 export class FaultyStore implements ObjectStore {
   readonly url: string;
+  readonly local?: boolean;
   private rules: FaultRule[] = [];
   /** How many faults fired, for assertions. */
   fired = 0;
 
   constructor(private readonly inner: ObjectStore) {
     this.url = inner.url;
+    this.local = inner.local;
   }
 
   inject(rule: FaultRule): this {

@@ -18,6 +18,7 @@ import { DEFAULT_LIST_LIMIT, type ByteRange, type GetOptions, type ListOptions, 
 
 export class FileStore implements ObjectStore {
   readonly url: string;
+  readonly local = true;
   /**
    * Folders this store made or found (a put into one needs no check of the root and no
    * mkdir: for small objects those two took as long as the write). A put that finds one gone

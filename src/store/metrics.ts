@@ -20,6 +20,7 @@ const BUCKETS = 20;
 
 export class MeteredStore implements ObjectStore {
   readonly url: string;
+  readonly local?: boolean;
   readonly stats: Record<StoreOp, OpStats>;
   /** When given (LUCID_TRACE=1 in an agent), every call is logged with its timing. */
   private readonly trace?: (line: string) => void;
@@ -27,6 +28,7 @@ export class MeteredStore implements ObjectStore {
   constructor(private readonly inner: ObjectStore, options: { trace?: (line: string) => void } = {}) {
     this.trace = options.trace;
     this.url = inner.url;
+    this.local = inner.local;
     const blank = (): OpStats => ({ requests: 0, errors: 0, bytes: 0, totalMs: 0, maxMs: 0, histogram: new Array(BUCKETS).fill(0) });
     this.stats = { probe: blank(), put: blank(), get: blank(), head: blank(), list: blank(), delete: blank() };
   }

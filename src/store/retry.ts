@@ -21,8 +21,10 @@ export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, baseDelayMs: 100, maxDe
 
 export class RetryingStore implements ObjectStore {
   readonly url: string;
+  readonly local?: boolean;
   constructor(private readonly inner: ObjectStore, private readonly policy: RetryPolicy = DEFAULT_RETRY) {
     this.url = inner.url;
+    this.local = inner.local;
   }
 
   probe(): Promise<void> { return this.run('probe', () => this.inner.probe()); }

@@ -53,8 +53,14 @@ export interface ListPage {
 export interface ObjectStore {
   /** A URL that names this store for people (no secrets). */
   readonly url: string;
+  /**
+   * Its objects are files on this machine's own disks (file://): a PUT is disk work, with no
+   * round trip to hide, so the uploader treats it as near without timing it.
+   */
+  readonly local?: boolean;
   /** Checks that the bucket/container/directory exists and is reachable; typed errors if not. */
   probe(): Promise<void>;
+  /** Writes `body` as `key`; once this settles the store holds no reference to `body` (callers reuse it). */
   put(key: string, body: Uint8Array, options?: PutOptions): Promise<void>;
   get(key: string, range?: ByteRange, options?: GetOptions): Promise<Buffer>;
   /** Size of an object, or undefined when it does not exist. */

@@ -18,9 +18,10 @@
  * mount busy (`foreground`), small PUTs keep to half a slot's width unless a flush waits for
  * them or the cache is full.
  * Write-behind for a near store: while a writer keeps writing (a write in the last
- * WRITER_PAUSE_MS), blocks of large objects wait if the quickest of the last large PUTs took
- * under NEAR_STORE_MS (the quickest, since PUTs queued behind each other only add time); until
- * one large PUT has been timed, one goes at a time to learn it. Near, a PUT is the event
+ * WRITER_PAUSE_MS), blocks of large objects wait if the store is local (file://) or the
+ * quickest of the last large PUTs took under NEAR_STORE_MS (the quickest, since PUTs queued
+ * behind each other only add time); until one large PUT has been timed, one goes at a time to
+ * learn it. Near, a PUT is the event
  * loop's work more than waiting, on the thread that serves the writer's requests (a 256 MiB
  * `cp` to s3rver on loopback: 110 MB/s uploading alongside, 430–480 MB/s without); far away a
  * PUT is mostly waiting, and overlapping it with the writes brings the data to the store
@@ -33,7 +34,8 @@ import type { Attr, BlockRef } from '../meta/types.js';
 import type { BlockCommits } from './commit-batcher.js';
 import type { ObjectStore } from '../store/types.js';
 import { ServiceUnavailableError } from '../errors.js';
-import type { BlockCodec } from '../block/format.js';
+import { sealedSize, type BlockCodec } from '../block/format.js';
+import type { BufferPool } from '../util/buffer-pool.js';
 import { putBlock } from './put-block.js';
 import { RateMeter } from '../util/rate.js';
 import type { CommitListener, UploadHolds } from './types.js';
@@ -47,6 +49,11 @@ export interface UploaderParts {
   /** Where dirty blocks wait: the mount's block cache, or memory for the library API. */
   cache: DirtyBlocks;
   blockSize: number;
+  /**
+   * Buffers of one sealed block to reuse (the block cache's): blocks of the cache's snapshots
+   * marked `pooled` are given back here once settled, and blocks are sealed into them.
+   */
+  buffers?: BufferPool;
 }
 
 export interface UploaderOptions {
@@ -81,6 +88,8 @@ interface Ready {
   ref: BlockRef;
   gen: number;
   sealed: Buffer;
+  /** `sealed` goes back to the parts' buffers once settled. */
+  recycle: boolean;
   /** Resolves once a commit has dealt with this block (the upload's slot ends then). */
   done: () => void;
 }
@@ -320,7 +329,7 @@ export class Uploader {
     const smallCap = busy ? Math.max(1, this.slots / 2) : full;
     const holdLarge = this.holdingBackForWriter();
     // Until a large PUT has said how near the store is, one at a time goes while a writer writes.
-    if (holdLarge && this.largePutMs.length === 0) {
+    if (holdLarge && this.largePutMs.length === 0 && !this.parts.store.local) {
       while (this.activeLarge < 1 && this.start(this.queues.large, () => true)) { /* started one */ }
     }
     // Held back, only a flush's blocks may go: the queue is not searched when none waits.
@@ -337,9 +346,14 @@ export class Uploader {
     }
   }
 
-  /** Whether the quickest of the last large PUTs took under nearStoreMs. */
+  /**
+   * Whether the store is on this machine's disks, or the quickest of the last large PUTs took
+   * under nearStoreMs. A local store is never timed: its PUTs queue behind the writers' own
+   * disk work (16 writers of 64 MiB: 40+ ms each), which made it look far, and the width grew
+   * to 64 PUTs of 1 MiB held in memory against a disk that takes no more at once.
+   */
   private storeIsNear(): boolean {
-    return this.largePutMs.length > 0 && Math.min(...this.largePutMs) < this.nearStoreMs;
+    return this.parts.store.local === true || this.largePutMs.length > 0 && Math.min(...this.largePutMs) < this.nearStoreMs;
   }
 
   /** Whether blocks of large objects wait for the writer to pause (write-behind, above). */
@@ -395,7 +409,11 @@ export class Uploader {
       if (!snap) return;
       const started = performance.now();
       // A block written whole was sealed at write time; a partial one is sealed now.
-      const { objectId, sealed } = await putBlock(this.parts.store, this.parts.codec, snap.sealed ? { objectId: snap.sealed.objectId, sealed: snap.sealed.bytes } : { plain: snap.data! });
+      const buffers = this.parts.buffers;
+      const into = snap.sealed ? undefined : buffers?.take(sealedSize(snap.length));
+      const { objectId, sealed } = await putBlock(this.parts.store, this.parts.codec, snap.sealed ? { objectId: snap.sealed.objectId, sealed: snap.sealed.bytes } : { plain: snap.data!, into });
+      if (snap.pooled && snap.data) buffers?.give(snap.data);
+      const recycle = into !== undefined || snap.pooled === true;
       this.uploadedBytes += snap.length;
       this.rate.note(this.uploadedBytes);
       if (snap.length > SMALL_OBJECT) {
@@ -404,7 +422,10 @@ export class Uploader {
         // Every slot was busy and blocks wait: one more may go at once (a near store needs no more).
         if (!this.storeIsNear() && this.activeLarge >= this.largeWidth && this.queues.large.length > 0) this.largeWidth = Math.min(this.maxLargeWidth, this.largeWidth + 1);
       }
-      if (this.gone.has(ino)) return; // deleted meanwhile: the object is left to GC
+      if (this.gone.has(ino)) { // deleted meanwhile: the object is left to GC
+        if (recycle) buffers?.give(sealed);
+        return;
+      }
       // Its sealed bytes wait in memory for the commit (the clean cache takes them then): past
       // AWAITING_COMMIT_BYTES of those, the slot stays taken until the commit, so PUTs that
       // outrun commits (a slow service) cannot fill memory with sealed blocks.
@@ -415,7 +436,7 @@ export class Uploader {
       try {
         await new Promise<void>((done) => {
           const list = this.ready.get(ino) ?? [];
-          list.push({ ref: { index: idx, objectId, length: snap.length }, gen: snap.gen, sealed, done });
+          list.push({ ref: { index: idx, objectId, length: snap.length }, gen: snap.gen, sealed, recycle, done });
           this.ready.set(ino, list);
           void this.commit(ino);
         });
@@ -461,6 +482,7 @@ export class Uploader {
           try {
             await this.cache.settleUploaded(ino, b.ref.index, b.gen, b.ref.objectId, b.sealed)
               .catch((e: Error) => this.options.log?.(`caching object ${b.ref.objectId}: ${e.message}`));
+            if (b.recycle) this.parts.buffers?.give(b.sealed);
           } finally {
             b.done();
           }

@@ -146,3 +146,39 @@ t.test('dirty writes of every shape into 1 MiB blocks read back byte for byte, a
   await check('after a reopen');
   await cache.close();
 });
+
+t.test('buffers of upload snapshots given back are reused, and no block changes with them', async (t) => {
+  // Whole blocks are sealed into the cache's blockBuffers and their files read back into them
+  // for the upload; a block in sector form is decrypted into one. Each buffer, given back,
+  // serves the next seal or snapshot: every block still reads and snapshots as written.
+  const BS = 256 * 1024; // past the 64 KiB a small file stays sealed whole up to
+  const tmp = tempDir();
+  t.teardown(() => tmp.remove());
+  const u = await createDescriptor({ password: 'pw', blockSize: BS, kdf: 'interactive' });
+  const codec = new BlockCodec(u.keys, 1);
+  const cache = await BlockCache.open({ dir: path.join(tmp.dir, 'cache'), filespaceId: u.descriptor.filespaceId, cacheKey: u.keys.cache, limitBytes: 1 << 30, sealer: codec, blockSize: BS });
+  t.teardown(() => cache.close());
+  const whole = Array.from({ length: 6 }, () => randomBytes(BS));
+  const pieces = randomBytes(BS - 1000);
+  const check = async (when: string) => {
+    for (const [idx, data] of whole.entries()) {
+      const snap = await cache.snapshotDirty(1, idx);
+      t.ok(snap?.pooled && snap.sealed, `${when}: block ${idx} is handed over sealed, in a pooled buffer`);
+      t.ok(codec.open(snap!.sealed!.objectId, snap!.sealed!.bytes).equals(data), `${when}: block ${idx} opens to what was written`);
+      t.ok((await cache.readDirty(1, idx, 0, BS))?.equals(data), `${when}: block ${idx} reads back`);
+      cache.blockBuffers.give(snap!.sealed!.bytes);
+    }
+    const snap = await cache.snapshotDirty(2, 0);
+    t.ok(snap?.pooled && snap.data?.equals(pieces), `${when}: the block in sector form is handed over as written`);
+    cache.blockBuffers.give(snap!.data!);
+  };
+  for (const [idx, data] of whole.entries()) await cache.writeDirty(1, idx, 0, data, async () => undefined, 0);
+  for (let off = 0; off < pieces.length; off += 7000) await cache.writeDirty(2, 0, off, pieces.subarray(off, off + 7000), async () => undefined, 0);
+  t.equal(cache.dirtyRow(2, 0)?.sealedId, null, 'a block written in pieces is in sector form');
+  await check('first');
+  const reusedBefore = cache.blockBuffers.stats.reused;
+  // More whole blocks sealed into the buffers given back: the earlier blocks are untouched.
+  for (let i = 0; i < 4; i++) await cache.writeDirty(3, i, 0, randomBytes(BS), async () => undefined, 0);
+  await check('after reuse');
+  t.ok(cache.blockBuffers.stats.reused > reusedBefore, `buffers were reused (${cache.blockBuffers.stats.reused})`);
+});

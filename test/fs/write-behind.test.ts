@@ -1,8 +1,9 @@
 /**
  * Write-behind (docs/SEMANTICS.md, "Cache and upload"): with a near store, blocks of large
  * objects wait while a writer keeps writing and go once it pauses, or at once for an fsync;
- * with a far store they go while the writer writes, more than 8 at once while blocks wait.
- * Either way every byte reads back and ends committed.
+ * with a far store they go while the writer writes, more than 8 at once while blocks wait; a
+ * local store (file://) is near however long its PUTs take. Either way every byte reads back
+ * and ends committed.
  */
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -12,13 +13,17 @@ import { mountVfs, readPath, sharedFilespace } from '../helpers/shared.js';
 const BS = 512 * 1024; // above the uploader's small-object size
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The shared store with every PUT counted, each taking `delayMs`; `peak()` is the most in flight at once. */
-function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStore; puts(): number; peak(): number } {
+/**
+ * The shared store with every PUT counted, each taking `delayMs`; `peak()` is the most in
+ * flight at once. With `local`, it says it is on this machine's disks (as a file:// store does).
+ */
+function countingStore(store: ObjectStore, delayMs: number, local = false): { store: ObjectStore; puts(): number; peak(): number } {
   let puts = 0;
   let inFlight = 0;
   let peak = 0;
   const wrapped = new Proxy(store, {
     get(target, prop) {
+      if (prop === 'local') return local;
       const v = Reflect.get(target, prop, target) as unknown;
       if (typeof v !== 'function') return v;
       if (prop !== 'put') return (v as (...a: unknown[]) => unknown).bind(target);
@@ -42,10 +47,10 @@ function countingStore(store: ObjectStore, delayMs: number): { store: ObjectStor
  * apart with a generous bound, and a writer pauses only after 1 s, so that a loaded machine
  * (a PUT to local disk taking over 25 ms, a write over 200 ms) does not change what is tested.
  */
-async function writer(t: Test, delayMs: number) {
+async function writer(t: Test, delayMs: number, local = false) {
   const shared = await sharedFilespace(t, BS);
-  const counted = countingStore(shared.store, delayMs);
-  const upload = delayMs === 0 ? { nearStoreMs: 1000, writerPauseMs: 1000 } : {};
+  const counted = countingStore(shared.store, delayMs, local);
+  const upload = delayMs === 0 ? { nearStoreMs: 1000, writerPauseMs: 1000 } : local ? { writerPauseMs: 1000 } : {};
   const vfs = await mountVfs(t, shared, 'm', { store: counted.store, idleMs: 60_000, upload });
   // One block first, written and uploaded alone: the uploader learns how near the store is.
   const first = await vfs.create(1, 'warm.bin', 0o644, 2, { uid: 0, gid: 0 });
@@ -135,4 +140,19 @@ t.test('near store: a writer that never pauses holds blocks back for 5 s at most
   t.ok(w.counted.puts() - before > 0, `after 5 s blocks went while the writer still wrote (${w.counted.puts() - before} PUTs)`);
   await w.vfs.fsync(w.fh);
   await w.vfs.release(w.fh);
+});
+
+t.test('local store: slow PUTs neither end the wait for the writer nor widen the uploads', async (t) => {
+  // PUTs of 40 ms, as to a local disk busy with the writers' own work: a store timed that slow
+  // is far (above), but one that says it is local stays near.
+  const w = await writer(t, 40, true);
+  const { data: first, putsWhileWriting } = await stream(w, 8, 40);
+  t.equal(putsWhileWriting, 0, 'no PUT while the writer kept writing');
+  const rest = randomBytes(40 * BS);
+  for (let i = 0; i < 40; i++) await w.vfs.write(w.fh, (8 + i) * BS, rest.subarray(i * BS, (i + 1) * BS));
+  await w.vfs.fsync(w.fh);
+  t.ok(w.counted.peak() <= w.vfs.uploader.slots, `at most the uploader's ${w.vfs.uploader.slots} slots of PUTs at once (${w.counted.peak()})`);
+  await w.vfs.release(w.fh);
+  const other = await mountVfs(t, w.shared, 'other');
+  t.ok((await readPath(other, '/stream.bin')).equals(Buffer.concat([first, rest])), 'another mount reads every byte');
 });

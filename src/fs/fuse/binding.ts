@@ -71,6 +71,11 @@ export interface FuseBinding {
   replyOpen(req: NativeReq, fh: number, flags: number): void;
   replyBuf(req: NativeReq, data: Buffer): void;
   replyWrite(req: NativeReq, count: number): void;
+  /**
+   * Frees a request's data (a write's bytes) now rather than when a collection finds it dead:
+   * every view of it reads as empty from then on. Only once nothing holds the bytes.
+   */
+  releaseData(data: Buffer): void;
   replyXattr(req: NativeReq, size: number): void;
   replyReadlink(req: NativeReq, target: string): void;
   replyStatfs(req: NativeReq, st: Float64Array): void;
