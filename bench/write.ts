@@ -170,12 +170,16 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
         { env: { ...process.env, ...home2 }, stdio: ['ignore', 'pipe', 'inherit'] });
       children.push(serve);
       const serviceUrl = (await waitLine(serve, /listening on (\S+)/, 'lucid serve'))[1];
+      // As the local steps: each of these starts once the disk has written back what came before.
+      const settle = () => sh(`sync -f '${source}'`);
+      await settle();
       log(`raw PUT ceiling through the link (8 MiB PUTs, 16 in flight, another process)…`);
       const putCeilingMBps = await putCeiling(wan.url(), 'bench', 'ceiling/', Math.max(64, o.fileMiB), 8, 16);
       const wmp = path.join(root.dir, 'lucid-wan');
       await fs.mkdir(wmp);
       await lucidOk(['mount', wmp, '--store', `s3://bench/fs?endpoint=${wan.url()}`, '--service', serviceUrl, '--cache-dir', path.join(root.dir, 'cache-wan')], home2);
       mounted.push(wmp);
+      await settle();
       log(`lucid: cp of ${o.fileMiB} MiB through the link, until nothing remains…`);
       const t = performance.now();
       await sh(`cp '${source}' '${path.join(wmp, 'big.bin')}'`);
@@ -187,6 +191,7 @@ export async function benchWrite(o: WriteOptions): Promise<WriteResult> {
       mounted.pop();
       result.wan = { lucidUploadMBps, putCeilingMBps };
       if (o.peers && hasTool('rclone')) {
+        await settle();
         log('rclone copyto through the link…');
         const secs = await timedSh(`env -u AWS_CA_BUNDLE rclone copyto '${source}' ':s3:bench/rclone/big.bin' --s3-provider Other --s3-endpoint '${wan.url()}' ` +
           `--s3-access-key-id S3RVER --s3-secret-access-key S3RVER --s3-force-path-style --log-level ERROR`);

@@ -89,6 +89,11 @@ const bytesOf = (r: DirtyRow) => (r.sealedId ? sealedSize(r.length) : allocated(
 const WHOLE_SEAL_SMALL = 64 * 1024;
 /** Sealed-block buffers kept for reuse when none is in use (16 MiB at 1 MiB blocks). */
 const BLOCK_BUFFERS_KEPT = 16;
+/**
+ * Blocks smaller than this get buffers of their own size: a whole block's buffer for a 4 KiB
+ * file was a zeroed MiB each time none was free (`tar x`: 64 small uploads in flight).
+ */
+const BLOCK_BUFFERS_MIN = 128 * 1024;
 /** Sealed objects waiting to be written by writeCleanInBackground past which their callers wait. */
 const KEEP_BACKLOG_BYTES = 16 * 1024 * 1024;
 
@@ -148,7 +153,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
     this.sectors = new SectorCipher(cacheKey);
     this.spares = new SpareFiles(path.join(dir, 'dirty'));
     this.openFiles = new OpenDirtyFiles(path.join(dir, 'dirty'));
-    this.blockBuffers = new BufferPool(blockSize ? sealedSize(blockSize) : 0, BLOCK_BUFFERS_KEPT);
+    this.blockBuffers = new BufferPool(blockSize ? sealedSize(blockSize) : 0, BLOCK_BUFFERS_KEPT, { minPooled: BLOCK_BUFFERS_MIN });
     this.pinnedInos = new Set(index.pins());
     this.touchTimer = setInterval(() => this.persistTouches(), 5_000);
     this.touchTimer.unref();

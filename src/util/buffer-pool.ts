@@ -6,7 +6,7 @@
  * ms of CPU per GET).
  *
  * Promises: `take(n)` gives a buffer of exactly `n` bytes, a view of a pooled one when `n`
- * fits (else a fresh one); its contents are whatever was there. `give(b)` returns a buffer
+ * fits and is at least `minPooled` (else a fresh one); its contents are whatever was there. `give(b)` returns a buffer
  * taken from the pool (or any buffer of the pool's size that the caller owns) for reuse; the
  * caller must not touch it afterwards. Giving the same buffer twice, or one of another size,
  * does nothing. At most `keep` buffers wait unused.
@@ -32,10 +32,10 @@ export class BufferPool {
   private made = 0;
   private reused = 0;
 
-  constructor(readonly size: number, private readonly keep: number, private readonly options: { shared?: number } = {}) {}
+  constructor(readonly size: number, private readonly keep: number, private readonly options: { shared?: number; minPooled?: number } = {}) {}
 
   take(n: number): Buffer {
-    if (n > this.size) return Buffer.allocUnsafe(n);
+    if (n > this.size || n < (this.options.minPooled ?? 0)) return Buffer.allocUnsafe(n);
     let memory: ArrayBufferLike | undefined = this.freeShared.pop() ?? this.free.pop();
     if (memory) this.reused++;
     else {

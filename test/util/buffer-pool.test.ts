@@ -2,7 +2,7 @@
  * BufferPool: a buffer given back is the memory the next take gets (no allocation); takes
  * are exactly the size asked; a buffer given twice is pooled once (two takers never share
  * memory); buffers of another size, views inside another buffer and takes larger than the
- * pool's size are never pooled; at most `keep` wait. A shared pool makes its first N buffers
+ * pool's size are never pooled, nor (with `minPooled`) takes smaller than that; at most `keep` wait. A shared pool makes its first N buffers
  * in shared memory and keeps every one of them, whatever `keep` says; past N, ordinary ones.
  */
 import t from 'tap';
@@ -37,6 +37,18 @@ t.test('reuse, sizes and what is never pooled', async (t) => {
   pool.give(c);
   pool.give(d);
   t.equal(pool.stats.free, 2, 'at most `keep` wait');
+});
+
+t.test('takes under minPooled are buffers of their own size', async (t) => {
+  const pool = new BufferPool(1000, 2, { minPooled: 100 });
+  const small = pool.take(99);
+  t.equal(small.buffer.byteLength < 1000 || small.byteOffset !== 0, true, 'a small take does not hold a pooled buffer');
+  pool.give(small);
+  t.same(pool.stats, { made: 0, reused: 0, free: 0 }, 'nothing made, nothing pooled');
+  const large = pool.take(100);
+  t.equal(large.buffer.byteLength, 1000, 'a take of minPooled bytes is a pooled buffer');
+  pool.give(large);
+  t.equal(pool.take(500).buffer, large.buffer, 'and is reused');
 });
 
 t.test('shared: the first N buffers are SharedArrayBuffers, never dropped; then ordinary ones', async (t) => {
