@@ -21,13 +21,12 @@
  * WRITER_PAUSE_MS), blocks of large objects wait if the store is local (file://) or the
  * quickest of the last large PUTs took under NEAR_STORE_MS (the quickest, since PUTs queued
  * behind each other only add time); until one large PUT has been timed, one goes at a time to
- * learn it. Near, a PUT is the event
- * loop's work more than waiting, on the thread that serves the writer's requests (a 256 MiB
- * `cp` to s3rver on loopback: 110 MB/s uploading alongside, 430–480 MB/s without); far away a
- * PUT is mostly waiting, and overlapping it with the writes brings the data to the store
- * sooner. Held blocks go when the writer pauses, when a flush waits for them, when the cache
- * holds half its limit in data not yet uploaded, or after MAX_HOLD_MS of writing without a
- * pause.
+ * learn it. Near, a PUT is the event loop's work more than waiting, on the thread that serves
+ * the writer's requests (a 256 MiB `cp` to s3rver on loopback: 110 MB/s uploading alongside,
+ * 430–480 MB/s without); far away a PUT is mostly waiting, and overlapping it with the writes
+ * brings the data to the store sooner. Held blocks go when the writer pauses, when a flush
+ * waits for them, when the cache holds half its limit in data not yet uploaded, or after
+ * MAX_HOLD_MS of writing without a pause.
  */
 import type { DirtyBlocks } from '../cache/types.js';
 import type { Attr, BlockRef } from '../meta/types.js';
