@@ -1213,9 +1213,15 @@ static napi_value js_release_data(napi_env env, napi_callback_info info) {
   size_t length, offset;
   void *data;
   napi_value ab;
-  CHECK(napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset));
+  /* Never throws: it runs after the reply, where an exception would answer the request twice.
+   * Memory that cannot be detached is left to a collection, as before. */
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok) return NULL;
+  /* Only a buffer that is its whole memory (as a request's data is), never a view into more. */
+  void *whole;
+  size_t whole_length;
+  if (napi_get_arraybuffer_info(env, ab, &whole, &whole_length) != napi_ok || offset != 0 || whole_length != length) return NULL;
   bool detached = false;
-  if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && !detached) CHECK(napi_detach_arraybuffer(env, ab));
+  if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && !detached) napi_detach_arraybuffer(env, ab);
   return NULL;
 }
 

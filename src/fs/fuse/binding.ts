@@ -73,7 +73,8 @@ export interface FuseBinding {
   replyWrite(req: NativeReq, count: number): void;
   /**
    * Frees a request's data (a write's bytes) now rather than when a collection finds it dead:
-   * every view of it reads as empty from then on. Only once nothing holds the bytes.
+   * every view of it reads as empty from then on. Only once nothing holds the bytes. Never
+   * throws (memory it cannot free is left to a collection).
    */
   releaseData(data: Buffer): void;
   replyXattr(req: NativeReq, size: number): void;
