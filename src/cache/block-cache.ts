@@ -32,7 +32,7 @@ import type { CleanBlocks, DirtyBlocks, DirtySnapshot } from './types.js';
 import { plainSize, sealedSize } from '../block/format.js';
 import { NoSpaceError } from '../errors.js';
 import { formatSize } from '../util/size.js';
-import { OpenDirtyFiles, SpareFiles, readDirtyFile, readDirtyFileInto, removeDirty, writeNewDirty } from './dirty-files.js';
+import { OpenDirtyFiles, SpareFiles, readDirtyFileInto, removeDirty, writeNewDirty } from './dirty-files.js';
 import { BufferPool } from '../util/buffer-pool.js';
 
 /** Seals and opens block objects (the block codec), so whole blocks are sealed once. */
@@ -589,7 +589,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
 
   /** The plaintext of a dirty block kept sealed whole. */
   private async openSealedDirty(row: DirtyRow): Promise<Buffer> {
-    return this.sealer.open(row.sealedId!, await readDirtyFile(this.dirtyPath(row.fileId), bytesOf(row)));
+    return this.sealer.open(row.sealedId!, await readDirtyFileInto(this.dirtyPath(row.fileId), Buffer.allocUnsafe(bytesOf(row))));
   }
 
   /** Turns a block journaled sealed back into sector form, for a partial write or a truncate. */
@@ -624,17 +624,15 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
       return out;
     }
     const first = Math.floor(offset / SECTOR);
-    const last = sectorsFor(end);
-    const enc = Buffer.alloc((last - first) * SECTOR);
-    const fh = this.openFiles.open(row.fileId);
-    try {
-      await fh.read(enc, 0, enc.length, first * SECTOR);
-    } finally {
-      await fh.close();
-    }
-    const plain = this.sectors.decrypt(Buffer.from(row.fileId, 'hex'), first, enc);
+    const plain = this.decryptedSectorsSync(row, first, Buffer.allocUnsafe((sectorsFor(end) - first) * SECTOR));
     plain.copy(out, 0, offset - first * SECTOR, end - first * SECTOR);
     return out;
+  }
+
+  /** Sectors from `first` of a dirty block in sector form, read into `run` and decrypted there (zeros past the file's end, as written). */
+  private decryptedSectorsSync(row: DirtyRow, first: number, run: Buffer): Buffer {
+    this.openFiles.open(row.fileId).pread(run, first * SECTOR);
+    return this.sectors.decrypt(Buffer.from(row.fileId, 'hex'), first, run, run);
   }
 
   /** The whole dirty block as the uploader needs it, with the generation it had when read. */
@@ -653,9 +651,7 @@ export class BlockCache implements CleanBlocks, DirtyBlocks {
   /** The plaintext of a dirty block in sector form, whole, decrypted in place in a buffer of `blockBuffers`. */
   private readSectorsWholeSync(row: DirtyRow): Buffer {
     if (row.length === 0) return Buffer.alloc(0);
-    const run = this.blockBuffers.take(allocated(row.length));
-    this.openFiles.open(row.fileId).pread(run, 0);
-    return this.sectors.decrypt(Buffer.from(row.fileId, 'hex'), 0, run, run).subarray(0, row.length);
+    return this.decryptedSectorsSync(row, 0, this.blockBuffers.take(allocated(row.length))).subarray(0, row.length);
   }
 
   /**

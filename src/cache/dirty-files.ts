@@ -26,7 +26,7 @@
  * next start-up removes, like any file a killed process made but never recorded.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs, closeSync, ftruncateSync, openSync, read as readCallback, readFileSync, readSync, rmSync, unlinkSync, write as writeCallback, writeFileSync, writeSync } from 'node:fs';
+import { promises as fs, closeSync, ftruncateSync, openSync, read as readCallback, readSync, rmSync, unlinkSync, write as writeCallback, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
@@ -209,11 +209,6 @@ export class SpareFiles {
     for (const id of this.ready.splice(0)) rmSync(path.join(this.dir, id), { force: true });
     void this.maker?.terminate();
   }
-}
-
-/** The whole of `file`, known to be about `size` bytes. */
-export async function readDirtyFile(file: string, size: number): Promise<Buffer> {
-  return size <= SYNC_IO_MAX ? readFileSync(file) : fs.readFile(file);
 }
 
 /**
